@@ -1,0 +1,4 @@
+//! Shared core of the IoMT device identity authority: policy model and loader, certificate
+//! profile linter, EST wire codecs and DER helpers. No network or database I/O lives here.
+
+pub mod policy;

@@ -1,0 +1,308 @@
+//! Reads `policies/*.toml`, resolves products against their level, and refuses bad files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::error::{PolicyError, Violation};
+use super::model::{Level, Policy};
+use super::{narrow, validate};
+
+/// Every policy the CA enforces: the three levels and the products that narrow them.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    levels: BTreeMap<Level, Policy>,
+    products: BTreeMap<String, Policy>,
+    /// File name and SHA-256 (hex) of every file loaded, for the audit trail.
+    sources: Vec<(String, String)>,
+}
+
+/// One file's raw text, named as the operator knows it.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    pub name: String,
+    pub text: String,
+}
+
+impl PolicySet {
+    /// Loads every `*.toml` file in `dir`.
+    pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| PolicyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        paths.sort();
+        let mut sources = Vec::with_capacity(paths.len());
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            sources.push(PolicySource {
+                name: path.display().to_string(),
+                text,
+            });
+        }
+        PolicySet::from_sources(sources)
+    }
+
+    /// Resolves a set of policy files given as text (base levels first, then products).
+    pub fn from_sources(sources: Vec<PolicySource>) -> Result<PolicySet, PolicyError> {
+        let mut parsed = Vec::with_capacity(sources.len());
+        for source in &sources {
+            let table: toml::Table =
+                toml::from_str(&source.text).map_err(|e| PolicyError::Syntax {
+                    file: source.name.clone(),
+                    message: e.to_string(),
+                })?;
+            let extends = table
+                .get("policy")
+                .and_then(|p| p.get("extends"))
+                .and_then(|e| e.as_str())
+                .ok_or_else(|| PolicyError::Invalid {
+                    file: source.name.clone(),
+                    violations: vec![Violation::new("policy.extends", "missing")],
+                })?
+                .to_owned();
+            parsed.push((source, table, extends));
+        }
+
+        let mut levels = BTreeMap::new();
+        let mut base_tables = BTreeMap::new();
+        for (source, table, extends) in &parsed {
+            if !extends.is_empty() {
+                continue;
+            }
+            let policy = deserialize(&source.name, toml::Value::Table(table.clone()))?;
+            reject(&source.name, validate::base(&policy))?;
+            if levels.contains_key(&policy.policy.level) {
+                return Err(PolicyError::DuplicateLevel {
+                    file: source.name.clone(),
+                    level: policy.policy.level.as_str(),
+                });
+            }
+            base_tables.insert(
+                policy.policy.id.clone(),
+                (table.clone(), policy.policy.level),
+            );
+            levels.insert(policy.policy.level, policy);
+        }
+        for level in Level::ALL {
+            if !levels.contains_key(&level) {
+                return Err(PolicyError::MissingLevel(level.as_str()));
+            }
+        }
+
+        let mut products = BTreeMap::new();
+        for (source, table, extends) in &parsed {
+            if extends.is_empty() {
+                continue;
+            }
+            let Some((base_table, base_level)) = base_tables.get(extends) else {
+                return Err(PolicyError::Invalid {
+                    file: source.name.clone(),
+                    violations: vec![Violation::new(
+                        "policy.extends",
+                        format!("`{extends}` is not one of the level policies"),
+                    )],
+                });
+            };
+            let merged = merge(base_table.clone(), table.clone());
+            let policy = deserialize(&source.name, toml::Value::Table(merged))?;
+            let base = &levels[base_level];
+            let mut violations = validate::product(&policy);
+            violations.extend(narrow::check(base, &policy));
+            reject(&source.name, violations)?;
+            if levels.values().any(|l| l.policy.id == policy.policy.id)
+                || products.contains_key(&policy.policy.id)
+            {
+                return Err(PolicyError::DuplicateId {
+                    file: source.name.clone(),
+                    id: policy.policy.id.clone(),
+                });
+            }
+            products.insert(policy.policy.id.clone(), policy);
+        }
+
+        let sources = sources
+            .iter()
+            .map(|s| (s.name.clone(), sha256_hex(s.text.as_bytes())))
+            .collect();
+        Ok(PolicySet {
+            levels,
+            products,
+            sources,
+        })
+    }
+
+    /// The policy of a level.
+    pub fn level(&self, level: Level) -> &Policy {
+        // `from_sources` refuses a set without all three levels.
+        &self.levels[&level]
+    }
+
+    /// A product policy by id.
+    pub fn product(&self, id: &str) -> Option<&Policy> {
+        self.products.get(id)
+    }
+
+    /// All product policies, by id.
+    pub fn products(&self) -> impl Iterator<Item = &Policy> {
+        self.products.values()
+    }
+
+    /// Loaded files with their SHA-256.
+    pub fn sources(&self) -> &[(String, String)] {
+        &self.sources
+    }
+
+    /// Every policy OID a certificate under `level` may carry: what its issuing CA must assert
+    /// (PROFILES.md §3.3, IOMT-CA-01).
+    pub fn issuer_policy_oids(&self, level: Level) -> Vec<String> {
+        let mut oids: Vec<String> = Vec::new();
+        let policies = std::iter::once(self.level(level))
+            .chain(self.products.values().filter(|p| p.policy.level == level));
+        for policy in policies {
+            let cp = &policy.extensions.certificate_policies;
+            for oid in cp.required_oids.iter().chain(&cp.optional_oids) {
+                if !oids.contains(oid) {
+                    oids.push(oid.clone());
+                }
+            }
+        }
+        oids
+    }
+
+    /// Refuses the set for a production CA while any file still uses placeholder OIDs.
+    pub fn ensure_production_ready(&self) -> Result<(), PolicyError> {
+        let placeholders: Vec<String> = self
+            .levels
+            .values()
+            .chain(self.products.values())
+            .filter(|p| p.policy.placeholder_oids || uses_documentation_arc(p))
+            .map(|p| p.policy.id.clone())
+            .collect();
+        if placeholders.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyError::PlaceholderOids(placeholders))
+        }
+    }
+}
+
+/// True when any OID of the policy lies under the RFC 5612 documentation arc.
+fn uses_documentation_arc(policy: &Policy) -> bool {
+    const DOCUMENTATION_ARC: &str = "1.3.6.1.4.1.32473.";
+    let cp = &policy.extensions.certificate_policies;
+    std::iter::once(&policy.policy.certificate_policy_oid)
+        .chain(&cp.required_oids)
+        .chain(&cp.optional_oids)
+        .chain(&policy.san.hardware_module_name.hw_type_oids)
+        .any(|oid| oid.starts_with(DOCUMENTATION_ARC))
+}
+
+fn deserialize(file: &str, value: toml::Value) -> Result<Policy, PolicyError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let key = e.path().to_string();
+        PolicyError::Schema {
+            file: file.to_owned(),
+            key,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn reject(file: &str, violations: Vec<Violation>) -> Result<(), PolicyError> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(PolicyError::Invalid {
+            file: file.to_owned(),
+            violations,
+        })
+    }
+}
+
+/// Overlays `top` on `base`: tables merge key by key, everything else is replaced.
+fn merge(mut base: toml::Table, top: toml::Table) -> toml::Table {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => {
+                let merged = merge(std::mem::take(below), above);
+                *below = merged;
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+    base
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+/// Lets `Deserialize` stay private to the loader while tests build policies from strings.
+#[cfg(test)]
+pub(crate) fn parse_base_for_tests(text: &str) -> Policy {
+    use serde::Deserialize;
+    Policy::deserialize(toml::Value::Table(toml::from_str(text).expect("toml"))).expect("policy")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_policies_load_with_both_products() {
+        let set = PolicySet::from_sources(crate::policy::shipped_sources()).expect("load");
+        let pump = set.product("example-infusion-pump").expect("pump");
+        assert_eq!(pump.policy.level, Level::Basic);
+        assert_eq!(
+            pump.policy.certificate_policy_oid,
+            "1.3.6.1.4.1.32473.7.1.1"
+        );
+        assert!(set.product("example-patient-monitor").is_some());
+        assert_eq!(set.sources().len(), 5);
+    }
+
+    #[test]
+    fn shipped_policies_are_refused_for_production() {
+        let set = PolicySet::from_sources(crate::policy::shipped_sources()).expect("load");
+        let err = set.ensure_production_ready().expect_err("placeholders");
+        assert!(err.to_string().contains("iomt-basic"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let mut sources = crate::policy::shipped_sources();
+        let pump = sources
+            .iter_mut()
+            .find(|s| s.name.contains("pump"))
+            .expect("pump");
+        pump.text
+            .push_str("\n[enrollment.station]\nmax_per_shift = 3\n");
+        let err = PolicySet::from_sources(sources).expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("example-infusion-pump.toml"), "{text}");
+        assert!(text.contains("max_per_shift"), "{text}");
+    }
+
+    #[test]
+    fn base_file_missing_a_table_is_refused() {
+        let mut sources = crate::policy::shipped_sources();
+        let basic = sources
+            .iter_mut()
+            .find(|s| s.name.contains("iomt-basic"))
+            .expect("basic");
+        basic.text = basic
+            .text
+            .replace("[serial_number]\nmin_random_bits = 64\n", "");
+        let err = PolicySet::from_sources(sources).expect_err("missing table");
+        assert!(err.to_string().contains("serial_number"), "{err}");
+    }
+}

@@ -1,0 +1,48 @@
+//! IoMT assurance-profile policies (PROFILES.md §4): typed model, loader and narrowing rules.
+
+mod error;
+mod load;
+mod model;
+mod narrow;
+pub mod template;
+mod validate;
+
+pub use error::{PolicyError, Violation};
+pub use load::{PolicySet, PolicySource};
+pub use model::*;
+
+/// The policy files shipped in `policies/`, compiled in so a fresh `ca-server init` works from
+/// any directory. `init` copies them into the CA's data directory, where the operator edits them.
+pub const SHIPPED_POLICIES: [(&str, &str); 5] = [
+    (
+        "iomt-basic.toml",
+        include_str!("../../../policies/iomt-basic.toml"),
+    ),
+    (
+        "iomt-substantial.toml",
+        include_str!("../../../policies/iomt-substantial.toml"),
+    ),
+    (
+        "iomt-high.toml",
+        include_str!("../../../policies/iomt-high.toml"),
+    ),
+    (
+        "example-infusion-pump.toml",
+        include_str!("../../../policies/example-infusion-pump.toml"),
+    ),
+    (
+        "example-patient-monitor.toml",
+        include_str!("../../../policies/example-patient-monitor.toml"),
+    ),
+];
+
+/// The shipped policies as loader input.
+pub fn shipped_sources() -> Vec<PolicySource> {
+    SHIPPED_POLICIES
+        .iter()
+        .map(|(name, text)| PolicySource {
+            name: format!("policies/{name}"),
+            text: (*text).to_owned(),
+        })
+        .collect()
+}
