@@ -1,4 +1,9 @@
 //! Shared core of the IoMT device identity authority: policy model and loader, certificate
 //! profile linter, EST wire codecs and DER helpers. No network or database I/O lives here.
 
+pub mod extensions;
+pub mod identity;
+pub mod lint;
+pub mod oids;
 pub mod policy;
+pub mod wire;

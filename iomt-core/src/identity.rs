@@ -1,0 +1,224 @@
+//! What a device's certificate must say, computed from its product policy and registration
+//! record (never from the CSR): PROFILES.md §2.3.6–§2.3.7.
+
+use regex::Regex;
+
+use crate::policy::template::substitute;
+use crate::policy::{Policy, Presence};
+
+/// The registration record fields that feed a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// The device serial as on its label (X520SerialNumber).
+    pub serial: String,
+    /// The GTIN (UDI-DI) of the device's product variant.
+    pub gtin: String,
+}
+
+/// RFC 4108 HardwareModuleName values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HardwareModuleName {
+    /// Dotted OID of the hardware type.
+    pub hw_type: String,
+    /// The module serial, ASCII bytes.
+    pub hw_serial: Vec<u8>,
+}
+
+/// The subject and SAN values a device certificate must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub country: String,
+    pub organization: String,
+    pub common_name: String,
+    pub serial_number: String,
+    pub hardware_module_name: Option<HardwareModuleName>,
+    pub uri: Option<String>,
+}
+
+/// Why an identity cannot be built for a device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("subject {attribute} `{value}` is longer than {max} characters")]
+    TooLong {
+        attribute: &'static str,
+        value: String,
+        max: usize,
+    },
+    #[error("subject {attribute} `{value}` does not match the policy pattern `{pattern}`")]
+    PatternMismatch {
+        attribute: &'static str,
+        value: String,
+        pattern: String,
+    },
+    #[error("policy `{policy}` is a level, not a product: it binds no manufacturer or device")]
+    NotAProduct { policy: String },
+    #[error("template `{template}` leaves `{{{variable}}}` unfilled")]
+    Unfilled { template: String, variable: String },
+    #[error("product URI `{uri}` uses a scheme the policy does not allow ({allowed})")]
+    UriScheme { uri: String, allowed: String },
+}
+
+/// Syntax of a device serial at every level (PROFILES.md §2.3.6).
+pub const SERIAL_SYNTAX: &str = "^[A-Za-z0-9][A-Za-z0-9-]{3,63}$";
+
+/// Checks a serial against the profile syntax and the product's own pattern.
+pub fn check_serial(policy: &Policy, serial: &str) -> Result<(), IdentityError> {
+    let mut patterns = vec![SERIAL_SYNTAX.to_owned()];
+    if let Some(pattern) = &policy.subject.serial_number.pattern {
+        patterns.push(pattern.clone());
+    }
+    if let Some(device) = &policy.device {
+        patterns.push(device.serial_pattern.clone());
+    }
+    for pattern in patterns {
+        // Patterns were compiled once by the loader's validation; a failure here means the
+        // pattern cannot match anything, which is a mismatch.
+        let matches = Regex::new(&pattern).is_ok_and(|re| re.is_match(serial));
+        if !matches {
+            return Err(IdentityError::PatternMismatch {
+                attribute: "serialNumber",
+                value: serial.to_owned(),
+                pattern,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Identity {
+    /// Builds the identity of `record` under the product `policy`.
+    pub fn build(policy: &Policy, record: &DeviceRecord) -> Result<Identity, IdentityError> {
+        let (Some(manufacturer), Some(device)) = (&policy.manufacturer, &policy.device) else {
+            return Err(IdentityError::NotAProduct {
+                policy: policy.policy.id.clone(),
+            });
+        };
+        check_serial(policy, &record.serial)?;
+        let fill = |template: &str| -> Result<String, IdentityError> {
+            let value = substitute(template, |name| match name {
+                "manufacturer.legal_name" => Some(manufacturer.legal_name.as_str()),
+                "manufacturer.country" => Some(manufacturer.country.as_str()),
+                "manufacturer.id_domain" => Some(manufacturer.id_domain.as_str()),
+                "device.serial" => Some(record.serial.as_str()),
+                "device.model_code" => Some(device.model_code.as_str()),
+                "device.gtin" => Some(record.gtin.as_str()),
+                "device.hw_type_oid" => Some(device.hw_type_oid.as_str()),
+                _ => None,
+            });
+            match crate::policy::template::variables(&value).first() {
+                Some(variable) => Err(IdentityError::Unfilled {
+                    template: template.to_owned(),
+                    variable: (*variable).to_owned(),
+                }),
+                None => Ok(value),
+            }
+        };
+        let subject = &policy.subject;
+        let mut attributes = Vec::with_capacity(4);
+        for (name, rule) in [
+            ("C", &subject.country),
+            ("O", &subject.organization),
+            ("CN", &subject.common_name),
+            ("serialNumber", &subject.serial_number),
+        ] {
+            let value = fill(&rule.value)?;
+            if value.chars().count() > rule.max_length {
+                return Err(IdentityError::TooLong {
+                    attribute: name,
+                    value,
+                    max: rule.max_length,
+                });
+            }
+            if let Some(pattern) = &rule.pattern {
+                if !Regex::new(pattern).is_ok_and(|re| re.is_match(&value)) {
+                    return Err(IdentityError::PatternMismatch {
+                        attribute: name,
+                        value,
+                        pattern: pattern.clone(),
+                    });
+                }
+            }
+            attributes.push(value);
+        }
+        let mut attributes = attributes.into_iter();
+        let mut next = || attributes.next().unwrap_or_default();
+        let (country, organization, common_name, serial_number) = (next(), next(), next(), next());
+
+        let hmn_rule = &policy.san.hardware_module_name;
+        let hardware_module_name = match hmn_rule.presence {
+            Presence::Forbidden => None,
+            _ => Some(HardwareModuleName {
+                hw_type: fill(&device.hw_type_oid)?,
+                hw_serial: record.serial.as_bytes().to_vec(),
+            }),
+        };
+        let uri_rule = &policy.san.uri;
+        let uri = match uri_rule.presence {
+            Presence::Forbidden => None,
+            _ => {
+                let uri = fill(&uri_rule.value)?;
+                let scheme = uri.split(':').next().unwrap_or_default();
+                if !uri_rule.allowed_schemes.iter().any(|s| s == scheme) {
+                    return Err(IdentityError::UriScheme {
+                        uri,
+                        allowed: uri_rule.allowed_schemes.join(", "),
+                    });
+                }
+                Some(uri)
+            }
+        };
+        Ok(Identity {
+            country,
+            organization,
+            common_name,
+            serial_number,
+            hardware_module_name,
+            uri,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{PolicySet, shipped_sources};
+
+    fn pump() -> Policy {
+        let set = PolicySet::from_sources(shipped_sources()).expect("policies");
+        set.product("example-infusion-pump").expect("pump").clone()
+    }
+
+    fn record(serial: &str) -> DeviceRecord {
+        DeviceRecord {
+            serial: serial.into(),
+            gtin: "00850000000017".into(),
+        }
+    }
+
+    #[test]
+    fn build_fills_subject_and_san_from_the_record() {
+        let identity = Identity::build(&pump(), &record("IP20000042")).expect("identity");
+        assert_eq!(identity.country, "US");
+        assert_eq!(identity.organization, "Example Medical Devices, Inc.");
+        assert_eq!(identity.common_name, "IP200-IP20000042");
+        assert_eq!(identity.serial_number, "IP20000042");
+        let hmn = identity.hardware_module_name.expect("hmn");
+        assert_eq!(hmn.hw_type, "1.3.6.1.4.1.32473.98.4.1");
+        assert_eq!(hmn.hw_serial, b"IP20000042");
+        assert_eq!(
+            identity.uri.as_deref(),
+            Some("https://id.example-medical.example/01/00850000000017/21/IP20000042")
+        );
+    }
+
+    #[test]
+    fn serial_outside_the_product_pattern_is_rejected() {
+        for serial in ["FG50001234", "IP2", "-IP20000042", "IP2000004x"] {
+            let err = Identity::build(&pump(), &record(serial)).expect_err(serial);
+            assert!(
+                matches!(err, IdentityError::PatternMismatch { .. }),
+                "{serial}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! EST wire formats (RFC 7030): certs-only PKCS#7 out and in, and the csrattrs body.
+
+use cms::cert::CertificateChoices;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{CertificateSet, EncapsulatedContentInfo, SignedData, SignerInfos};
+use der::asn1::{ObjectIdentifier, SetOfVec};
+use der::{Any, Choice, Decode, Encode};
+use x509_cert::attr::Attribute;
+
+const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
+const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+
+/// Why an EST body could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("not a certs-only PKCS#7 SignedData: {0}")]
+    NotCertsOnly(&'static str),
+    #[error("DER: {0}")]
+    Der(#[from] der::Error),
+}
+
+/// Wraps DER certificates in a degenerate certs-only SignedData (RFC 7030 §4.1.3, RFC 5652).
+pub fn certs_only(certificates: &[&[u8]]) -> Result<Vec<u8>, WireError> {
+    let choices = certificates
+        .iter()
+        .map(|der| {
+            Ok(CertificateChoices::Certificate(
+                x509_cert::Certificate::from_der(der)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, der::Error>>()?;
+    let signed = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::new(),
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: ID_DATA,
+            econtent: None,
+        },
+        certificates: Some(CertificateSet::try_from(choices)?),
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::new()),
+    };
+    let info = ContentInfo {
+        content_type: ID_SIGNED_DATA,
+        content: Any::encode_from(&signed)?,
+    };
+    Ok(info.to_der()?)
+}
+
+/// Extracts the DER certificates from a certs-only SignedData.
+pub fn parse_certs_only(der: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
+    let info = ContentInfo::from_der(der)?;
+    if info.content_type != ID_SIGNED_DATA {
+        return Err(WireError::NotCertsOnly("content type is not id-signedData"));
+    }
+    let signed: SignedData = info.content.decode_as()?;
+    let Some(set) = signed.certificates else {
+        return Err(WireError::NotCertsOnly("no certificates"));
+    };
+    let mut out = Vec::new();
+    for choice in set.0.iter() {
+        if let CertificateChoices::Certificate(cert) = choice {
+            out.push(cert.to_der()?);
+        }
+    }
+    Ok(out)
+}
+
+/// `AttrOrOID ::= CHOICE { oid OBJECT IDENTIFIER, attribute Attribute }` (RFC 7030 §4.5.2).
+#[derive(Clone, Debug, Eq, PartialEq, Choice)]
+pub enum AttrOrOid {
+    Oid(ObjectIdentifier),
+    Attribute(Attribute),
+}
+
+/// What a CSR must contain, as the csrattrs response lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CsrRequirements {
+    /// Plain OIDs: e.g. the signature algorithm and subject attributes the server expects.
+    pub oids: Vec<ObjectIdentifier>,
+    /// Attribute type with allowed values: e.g. id-ecPublicKey with the allowed curves.
+    pub attributes: Vec<(ObjectIdentifier, Vec<ObjectIdentifier>)>,
+}
+
+/// Encodes `CsrAttrs ::= SEQUENCE SIZE (0..MAX) OF AttrOrOID`.
+pub fn encode_csrattrs(requirements: &CsrRequirements) -> Result<Vec<u8>, WireError> {
+    let mut items: Vec<AttrOrOid> = requirements
+        .oids
+        .iter()
+        .copied()
+        .map(AttrOrOid::Oid)
+        .collect();
+    for (attr_type, values) in &requirements.attributes {
+        let values = values
+            .iter()
+            .map(Any::encode_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        items.push(AttrOrOid::Attribute(Attribute {
+            oid: *attr_type,
+            values: SetOfVec::try_from(values)?,
+        }));
+    }
+    Ok(items.to_der()?)
+}
+
+/// Decodes a csrattrs body (DER, already base64-decoded).
+pub fn decode_csrattrs(der: &[u8]) -> Result<CsrRequirements, WireError> {
+    let items = Vec::<AttrOrOid>::from_der(der)?;
+    let mut out = CsrRequirements::default();
+    for item in items {
+        match item {
+            AttrOrOid::Oid(oid) => out.oids.push(oid),
+            AttrOrOid::Attribute(attribute) => {
+                let values = attribute
+                    .values
+                    .iter()
+                    .filter_map(|v| v.decode_as::<ObjectIdentifier>().ok())
+                    .collect();
+                out.attributes.push((attribute.oid, values));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oids;
+
+    fn self_signed() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["a.example".to_owned()]).expect("params");
+        params.self_signed(&key).expect("cert").der().to_vec()
+    }
+
+    #[test]
+    fn certs_only_round_trips() {
+        let (a, b) = (self_signed(), self_signed());
+        let p7 = certs_only(&[&a, &b]).expect("encode");
+        let mut back = parse_certs_only(&p7).expect("decode");
+        back.sort();
+        let mut expected = vec![a, b];
+        expected.sort();
+        assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn parse_certs_only_rejects_other_content() {
+        assert!(parse_certs_only(&[0x30, 0x00]).is_err());
+        let not_p7 = self_signed();
+        assert!(parse_certs_only(&not_p7).is_err());
+    }
+
+    #[test]
+    fn csrattrs_round_trips() {
+        let requirements = CsrRequirements {
+            oids: vec![oids::ECDSA_WITH_SHA256, oids::AT_SERIAL_NUMBER],
+            attributes: vec![(oids::EC_PUBLIC_KEY, vec![oids::SECP256R1, oids::SECP384R1])],
+        };
+        let der = encode_csrattrs(&requirements).expect("encode");
+        let mut back = decode_csrattrs(&der).expect("decode");
+        back.attributes[0].1.sort();
+        let mut expected = requirements;
+        expected.attributes[0].1.sort();
+        assert_eq!(back, expected);
+    }
+}
