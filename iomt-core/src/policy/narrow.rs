@@ -1,9 +1,1280 @@
 //! PROFILES.md §4.2: a product policy may only narrow its level.
+//!
+//! [`check`] compares a product (already merged onto its base level) with that base, one rule
+//! family per function: identity, key allow-list, other allow-lists, required lists, maxima,
+//! minima, ladders, restrictive booleans and templates. Informational fields (`policy.id`,
+//! `name`, `status`, `description`, `placeholder_oids`) and the product's own `[manufacturer]` /
+//! `[device]` tables have no narrowing rule.
+
+use std::fmt::Display;
 
 use super::error::Violation;
-use super::model::Policy;
+use super::model::{
+    AllowedKey, AuthorizationFactor, KeyAlgorithm, KeyProtection, Policy, Presence, Strength,
+};
+use super::template::bind_product;
 
 /// Every way `product` widens `base`; empty when it only narrows.
-pub fn check(_base: &Policy, _product: &Policy) -> Vec<Violation> {
-    Vec::new() // FILLED IN BY HELPER
+///
+/// `product` is the product file merged onto `base`, so a key it does not mention equals the
+/// base's. Each [`Violation`] names the dotted key and says what the base allows and what the
+/// product asked for.
+pub fn check(base: &Policy, product: &Policy) -> Vec<Violation> {
+    let mut f = Findings {
+        base,
+        product,
+        out: Vec::new(),
+    };
+    identity(&mut f);
+    allowed_keys(&mut f);
+    allow_lists(&mut f);
+    required_lists(&mut f);
+    maxima(&mut f);
+    minima(&mut f);
+    ladders(&mut f);
+    booleans(&mut f);
+    templates(&mut f);
+    f.out
+}
+
+/// The pair being compared and what has been found so far.
+struct Findings<'a> {
+    base: &'a Policy,
+    product: &'a Policy,
+    out: Vec<Violation>,
+}
+
+impl Findings<'_> {
+    fn push(&mut self, key: &str, message: String) {
+        self.out.push(Violation::new(key, message));
+    }
+
+    fn base_id(&self) -> &str {
+        &self.base.policy.id
+    }
+
+    /// Binds the product's `[manufacturer]`/`[device]` constants into `template` (§4.2 rule 3).
+    fn bind(&self, template: &str) -> String {
+        bind_product(
+            template,
+            self.product.manufacturer.as_ref(),
+            self.product.device.as_ref(),
+        )
+    }
+
+    fn at_most<T: PartialOrd + Display>(&mut self, key: &str, base: T, product: T) {
+        if product > base {
+            let message = format!(
+                "the base `{}` allows at most {base}; this product asks for {product} \
+                 (a product may only lower a maximum)",
+                self.base_id()
+            );
+            self.push(key, message);
+        }
+    }
+
+    fn at_least<T: PartialOrd + Display>(&mut self, key: &str, base: T, product: T) {
+        if product < base {
+            let message = format!(
+                "the base `{}` requires at least {base}; this product asks for {product} \
+                 (a product may only raise a minimum)",
+                self.base_id()
+            );
+            self.push(key, message);
+        }
+    }
+
+    fn equal<T: PartialEq + Display>(&mut self, key: &str, base: T, product: T) {
+        if product != base {
+            let message = format!(
+                "must stay `{base}` as in the base `{}`; this product sets `{product}`",
+                self.base_id()
+            );
+            self.push(key, message);
+        }
+    }
+
+    /// Every `product` entry must be in `base` or be accepted by `also_allowed`; `rule` tells
+    /// the operator what the product may do instead.
+    fn subset<T: AsRef<str>>(
+        &mut self,
+        key: &str,
+        (base, product): (&[T], &[T]),
+        also_allowed: impl Fn(&str) -> bool,
+        rule: &str,
+    ) {
+        let extra: Vec<&str> = product
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|item| !base.iter().any(|b| b.as_ref() == *item) && !also_allowed(item))
+            .collect();
+        if !extra.is_empty() {
+            let message = format!(
+                "{} not allowed by the base `{}`, which allows [{}]; {rule}",
+                quoted(&extra),
+                self.base_id(),
+                quoted(base),
+            );
+            self.push(key, message);
+        }
+    }
+
+    /// Every `base` entry must stay in `product`.
+    fn superset<T: AsRef<str>>(&mut self, key: &str, base: &[T], product: &[T]) {
+        let missing: Vec<&str> = base
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|item| !product.iter().any(|p| p.as_ref() == *item))
+            .collect();
+        if !missing.is_empty() {
+            let message = format!(
+                "{} required by the base `{}` but dropped by this product; \
+                 a product may only add entries",
+                quoted(&missing),
+                self.base_id(),
+            );
+            self.push(key, message);
+        }
+    }
+
+    /// A ladder value (`strength`, `minimum`) may only move up.
+    fn up<T: Ladder>(&mut self, key: &str, base: T, product: T) {
+        if product < base {
+            let message = format!(
+                "the base `{}` sets `{}`; this product lowers it to `{}` \
+                 (it may only move up {})",
+                self.base_id(),
+                base.name(),
+                product.name(),
+                T::ORDER,
+            );
+            self.push(key, message);
+        }
+    }
+
+    /// A presence may only move up, except that `optional` may become `forbidden`, and
+    /// `forbidden` must stay `forbidden`.
+    fn presence(&mut self, key: &str, base: Presence, product: Presence) {
+        let widened = match (base, product) {
+            (Presence::Forbidden, product) => product != Presence::Forbidden,
+            (Presence::Optional, Presence::Forbidden) => false,
+            (base, product) => product < base,
+        };
+        if widened {
+            let message = format!(
+                "the base `{}` sets `{}`; this product sets `{}` (presence may only move up {}, \
+                 `optional` may become `forbidden`, and `forbidden` must stay `forbidden`)",
+                self.base_id(),
+                base.name(),
+                product.name(),
+                Presence::ORDER,
+            );
+            self.push(key, message);
+        }
+    }
+
+    /// `product` must equal `base` once the product's constants are bound into both.
+    fn template(&mut self, key: &str, base: &str, product: &str) {
+        let bound = self.bind(base);
+        if self.bind(product) != bound {
+            let message = format!(
+                "must be the base template `{base}` with this product's [manufacturer]/[device] \
+                 values bound, i.e. `{bound}`; this product sets `{product}`"
+            );
+            self.push(key, message);
+        }
+    }
+}
+
+/// An ordered ladder from PROFILES.md §4.1, with the names used in policy files.
+trait Ladder: Copy + PartialOrd {
+    const ORDER: &'static str;
+    fn name(self) -> &'static str;
+}
+
+impl Ladder for Presence {
+    const ORDER: &'static str = "forbidden < optional < recommended < required";
+    fn name(self) -> &'static str {
+        match self {
+            Presence::Forbidden => "forbidden",
+            Presence::Optional => "optional",
+            Presence::Recommended => "recommended",
+            Presence::Required => "required",
+        }
+    }
+}
+
+impl Ladder for Strength {
+    const ORDER: &'static str = "none < optional < recommended < required";
+    fn name(self) -> &'static str {
+        match self {
+            Strength::None => "none",
+            Strength::Optional => "optional",
+            Strength::Recommended => "recommended",
+            Strength::Required => "required",
+        }
+    }
+}
+
+impl Ladder for KeyProtection {
+    const ORDER: &'static str = "software < hardware < hardware-attested";
+    fn name(self) -> &'static str {
+        match self {
+            KeyProtection::Software => "software",
+            KeyProtection::Hardware => "hardware",
+            KeyProtection::HardwareAttested => "hardware-attested",
+        }
+    }
+}
+
+fn quoted<T: AsRef<str>>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|item| format!("`{}`", item.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn factor_names(factors: &[AuthorizationFactor]) -> Vec<&'static str> {
+    factors.iter().map(|f| f.as_str()).collect()
+}
+
+/// `policy.level` and `policy.certificate_policy_oid` are fixed by the base.
+fn identity(f: &mut Findings<'_>) {
+    let (b, p) = (&f.base.policy, &f.product.policy);
+    f.equal("policy.level", b.level.as_str(), p.level.as_str());
+    f.equal(
+        "policy.certificate_policy_oid",
+        &b.certificate_policy_oid,
+        &p.certificate_policy_oid,
+    );
+}
+
+/// Each `[[keys.allowed]]` entry must be covered by a base entry with a sunset no earlier.
+fn allowed_keys(f: &mut Findings<'_>) {
+    let base = &f.base.keys.allowed;
+    let offered = base.iter().map(describe).collect::<Vec<_>>().join(", ");
+    for (index, entry) in f.product.keys.allowed.iter().enumerate() {
+        let key = format!("keys.allowed[{index}]");
+        // Malformed entries (an ECDSA entry without a curve, say) are reported by validation.
+        let sizes: Vec<(String, Vec<&AllowedKey>)> = match entry.algorithm {
+            KeyAlgorithm::Ecdsa => entry
+                .curve
+                .map(|curve| {
+                    let cover = base.iter().filter(|b| b.allows_curve(curve)).collect();
+                    (format!("ECDSA {}", curve.as_str()), cover)
+                })
+                .into_iter()
+                .collect(),
+            KeyAlgorithm::Rsa => entry
+                .bits
+                .iter()
+                .flatten()
+                .map(|&bits| {
+                    let cover = base.iter().filter(|b| b.allows_rsa(bits)).collect();
+                    (format!("RSA-{bits}"), cover)
+                })
+                .collect(),
+        };
+        let sunset = entry.sunset_date();
+        for (what, cover) in sizes {
+            match cover.iter().map(|b| b.sunset_date()).max() {
+                None => {
+                    let message = format!(
+                        "{what} is not allowed by the base `{}`, which allows {offered}",
+                        f.base_id()
+                    );
+                    f.push(&key, message);
+                }
+                Some(base_sunset) if sunset > base_sunset => {
+                    let message = format!(
+                        "{what} sunset {sunset} is later than {base_sunset}, the sunset in the \
+                         base `{}`; use {base_sunset} or earlier",
+                        f.base_id()
+                    );
+                    f.push(&format!("{key}.sunset"), message);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// One base key entry as an operator reads it: `RSA-3072/4096 until 2035-12-31`.
+fn describe(entry: &AllowedKey) -> String {
+    let what = match (entry.algorithm, entry.curve, &entry.bits) {
+        (KeyAlgorithm::Ecdsa, Some(curve), _) => format!("ECDSA {}", curve.as_str()),
+        (KeyAlgorithm::Rsa, _, Some(bits)) => {
+            let sizes: Vec<String> = bits.iter().map(u32::to_string).collect();
+            format!("RSA-{}", sizes.join("/"))
+        }
+        (KeyAlgorithm::Ecdsa, None, _) => "ECDSA (no curve)".to_owned(),
+        (KeyAlgorithm::Rsa, _, None) => "RSA (no sizes)".to_owned(),
+    };
+    format!("{what} until {}", entry.sunset_date())
+}
+
+/// A dotted key and how to borrow its list from a policy.
+type ListField = (&'static str, fn(&Policy) -> &[String]);
+
+/// Allow-lists compared as they stand: may only shrink.
+const ALLOW_LISTS: [ListField; 4] = [
+    ("key_protection.allowed_modules", |p| {
+        &p.key_protection.allowed_modules
+    }),
+    ("san.uri.allowed_schemes", |p| &p.san.uri.allowed_schemes),
+    ("extensions.extended_key_usage.optional", |p| {
+        &p.extensions.extended_key_usage.optional
+    }),
+    ("extensions.key_usage.rsa_optional", |p| {
+        &p.extensions.key_usage.rsa_optional
+    }),
+];
+
+/// What a product may do to a plain allow-list.
+const ONLY_REMOVE: &str = "a product may only remove entries";
+
+/// The product's `manufacturer.pen_arc`, if it has a non-empty one.
+fn pen_arc(product: &Policy) -> Option<&str> {
+    let arc = product.manufacturer.as_ref().map(|m| m.pen_arc.as_str());
+    arc.filter(|arc| !arc.is_empty())
+}
+
+/// True when `oid` is `arc` itself or lies under it.
+fn under_arc(arc: Option<&str>, oid: &str) -> bool {
+    arc.and_then(|arc| oid.strip_prefix(arc))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// Allow-lists may only shrink (policy OIDs may also grow under `manufacturer.pen_arc`).
+fn allow_lists(f: &mut Findings<'_>) {
+    let (b, p) = (f.base, f.product);
+    for (key, list) in ALLOW_LISTS {
+        f.subset(key, (list(b), list(p)), |_| false, ONLY_REMOVE);
+    }
+    let arc = pen_arc(p);
+    f.subset(
+        "extensions.certificate_policies.optional_oids",
+        (
+            &b.extensions.certificate_policies.optional_oids,
+            &p.extensions.certificate_policies.optional_oids,
+        ),
+        |oid| under_arc(arc, oid),
+        "a product may only remove entries or add OIDs under its manufacturer.pen_arc",
+    );
+    let hw_type_oids = |policy: &Policy| -> Vec<String> {
+        let templates = &policy.san.hardware_module_name.hw_type_oids;
+        templates.iter().map(|t| f.bind(t)).collect()
+    };
+    let hw_types = (hw_type_oids(b), hw_type_oids(p));
+    let key = "san.hardware_module_name.hw_type_oids";
+    f.subset(key, (&hw_types.0, &hw_types.1), |_| false, ONLY_REMOVE);
+    authorization_any_of(f);
+}
+
+/// `authorization_any_of` may only shrink; emptying a non-empty base list drops the "one of"
+/// requirement, which is widening unless `authorization_all_of` now demands one of those factors.
+fn authorization_any_of(f: &mut Findings<'_>) {
+    let (b, p) = (&f.base.enrollment, &f.product.enrollment);
+    let base = factor_names(&b.authorization_any_of);
+    let product = factor_names(&p.authorization_any_of);
+    let key = "enrollment.authorization_any_of";
+    f.subset(key, (&base, &product), |_| false, ONLY_REMOVE);
+    let covered = b
+        .authorization_any_of
+        .iter()
+        .any(|factor| p.authorization_all_of.contains(factor));
+    if !base.is_empty() && product.is_empty() && !covered {
+        let message = format!(
+            "the base `{}` requires one of [{}]; an empty list drops that requirement unless \
+             authorization_all_of names one of them",
+            f.base_id(),
+            quoted(&base),
+        );
+        f.push(key, message);
+    }
+}
+
+/// Required lists may only grow, and only with values the base already allows.
+fn required_lists(f: &mut Findings<'_>) {
+    let (b, p) = (f.base, f.product);
+    f.superset(
+        "enrollment.authorization_all_of",
+        &factor_names(&b.enrollment.authorization_all_of),
+        &factor_names(&p.enrollment.authorization_all_of),
+    );
+
+    let (eku_b, eku_p) = (
+        &b.extensions.extended_key_usage,
+        &p.extensions.extended_key_usage,
+    );
+    let key = "extensions.extended_key_usage.required";
+    f.superset(key, &eku_b.required, &eku_p.required);
+    let allowed = [eku_b.required.as_slice(), &eku_b.optional].concat();
+    let rule = "a product may only require EKUs its base lists as required or optional";
+    f.subset(key, (&allowed, &eku_p.required), |_| false, rule);
+
+    let (cp_b, cp_p) = (
+        &b.extensions.certificate_policies,
+        &p.extensions.certificate_policies,
+    );
+    let key = "extensions.certificate_policies.required_oids";
+    f.superset(key, &cp_b.required_oids, &cp_p.required_oids);
+    let allowed = [cp_b.required_oids.as_slice(), &cp_b.optional_oids].concat();
+    let arc = pen_arc(p);
+    let rule = "an added OID must be in the base's optional_oids or under manufacturer.pen_arc";
+    f.subset(
+        key,
+        (&allowed, &cp_p.required_oids),
+        |oid| under_arc(arc, oid),
+        rule,
+    );
+}
+
+/// A dotted key and how to read its value from a policy.
+type Field<T> = (&'static str, fn(&Policy) -> T);
+
+/// Maxima: may only go down (the subject `max_length`s are checked in [`templates`]).
+const MAXIMA: [Field<u32>; 10] = [
+    ("validity.max_days", |p| p.validity.max_days),
+    ("validity.max_backdate_seconds", |p| {
+        p.validity.max_backdate_seconds
+    }),
+    ("enrollment.one_time_token.max_ttl_hours", |p| {
+        p.enrollment.one_time_token.max_ttl_hours
+    }),
+    (
+        "enrollment.station.max_issuance_per_station_per_hour",
+        |p| p.enrollment.station.max_issuance_per_station_per_hour,
+    ),
+    ("revocation.crl_max_next_update_hours", |p| {
+        p.revocation.crl_max_next_update_hours
+    }),
+    ("revocation.ocsp_max_response_validity_hours", |p| {
+        p.revocation.ocsp_max_response_validity_hours
+    }),
+    ("revocation.revoke_on_key_compromise_hours", |p| {
+        p.revocation.revoke_on_key_compromise_hours
+    }),
+    ("renewal.max_key_reuse", |p| p.renewal.max_key_reuse),
+    ("renewal.max_key_age_days", |p| p.renewal.max_key_age_days),
+    ("renewal.expired_grace_days", |p| {
+        p.renewal.expired_grace_days
+    }),
+];
+
+/// Minima (and `window_start_percent`): may only go up.
+const MINIMA: [Field<u64>; 5] = [
+    ("serial_number.min_random_bits", |p| {
+        u64::from(p.serial_number.min_random_bits)
+    }),
+    ("enrollment.one_time_token.min_entropy_bits", |p| {
+        u64::from(p.enrollment.one_time_token.min_entropy_bits)
+    }),
+    ("renewal.window_start_percent", |p| {
+        u64::from(p.renewal.window_start_percent)
+    }),
+    ("renewal.min_reenroll_interval_minutes", |p| {
+        u64::from(p.renewal.min_reenroll_interval_minutes)
+    }),
+    ("keys.rsa_min_public_exponent", |p| {
+        p.keys.rsa_min_public_exponent
+    }),
+];
+
+/// Presence ladders: up only, except `optional` → `forbidden`.
+const PRESENCES: [Field<Presence>; 5] = [
+    ("san.hardware_module_name.presence", |p| {
+        p.san.hardware_module_name.presence
+    }),
+    ("san.uri.presence", |p| p.san.uri.presence),
+    ("san.permanent_identifier.presence", |p| {
+        p.san.permanent_identifier.presence
+    }),
+    ("extensions.authority_info_access.ocsp_presence", |p| {
+        p.extensions.authority_info_access.ocsp_presence
+    }),
+    ("extensions.masa_url.presence", |p| {
+        p.extensions.masa_url.presence
+    }),
+];
+
+/// Strength ladders: up only.
+const STRENGTHS: [Field<Strength>; 4] = [
+    ("key_protection.attestation", |p| {
+        p.key_protection.attestation
+    }),
+    ("enrollment.channel_binding", |p| {
+        p.enrollment.channel_binding
+    }),
+    ("revocation.ocsp", |p| p.revocation.ocsp),
+    ("renewal.rekey", |p| p.renewal.rekey),
+];
+
+/// Maxima may only go down.
+fn maxima(f: &mut Findings<'_>) {
+    for (key, value) in MAXIMA {
+        f.at_most(key, value(f.base), value(f.product));
+    }
+}
+
+/// Minima may only go up.
+fn minima(f: &mut Findings<'_>) {
+    for (key, value) in MINIMA {
+        f.at_least(key, value(f.base), value(f.product));
+    }
+}
+
+/// Presence, strength and key-protection ladders may only move up.
+fn ladders(f: &mut Findings<'_>) {
+    for (key, value) in PRESENCES {
+        f.presence(key, value(f.base), value(f.product));
+    }
+    for (key, value) in STRENGTHS {
+        f.up(key, value(f.base), value(f.product));
+    }
+    let minimum = |p: &Policy| p.key_protection.minimum;
+    f.up(
+        "key_protection.minimum",
+        minimum(f.base),
+        minimum(f.product),
+    );
+}
+
+/// Restrictive booleans cannot be relaxed.
+fn booleans(f: &mut Findings<'_>) {
+    let (b, p) = (f.base, f.product);
+    if !b.validity.allow_no_expiry && p.validity.allow_no_expiry {
+        let message = format!(
+            "the base `{}` forbids certificates without expiry; this product sets true",
+            f.base_id()
+        );
+        f.push("validity.allow_no_expiry", message);
+    }
+    if b.keys.reject_duplicate_public_key && !p.keys.reject_duplicate_public_key {
+        let message = format!(
+            "the base `{}` rejects a public key already certified for another device; \
+             this product sets false",
+            f.base_id()
+        );
+        f.push("keys.reject_duplicate_public_key", message);
+    }
+}
+
+/// Templates may be specialised (bound) but not changed; base patterns and the MASA URL stay.
+fn templates(f: &mut Findings<'_>) {
+    let (b, p) = (&f.base.subject, &f.product.subject);
+    for (name, base, product) in [
+        ("C", &b.country, &p.country),
+        ("O", &b.organization, &p.organization),
+        ("CN", &b.common_name, &p.common_name),
+        ("serialNumber", &b.serial_number, &p.serial_number),
+    ] {
+        f.template(
+            &format!("subject.{name}.value"),
+            &base.value,
+            &product.value,
+        );
+        f.at_most(
+            &format!("subject.{name}.max_length"),
+            base.max_length,
+            product.max_length,
+        );
+        if let (Some(pattern), None) = (&base.pattern, &product.pattern) {
+            let message = format!(
+                "the base `{}` sets pattern `{pattern}`; this product removes it \
+                 (keep it, or set a stricter pattern)",
+                f.base_id()
+            );
+            f.push(&format!("subject.{name}.pattern"), message);
+        }
+    }
+    let (b, p) = (f.base, f.product);
+    f.template("san.uri.value", &b.san.uri.value, &p.san.uri.value);
+    if let Some(base_url) = &b.extensions.masa_url.value {
+        match &p.extensions.masa_url.value {
+            Some(url) => f.template("extensions.masa_url.value", base_url, url),
+            None => {
+                let message = format!(
+                    "the base `{}` sets `{base_url}`; this product removes it",
+                    f.base_id()
+                );
+                f.push("extensions.masa_url.value", message);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{AllowedKey, Curve, Level, PolicySet, PolicySource, shipped_sources};
+
+    type Mutation = fn(&mut Policy);
+
+    fn shipped() -> PolicySet {
+        PolicySet::from_sources(shipped_sources()).expect("shipped policies load")
+    }
+
+    /// The level policy as base, and as product a copy of it bound to the example pump's
+    /// manufacturer and device: a product that changes nothing.
+    fn product_of(level: Level) -> (Policy, Policy) {
+        let set = shipped();
+        let base = set.level(level).clone();
+        let pump = set.product("example-infusion-pump").expect("pump");
+        let mut product = base.clone();
+        product.manufacturer = pump.manufacturer.clone();
+        product.device = pump.device.clone();
+        (base, product)
+    }
+
+    fn keys_of(violations: &[Violation]) -> Vec<&str> {
+        violations.iter().map(|v| v.key.as_str()).collect()
+    }
+
+    fn assert_one(violations: &[Violation], key: &str) {
+        assert_eq!(keys_of(violations), [key], "{violations:#?}");
+        assert!(!violations[0].message.is_empty());
+    }
+
+    fn rsa(bits: &[u32], sunset: &str) -> AllowedKey {
+        AllowedKey {
+            algorithm: KeyAlgorithm::Rsa,
+            curve: None,
+            bits: Some(bits.to_vec()),
+            sunset: sunset.parse().expect("date"),
+        }
+    }
+
+    fn ecdsa(curve: Curve, sunset: &str) -> AllowedKey {
+        AllowedKey {
+            algorithm: KeyAlgorithm::Ecdsa,
+            curve: Some(curve),
+            bits: None,
+            sunset: sunset.parse().expect("date"),
+        }
+    }
+
+    const PEN_OID: &str = "1.3.6.1.4.1.32473.98.1.7";
+
+    #[test]
+    fn shipped_products_only_narrow() {
+        let set = shipped();
+        let mut checked = 0;
+        for product in set.products() {
+            let base = set.level(product.policy.level);
+            let violations = check(base, product);
+            assert!(
+                violations.is_empty(),
+                "{}: {violations:#?}",
+                product.policy.id
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
+    }
+
+    #[test]
+    fn unchanged_level_copy_has_no_violations() {
+        for level in Level::ALL {
+            let (base, product) = product_of(level);
+            assert_eq!(check(&base, &product), [], "{level:?}");
+            assert_eq!(check(&base, &base), [], "{level:?} against itself");
+        }
+    }
+
+    #[test]
+    fn raising_max_days_is_widening() {
+        let (base, mut product) = product_of(Level::Basic);
+        product.validity.max_days = 4000;
+        let violations = check(&base, &product);
+        assert_one(&violations, "validity.max_days");
+        let message = &violations[0].message;
+        assert!(
+            message.contains("398") && message.contains("4000"),
+            "{message}"
+        );
+        assert!(message.contains("iomt-basic"), "{message}");
+    }
+
+    #[test]
+    fn section_4_7_negative_case_reports_two_violations() {
+        let set = shipped();
+        let base = set.level(Level::Substantial).clone();
+        let mut product = set
+            .product("example-patient-monitor")
+            .expect("monitor")
+            .clone();
+        product.validity.max_days = 4000;
+        product
+            .key_protection
+            .allowed_modules
+            .push("software".into());
+        let violations = check(&base, &product);
+        assert_eq!(
+            keys_of(&violations),
+            ["key_protection.allowed_modules", "validity.max_days"],
+            "{violations:#?}"
+        );
+        assert!(violations[0].message.contains("`software`"));
+    }
+
+    #[test]
+    fn each_widening_is_reported_at_its_key() {
+        let cases: &[(&str, Level, Mutation)] = &[
+            // identity
+            ("policy.level", Level::Basic, |p| {
+                p.policy.level = Level::High
+            }),
+            ("policy.certificate_policy_oid", Level::Basic, |p| {
+                p.policy.certificate_policy_oid = "1.3.6.1.4.1.32473.7.1.3".into()
+            }),
+            // allow-lists
+            ("key_protection.allowed_modules", Level::High, |p| {
+                p.key_protection.allowed_modules.push("tee".into())
+            }),
+            ("san.uri.allowed_schemes", Level::Basic, |p| {
+                p.san.uri.allowed_schemes.push("http".into())
+            }),
+            (
+                "extensions.extended_key_usage.optional",
+                Level::Basic,
+                |p| {
+                    p.extensions
+                        .extended_key_usage
+                        .optional
+                        .push("id-kp-codeSigning".into())
+                },
+            ),
+            (
+                "extensions.certificate_policies.optional_oids",
+                Level::Basic,
+                |p| {
+                    p.extensions
+                        .certificate_policies
+                        .optional_oids
+                        .push("1.2.3.4".into())
+                },
+            ),
+            (
+                "extensions.key_usage.rsa_optional",
+                Level::Substantial,
+                |p| {
+                    p.extensions
+                        .key_usage
+                        .rsa_optional
+                        .push("keyEncipherment".into())
+                },
+            ),
+            ("enrollment.authorization_any_of", Level::Basic, |p| {
+                p.enrollment
+                    .authorization_any_of
+                    .push(AuthorizationFactor::PreregisteredSerial)
+            }),
+            ("san.hardware_module_name.hw_type_oids", Level::Basic, |p| {
+                p.san
+                    .hardware_module_name
+                    .hw_type_oids
+                    .push("2.23.133.1.2".into())
+            }),
+            // required lists
+            ("enrollment.authorization_all_of", Level::High, |p| {
+                p.enrollment
+                    .authorization_all_of
+                    .retain(|f| *f != AuthorizationFactor::KeyAttestation)
+            }),
+            (
+                "extensions.extended_key_usage.required",
+                Level::Basic,
+                |p| p.extensions.extended_key_usage.required.clear(),
+            ),
+            (
+                "extensions.certificate_policies.required_oids",
+                Level::High,
+                |p| {
+                    p.extensions.certificate_policies.required_oids.pop();
+                },
+            ),
+            // maxima
+            ("validity.max_days", Level::High, |p| {
+                p.validity.max_days += 1
+            }),
+            ("validity.max_backdate_seconds", Level::Basic, |p| {
+                p.validity.max_backdate_seconds += 1
+            }),
+            (
+                "enrollment.one_time_token.max_ttl_hours",
+                Level::Basic,
+                |p| p.enrollment.one_time_token.max_ttl_hours += 1,
+            ),
+            (
+                "enrollment.station.max_issuance_per_station_per_hour",
+                Level::Basic,
+                |p| p.enrollment.station.max_issuance_per_station_per_hour += 1,
+            ),
+            ("revocation.crl_max_next_update_hours", Level::High, |p| {
+                p.revocation.crl_max_next_update_hours += 1
+            }),
+            (
+                "revocation.ocsp_max_response_validity_hours",
+                Level::High,
+                |p| p.revocation.ocsp_max_response_validity_hours += 1,
+            ),
+            (
+                "revocation.revoke_on_key_compromise_hours",
+                Level::High,
+                |p| p.revocation.revoke_on_key_compromise_hours += 1,
+            ),
+            ("renewal.max_key_reuse", Level::High, |p| {
+                p.renewal.max_key_reuse += 1
+            }),
+            ("renewal.max_key_age_days", Level::Basic, |p| {
+                p.renewal.max_key_age_days += 1
+            }),
+            ("renewal.expired_grace_days", Level::Basic, |p| {
+                p.renewal.expired_grace_days += 1
+            }),
+            ("subject.C.max_length", Level::Basic, |p| {
+                p.subject.country.max_length += 1
+            }),
+            ("subject.O.max_length", Level::Basic, |p| {
+                p.subject.organization.max_length += 1
+            }),
+            ("subject.CN.max_length", Level::Basic, |p| {
+                p.subject.common_name.max_length += 1
+            }),
+            ("subject.serialNumber.max_length", Level::Basic, |p| {
+                p.subject.serial_number.max_length += 1
+            }),
+            // minima
+            ("serial_number.min_random_bits", Level::Basic, |p| {
+                p.serial_number.min_random_bits -= 1
+            }),
+            (
+                "enrollment.one_time_token.min_entropy_bits",
+                Level::Basic,
+                |p| p.enrollment.one_time_token.min_entropy_bits -= 1,
+            ),
+            ("renewal.window_start_percent", Level::Basic, |p| {
+                p.renewal.window_start_percent -= 1
+            }),
+            ("renewal.min_reenroll_interval_minutes", Level::Basic, |p| {
+                p.renewal.min_reenroll_interval_minutes -= 1
+            }),
+            ("keys.rsa_min_public_exponent", Level::Basic, |p| {
+                p.keys.rsa_min_public_exponent = 3
+            }),
+            // ladders
+            ("san.hardware_module_name.presence", Level::High, |p| {
+                p.san.hardware_module_name.presence = Presence::Recommended
+            }),
+            ("san.uri.presence", Level::High, |p| {
+                p.san.uri.presence = Presence::Optional
+            }),
+            (
+                "extensions.authority_info_access.ocsp_presence",
+                Level::High,
+                |p| p.extensions.authority_info_access.ocsp_presence = Presence::Recommended,
+            ),
+            ("key_protection.attestation", Level::High, |p| {
+                p.key_protection.attestation = Strength::Recommended
+            }),
+            ("enrollment.channel_binding", Level::High, |p| {
+                p.enrollment.channel_binding = Strength::None
+            }),
+            ("revocation.ocsp", Level::High, |p| {
+                p.revocation.ocsp = Strength::Optional
+            }),
+            ("renewal.rekey", Level::High, |p| {
+                p.renewal.rekey = Strength::Recommended
+            }),
+            ("key_protection.minimum", Level::High, |p| {
+                p.key_protection.minimum = KeyProtection::Hardware
+            }),
+            // restrictive booleans
+            ("validity.allow_no_expiry", Level::Basic, |p| {
+                p.validity.allow_no_expiry = true
+            }),
+            ("keys.reject_duplicate_public_key", Level::Basic, |p| {
+                p.keys.reject_duplicate_public_key = false
+            }),
+            // templates
+            ("subject.C.value", Level::Basic, |p| {
+                p.subject.country.value = "DE".into()
+            }),
+            ("subject.O.value", Level::Basic, |p| {
+                p.subject.organization.value = "Someone Else GmbH".into()
+            }),
+            ("subject.CN.value", Level::Basic, |p| {
+                p.subject.common_name.value = "{device.serial}".into()
+            }),
+            ("subject.serialNumber.value", Level::Basic, |p| {
+                p.subject.serial_number.value = "{device.gtin}".into()
+            }),
+            ("subject.serialNumber.pattern", Level::Basic, |p| {
+                p.subject.serial_number.pattern = None
+            }),
+            ("san.uri.value", Level::Basic, |p| {
+                p.san.uri.value = "https://elsewhere.example/{device.serial}".into()
+            }),
+        ];
+        for (key, level, widen) in cases {
+            let (base, mut product) = product_of(*level);
+            widen(&mut product);
+            let violations = check(&base, &product);
+            assert_one(&violations, key);
+            let message = &violations[0].message;
+            assert!(
+                message.contains(base.policy.id.as_str()) || message.contains("base"),
+                "{key}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_narrowing_is_accepted() {
+        let cases: &[(&str, Level, Mutation)] = &[
+            ("drop a key type", Level::Basic, |p| {
+                p.keys
+                    .allowed
+                    .retain(|k| k.algorithm == KeyAlgorithm::Ecdsa)
+            }),
+            ("earlier sunset", Level::Basic, |p| {
+                p.keys.allowed = vec![ecdsa(Curve::P256, "2030-01-01")]
+            }),
+            ("fewer RSA sizes", Level::Basic, |p| {
+                p.keys.allowed = vec![rsa(&[4096], "2035-12-31")]
+            }),
+            ("fewer modules", Level::High, |p| {
+                p.key_protection.allowed_modules = vec!["tpm2".into()]
+            }),
+            ("fewer schemes", Level::Basic, |p| {
+                p.san.uri.allowed_schemes = vec!["https".into()]
+            }),
+            ("no optional EKU", Level::Basic, |p| {
+                p.extensions.extended_key_usage.optional.clear()
+            }),
+            ("optional EKU made required", Level::Basic, |p| {
+                let eku = &mut p.extensions.extended_key_usage;
+                eku.required.push("id-kp-serverAuth".into());
+                eku.optional.clear();
+            }),
+            ("no RSA keyEncipherment", Level::Basic, |p| {
+                p.extensions.key_usage.rsa_optional.clear()
+            }),
+            ("optional OID made required", Level::High, |p| {
+                let cp = &mut p.extensions.certificate_policies;
+                cp.required_oids.push("2.23.133.11.1.1".into());
+                cp.optional_oids.clear();
+            }),
+            ("required OID under pen_arc", Level::Basic, |p| {
+                p.extensions
+                    .certificate_policies
+                    .required_oids
+                    .push(PEN_OID.into())
+            }),
+            ("optional OID under pen_arc", Level::Basic, |p| {
+                p.extensions
+                    .certificate_policies
+                    .optional_oids
+                    .push(PEN_OID.into())
+            }),
+            ("the pen_arc itself", Level::Basic, |p| {
+                p.extensions
+                    .certificate_policies
+                    .optional_oids
+                    .push("1.3.6.1.4.1.32473.98".into())
+            }),
+            ("fewer any-of factors", Level::Basic, |p| {
+                p.enrollment.authorization_any_of = vec![AuthorizationFactor::StationMtls]
+            }),
+            ("any-of factor moved to all-of", Level::Basic, |p| {
+                p.enrollment.authorization_any_of.clear();
+                p.enrollment
+                    .authorization_all_of
+                    .push(AuthorizationFactor::OneTimeToken);
+            }),
+            ("more all-of factors", Level::Substantial, |p| {
+                p.enrollment
+                    .authorization_all_of
+                    .push(AuthorizationFactor::KeyAttestation)
+            }),
+            ("hw type bound to the product", Level::Substantial, |p| {
+                p.san.hardware_module_name.hw_type_oids = vec!["1.3.6.1.4.1.32473.98.4.1".into()]
+            }),
+            ("lower maxima", Level::Basic, |p| {
+                p.validity.max_days = 30;
+                p.validity.max_backdate_seconds = 0;
+                p.enrollment.one_time_token.max_ttl_hours = 1;
+                p.enrollment.station.max_issuance_per_station_per_hour = 10;
+                p.revocation.crl_max_next_update_hours = 24;
+                p.revocation.ocsp_max_response_validity_hours = 12;
+                p.revocation.revoke_on_key_compromise_hours = 4;
+                p.renewal.max_key_age_days = 30;
+                p.subject.common_name.max_length = 32;
+            }),
+            ("higher minima", Level::Basic, |p| {
+                p.serial_number.min_random_bits = 128;
+                p.enrollment.one_time_token.min_entropy_bits = 256;
+                p.renewal.window_start_percent = 90;
+                p.renewal.min_reenroll_interval_minutes = 600;
+                p.keys.rsa_min_public_exponent = 65539;
+            }),
+            ("ladders up", Level::Basic, |p| {
+                p.san.hardware_module_name.presence = Presence::Required;
+                p.san.uri.presence = Presence::Required;
+                p.extensions.authority_info_access.ocsp_presence = Presence::Recommended;
+                p.key_protection.attestation = Strength::Required;
+                p.enrollment.channel_binding = Strength::Required;
+                p.revocation.ocsp = Strength::Required;
+                p.key_protection.minimum = KeyProtection::Hardware;
+            }),
+            ("optional presence forbidden", Level::Basic, |p| {
+                p.san.hardware_module_name.presence = Presence::Forbidden;
+                p.san.permanent_identifier.presence = Presence::Forbidden;
+                p.extensions.authority_info_access.ocsp_presence = Presence::Forbidden;
+                p.extensions.masa_url.presence = Presence::Forbidden;
+            }),
+            ("templates bound to literals", Level::Basic, |p| {
+                p.subject.country.value = "US".into();
+                p.subject.organization.value = "Example Medical Devices, Inc.".into();
+                p.subject.common_name.value = "IP200-{device.serial}".into();
+                p.san.uri.value =
+                    "https://id.example-medical.example/01/{device.gtin}/21/{device.serial}".into();
+            }),
+            ("stricter pattern", Level::Basic, |p| {
+                p.subject.country.pattern = Some("^US$".into());
+                p.subject.common_name.pattern = Some("^IP200-".into());
+            }),
+            ("MASA URL added", Level::Basic, |p| {
+                p.extensions.masa_url.value = Some("masa.example-medical.example".into())
+            }),
+        ];
+        for (what, level, narrow) in cases {
+            let (base, mut product) = product_of(*level);
+            narrow(&mut product);
+            assert_eq!(check(&base, &product), [], "{what}");
+        }
+    }
+
+    #[test]
+    fn rsa_size_not_in_base_is_widening() {
+        let (base, mut product) = product_of(Level::High);
+        product.keys.allowed.push(rsa(&[2048], "2030-12-31"));
+        let violations = check(&base, &product);
+        assert_one(&violations, "keys.allowed[3]");
+        assert!(violations[0].message.contains("RSA-2048"), "{violations:?}");
+    }
+
+    #[test]
+    fn curve_not_in_base_is_widening() {
+        // A base edited by its operator to allow P-256 only.
+        let (_, mut product) = product_of(Level::Basic);
+        let text = crate::policy::SHIPPED_POLICIES[0].1;
+        let p384 = concat!(
+            "[[keys.allowed]]\n",
+            "algorithm = \"ecdsa\"\n",
+            "curve = \"P-384\"\n",
+            "sunset = 2035-12-31\n",
+        );
+        assert!(text.contains(p384));
+        let base = crate::policy::load::parse_base_for_tests(&text.replace(p384, ""));
+        assert!(
+            !base
+                .keys
+                .allowed
+                .iter()
+                .any(|k| k.allows_curve(Curve::P384))
+        );
+        product.keys.allowed = vec![
+            ecdsa(Curve::P256, "2035-12-31"),
+            ecdsa(Curve::P384, "2035-12-31"),
+        ];
+        let violations = check(&base, &product);
+        assert_one(&violations, "keys.allowed[1]");
+        assert!(
+            violations[0].message.contains("ECDSA P-384"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn later_key_sunset_is_widening() {
+        let (base, mut product) = product_of(Level::Basic);
+        product.keys.allowed = vec![ecdsa(Curve::P256, "2040-01-01")];
+        let violations = check(&base, &product);
+        assert_one(&violations, "keys.allowed[0].sunset");
+        assert!(
+            violations[0].message.contains("2035-12-31"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn rsa_sizes_are_checked_against_their_own_base_sunset() {
+        // Basic allows RSA-2048 until 2030 and RSA-3072 until 2035: one entry with both sizes
+        // and the later sunset widens only the 2048 part.
+        let (base, mut product) = product_of(Level::Basic);
+        product.keys.allowed = vec![rsa(&[2048, 3072], "2035-12-31")];
+        let violations = check(&base, &product);
+        assert_one(&violations, "keys.allowed[0].sunset");
+        assert!(violations[0].message.contains("RSA-2048"), "{violations:?}");
+    }
+
+    #[test]
+    fn required_oid_outside_pen_arc_and_base_is_widening() {
+        for oid in ["1.2.3.4", "1.3.6.1.4.1.32473.980.1", "1.3.6.1.4.1.32473.9"] {
+            let (base, mut product) = product_of(Level::Basic);
+            product
+                .extensions
+                .certificate_policies
+                .required_oids
+                .push(oid.into());
+            let violations = check(&base, &product);
+            assert_one(&violations, "extensions.certificate_policies.required_oids");
+            assert!(violations[0].message.contains(oid), "{violations:?}");
+        }
+    }
+
+    #[test]
+    fn oid_checks_without_manufacturer_allow_no_arc() {
+        let (base, mut product) = product_of(Level::Basic);
+        product.manufacturer = None;
+        product
+            .extensions
+            .certificate_policies
+            .optional_oids
+            .push(PEN_OID.into());
+        assert_one(
+            &check(&base, &product),
+            "extensions.certificate_policies.optional_oids",
+        );
+    }
+
+    #[test]
+    fn required_eku_the_base_never_allows_is_widening() {
+        let (base, mut product) = product_of(Level::Basic);
+        product
+            .extensions
+            .extended_key_usage
+            .required
+            .push("id-kp-codeSigning".into());
+        assert_one(
+            &check(&base, &product),
+            "extensions.extended_key_usage.required",
+        );
+    }
+
+    #[test]
+    fn emptying_any_of_without_all_of_cover_is_widening() {
+        let (base, mut product) = product_of(Level::Basic);
+        product.enrollment.authorization_any_of.clear();
+        let violations = check(&base, &product);
+        assert_one(&violations, "enrollment.authorization_any_of");
+        assert!(violations[0].message.contains("one-time-token"));
+    }
+
+    #[test]
+    fn forbidden_presence_must_stay_forbidden() {
+        type SetPresence = fn(&mut Policy, Presence);
+        let cases: &[(&str, SetPresence)] = &[
+            ("san.hardware_module_name.presence", |p, v| {
+                p.san.hardware_module_name.presence = v
+            }),
+            ("san.uri.presence", |p, v| p.san.uri.presence = v),
+            ("san.permanent_identifier.presence", |p, v| {
+                p.san.permanent_identifier.presence = v
+            }),
+            ("extensions.authority_info_access.ocsp_presence", |p, v| {
+                p.extensions.authority_info_access.ocsp_presence = v
+            }),
+            ("extensions.masa_url.presence", |p, v| {
+                p.extensions.masa_url.presence = v
+            }),
+        ];
+        for (key, set) in cases {
+            for relaxed in [
+                Presence::Optional,
+                Presence::Recommended,
+                Presence::Required,
+            ] {
+                let (mut base, mut product) = product_of(Level::Basic);
+                set(&mut base, Presence::Forbidden);
+                set(&mut product, relaxed);
+                // A required MASA URL needs a value; that is validation's concern, not ours.
+                assert_one(&check(&base, &product), key);
+            }
+            let (mut base, mut product) = product_of(Level::Basic);
+            set(&mut base, Presence::Forbidden);
+            set(&mut product, Presence::Forbidden);
+            assert_eq!(check(&base, &product), [], "{key}");
+        }
+    }
+
+    #[test]
+    fn recommended_presence_may_not_become_forbidden() {
+        let (base, mut product) = product_of(Level::Basic);
+        product.san.uri.presence = Presence::Forbidden;
+        let violations = check(&base, &product);
+        assert_one(&violations, "san.uri.presence");
+        assert!(violations[0].message.contains("recommended"));
+    }
+
+    #[test]
+    fn changed_subject_pattern_is_accepted_but_removed_pattern_is_widening() {
+        let (base, mut product) = product_of(Level::Basic);
+        product.subject.country.pattern = Some("^[A-Z]{2,3}$".into());
+        assert_eq!(check(&base, &product), []);
+        product.subject.country.pattern = None;
+        assert_one(&check(&base, &product), "subject.C.pattern");
+    }
+
+    #[test]
+    fn base_masa_url_must_be_kept() {
+        let (mut base, mut product) = product_of(Level::Basic);
+        base.extensions.masa_url.value = Some("masa.example".into());
+        product.extensions.masa_url.value = Some("masa.example".into());
+        assert_eq!(check(&base, &product), []);
+        product.extensions.masa_url.value = Some("masa.elsewhere.example".into());
+        assert_one(&check(&base, &product), "extensions.masa_url.value");
+        product.extensions.masa_url.value = None;
+        assert_one(&check(&base, &product), "extensions.masa_url.value");
+    }
+
+    #[test]
+    fn several_widenings_are_all_reported() {
+        let (base, mut product) = product_of(Level::High);
+        product.validity.max_days = 4000;
+        product.key_protection.minimum = KeyProtection::Software;
+        product.validity.allow_no_expiry = true;
+        product.san.uri.value = "tag:{device.serial}".into();
+        assert_eq!(
+            keys_of(&check(&base, &product)),
+            [
+                "validity.max_days",
+                "key_protection.minimum",
+                "validity.allow_no_expiry",
+                "san.uri.value",
+            ]
+        );
+    }
+
+    #[test]
+    fn widening_product_file_is_refused_naming_file_and_key() {
+        let mut sources: Vec<PolicySource> = shipped_sources();
+        let pump = sources
+            .iter_mut()
+            .find(|s| s.name.contains("example-infusion-pump"))
+            .expect("pump");
+        assert!(pump.text.contains("max_days = 365"));
+        pump.text = pump.text.replace("max_days = 365", "max_days = 4000");
+        let err = PolicySet::from_sources(sources).expect_err("widening product");
+        let text = err.to_string();
+        assert!(
+            text.contains("policies/example-infusion-pump.toml"),
+            "{text}"
+        );
+        assert!(text.contains("validity.max_days"), "{text}");
+        assert!(text.contains("398") && text.contains("4000"), "{text}");
+    }
 }
