@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use der::asn1::{Ia5String, ObjectIdentifier, OctetString};
-use der::{Any, Decode, Encode, Sequence};
+use der::{Any, Decode, Encode, Sequence, Tagged};
 use x509_cert::ext::pkix::certpolicy::PolicyInformation;
 use x509_cert::ext::pkix::name::{GeneralName, OtherName};
 use x509_cert::ext::pkix::{
@@ -57,6 +57,27 @@ pub fn decode_hardware_module_name(der: &[u8]) -> Result<HardwareModuleName, Ext
         hw_type: value.hw_type.to_string(),
         hw_serial: value.hw_serial_num.as_bytes().to_vec(),
     })
+}
+
+/// Decodes a HardwareModuleName from an otherName's `[0] EXPLICIT` value as x509-parser
+/// returns it (`GeneralName::OtherName(oid, bytes)`: the bytes after the type-id).
+pub fn hardware_module_name_from_other_name(
+    explicit: &[u8],
+) -> Result<HardwareModuleName, ExtensionError> {
+    let wrapper = der::asn1::AnyRef::from_der(explicit)?;
+    let expected = der::Tag::ContextSpecific {
+        constructed: true,
+        number: der::TagNumber::N0,
+    };
+    if wrapper.tag() != expected {
+        return Err(ExtensionError::Der(der::Error::from(
+            der::ErrorKind::TagUnexpected {
+                expected: Some(expected),
+                actual: wrapper.tag(),
+            },
+        )));
+    }
+    decode_hardware_module_name(wrapper.value())
 }
 
 /// The subjectAltName extension value: HardwareModuleName otherName, then the product URI.

@@ -129,14 +129,14 @@ impl Identity {
                     max: rule.max_length,
                 });
             }
-            if let Some(pattern) = &rule.pattern {
-                if !Regex::new(pattern).is_ok_and(|re| re.is_match(&value)) {
-                    return Err(IdentityError::PatternMismatch {
-                        attribute: name,
-                        value,
-                        pattern: pattern.clone(),
-                    });
-                }
+            if let Some(pattern) = &rule.pattern
+                && !Regex::new(pattern).is_ok_and(|re| re.is_match(&value))
+            {
+                return Err(IdentityError::PatternMismatch {
+                    attribute: name,
+                    value,
+                    pattern: pattern.clone(),
+                });
             }
             attributes.push(value);
         }

@@ -1,0 +1,127 @@
+//! `ApiError`: the one place that maps failures to HTTP status, a stable code and a message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::authority::{CsrError, EnrollError, TokenProblem};
+use crate::storage::StoreError;
+
+/// An error response: `code: message` on one line, plain text.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable, machine-readable code, e.g. `auth.token_used`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn internal(error: &dyn std::error::Error) -> ApiError {
+        // Logged once here with its cause; the client learns only that it was our fault.
+        tracing::error!(error = %error, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server.internal",
+            "the CA failed to process the request; nothing was issued (see the server log)",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = format!("{}: {}\n", self.code, self.message);
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert("x-error-code", HeaderValue::from_static(self.code));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="iomt-est", charset="UTF-8""#),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::Unavailable(_) => {
+                tracing::error!(error = %error, "storage unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage.unavailable",
+                    "the CA's database is unavailable; retry later (nothing was issued)",
+                )
+            }
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<EnrollError> for ApiError {
+    fn from(error: EnrollError) -> ApiError {
+        use StatusCode as S;
+        let message = error.to_string();
+        let (status, code) = match &error {
+            EnrollError::Store(_) => match error {
+                EnrollError::Store(store) => return store.into(),
+                _ => unreachable!("matched Store above"),
+            },
+            EnrollError::Build(e) => return ApiError::internal(e),
+            EnrollError::Defect { .. } => {
+                return ApiError::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "issuance.defect",
+                    "the CA refused to return a certificate that breaks its profile; the operator has been alerted",
+                );
+            }
+            EnrollError::DeviceDisabled { .. } => (S::FORBIDDEN, "device.disabled"),
+            EnrollError::DuplicateKey { .. } => (S::FORBIDDEN, "csr.duplicate_key"),
+            EnrollError::Identity(_) => (S::FORBIDDEN, "device.identity_invalid"),
+            EnrollError::InvalidCsr(csr) => match csr {
+                CsrError::NotDer(_) => (S::BAD_REQUEST, "csr.not_der"),
+                CsrError::BadSignature => (S::BAD_REQUEST, "csr.bad_signature"),
+                CsrError::UnreadableKey(_) => (S::BAD_REQUEST, "csr.bad_key"),
+                CsrError::SubjectMismatch { .. } => (S::FORBIDDEN, "csr.subject_mismatch"),
+                CsrError::SubjectAttributeForbidden { .. } => {
+                    (S::FORBIDDEN, "csr.subject_forbidden")
+                }
+                CsrError::SanMismatch { .. } => (S::FORBIDDEN, "csr.san_mismatch"),
+                CsrError::SanForbidden { .. } => (S::FORBIDDEN, "csr.san_forbidden"),
+            },
+            EnrollError::KeyNotAllowed(_) => (S::FORBIDDEN, "policy.key_not_allowed"),
+            EnrollError::LabelMismatch { .. } => (S::FORBIDDEN, "est.label_mismatch"),
+            EnrollError::RequirementUnsupported { .. } => {
+                (S::FORBIDDEN, "policy.requirement_unsupported")
+            }
+            EnrollError::TokenNotAllowed { .. } => (S::FORBIDDEN, "policy.token_not_allowed"),
+            EnrollError::Token { problem } => (
+                S::UNAUTHORIZED,
+                match problem {
+                    TokenProblem::Expired => "auth.token_expired",
+                    TokenProblem::OtherDevice => "auth.token_wrong_device",
+                    TokenProblem::Unknown => "auth.token_unknown",
+                    TokenProblem::Used => "auth.token_used",
+                },
+            ),
+            EnrollError::UnknownDevice { .. } => (S::FORBIDDEN, "device.not_registered"),
+            EnrollError::UnknownLabel { .. } => (S::NOT_FOUND, "est.unknown_label"),
+            EnrollError::UnknownProduct { .. } => (S::FORBIDDEN, "device.product_unknown"),
+        };
+        ApiError::new(status, code, message)
+    }
+}

@@ -1,0 +1,192 @@
+//! EST (RFC 7030) handlers: `cacerts`, `csrattrs`, `simpleenroll`. Parse, call, render.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::error::ApiError;
+use crate::auth::token::parse_basic;
+use crate::authority::{Authority, TokenEnrollment};
+
+/// Largest EST request body accepted (a P-384 CSR is under 1 KiB; RSA-4096 about 2 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// `GET cacerts` without a label.
+pub async fn cacerts(State(authority): State<Arc<Authority>>) -> Result<Response, ApiError> {
+    render_cacerts(&authority, None)
+}
+
+/// `GET <label>/cacerts`.
+pub async fn cacerts_labeled(
+    State(authority): State<Arc<Authority>>,
+    Path(label): Path<String>,
+) -> Result<Response, ApiError> {
+    render_cacerts(&authority, Some(&label))
+}
+
+fn render_cacerts(authority: &Authority, label: Option<&str>) -> Result<Response, ApiError> {
+    let certs = authority.ca_certificates(label)?;
+    let ders: Vec<&[u8]> = certs.iter().map(|c| c.as_ref()).collect();
+    certs_only_response(&ders)
+}
+
+/// `GET csrattrs` without a label.
+pub async fn csrattrs(State(authority): State<Arc<Authority>>) -> Result<Response, ApiError> {
+    render_csrattrs(&authority, None)
+}
+
+/// `GET <label>/csrattrs`.
+pub async fn csrattrs_labeled(
+    State(authority): State<Arc<Authority>>,
+    Path(label): Path<String>,
+) -> Result<Response, ApiError> {
+    render_csrattrs(&authority, Some(&label))
+}
+
+fn render_csrattrs(authority: &Authority, label: Option<&str>) -> Result<Response, ApiError> {
+    let requirements = authority.csr_requirements(label)?;
+    let der = iomt_core::wire::encode_csrattrs(&requirements).map_err(|e| internal_encoding(&e))?;
+    Ok(base64_response("application/csrattrs", &der))
+}
+
+/// `POST simpleenroll` without a label.
+pub async fn simpleenroll(
+    State(authority): State<Arc<Authority>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    enroll(&authority, None, &headers, body).await
+}
+
+/// `POST <label>/simpleenroll`.
+pub async fn simpleenroll_labeled(
+    State(authority): State<Arc<Authority>>,
+    Path(label): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    enroll(&authority, Some(&label), &headers, body).await
+}
+
+async fn enroll(
+    authority: &Authority,
+    label: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_content_type(headers, "application/pkcs10")?;
+    let credential = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_basic)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "auth.required",
+                "send HTTP Basic credentials `<device serial>:<one-time token>`",
+            )
+        })?;
+    let csr_der = decode_base64_body(read_body(body).await?)?;
+    let issued = authority
+        .enroll_with_token(TokenEnrollment {
+            label,
+            serial: &credential.serial,
+            token: &credential.token,
+            csr_der: &csr_der,
+        })
+        .await?;
+    certs_only_response(&[&issued.certificate.der])
+}
+
+/// Reads the body within [`BODY_LIMIT`]; the body timeout layer bounds the time.
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "est.too_large",
+                format!("the request body exceeds {BODY_LIMIT} bytes"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "est.body_incomplete",
+                format!("the request body could not be read: {e}"),
+            )
+        }
+    })
+}
+
+fn require_content_type(headers: &HeaderMap, expected: &'static str) -> Result<(), ApiError> {
+    let actual = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = actual.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "est.content_type",
+            format!("Content-Type must be {expected} (got `{actual}`)"),
+        ))
+    }
+}
+
+/// EST bodies are base64 (RFC 8951 §3.2): whitespace and line breaks are ignored.
+fn decode_base64_body(body: Bytes) -> Result<Vec<u8>, ApiError> {
+    let compact: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    STANDARD.decode(&compact).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "csr.not_base64",
+            format!("the body is not base64: {e}"),
+        )
+    })
+}
+
+fn certs_only_response(ders: &[&[u8]]) -> Result<Response, ApiError> {
+    let p7 = iomt_core::wire::certs_only(ders).map_err(|e| internal_encoding(&e))?;
+    Ok(base64_response(
+        "application/pkcs7-mime; smime-type=certs-only",
+        &p7,
+    ))
+}
+
+fn base64_response(content_type: &'static str, der: &[u8]) -> Response {
+    let encoded = STANDARD.encode(der);
+    let mut body = String::with_capacity(encoded.len() + encoded.len() / 64 + 1);
+    for line in encoded.as_bytes().chunks(64) {
+        body.push_str(std::str::from_utf8(line).unwrap_or_default());
+        body.push('\n');
+    }
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        "content-transfer-encoding",
+        HeaderValue::from_static("base64"),
+    );
+    response
+}
+
+fn internal_encoding(error: &dyn std::error::Error) -> ApiError {
+    tracing::error!(error = %error, "EST encoding failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server.internal",
+        "the CA failed to encode its response",
+    )
+}

@@ -1,0 +1,52 @@
+//! HTTP surface: the EST router (HTTPS) and the public revocation/AIA router (plain HTTP).
+
+pub mod error;
+mod est;
+mod public;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::authority::Authority;
+use crate::pki::CaMaterial;
+
+pub use est::BODY_LIMIT;
+
+/// Time allowed to receive a request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The EST routes under `/.well-known/est/`, with and without a label.
+pub fn est_router(authority: Arc<Authority>) -> Router {
+    Router::new()
+        .route("/.well-known/est/cacerts", get(est::cacerts))
+        .route("/.well-known/est/csrattrs", get(est::csrattrs))
+        .route("/.well-known/est/simpleenroll", post(est::simpleenroll))
+        .route(
+            "/.well-known/est/{label}/cacerts",
+            get(est::cacerts_labeled),
+        )
+        .route(
+            "/.well-known/est/{label}/csrattrs",
+            get(est::csrattrs_labeled),
+        )
+        .route(
+            "/.well-known/est/{label}/simpleenroll",
+            post(est::simpleenroll_labeled),
+        )
+        .with_state(authority)
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// The plain-HTTP public routes (AIA caIssuers; CRL and OCSP join them).
+pub fn public_router(ca: Arc<CaMaterial>) -> Router {
+    Router::new()
+        .route("/ca/{file}", get(public::ca_certificate))
+        .with_state(ca)
+        .layer(TraceLayer::new_for_http())
+}

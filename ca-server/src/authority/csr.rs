@@ -1,0 +1,319 @@
+//! PKCS#10 requests: parse hostile DER, verify proof of possession, describe the key, and
+//! check whatever subject and SAN values the CSR carries against the registration record.
+
+use iomt_core::extensions::hardware_module_name_from_other_name;
+use iomt_core::identity::{HardwareModuleName, Identity};
+use iomt_core::oids;
+use iomt_core::policy::{Curve, Policy};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+
+/// id-on-hardwareModuleName as x509-parser prints OIDs.
+const HMN_OID: &str = "1.3.6.1.5.5.7.8.4";
+
+/// What is wrong with a CSR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsrError {
+    #[error("the body is not a DER PKCS#10 certification request: {0}")]
+    NotDer(String),
+    #[error("the CSR signature does not verify with its own public key (no proof of possession)")]
+    BadSignature,
+    #[error("the CSR public key cannot be read: {0}")]
+    UnreadableKey(String),
+    #[error(
+        "subject attribute {attribute} is `{requested}` in the CSR but `{registered}` in the registration record"
+    )]
+    SubjectMismatch {
+        attribute: &'static str,
+        requested: String,
+        registered: String,
+    },
+    #[error("subject attribute {oid} is not allowed (only C, O, CN and serialNumber)")]
+    SubjectAttributeForbidden { oid: String },
+    #[error(
+        "subjectAltName {kind} `{requested}` in the CSR does not match the registration record ({registered})"
+    )]
+    SanMismatch {
+        kind: &'static str,
+        requested: String,
+        registered: String,
+    },
+    #[error(
+        "subjectAltName {kind} `{value}` is not allowed in device certificates (only the HardwareModuleName and product URI)"
+    )]
+    SanForbidden { kind: &'static str, value: String },
+}
+
+/// The subject key of a verified CSR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKey {
+    Ec(Option<Curve>),
+    Rsa { bits: u32, exponent: u64 },
+    Other,
+}
+
+impl std::fmt::Display for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubjectKey::Ec(Some(curve)) => write!(f, "ECDSA {}", curve.as_str()),
+            SubjectKey::Ec(None) => f.write_str("ECDSA on an unsupported curve"),
+            SubjectKey::Rsa { bits, .. } => write!(f, "RSA-{bits}"),
+            SubjectKey::Other => f.write_str("an unsupported key algorithm"),
+        }
+    }
+}
+
+/// A CSR whose signature verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedCsr {
+    /// DER SubjectPublicKeyInfo.
+    pub spki_der: Vec<u8>,
+    pub key: SubjectKey,
+    subject: Vec<(String, String)>,
+    san: Vec<SanEntry>,
+}
+
+#[derive(Debug, Clone)]
+enum SanEntry {
+    Hmn(Result<HardwareModuleName, String>),
+    Uri(String),
+    Other(&'static str, String),
+}
+
+impl VerifiedCsr {
+    /// Parses `der` and verifies its self-signature.
+    pub fn parse(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
+        let (rest, csr) =
+            X509CertificationRequest::from_der(der).map_err(|e| CsrError::NotDer(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CsrError::NotDer(format!(
+                "{} bytes after the request",
+                rest.len()
+            )));
+        }
+        csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
+        let info = &csr.certification_request_info;
+        let spki = &info.subject_pki;
+        let key = match spki.parsed() {
+            Ok(PublicKey::EC(_)) => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .and_then(|oid| match oid.to_id_string().as_str() {
+                        "1.2.840.10045.3.1.7" => Some(Curve::P256),
+                        "1.3.132.0.34" => Some(Curve::P384),
+                        _ => None,
+                    });
+                SubjectKey::Ec(curve)
+            }
+            Ok(PublicKey::RSA(rsa)) => SubjectKey::Rsa {
+                bits: rsa.key_size() as u32,
+                exponent: rsa.try_exponent().unwrap_or(0),
+            },
+            Ok(_) => SubjectKey::Other,
+            Err(e) => return Err(CsrError::UnreadableKey(e.to_string())),
+        };
+        let subject = info
+            .subject
+            .iter_attributes()
+            .map(|attr| {
+                let value = attr
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|_| "<not a string>".into());
+                (attr.attr_type().to_id_string(), value)
+            })
+            .collect();
+        let mut san = Vec::new();
+        for ext in csr.requested_extensions().into_iter().flatten() {
+            if let ParsedExtension::SubjectAlternativeName(names) = ext {
+                for name in &names.general_names {
+                    san.push(match name {
+                        GeneralName::OtherName(oid, value) if oid.to_id_string() == HMN_OID => {
+                            SanEntry::Hmn(
+                                hardware_module_name_from_other_name(value)
+                                    .map_err(|e| e.to_string()),
+                            )
+                        }
+                        GeneralName::URI(uri) => SanEntry::Uri((*uri).to_owned()),
+                        GeneralName::DNSName(dns) => SanEntry::Other("dNSName", (*dns).to_owned()),
+                        GeneralName::RFC822Name(mail) => {
+                            SanEntry::Other("rfc822Name", (*mail).to_owned())
+                        }
+                        GeneralName::IPAddress(_) => {
+                            SanEntry::Other("iPAddress", "<address>".into())
+                        }
+                        other => SanEntry::Other("name", other.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(VerifiedCsr {
+            spki_der: spki.raw.to_vec(),
+            key,
+            subject,
+            san,
+        })
+    }
+
+    /// SHA-256 of the SubjectPublicKeyInfo: the key's identity for clone detection.
+    pub fn spki_sha256(&self) -> Vec<u8> {
+        ring::digest::digest(&ring::digest::SHA256, &self.spki_der)
+            .as_ref()
+            .to_vec()
+    }
+
+    /// Whatever subject and SAN values the CSR carries must equal the record's (RFC 7030
+    /// §4.2.2 style): omitted values are filled from the record, differing ones refused.
+    pub fn check_identity(&self, identity: &Identity) -> Result<(), CsrError> {
+        for (oid, value) in &self.subject {
+            let (attribute, registered) = match oid.as_str() {
+                "2.5.4.6" => ("C", &identity.country),
+                "2.5.4.10" => ("O", &identity.organization),
+                "2.5.4.3" => ("CN", &identity.common_name),
+                "2.5.4.5" => ("serialNumber", &identity.serial_number),
+                _ => return Err(CsrError::SubjectAttributeForbidden { oid: oid.clone() }),
+            };
+            if value != registered {
+                return Err(CsrError::SubjectMismatch {
+                    attribute,
+                    requested: value.clone(),
+                    registered: registered.clone(),
+                });
+            }
+        }
+        for entry in &self.san {
+            match entry {
+                SanEntry::Hmn(requested) => {
+                    let registered = identity.hardware_module_name.as_ref();
+                    if requested.as_ref().ok() != registered {
+                        return Err(CsrError::SanMismatch {
+                            kind: "HardwareModuleName",
+                            requested: match requested {
+                                Ok(hmn) => format!(
+                                    "{} {}",
+                                    hmn.hw_type,
+                                    String::from_utf8_lossy(&hmn.hw_serial)
+                                ),
+                                Err(e) => format!("<undecodable: {e}>"),
+                            },
+                            registered: registered
+                                .map(|h| {
+                                    format!(
+                                        "{} {}",
+                                        h.hw_type,
+                                        String::from_utf8_lossy(&h.hw_serial)
+                                    )
+                                })
+                                .unwrap_or_else(|| "none".into()),
+                        });
+                    }
+                }
+                SanEntry::Uri(uri) => {
+                    if identity.uri.as_deref() != Some(uri.as_str()) {
+                        return Err(CsrError::SanMismatch {
+                            kind: "URI",
+                            requested: uri.clone(),
+                            registered: identity.uri.clone().unwrap_or_else(|| "none".into()),
+                        });
+                    }
+                }
+                SanEntry::Other(kind, value) => {
+                    return Err(CsrError::SanForbidden {
+                        kind,
+                        value: value.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a subject key is refused by policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} is not allowed by policy {policy} (allowed: {allowed})")]
+pub struct KeyNotAllowed {
+    pub key: String,
+    pub policy: String,
+    pub allowed: String,
+}
+
+/// Checks the subject key against `[keys]` and returns the matching entry's sunset.
+pub fn check_key(policy: &Policy, key: SubjectKey) -> Result<time::Date, KeyNotAllowed> {
+    let keys = &policy.keys;
+    let entry = keys.allowed.iter().find(|allowed| match key {
+        SubjectKey::Ec(Some(curve)) => allowed.allows_curve(curve),
+        SubjectKey::Rsa { bits, exponent } => {
+            allowed.allows_rsa(bits)
+                && exponent >= keys.rsa_min_public_exponent
+                && exponent % 2 == 1
+        }
+        SubjectKey::Ec(None) | SubjectKey::Other => false,
+    });
+    match entry {
+        Some(entry) => Ok(entry.sunset_date()),
+        None => Err(KeyNotAllowed {
+            key: match key {
+                SubjectKey::Rsa { bits, exponent } if bits_allowed(policy, bits) => {
+                    format!("RSA-{bits} with public exponent {exponent}")
+                }
+                other => other.to_string(),
+            },
+            policy: policy.policy.id.clone(),
+            allowed: describe_allowed(policy),
+        }),
+    }
+}
+
+fn bits_allowed(policy: &Policy, bits: u32) -> bool {
+    policy.keys.allowed.iter().any(|a| a.allows_rsa(bits))
+}
+
+fn describe_allowed(policy: &Policy) -> String {
+    policy
+        .keys
+        .allowed
+        .iter()
+        .map(|a| match (&a.curve, &a.bits) {
+            (Some(curve), _) => format!("ECDSA {}", curve.as_str()),
+            (None, Some(bits)) => format!(
+                "RSA-{}",
+                bits.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
+            (None, None) => "?".into(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The OID list for csrattrs: what a CSR for `policy` must contain.
+pub fn requirements(policy: &Policy) -> iomt_core::wire::CsrRequirements {
+    let curves: Vec<_> = policy
+        .keys
+        .allowed
+        .iter()
+        .filter_map(|a| a.curve)
+        .map(|curve| match curve {
+            Curve::P256 => oids::SECP256R1,
+            Curve::P384 => oids::SECP384R1,
+        })
+        .collect();
+    let mut requirements = iomt_core::wire::CsrRequirements::default();
+    if !curves.is_empty() {
+        requirements.oids.push(oids::ECDSA_WITH_SHA256);
+        requirements.attributes.push((oids::EC_PUBLIC_KEY, curves));
+    }
+    if policy.keys.allowed.iter().any(|a| a.bits.is_some()) {
+        requirements.oids.push(oids::RSA_ENCRYPTION);
+    }
+    requirements.oids.push(oids::AT_SERIAL_NUMBER);
+    requirements
+}

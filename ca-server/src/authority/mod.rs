@@ -1,0 +1,348 @@
+//! The issuance pipeline: authorize → verify CSR → identity from the record → build → sign →
+//! lint → store with the token and the audit event in one transaction → answer.
+
+mod certificate;
+mod csr;
+mod error;
+
+use std::sync::Arc;
+
+use iomt_core::identity::{DeviceRecord, Identity};
+use iomt_core::lint::{LintInput, lint_device_certificate};
+use iomt_core::policy::{AuthorizationFactor, Level, Policy, PolicySet, Strength};
+use iomt_core::wire::CsrRequirements;
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+pub use certificate::{BuildError, SignedCertificate};
+pub use csr::{CsrError, KeyNotAllowed, SubjectKey, VerifiedCsr};
+pub use error::{EnrollError, TokenProblem};
+
+use crate::auth::token;
+use crate::pki::{CaMaterial, PublicUrls};
+use crate::storage::{
+    AuditEvent, CertificateRecord, Device, DeviceStatus, Issuance, Store, StoreError,
+};
+
+/// A token-authorized enrollment request, parsed from the transport.
+pub struct TokenEnrollment<'a> {
+    /// The `/.well-known/est/<label>/` segment, if any.
+    pub label: Option<&'a str>,
+    pub serial: &'a str,
+    /// The secret; only its hash is ever looked up or stored.
+    pub token: &'a str,
+    pub csr_der: &'a [u8],
+}
+
+/// A certificate that was issued and committed.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub certificate: SignedCertificate,
+    /// The issuing CA certificate (for a client building its chain).
+    pub issuer_der: CertificateDer<'static>,
+}
+
+/// The CA's decision-maker: policies, keys and the registry.
+pub struct Authority {
+    policies: Arc<PolicySet>,
+    ca: Arc<CaMaterial>,
+    store: Arc<dyn Store>,
+    urls: PublicUrls,
+}
+
+/// What an EST label selects.
+enum Selection<'a> {
+    Level(Level),
+    Product(&'a Policy),
+}
+
+impl Authority {
+    /// Assembles the authority.
+    pub fn new(
+        policies: Arc<PolicySet>,
+        ca: Arc<CaMaterial>,
+        store: Arc<dyn Store>,
+        urls: PublicUrls,
+    ) -> Authority {
+        Authority {
+            policies,
+            ca,
+            store,
+            urls,
+        }
+    }
+
+    /// The loaded policies.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// The registry.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// CA certificates for `/cacerts`: the root and the issuing CA(s) the label selects.
+    pub fn ca_certificates(
+        &self,
+        label: Option<&str>,
+    ) -> Result<Vec<CertificateDer<'static>>, EnrollError> {
+        let mut certs = vec![self.ca.root_der.clone()];
+        match label.map(|l| self.select(l)).transpose()? {
+            None => certs.extend(
+                Level::ALL
+                    .iter()
+                    .map(|l| self.ca.issuing(*l).cert_der.clone()),
+            ),
+            Some(selection) => {
+                certs.push(self.ca.issuing(self.level_of(&selection)).cert_der.clone())
+            }
+        }
+        Ok(certs)
+    }
+
+    /// What a CSR must contain under the label (the Basic level when there is none).
+    pub fn csr_requirements(&self, label: Option<&str>) -> Result<CsrRequirements, EnrollError> {
+        let policy = match label.map(|l| self.select(l)).transpose()? {
+            None => self.policies.level(Level::Basic),
+            Some(Selection::Level(level)) => self.policies.level(level),
+            Some(Selection::Product(policy)) => policy,
+        };
+        Ok(csr::requirements(policy))
+    }
+
+    /// Enrolls a device with a one-time token (DESIGN.md flow 3).
+    #[tracing::instrument(skip_all, fields(serial = request.serial, label = request.label))]
+    pub async fn enroll_with_token(
+        &self,
+        request: TokenEnrollment<'_>,
+    ) -> Result<Issued, EnrollError> {
+        let now = OffsetDateTime::now_utc();
+        let (device, policy) = self.registered_device(request.serial).await?;
+        if let Some(label) = request.label {
+            self.check_label(label, &device, policy)?;
+        }
+        allow_token_enrollment(policy)?;
+        let token_hash = token::hash(request.token);
+        self.check_token(&token_hash, &device, now).await?;
+
+        let csr = VerifiedCsr::parse(request.csr_der)?;
+        let sunset = csr::check_key(policy, csr.key)?;
+        let record = DeviceRecord {
+            serial: device.serial.clone(),
+            gtin: device.gtin.clone(),
+        };
+        let identity = Identity::build(policy, &record)?;
+        csr.check_identity(&identity)?;
+        let spki_sha256 = csr.spki_sha256();
+        self.check_key_unused(&spki_sha256, &device).await?;
+
+        let level = policy.policy.level;
+        let issuer = self.ca.issuing(level);
+        let signed = certificate::build_and_sign(&certificate::CertificateInputs {
+            policy,
+            identity: &identity,
+            spki_der: &csr.spki_der,
+            sunset,
+            issuer,
+            urls: &self.urls,
+            now,
+        })?;
+        let findings = lint_device_certificate(&LintInput {
+            certificate_der: &signed.der,
+            issuer_der: &issuer.cert_der,
+            policy,
+            identity: &identity,
+            now,
+        });
+        if !findings.is_empty() {
+            let error = EnrollError::Defect { findings };
+            tracing::error!(%error, "issuance defect: refusing to return a non-conformant certificate");
+            return Err(error);
+        }
+
+        let issuance = Issuance {
+            certificate: CertificateRecord {
+                serial: signed.serial_hex.clone(),
+                issuer: certificate::issuer_name(level).to_owned(),
+                device_serial: device.serial.clone(),
+                product: device.product.clone(),
+                policy_oid: policy.policy.certificate_policy_oid.clone(),
+                not_before: signed.not_before.unix_timestamp(),
+                not_after: signed.not_after.unix_timestamp(),
+                spki_sha256,
+                der: signed.der.clone(),
+                authorized_by: "token".to_owned(),
+                supersedes: None,
+                issued_at: now.unix_timestamp(),
+            },
+            consume_token: Some(token_hash),
+            audit: AuditEvent {
+                at: now.unix_timestamp(),
+                actor: format!("device:{}", device.serial),
+                action: "certificate.issued".to_owned(),
+                object: format!("certificate:{}", signed.serial_hex),
+                details: format!(
+                    r#"{{"device":"{}","product":"{}","authorized_by":"token","not_after":{}}}"#,
+                    device.serial,
+                    device.product,
+                    signed.not_after.unix_timestamp()
+                ),
+            },
+        };
+        match self
+            .store
+            .commit_issuance(&issuance, now.unix_timestamp())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::TokenNotConsumable) => {
+                return Err(EnrollError::Token {
+                    problem: TokenProblem::Used,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(certificate = %signed.serial_hex, product = %device.product, "certificate issued");
+        Ok(Issued {
+            certificate: signed,
+            issuer_der: issuer.cert_der.clone(),
+        })
+    }
+
+    async fn registered_device(&self, serial: &str) -> Result<(Device, &Policy), EnrollError> {
+        let device =
+            self.store
+                .device(serial)
+                .await?
+                .ok_or_else(|| EnrollError::UnknownDevice {
+                    serial: serial.to_owned(),
+                })?;
+        if device.status != DeviceStatus::Active {
+            return Err(EnrollError::DeviceDisabled {
+                serial: device.serial,
+            });
+        }
+        let policy =
+            self.policies
+                .product(&device.product)
+                .ok_or_else(|| EnrollError::UnknownProduct {
+                    serial: device.serial.clone(),
+                    product: device.product.clone(),
+                })?;
+        Ok((device, policy))
+    }
+
+    fn select(&self, label: &str) -> Result<Selection<'_>, EnrollError> {
+        if let Some(policy) = self.policies.product(label) {
+            return Ok(Selection::Product(policy));
+        }
+        Level::parse(label)
+            .map(Selection::Level)
+            .ok_or_else(|| EnrollError::UnknownLabel {
+                label: label.to_owned(),
+            })
+    }
+
+    fn level_of(&self, selection: &Selection<'_>) -> Level {
+        match selection {
+            Selection::Level(level) => *level,
+            Selection::Product(policy) => policy.policy.level,
+        }
+    }
+
+    fn check_label(
+        &self,
+        label: &str,
+        device: &Device,
+        policy: &Policy,
+    ) -> Result<(), EnrollError> {
+        let matches = match self.select(label)? {
+            Selection::Level(level) => level == policy.policy.level,
+            Selection::Product(selected) => selected.policy.id == device.product,
+        };
+        if matches {
+            Ok(())
+        } else {
+            Err(EnrollError::LabelMismatch {
+                label: label.to_owned(),
+                serial: device.serial.clone(),
+                product: device.product.clone(),
+            })
+        }
+    }
+
+    async fn check_token(
+        &self,
+        token_hash: &[u8],
+        device: &Device,
+        now: OffsetDateTime,
+    ) -> Result<(), EnrollError> {
+        let problem = match self.store.token(token_hash).await? {
+            None => Some(TokenProblem::Unknown),
+            Some(record) if record.device_serial != device.serial => {
+                Some(TokenProblem::OtherDevice)
+            }
+            Some(record) if record.used_at.is_some() => Some(TokenProblem::Used),
+            Some(record) if record.expires_at <= now.unix_timestamp() => {
+                Some(TokenProblem::Expired)
+            }
+            Some(_) => None,
+        };
+        match problem {
+            Some(problem) => Err(EnrollError::Token { problem }),
+            None => Ok(()),
+        }
+    }
+
+    async fn check_key_unused(
+        &self,
+        spki_sha256: &[u8],
+        device: &Device,
+    ) -> Result<(), EnrollError> {
+        let holders = self.store.key_holders(spki_sha256).await?;
+        match holders.into_iter().next() {
+            None => Ok(()),
+            Some(holder) => Err(EnrollError::DuplicateKey {
+                same_device: holder == device.serial,
+                holder,
+            }),
+        }
+    }
+}
+
+/// A product's policy must let a one-time token authorize enrollment on its own, and must not
+/// demand evidence this CA cannot verify (PROFILES.md §2.3.4; IOMT-PRC-01).
+pub fn allow_token_enrollment(policy: &Policy) -> Result<(), EnrollError> {
+    let product = policy.policy.id.clone();
+    let enrollment = &policy.enrollment;
+    if enrollment
+        .authorization_all_of
+        .contains(&AuthorizationFactor::KeyAttestation)
+        || policy.key_protection.attestation == Strength::Required
+    {
+        return Err(EnrollError::RequirementUnsupported {
+            product,
+            requirement: "verified key attestation",
+        });
+    }
+    if enrollment.channel_binding == Strength::Required {
+        return Err(EnrollError::RequirementUnsupported {
+            product,
+            requirement: "TLS channel binding (RFC 9266)",
+        });
+    }
+    if enrollment
+        .authorization_all_of
+        .contains(&AuthorizationFactor::StationMtls)
+        || !enrollment
+            .authorization_any_of
+            .contains(&AuthorizationFactor::OneTimeToken)
+    {
+        return Err(EnrollError::TokenNotAllowed {
+            product,
+            method: "a manufacturing station's mutual-TLS certificate",
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! `DIR/config.toml`: typed settings written by `init` and read by every command.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the config file inside the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Default HTTPS (EST) listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// Default plain-HTTP (revocation, AIA) listener.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+
+/// The contents of `config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// True for a CA built on placeholder OIDs: not for production devices.
+    pub evaluation: bool,
+    /// HTTPS listener for EST and the admin API.
+    pub listen: String,
+    /// Plain-HTTP listener for CRLs, OCSP and CA certificates.
+    pub http_listen: String,
+    /// Base URL that certificates' CRL distribution points and AIA point at.
+    pub public_url: String,
+    /// Database URL; `sqlite://ca.db` (relative to the data directory) by default.
+    pub database_url: String,
+    /// Organization and country of the CA subjects.
+    pub organization: String,
+    pub country: String,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("no CA in {0}: run `ca-server init --data-dir {0}` first")]
+    NotInitialized(String),
+}
+
+/// Settings for one run: the data directory, its config and command-line overrides.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub config: ConfigFile,
+}
+
+impl Settings {
+    /// Reads `DIR/config.toml`.
+    pub fn load(data_dir: &Path) -> Result<Settings, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        if !path.exists() {
+            return Err(ConfigError::NotInitialized(data_dir.display().to_string()));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Settings {
+            data_dir: data_dir.to_path_buf(),
+            config,
+        })
+    }
+
+    /// The database URL with a relative SQLite path resolved against the data directory.
+    pub fn database_url(&self) -> String {
+        resolve_database_url(&self.data_dir, &self.config.database_url)
+    }
+
+    /// The HTTPS listen address.
+    pub fn listen(&self) -> Result<SocketAddr, ConfigError> {
+        self.parse_addr(&self.config.listen, "listen")
+    }
+
+    /// The plain-HTTP listen address.
+    pub fn http_listen(&self) -> Result<SocketAddr, ConfigError> {
+        self.parse_addr(&self.config.http_listen, "http_listen")
+    }
+
+    fn parse_addr(&self, text: &str, key: &str) -> Result<SocketAddr, ConfigError> {
+        text.parse().map_err(|_| ConfigError::Invalid {
+            path: self.data_dir.join(CONFIG_FILE),
+            message: format!("{key}: `{text}` is not an address like 127.0.0.1:8443"),
+        })
+    }
+}
+
+/// Resolves `sqlite://relative.db` against `data_dir`; other URLs pass through.
+pub fn resolve_database_url(data_dir: &Path, url: &str) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !path.starts_with('/') => {
+            format!("sqlite://{}", data_dir.join(path).display())
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,17 @@
+//! The IoMT device identity CA: issues per-device X.509 identities under the IoMT assurance
+//! profiles, enrolls devices over EST (RFC 7030) and keeps the registry and audit trail.
+//!
+//! Layers point one way: `api` (HTTP) → `auth`, `authority` (issuance), `registry` →
+//! `storage` (SQL) → `iomt_core` (policy, linter, codecs).
+
+pub mod api;
+pub mod auth;
+pub mod authority;
+pub mod cli;
+pub mod config;
+pub mod pki;
+pub mod registry;
+pub mod setup;
+pub mod startup;
+pub mod storage;
+pub mod tls;

@@ -1,0 +1,228 @@
+//! Creates the root, the issuing CAs, the station CA and the TLS certificate.
+
+use std::path::Path;
+
+use iomt_core::extensions::{authority_info_access, certificate_policies, key_identifier};
+use iomt_core::files::{PRIVATE, PUBLIC, write_new};
+use iomt_core::policy::{Level, PolicySet};
+use rcgen::{
+    BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
+    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    SanType, SignatureAlgorithm,
+};
+use time::{Duration, OffsetDateTime};
+
+use super::material::{PkiError, random_serial};
+use super::{PublicUrls, ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
+
+/// Placeholder OID of the manufacturing-station certificate policy (PROFILES.md §2.3.9).
+const STATION_POLICY_OID: &str = "1.3.6.1.4.1.32473.7.4.1";
+
+/// What `init` needs to build the hierarchy.
+#[derive(Debug, Clone)]
+pub struct HierarchyParams {
+    /// Operator organization for the CA subjects.
+    pub organization: String,
+    /// ISO 3166 country of the operator.
+    pub country: String,
+    /// Marks every CA name as an evaluation CA (placeholder OIDs).
+    pub evaluation: bool,
+    /// Extra DNS names or IP addresses for the HTTPS listener's certificate.
+    pub tls_names: Vec<String>,
+    /// Public HTTP base that CRL and AIA URLs point at.
+    pub public_url: String,
+}
+
+/// Writes the whole hierarchy into `dir/ca/` (keys 0600) and `dir/root.pem`.
+pub fn create_hierarchy(
+    dir: &Path,
+    params: &HierarchyParams,
+    policies: &PolicySet,
+) -> Result<(), PkiError> {
+    let now = OffsetDateTime::now_utc();
+    let urls = PublicUrls::new(&params.public_url);
+    let ca_dir = dir.join("ca");
+    std::fs::create_dir_all(&ca_dir).map_err(|e| PkiError::io(&ca_dir, e))?;
+
+    let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?;
+    let mut root_params = ca_params(params, "IoMT Root CA G1", &root_key, now, 15 * 365)?;
+    root_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    let root_cert = root_params.self_signed(&root_key)?;
+    let root = Issuer::new(root_params, &root_key);
+    save(&ca_dir, ROOT_CA, root_cert.pem().as_bytes(), &root_key)?;
+    write_new(&dir.join("root.pem"), root_cert.pem().as_bytes(), PUBLIC)
+        .map_err(|e| PkiError::io(&dir.join("root.pem"), e))?;
+
+    for level in Level::ALL {
+        // High devices get a P-384 chain (PROFILES.md §3.3); Basic and Substantial use P-256,
+        // which every device TLS stack verifies cheaply.
+        let alg = match level {
+            Level::High => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Level::Basic | Level::Substantial => &rcgen::PKCS_ECDSA_P256_SHA256,
+        };
+        let years = match level {
+            Level::Basic => 5,
+            Level::Substantial => 8,
+            Level::High => 10,
+        };
+        let title = format!("IoMT {} Issuing CA G1", capitalized(level.as_str()));
+        let mut eku = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if level_allows_server_auth(policies, level) {
+            eku.push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        let policy_oids = policies.issuer_policy_oids(level);
+        issue_sub_ca(
+            &ca_dir,
+            issuing_ca_name(level),
+            alg,
+            params,
+            &title,
+            &root,
+            &urls,
+            now,
+            years,
+            eku,
+            &policy_oids,
+        )?;
+    }
+    issue_sub_ca(
+        &ca_dir,
+        STATION_CA,
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        params,
+        "IoMT Manufacturing Station CA G1",
+        &root,
+        &urls,
+        now,
+        5,
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+        &[STATION_POLICY_OID.to_owned()],
+    )?;
+    issue_tls_certificate(&ca_dir, params, &root, now)?;
+    Ok(())
+}
+
+fn capitalized(name: &str) -> String {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+fn level_allows_server_auth(policies: &PolicySet, level: Level) -> bool {
+    let eku = &policies.level(level).extensions.extended_key_usage;
+    eku.required
+        .iter()
+        .chain(&eku.optional)
+        .any(|e| e == "id-kp-serverAuth")
+}
+
+/// Subject `C, O, CN` for a CA; evaluation CAs say so in their CN.
+fn ca_name(params: &HierarchyParams, title: &str) -> Result<DistinguishedName, PkiError> {
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CountryName,
+        DnValue::PrintableString(params.country.as_str().try_into()?),
+    );
+    dn.push(DnType::OrganizationName, params.organization.clone());
+    let cn = if params.evaluation {
+        format!("{title} EVALUATION")
+    } else {
+        title.to_owned()
+    };
+    dn.push(DnType::CommonName, cn);
+    Ok(dn)
+}
+
+fn ca_params(
+    params: &HierarchyParams,
+    title: &str,
+    key: &KeyPair,
+    now: OffsetDateTime,
+    days: i64,
+) -> Result<CertificateParams, PkiError> {
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = ca_name(params, title)?;
+    ca.serial_number = Some(random_serial()?);
+    ca.not_before = now - Duration::minutes(5);
+    ca.not_after = now + Duration::days(days);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(key.public_key_raw()));
+    Ok(ca)
+}
+
+#[allow(clippy::too_many_arguments)] // one call per CA; a params struct would only rename these
+fn issue_sub_ca(
+    ca_dir: &Path,
+    name: &str,
+    alg: &'static SignatureAlgorithm,
+    params: &HierarchyParams,
+    title: &str,
+    root: &Issuer<'_, &KeyPair>,
+    urls: &PublicUrls,
+    now: OffsetDateTime,
+    years: i64,
+    eku: Vec<ExtendedKeyUsagePurpose>,
+    policy_oids: &[String],
+) -> Result<(), PkiError> {
+    let key = KeyPair::generate_for(alg)?;
+    let mut ca = ca_params(params, title, &key, now, years * 365)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.use_authority_key_identifier_extension = true;
+    ca.extended_key_usages = eku;
+    ca.crl_distribution_points = vec![CrlDistributionPoint {
+        uris: vec![urls.crl(ROOT_CA)],
+    }];
+    ca.custom_extensions = vec![
+        CustomExtension::from_oid_content(&[2, 5, 29, 32], certificate_policies(policy_oids)?),
+        CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+            authority_info_access(None, &urls.ca_cert(ROOT_CA))?,
+        ),
+    ];
+    let cert = ca.signed_by(&key, root)?;
+    save(ca_dir, name, cert.pem().as_bytes(), &key)
+}
+
+fn issue_tls_certificate(
+    ca_dir: &Path,
+    params: &HierarchyParams,
+    root: &Issuer<'_, &KeyPair>,
+    now: OffsetDateTime,
+) -> Result<(), PkiError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    names.extend(params.tls_names.iter().cloned());
+    names.dedup();
+    let mut tls = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, params.organization.clone());
+    dn.push(DnType::CommonName, "IoMT CA EST server");
+    tls.distinguished_name = dn;
+    tls.subject_alt_names = names
+        .iter()
+        .map(|name| match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => Ok(SanType::DnsName(name.clone().try_into()?)),
+        })
+        .collect::<Result<_, rcgen::Error>>()?;
+    tls.serial_number = Some(random_serial()?);
+    tls.not_before = now - Duration::minutes(5);
+    tls.not_after = now + Duration::days(397);
+    tls.is_ca = IsCa::ExplicitNoCa;
+    tls.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    tls.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    tls.use_authority_key_identifier_extension = true;
+    tls.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(key.public_key_raw()));
+    let cert = tls.signed_by(&key, root)?;
+    save(ca_dir, TLS_CERT, cert.pem().as_bytes(), &key)
+}
+
+fn save(ca_dir: &Path, name: &str, cert_pem: &[u8], key: &KeyPair) -> Result<(), PkiError> {
+    let key_path = ca_dir.join(format!("{name}.key.pem"));
+    write_new(&key_path, key.serialize_pem().as_bytes(), PRIVATE)
+        .map_err(|e| PkiError::io(&key_path, e))?;
+    let cert_path = ca_dir.join(format!("{name}.crt.pem"));
+    write_new(&cert_path, cert_pem, PUBLIC).map_err(|e| PkiError::io(&cert_path, e))
+}

@@ -1,0 +1,51 @@
+//! The CA hierarchy (PROFILES.md §3): creating it at `init`, loading it at `serve`.
+
+mod hierarchy;
+mod material;
+
+pub use hierarchy::{HierarchyParams, create_hierarchy};
+pub use material::{CaMaterial, IssuingCa, PkiError, random_serial};
+
+use iomt_core::policy::Level;
+
+/// Names of the CA certificates in the data directory (`ca/<name>.crt.pem`).
+pub fn issuing_ca_name(level: Level) -> &'static str {
+    level.as_str()
+}
+
+/// The station CA's name.
+pub const STATION_CA: &str = "station";
+/// The root CA's name.
+pub const ROOT_CA: &str = "root";
+/// The HTTPS listener's certificate name.
+pub const TLS_CERT: &str = "tls";
+
+/// URLs a certificate points at, derived from the public HTTP base.
+#[derive(Debug, Clone)]
+pub struct PublicUrls {
+    base: String,
+}
+
+impl PublicUrls {
+    /// URLs under `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> PublicUrls {
+        PublicUrls {
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// The CRL of the CA called `ca` (`root`, `basic`, ...).
+    pub fn crl(&self, ca: &str) -> String {
+        format!("{}/crl/{ca}.crl", self.base)
+    }
+
+    /// The OCSP responder for certificates issued by `ca`.
+    pub fn ocsp(&self, ca: &str) -> String {
+        format!("{}/ocsp/{ca}", self.base)
+    }
+
+    /// The DER certificate of `ca` (caIssuers).
+    pub fn ca_cert(&self, ca: &str) -> String {
+        format!("{}/ca/{ca}.cer", self.base)
+    }
+}

@@ -1,0 +1,220 @@
+//! `Application`: binds both listeners first (port 0 in tests), exposes the real addresses,
+//! then serves EST over rustls HTTPS and the public endpoints over plain HTTP until stopped.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use iomt_core::policy::PolicySet;
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::api;
+use crate::authority::Authority;
+use crate::config::{ConfigError, Settings};
+use crate::pki::{CaMaterial, PkiError, PublicUrls};
+use crate::storage::{SqliteStore, Store, StoreError};
+use crate::tls::{TlsSetupError, server_config};
+
+/// Time a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send the request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The client certificate chain a TLS peer presented, if any (stations and devices use it).
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Option<Arc<Vec<CertificateDer<'static>>>>);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("policies: {0}")]
+    Policy(#[from] iomt_core::policy::PolicyError),
+    #[error("CA material: {0}")]
+    Pki(#[from] PkiError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsSetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("unsupported database URL `{0}` (this build supports sqlite://)")]
+    DatabaseUrl(String),
+}
+
+/// A bound, ready-to-run CA server.
+pub struct Application {
+    https: TcpListener,
+    http: TcpListener,
+    https_addr: SocketAddr,
+    http_addr: SocketAddr,
+    tls: TlsAcceptor,
+    est: Router,
+    public: Router,
+    authority: Arc<Authority>,
+}
+
+/// Opens the store a database URL names.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartupError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StartupError::DatabaseUrl(url.to_owned()))
+    }
+}
+
+impl Application {
+    /// Loads policies, CA material and the database, and binds both listeners.
+    pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
+        let policies = Arc::new(PolicySet::load_dir(&settings.data_dir.join("policies"))?);
+        if !settings.config.evaluation {
+            policies.ensure_production_ready()?;
+        }
+        let ca = Arc::new(CaMaterial::load(&settings.data_dir)?);
+        let store = open_store(&settings.database_url()).await?;
+        let tls = TlsAcceptor::from(server_config(&ca)?);
+        let urls = PublicUrls::new(&settings.config.public_url);
+        let authority = Arc::new(Authority::new(policies, ca.clone(), store, urls));
+
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind { addr, source })
+        };
+        let https = bind(settings.listen()?).await?;
+        let http = bind(settings.http_listen()?).await?;
+        let https_addr = https.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.listen().unwrap_or(([0, 0, 0, 0], 0).into()),
+            source,
+        })?;
+        let http_addr = http.local_addr().map_err(|source| StartupError::Bind {
+            addr: https_addr,
+            source,
+        })?;
+        Ok(Application {
+            https,
+            http,
+            https_addr,
+            http_addr,
+            tls,
+            est: api::est_router(authority.clone()),
+            public: api::public_router(ca),
+            authority,
+        })
+    }
+
+    /// The bound HTTPS address (the real port when configured with port 0).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The bound plain-HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The authority (tests and the CLI use its store and policies).
+    pub fn authority(&self) -> Arc<Authority> {
+        self.authority.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut http_stop = stop_rx.clone();
+        let public = axum::serve(self.http, self.public).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|stopped| *stopped).await;
+        });
+        let https = serve_https(self.https, self.tls, self.est, stop_rx);
+        let (public, https) = tokio::join!(async move { public.await }, https);
+        public.and(https)
+    }
+}
+
+async fn serve_https(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    router: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Per-connection accept errors (e.g. EMFILE) must not stop the server.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        let tls = tls.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let peer_certs =
+                PeerCertificates(
+                    stream.get_ref().1.peer_certificates().map(|certs| {
+                        Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect())
+                    }),
+                );
+            let service =
+                router.map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer_certs.clone());
+                    request
+                });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let connection =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! Persistence behind one interface: the only place with SQL. SQLite is the embedded default;
+//! a PostgreSQL implementation fills the same trait.
+
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+/// A device as registered from the MES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub serial: String,
+    pub product: String,
+    pub gtin: String,
+    pub lot: Option<String>,
+    pub status: DeviceStatus,
+    pub registered_at: i64,
+}
+
+/// Whether a device may enroll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Active,
+    Disabled,
+}
+
+impl DeviceStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Disabled => "disabled",
+        }
+    }
+
+    fn parse(text: &str) -> DeviceStatus {
+        if text == "active" {
+            DeviceStatus::Active
+        } else {
+            DeviceStatus::Disabled
+        }
+    }
+}
+
+/// A stored one-time token (its hash only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub token_hash: Vec<u8>,
+    pub device_serial: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// An issued certificate, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    pub serial: String,
+    pub issuer: String,
+    pub device_serial: String,
+    pub product: String,
+    pub policy_oid: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub spki_sha256: Vec<u8>,
+    pub der: Vec<u8>,
+    pub authorized_by: String,
+    pub supersedes: Option<String>,
+    pub issued_at: i64,
+}
+
+/// An audit event before it is chained and stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    /// JSON object with the event's details.
+    pub details: String,
+}
+
+/// A stored, chained audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAuditEvent {
+    pub seq: i64,
+    pub event: AuditEvent,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// Everything one issuance writes, committed together or not at all.
+#[derive(Debug, Clone)]
+pub struct Issuance {
+    pub certificate: CertificateRecord,
+    /// The one-time token consumed by this issuance, if it was token-authorized.
+    pub consume_token: Option<Vec<u8>>,
+    pub audit: AuditEvent,
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("device {0} is already registered")]
+    DeviceExists(String),
+    #[error("device {0} is not registered")]
+    UnknownDevice(String),
+    #[error("the token was used or expired while this request was in flight")]
+    TokenNotConsumable,
+    #[error("certificate serial {0} already exists")]
+    SerialCollision(String),
+    #[error("storage is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("storage error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The storage interface every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Registers devices: all of them, or none if any serial exists.
+    async fn register_devices(
+        &self,
+        devices: &[Device],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    /// A device by serial.
+    async fn device(&self, serial: &str) -> Result<Option<Device>, StoreError>;
+    /// Which of `serials` are already registered.
+    async fn registered_serials(&self, serials: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Stores token hashes, all or none.
+    async fn create_tokens(
+        &self,
+        tokens: &[TokenRecord],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    /// A token by its hash.
+    async fn token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
+    /// The device serials holding a certificate for this public key (SHA-256 of the SPKI).
+    async fn key_holders(&self, spki_sha256: &[u8]) -> Result<Vec<String>, StoreError>;
+    /// Stores a certificate, consumes its token and appends its audit event in one transaction.
+    async fn commit_issuance(&self, issuance: &Issuance, now: i64) -> Result<(), StoreError>;
+    /// A certificate by hex serial.
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    /// Certificates of a device, newest first.
+    async fn certificates_for_device(
+        &self,
+        serial: &str,
+    ) -> Result<Vec<CertificateRecord>, StoreError>;
+    /// Appends audit events (outside an issuance).
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+    /// The audit trail in order.
+    async fn audit_events(&self) -> Result<Vec<StoredAuditEvent>, StoreError>;
+}
+
+/// Hash of an audit event chained to its predecessor: SHA-256 over the previous hash and the
+/// event's fields, each length-prefixed so no two events can collide by shifting bytes.
+pub fn chain_hash(prev_hash: &[u8], event: &AuditEvent) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let at = event.at.to_be_bytes();
+    for part in [
+        prev_hash,
+        &at[..],
+        event.actor.as_bytes(),
+        event.action.as_bytes(),
+        event.object.as_bytes(),
+        event.details.as_bytes(),
+    ] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    ctx.finish().as_ref().to_vec()
+}
+
+/// Classifies a sqlx error: connection-level failures are "unavailable" (HTTP 503).
+pub(crate) fn classify(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(error),
+        sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
+            StoreError::Unavailable(error)
+        }
+        other => StoreError::Database(other),
+    }
+}
+
+#[cfg(test)]
+mod tests;

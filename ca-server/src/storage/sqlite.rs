@@ -1,0 +1,345 @@
+//! SQLite backend: one file, WAL journal, synchronous=FULL, foreign keys on.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+// Dynamic SQL here is only ever built from constant column lists and `?` placeholders.
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+
+use super::{
+    AuditEvent, CertificateRecord, Device, DeviceStatus, Issuance, Store, StoreError,
+    StoredAuditEvent, TokenRecord, chain_hash, classify,
+};
+
+/// The embedded SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let url = format!("sqlite://{}", path.display());
+        SqliteStore::connect(&url).await
+    }
+
+    /// Opens a `sqlite://` URL and applies migrations.
+    pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(classify)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(classify)?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool.begin().await.map_err(classify)
+    }
+}
+
+async fn append_events(
+    tx: &mut Transaction<'static, Sqlite>,
+    events: &[AuditEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut prev: Vec<u8> =
+        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(classify)?
+            .unwrap_or_default();
+    for event in events {
+        let hash = chain_hash(&prev, event);
+        sqlx::query(
+            "INSERT INTO audit_events (at, actor, action, object, details, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.object)
+        .bind(&event.details)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+        prev = hash;
+    }
+    Ok(())
+}
+
+fn device_from_row(row: &SqliteRow) -> Result<Device, sqlx::Error> {
+    Ok(Device {
+        serial: row.try_get("serial")?,
+        product: row.try_get("product")?,
+        gtin: row.try_get("gtin")?,
+        lot: row.try_get("lot")?,
+        status: DeviceStatus::parse(row.try_get::<&str, _>("status")?),
+        registered_at: row.try_get("registered_at")?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, sqlx::Error> {
+    Ok(TokenRecord {
+        token_hash: row.try_get("token_hash")?,
+        device_serial: row.try_get("device_serial")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        used_at: row.try_get("used_at")?,
+    })
+}
+
+fn certificate_from_row(row: &SqliteRow) -> Result<CertificateRecord, sqlx::Error> {
+    Ok(CertificateRecord {
+        serial: row.try_get("serial")?,
+        issuer: row.try_get("issuer")?,
+        device_serial: row.try_get("device_serial")?,
+        product: row.try_get("product")?,
+        policy_oid: row.try_get("policy_oid")?,
+        not_before: row.try_get("not_before")?,
+        not_after: row.try_get("not_after")?,
+        spki_sha256: row.try_get("spki_sha256")?,
+        der: row.try_get("der")?,
+        authorized_by: row.try_get("authorized_by")?,
+        supersedes: row.try_get("supersedes")?,
+        issued_at: row.try_get("issued_at")?,
+    })
+}
+
+const CERTIFICATE_COLUMNS: &str = "serial, issuer, device_serial, product, policy_oid, not_before, \
+     not_after, spki_sha256, der, authorized_by, supersedes, issued_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn register_devices(
+        &self,
+        devices: &[Device],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for device in devices {
+            let inserted = sqlx::query(
+                "INSERT INTO devices (serial, product, gtin, lot, status, registered_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING",
+            )
+            .bind(&device.serial)
+            .bind(&device.product)
+            .bind(&device.gtin)
+            .bind(&device.lot)
+            .bind(device.status.as_str())
+            .bind(device.registered_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::DeviceExists(device.serial.clone()));
+            }
+        }
+        append_events(&mut tx, audit).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn device(&self, serial: &str) -> Result<Option<Device>, StoreError> {
+        let row = sqlx::query("SELECT * FROM devices WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref()
+            .map(device_from_row)
+            .transpose()
+            .map_err(classify)
+    }
+
+    async fn registered_serials(&self, serials: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        // Chunked to stay under SQLite's bound-parameter limit.
+        for chunk in serials.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT serial FROM devices WHERE serial IN ({placeholders})");
+            let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for serial in chunk {
+                query = query.bind(serial);
+            }
+            found.extend(query.fetch_all(&self.pool).await.map_err(classify)?);
+        }
+        Ok(found)
+    }
+
+    async fn create_tokens(
+        &self,
+        tokens: &[TokenRecord],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for token in tokens {
+            sqlx::query(
+                "INSERT INTO enrollment_tokens (token_hash, device_serial, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(&token.token_hash)
+            .bind(&token.device_serial)
+            .bind(token.created_at)
+            .bind(token.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                    StoreError::UnknownDevice(token.device_serial.clone())
+                }
+                _ => classify(e),
+            })?;
+        }
+        append_events(&mut tx, audit).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM enrollment_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref()
+            .map(token_from_row)
+            .transpose()
+            .map_err(classify)
+    }
+
+    async fn key_holders(&self, spki_sha256: &[u8]) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT DISTINCT device_serial FROM certificates WHERE spki_sha256 = ?")
+            .bind(spki_sha256)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn commit_issuance(&self, issuance: &Issuance, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        // The token update comes first so the transaction takes SQLite's write lock before it
+        // reads anything (no deferred-lock upgrade races between concurrent issuances).
+        if let Some(token_hash) = &issuance.consume_token {
+            let consumed = sqlx::query(
+                "UPDATE enrollment_tokens SET used_at = ? \
+                 WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+            )
+            .bind(now)
+            .bind(token_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if consumed.rows_affected() != 1 {
+                return Err(StoreError::TokenNotConsumable);
+            }
+        }
+        let cert = &issuance.certificate;
+        let sql = format!(
+            "INSERT INTO certificates ({CERTIFICATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(&cert.serial)
+            .bind(&cert.issuer)
+            .bind(&cert.device_serial)
+            .bind(&cert.product)
+            .bind(&cert.policy_oid)
+            .bind(cert.not_before)
+            .bind(cert.not_after)
+            .bind(&cert.spki_sha256)
+            .bind(&cert.der)
+            .bind(&cert.authorized_by)
+            .bind(&cert.supersedes)
+            .bind(cert.issued_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::SerialCollision(cert.serial.clone())
+                }
+                _ => classify(e),
+            })?;
+        append_events(&mut tx, std::slice::from_ref(&issuance.audit)).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref()
+            .map(certificate_from_row)
+            .transpose()
+            .map_err(classify)
+    }
+
+    async fn certificates_for_device(
+        &self,
+        serial: &str,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE device_serial = ? ORDER BY issued_at DESC"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(serial)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(certificate_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        append_events(&mut tx, events).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn audit_events(&self) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit_events ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredAuditEvent {
+                    seq: row.try_get("seq")?,
+                    event: AuditEvent {
+                        at: row.try_get("at")?,
+                        actor: row.try_get("actor")?,
+                        action: row.try_get("action")?,
+                        object: row.try_get("object")?,
+                        details: row.try_get("details")?,
+                    },
+                    prev_hash: row.try_get("prev_hash")?,
+                    hash: row.try_get("hash")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(classify)
+    }
+}

@@ -1,0 +1,200 @@
+//! The storage suite: each test takes a `&dyn Store`, so every backend runs the same checks.
+
+use super::*;
+
+fn device(serial: &str) -> Device {
+    Device {
+        serial: serial.into(),
+        product: "example-infusion-pump".into(),
+        gtin: "00850000000017".into(),
+        lot: Some("L1".into()),
+        status: DeviceStatus::Active,
+        registered_at: 1_000,
+    }
+}
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        at: 1_000,
+        actor: "test".into(),
+        action: action.into(),
+        object: "o".into(),
+        details: "{}".into(),
+    }
+}
+
+fn token(hash: u8, serial: &str) -> TokenRecord {
+    TokenRecord {
+        token_hash: vec![hash; 32],
+        device_serial: serial.into(),
+        created_at: 1_000,
+        expires_at: 2_000,
+        used_at: None,
+    }
+}
+
+fn issuance(serial: &str, device_serial: &str, token_hash: Option<Vec<u8>>) -> Issuance {
+    Issuance {
+        certificate: CertificateRecord {
+            serial: serial.into(),
+            issuer: "basic".into(),
+            device_serial: device_serial.into(),
+            product: "example-infusion-pump".into(),
+            policy_oid: "1.2.3".into(),
+            not_before: 1_000,
+            not_after: 5_000,
+            spki_sha256: vec![7; 32],
+            der: vec![0x30, 0x00],
+            authorized_by: "token".into(),
+            supersedes: None,
+            issued_at: 1_500,
+        },
+        consume_token: token_hash,
+        audit: event("certificate.issued"),
+    }
+}
+
+async fn register_is_all_or_nothing(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    let err = store
+        .register_devices(&[device("IP20000002"), device("IP20000001")], &[event("x")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::DeviceExists(ref s) if s == "IP20000001"),
+        "{err}"
+    );
+    assert!(store.device("IP20000002").await.unwrap().is_none());
+    assert!(store.audit_events().await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .registered_serials(&["IP20000001".into(), "IP20000009".into()])
+            .await
+            .unwrap(),
+        vec!["IP20000001".to_owned()]
+    );
+}
+
+async fn token_is_consumed_once(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    store
+        .create_tokens(&[token(1, "IP20000001")], &[])
+        .await
+        .unwrap();
+    store
+        .commit_issuance(&issuance("aa01", "IP20000001", Some(vec![1; 32])), 1_500)
+        .await
+        .unwrap();
+    let err = store
+        .commit_issuance(&issuance("aa02", "IP20000001", Some(vec![1; 32])), 1_600)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TokenNotConsumable), "{err}");
+    // The refused issuance left nothing behind.
+    assert!(store.certificate("aa02").await.unwrap().is_none());
+    assert_eq!(store.audit_events().await.unwrap().len(), 1);
+    assert_eq!(
+        store.token(&[1; 32]).await.unwrap().unwrap().used_at,
+        Some(1_500)
+    );
+}
+
+async fn expired_token_is_not_consumed(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    store
+        .create_tokens(&[token(2, "IP20000001")], &[])
+        .await
+        .unwrap();
+    let err = store
+        .commit_issuance(&issuance("bb01", "IP20000001", Some(vec![2; 32])), 2_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TokenNotConsumable), "{err}");
+    assert!(store.certificate("bb01").await.unwrap().is_none());
+}
+
+async fn token_for_unknown_device_is_refused(store: &dyn Store) {
+    let err = store
+        .create_tokens(&[token(3, "IP29999999")], &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownDevice(_)), "{err}");
+}
+
+async fn issued_certificate_is_found_by_key_and_device(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    store
+        .commit_issuance(&issuance("cc01", "IP20000001", None), 1_500)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.key_holders(&[7; 32]).await.unwrap(),
+        vec!["IP20000001".to_owned()]
+    );
+    let certs = store.certificates_for_device("IP20000001").await.unwrap();
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0], issuance("cc01", "IP20000001", None).certificate);
+    let err = store
+        .commit_issuance(&issuance("cc01", "IP20000001", None), 1_500)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::SerialCollision(_)), "{err}");
+}
+
+async fn audit_events_are_chained(store: &dyn Store) {
+    store.append_audit(&[event("a"), event("b")]).await.unwrap();
+    store.append_audit(&[event("c")]).await.unwrap();
+    let events = store.audit_events().await.unwrap();
+    assert_eq!(events.len(), 3);
+    let mut prev = Vec::new();
+    for stored in &events {
+        assert_eq!(stored.prev_hash, prev);
+        assert_eq!(stored.hash, chain_hash(&prev, &stored.event));
+        prev = stored.hash.clone();
+    }
+}
+
+macro_rules! storage_suite {
+    ($open:expr) => {
+        storage_suite!(@tests $open;
+            register_is_all_or_nothing,
+            token_is_consumed_once,
+            expired_token_is_not_consumed,
+            token_for_unknown_device_is_refused,
+            issued_certificate_is_found_by_key_and_device,
+            audit_events_are_chained);
+    };
+    (@tests $open:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (_guard, store) = $open.await;
+                super::$name(&store).await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    use super::super::SqliteStore;
+
+    async fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ca.db")).await.unwrap();
+        (dir, store)
+    }
+
+    storage_suite!(open());
+}
