@@ -152,6 +152,11 @@ impl Application {
     }
 }
 
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
 async fn serve_https(
     listener: TcpListener,
     tls: TlsAcceptor,
@@ -170,7 +175,7 @@ async fn serve_https(
                     continue;
                 }
             },
-            _ = stop.wait_for(|stopped| *stopped) => break,
+            () = stopped(&mut stop) => break,
         };
         let tls = tls.clone();
         let router = router.clone();

@@ -74,7 +74,7 @@ pub fn build_and_sign(inputs: &CertificateInputs<'_>) -> Result<SignedCertificat
         .sunset
         .with_time(Time::from_hms(23, 59, 59).unwrap_or(Time::MIDNIGHT))
         .assume_utc();
-    let not_after = (now + Duration::days(i64::from(policy.validity.max_days)))
+    let not_after = (not_before + Duration::days(i64::from(policy.validity.max_days)))
         .min(issuer.not_after)
         .min(sunset_end);
     if not_after <= now {

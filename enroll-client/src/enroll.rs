@@ -1,0 +1,171 @@
+//! First enrollment: key generated here, CSR, `simpleenroll` with a one-time token, chain
+//! verified against the given root before anything is written.
+
+use std::path::{Path, PathBuf};
+
+use iomt_core::oids;
+use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, PublicKeyData};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::error::ClientError;
+use crate::est::EstClient;
+use crate::keystore::{self, Credential};
+
+/// What `enroll-client enroll` is asked to do.
+pub struct EnrollRequest {
+    /// `https://host:port`.
+    pub server: String,
+    /// Root certificate to trust (PEM).
+    pub ca_cert: PathBuf,
+    pub serial: String,
+    /// One-time token; never logged.
+    pub token: String,
+    pub out: PathBuf,
+    /// Optional EST label (product or level).
+    pub label: Option<String>,
+}
+
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("server", &self.server)
+            .field("serial", &self.serial)
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a successful enrollment.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    /// Hex serial of the new certificate.
+    pub certificate_serial: String,
+    pub not_after: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// Reads the first certificate of a PEM file.
+pub fn read_root(path: &Path) -> Result<CertificateDer<'static>, ClientError> {
+    let text = std::fs::read(path).map_err(ClientError::io(path))?;
+    let block = pem::parse(text).map_err(|e| {
+        ClientError::Local(format!("{}: not a PEM certificate: {e}", path.display()))
+    })?;
+    Ok(CertificateDer::from(block.into_contents()))
+}
+
+/// Runs the whole enrollment.
+pub async fn enroll(request: &EnrollRequest) -> Result<Enrolled, ClientError> {
+    let root = read_root(&request.ca_cert)?;
+    let ca_name = request.ca_cert.display().to_string();
+    let client = EstClient::new(&request.server, &root, &ca_name)?;
+    let label = request.label.as_deref();
+
+    let requirements = client.csrattrs(label).await?;
+    let key = generate_key(&requirements)?;
+    let csr_der = build_csr(&key, &request.serial)?;
+    let issued = client
+        .simpleenroll(label, &request.serial, &request.token, &csr_der)
+        .await?;
+    let leaf = issued
+        .first()
+        .ok_or_else(|| ClientError::BadResponse("simpleenroll returned no certificate".into()))?;
+    let ca_certs = client.cacerts(label).await?;
+    let chain = verify_chain(leaf, &ca_certs, &root, &key, &ca_name)?;
+
+    let (_, parsed) =
+        X509Certificate::from_der(leaf).map_err(|e| ClientError::BadResponse(e.to_string()))?;
+    let credential = Credential {
+        key_pem: key.serialize_pem(),
+        cert_pem: keystore::certificates_pem([leaf.as_slice()]),
+        chain_pem: keystore::certificates_pem(chain.iter().map(|c| c.as_ref())),
+    };
+    let files = keystore::store(&request.out, &credential)?;
+    Ok(Enrolled {
+        certificate_serial: parsed.raw_serial_as_string().replace(':', ""),
+        not_after: parsed.validity().not_after.to_string(),
+        files,
+    })
+}
+
+/// P-256 unless the CA's csrattrs allow only P-384.
+fn generate_key(requirements: &iomt_core::wire::CsrRequirements) -> Result<KeyPair, ClientError> {
+    let curves = requirements
+        .attributes
+        .iter()
+        .find(|(attr, _)| *attr == oids::EC_PUBLIC_KEY)
+        .map(|(_, curves)| curves.clone());
+    let alg = match curves {
+        Some(curves) if !curves.contains(&oids::SECP256R1) && curves.contains(&oids::SECP384R1) => {
+            &rcgen::PKCS_ECDSA_P384_SHA384
+        }
+        _ => &rcgen::PKCS_ECDSA_P256_SHA256,
+    };
+    KeyPair::generate_for(alg)
+        .map_err(|e| ClientError::Local(format!("key generation failed: {e}")))
+}
+
+/// A CSR carrying only the device serial (the CA fills everything else from its registry).
+pub fn build_csr(key: &KeyPair, serial: &str) -> Result<Vec<u8>, ClientError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    let printable = serial
+        .try_into()
+        .map_err(|_| ClientError::Local(format!("serial `{serial}` is not a PrintableString")))?;
+    dn.push(
+        DnType::CustomDnType(vec![2, 5, 4, 5]),
+        DnValue::PrintableString(printable),
+    );
+    params.distinguished_name = dn;
+    let csr = params
+        .serialize_request(key)
+        .map_err(|e| ClientError::Local(format!("CSR: {e}")))?;
+    Ok(csr.der().to_vec())
+}
+
+/// Verifies the leaf against `root` through one of the CA certificates, for TLS client use,
+/// and that it certifies our key. Returns the chain to write: issuing CA, then root.
+pub fn verify_chain(
+    leaf: &[u8],
+    ca_certs: &[Vec<u8>],
+    root: &CertificateDer<'static>,
+    key: &KeyPair,
+    ca_name: &str,
+) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let untrusted = |reason: String| ClientError::Untrusted {
+        ca_cert: ca_name.to_owned(),
+        reason,
+    };
+    let (_, parsed) = X509Certificate::from_der(leaf)
+        .map_err(|e| ClientError::BadResponse(format!("certificate: {e}")))?;
+    if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
+        return Err(ClientError::BadResponse(
+            "the issued certificate is for a different key".into(),
+        ));
+    }
+    let issuer = ca_certs
+        .iter()
+        .find(|ca| {
+            X509Certificate::from_der(ca)
+                .map(|(_, c)| c.subject().as_raw() == parsed.issuer().as_raw())
+                .unwrap_or(false)
+        })
+        .ok_or_else(|| untrusted("the CA did not provide the issuing CA certificate".into()))?;
+    let leaf_der = CertificateDer::from(leaf.to_vec());
+    let end_entity =
+        webpki::EndEntityCert::try_from(&leaf_der).map_err(|e| untrusted(format!("{e:?}")))?;
+    let anchor = webpki::anchor_from_trusted_cert(root).map_err(|e| untrusted(format!("{e:?}")))?;
+    let intermediates = [CertificateDer::from(issuer.clone())];
+    end_entity
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            &intermediates,
+            UnixTime::now(),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| untrusted(format!("{e:?}")))?;
+    Ok(vec![intermediates[0].clone(), root.clone()])
+}

@@ -1,0 +1,56 @@
+//! Client failures, each with its own exit code so scripts and stations can react.
+
+use std::path::PathBuf;
+
+/// Why an enrollment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the CA at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the CA's TLS certificate is not trusted by {ca_cert}: {reason}")]
+    TlsTrust { ca_cert: String, reason: String },
+    #[error("the CA refused the credentials (401 {code}): {message}")]
+    Unauthorized { code: String, message: String },
+    #[error("the CA's policy refused the request (403 {code}): {message}")]
+    Forbidden { code: String, message: String },
+    #[error("the CA answered {status} {code}: {message}")]
+    Server {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("the CA's response is not usable: {0}")]
+    BadResponse(String),
+    #[error("the issued certificate does not verify against {ca_cert}: {reason}")]
+    Untrusted { ca_cert: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Local(String),
+}
+
+impl ClientError {
+    /// Process exit code: 3 unreachable, 4 TLS trust, 5 unauthorized, 6 forbidden,
+    /// 7 bad response or untrusted certificate, 8 other server error, 1 local error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Unreachable { .. } => 3,
+            ClientError::TlsTrust { .. } => 4,
+            ClientError::Unauthorized { .. } => 5,
+            ClientError::Forbidden { .. } => 6,
+            ClientError::BadResponse(_) | ClientError::Untrusted { .. } => 7,
+            ClientError::Server { .. } => 8,
+            ClientError::Io { .. } | ClientError::Local(_) => 1,
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ClientError + '_ {
+        move |source| ClientError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! A small EST (RFC 7030) client over rustls with ring, trusting only the given root.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use iomt_core::wire::{CsrRequirements, decode_csrattrs, parse_certs_only};
+use reqwest::{StatusCode, header};
+use rustls_pki_types::CertificateDer;
+
+use crate::error::ClientError;
+
+/// Connect and whole-request timeouts.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response accepted (a certs-only PKCS#7 with a few certificates is a few KiB).
+const RESPONSE_LIMIT: usize = 256 * 1024;
+
+/// An EST endpoint and the trust to reach it.
+pub struct EstClient {
+    http: reqwest::Client,
+    base: String,
+    ca_cert_name: String,
+}
+
+impl EstClient {
+    /// A client for `server` (e.g. `https://ca.example:8443`) trusting only `root`.
+    pub fn new(
+        server: &str,
+        root: &CertificateDer<'static>,
+        ca_cert_name: &str,
+    ) -> Result<EstClient, ClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(root.clone()).map_err(|e| {
+            ClientError::Local(format!("{ca_cert_name} is not a usable trust anchor: {e}"))
+        })?;
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Local(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| ClientError::Local(format!("HTTP client: {e}")))?;
+        Ok(EstClient {
+            http,
+            base: format!("{}/.well-known/est", server.trim_end_matches('/')),
+            ca_cert_name: ca_cert_name.to_owned(),
+        })
+    }
+
+    fn url(&self, label: Option<&str>, operation: &str) -> String {
+        match label {
+            Some(label) => format!("{}/{label}/{operation}", self.base),
+            None => format!("{}/{operation}", self.base),
+        }
+    }
+
+    /// `GET cacerts`: the CA certificates (DER).
+    pub async fn cacerts(&self, label: Option<&str>) -> Result<Vec<Vec<u8>>, ClientError> {
+        let body = self
+            .send(self.http.get(self.url(label, "cacerts")), label, "cacerts")
+            .await?;
+        parse_certs_only(&body).map_err(|e| ClientError::BadResponse(format!("cacerts: {e}")))
+    }
+
+    /// `GET csrattrs`: what the CA wants in the CSR (empty when the CA answers 204/404).
+    pub async fn csrattrs(&self, label: Option<&str>) -> Result<CsrRequirements, ClientError> {
+        let body = self
+            .send(
+                self.http.get(self.url(label, "csrattrs")),
+                label,
+                "csrattrs",
+            )
+            .await?;
+        if body.is_empty() {
+            return Ok(CsrRequirements::default());
+        }
+        decode_csrattrs(&body).map_err(|e| ClientError::BadResponse(format!("csrattrs: {e}")))
+    }
+
+    /// `POST simpleenroll` with HTTP Basic `serial:token`: the issued certificate(s), DER.
+    pub async fn simpleenroll(
+        &self,
+        label: Option<&str>,
+        serial: &str,
+        token: &str,
+        csr_der: &[u8],
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let request = self
+            .http
+            .post(self.url(label, "simpleenroll"))
+            .basic_auth(serial, Some(token))
+            .header(header::CONTENT_TYPE, "application/pkcs10")
+            .header("content-transfer-encoding", "base64")
+            .body(STANDARD.encode(csr_der));
+        let body = self.send(request, label, "simpleenroll").await?;
+        parse_certs_only(&body).map_err(|e| ClientError::BadResponse(format!("simpleenroll: {e}")))
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        label: Option<&str>,
+        operation: &str,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(label, operation);
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&url, &e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&url, &e))?;
+        if bytes.len() > RESPONSE_LIMIT {
+            return Err(ClientError::BadResponse(format!(
+                "{operation}: response of {} bytes is too large",
+                bytes.len()
+            )));
+        }
+        if status == StatusCode::NO_CONTENT
+            || (operation == "csrattrs" && status == StatusCode::NOT_FOUND)
+        {
+            return Ok(Vec::new());
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+            let (code, message) = match text.split_once(": ") {
+                Some((code, message)) if !code.contains(' ') => {
+                    (code.to_owned(), message.to_owned())
+                }
+                _ => (status.as_str().to_owned(), text),
+            };
+            return Err(match status {
+                StatusCode::UNAUTHORIZED => ClientError::Unauthorized { code, message },
+                StatusCode::FORBIDDEN => ClientError::Forbidden { code, message },
+                _ => ClientError::Server {
+                    status: status.as_u16(),
+                    code,
+                    message,
+                },
+            });
+        }
+        // RFC 8951: the body is base64 regardless of Content-Transfer-Encoding; ignore whitespace.
+        let compact: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        STANDARD
+            .decode(compact)
+            .map_err(|e| ClientError::BadResponse(format!("{operation}: body is not base64: {e}")))
+    }
+
+    fn transport_error(&self, url: &str, error: &reqwest::Error) -> ClientError {
+        let mut source: Option<&dyn std::error::Error> = Some(error);
+        while let Some(current) = source {
+            if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+                if matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                ) {
+                    return ClientError::TlsTrust {
+                        ca_cert: self.ca_cert_name.clone(),
+                        reason: tls.to_string(),
+                    };
+                }
+            }
+            source = current.source();
+        }
+        ClientError::Unreachable {
+            url: url.to_owned(),
+            reason: chain(error),
+        }
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

@@ -1,0 +1,8 @@
+//! The IoMT enrollment client: generates a key locally, enrolls over EST, verifies the issued
+//! chain against the trusted root and writes the credential files atomically.
+
+pub mod cli;
+pub mod enroll;
+pub mod error;
+pub mod est;
+pub mod keystore;

@@ -1,0 +1,331 @@
+//! `TestApp`: a real CA in a temp directory, served on 127.0.0.1:0 over real rustls HTTPS, with
+//! one method per operation the tests need. Outside tools are found with [`require_tool`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ca_server::authority::Authority;
+use ca_server::cli::{Cli, run};
+use ca_server::config::Settings;
+use ca_server::startup::Application;
+use ca_server::storage::CertificateRecord;
+use clap_free::parse;
+use enroll_client::enroll::{EnrollRequest, Enrolled, enroll};
+use enroll_client::error::ClientError;
+use rustls_pki_types::CertificateDer;
+use tokio::sync::oneshot;
+
+/// The example token-enrolled product (narrows Basic).
+pub const PUMP: &str = "example-infusion-pump";
+/// The example station-only product (narrows Substantial).
+pub const MONITOR: &str = "example-patient-monitor";
+
+mod clap_free {
+    /// Parses a `ca-server` command line as the binary would.
+    pub fn parse(args: &[&str]) -> super::Cli {
+        use clap::Parser;
+        super::Cli::try_parse_from(std::iter::once("ca-server").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("bad test command line {args:?}: {e}"))
+    }
+}
+
+/// A running CA.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub authority: Arc<Authority>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// `init` a fresh evaluation CA and serve it on ephemeral ports.
+    pub async fn spawn() -> TestApp {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("ca");
+        let data_str = data.to_str().expect("utf-8 path");
+        TestApp::cli_in(
+            data_str,
+            &[
+                "init",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--public-url",
+                "http://127.0.0.1:8080",
+            ],
+        )
+        .await
+        .expect("init");
+        let settings = Settings::load(&data).expect("settings");
+        let app = Application::build(&settings).await.expect("build");
+        let (https, http, authority) = (app.https_addr(), app.http_addr(), app.authority());
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            dir,
+            https,
+            http,
+            authority,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// `root.pem`.
+    pub fn root_pem(&self) -> PathBuf {
+        self.data_dir().join("root.pem")
+    }
+
+    /// The root certificate, DER.
+    pub fn root_der(&self) -> CertificateDer<'static> {
+        let block = pem::parse(std::fs::read(self.root_pem()).expect("root.pem")).expect("pem");
+        CertificateDer::from(block.into_contents())
+    }
+
+    /// The EST base URL, by the name in the TLS certificate.
+    pub fn server_url(&self) -> String {
+        format!("https://localhost:{}", self.https.port())
+    }
+
+    /// Runs a `ca-server` subcommand against this CA; returns its stdout.
+    pub async fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let data = self.data_dir();
+        TestApp::cli_in(data.to_str().expect("utf-8"), args).await
+    }
+
+    async fn cli_in(data_dir: &str, args: &[&str]) -> Result<String, String> {
+        let mut full = vec!["--data-dir", data_dir];
+        full.extend_from_slice(args);
+        let mut out = Vec::new();
+        run(parse(&full), &mut out)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(String::from_utf8(out).expect("utf-8 output"))
+    }
+
+    /// Registers a device under a product.
+    pub async fn register(&self, serial: &str, product: &str) {
+        self.cli(&[
+            "device",
+            "register",
+            "--serial",
+            serial,
+            "--product",
+            product,
+        ])
+        .await
+        .expect("register");
+    }
+
+    /// Creates a token and returns it (the CLI prints it alone on stdout).
+    pub async fn token(&self, serial: &str) -> String {
+        let out = self
+            .cli(&["token", "create", "--serial", serial])
+            .await
+            .expect("token");
+        out.trim().to_owned()
+    }
+
+    /// Registers `serial` as a pump and returns a fresh token for it.
+    pub async fn pump_with_token(&self, serial: &str) -> String {
+        self.register(serial, PUMP).await;
+        self.token(serial).await
+    }
+
+    /// Enrolls with the real client library.
+    pub async fn enroll(
+        &self,
+        serial: &str,
+        token: &str,
+        out: &Path,
+    ) -> Result<Enrolled, ClientError> {
+        enroll(&EnrollRequest {
+            server: self.server_url(),
+            ca_cert: self.root_pem(),
+            serial: serial.to_owned(),
+            token: token.to_owned(),
+            out: out.to_path_buf(),
+            label: None,
+        })
+        .await
+    }
+
+    /// Certificates stored for a device.
+    pub async fn certificates(&self, serial: &str) -> Vec<CertificateRecord> {
+        self.authority
+            .store()
+            .certificates_for_device(serial)
+            .await
+            .expect("query")
+    }
+
+    /// Whether the token with this secret has been consumed.
+    pub async fn token_used(&self, token: &str) -> bool {
+        let record = self
+            .authority
+            .store()
+            .token(&ca_server::auth::token::hash(token))
+            .await
+            .expect("query");
+        record.expect("token exists").used_at.is_some()
+    }
+
+    /// An HTTPS client that trusts this CA's root.
+    pub fn http_client(&self) -> reqwest::Client {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.root_der()).expect("root");
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .expect("client")
+    }
+
+    /// A plain-HTTP client for the public endpoints.
+    pub fn plain_client(&self) -> reqwest::Client {
+        self.http_client()
+    }
+
+    /// POSTs a raw `simpleenroll` and returns (status, error code header, body).
+    pub async fn post_simpleenroll(
+        &self,
+        serial: &str,
+        token: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, String, String) {
+        let response = self
+            .http_client()
+            .post(format!(
+                "{}/.well-known/est/simpleenroll",
+                self.server_url()
+            ))
+            .basic_auth(serial, Some(token))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let code = response
+            .headers()
+            .get("x-error-code")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (status, code, response.text().await.unwrap_or_default())
+    }
+
+    /// Base64 of a CSR, as an EST body.
+    pub fn est_body(csr_der: &[u8]) -> Vec<u8> {
+        STANDARD.encode(csr_der).into_bytes()
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("server");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A CSR for `serial` with a fresh P-256 key (the key is returned too).
+pub fn p256_csr(serial: &str) -> (rcgen::KeyPair, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let csr = enroll_client::enroll::build_csr(&key, serial).expect("csr");
+    (key, csr)
+}
+
+/// Whether an outside tool is available. Absent: the test prints why it skips, unless CI=true,
+/// where a missing tool is a failure (nothing is skipped silently in CI).
+pub fn require_tool(name: &str, probe: &[&str]) -> bool {
+    let found = Command::new(name)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            "{name} is required in CI but was not found"
+        );
+        eprintln!("SKIPPED: {name} is not installed");
+    }
+    found
+}
+
+/// Runs a command, panicking with its output on failure; returns stdout.
+pub fn run_tool(cmd: &mut Command) -> String {
+    let output = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+/// Verifies `leaf` → `issuer` → root with rustls-webpki for TLS client authentication.
+pub fn webpki_verify(leaf: &[u8], issuer: &[u8], root: &CertificateDer<'_>) {
+    let leaf = CertificateDer::from(leaf.to_vec());
+    let end_entity = webpki::EndEntityCert::try_from(&leaf).expect("leaf parses");
+    let anchor = webpki::anchor_from_trusted_cert(root).expect("anchor");
+    end_entity
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            &[CertificateDer::from(issuer.to_vec())],
+            rustls_pki_types::UnixTime::now(),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .expect("chain verifies with rustls-webpki");
+}
+
+/// Reads all PEM certificates from a file, DER.
+pub fn read_pem_certs(path: &Path) -> Vec<Vec<u8>> {
+    pem::parse_many(std::fs::read(path).expect("read"))
+        .expect("pem")
+        .into_iter()
+        .map(|p| p.into_contents())
+        .collect()
+}
