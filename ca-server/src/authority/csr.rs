@@ -65,9 +65,11 @@ impl std::fmt::Display for SubjectKey {
     }
 }
 
-/// A CSR whose signature verified.
+/// A parsed CSR. Its signature is checked by [`Csr::verify_signature`] once the key type is
+/// known to be acceptable (ring cannot verify, say, RSA-1024, and that key is refused anyway).
 #[derive(Debug, Clone)]
-pub struct VerifiedCsr {
+pub struct Csr {
+    der: Vec<u8>,
     /// DER SubjectPublicKeyInfo.
     pub spki_der: Vec<u8>,
     pub key: SubjectKey,
@@ -82,9 +84,9 @@ enum SanEntry {
     Other(&'static str, String),
 }
 
-impl VerifiedCsr {
-    /// Parses `der` and verifies its self-signature.
-    pub fn parse(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
+impl Csr {
+    /// Parses `der` (hostile input): structure, key, subject and requested SAN.
+    pub fn parse(der: &[u8]) -> Result<Csr, CsrError> {
         let (rest, csr) =
             X509CertificationRequest::from_der(der).map_err(|e| CsrError::NotDer(e.to_string()))?;
         if !rest.is_empty() {
@@ -93,7 +95,6 @@ impl VerifiedCsr {
                 rest.len()
             )));
         }
-        csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
         let info = &csr.certification_request_info;
         let spki = &info.subject_pki;
         let key = match spki.parsed() {
@@ -152,12 +153,19 @@ impl VerifiedCsr {
                 }
             }
         }
-        Ok(VerifiedCsr {
+        Ok(Csr {
+            der: der.to_vec(),
             spki_der: spki.raw.to_vec(),
             key,
             subject,
             san,
         })
+    }
+
+    /// Verifies the proof of possession: the CSR is signed by the key it carries.
+    pub fn verify_signature(&self) -> Result<(), CsrError> {
+        let (_, csr) = X509CertificationRequest::from_der(&self.der).map_err(|e| CsrError::NotDer(e.to_string()))?;
+        csr.verify_signature().map_err(|_| CsrError::BadSignature)
     }
 
     /// SHA-256 of the SubjectPublicKeyInfo: the key's identity for clone detection.

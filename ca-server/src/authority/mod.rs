@@ -15,7 +15,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 pub use certificate::{BuildError, SignedCertificate};
-pub use csr::{CsrError, KeyNotAllowed, SubjectKey, VerifiedCsr};
+pub use csr::{Csr, CsrError, KeyNotAllowed, SubjectKey};
 pub use error::{EnrollError, TokenProblem};
 
 use crate::auth::token;
@@ -126,8 +126,9 @@ impl Authority {
         let token_hash = token::hash(request.token);
         self.check_token(&token_hash, &device, now).await?;
 
-        let csr = VerifiedCsr::parse(request.csr_der)?;
+        let csr = Csr::parse(request.csr_der)?;
         let sunset = csr::check_key(policy, csr.key)?;
+        csr.verify_signature()?;
         let record = DeviceRecord {
             serial: device.serial.clone(),
             gtin: device.gtin.clone(),
