@@ -162,16 +162,32 @@ impl EstClient {
     fn transport_error(&self, url: &str, error: &reqwest::Error) -> ClientError {
         let mut source: Option<&dyn std::error::Error> = Some(error);
         while let Some(current) = source {
-            if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-                if matches!(
+            // rustls errors arrive directly or wrapped in the io::Error of the TLS stream.
+            let tls = current.downcast_ref::<rustls::Error>().or_else(|| {
+                current
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            });
+            if let Some(tls) = tls
+                && matches!(
                     tls,
                     rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-                ) {
-                    return ClientError::TlsTrust {
-                        ca_cert: self.ca_cert_name.clone(),
-                        reason: tls.to_string(),
-                    };
-                }
+                )
+            {
+                return ClientError::TlsTrust {
+                    ca_cert: self.ca_cert_name.clone(),
+                    reason: tls.to_string(),
+                };
+            }
+            // Some connector layers box the rustls error in a way downcasting cannot see through;
+            // rustls's own wording identifies a rejected server certificate.
+            let text = current.to_string();
+            if text.starts_with("invalid peer certificate") {
+                return ClientError::TlsTrust {
+                    ca_cert: self.ca_cert_name.clone(),
+                    reason: text,
+                };
             }
             source = current.source();
         }

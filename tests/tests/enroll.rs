@@ -258,3 +258,26 @@ async fn base64_body(response: reqwest::Response) -> Vec<u8> {
         .decode(compact)
         .expect("base64")
 }
+
+#[tokio::test]
+async fn client_reports_an_untrusted_server_as_a_tls_trust_failure() {
+    let app = TestApp::spawn().await;
+    let other = TestApp::spawn().await;
+    let token = app.pump_with_token("IP20000004").await;
+    let err = enroll_client::enroll::enroll(&enroll_client::enroll::EnrollRequest {
+        server: app.server_url(),
+        ca_cert: other.root_pem(),
+        serial: "IP20000004".into(),
+        token: token.clone(),
+        out: app.dir.path().join("x"),
+        label: None,
+    })
+    .await
+    .expect_err("untrusted");
+    assert!(
+        matches!(err, enroll_client::error::ClientError::TlsTrust { .. }),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 4);
+    assert!(!app.token_used(&token).await);
+}

@@ -21,8 +21,33 @@ async fn enroll_with_curl_and_openssl_only() {
     std::fs::create_dir(&work).unwrap();
     let base = format!("{}/.well-known/est", app.server_url());
 
-    openssl(&work, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "key.pem"]);
-    openssl(&work, &["req", "-new", "-key", "key.pem", "-subj", "/serialNumber=IP20000009", "-outform", "DER", "-out", "csr.der"]);
+    openssl(
+        &work,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "key.pem",
+        ],
+    );
+    openssl(
+        &work,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "key.pem",
+            "-subj",
+            "/serialNumber=IP20000009",
+            "-outform",
+            "DER",
+            "-out",
+            "csr.der",
+        ],
+    );
     openssl(&work, &["base64", "-in", "csr.der", "-out", "csr.b64"]);
     let credential = format!("IP20000009:{token}");
     // curl runs in a blocking thread so the in-process server keeps serving.
@@ -40,18 +65,71 @@ async fn enroll_with_curl_and_openssl_only() {
                     .args(args),
             )
         };
-        run(&["-u", &credential, "-H", "Content-Type: application/pkcs10", "--data-binary", "@csr.b64", "-o", "cert.p7.b64", &format!("{app_base}/simpleenroll")]);
+        run(&[
+            "-u",
+            &credential,
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            "@csr.b64",
+            "-o",
+            "cert.p7.b64",
+            &format!("{app_base}/simpleenroll"),
+        ]);
         run(&["-o", "ca.p7.b64", &format!("{app_base}/cacerts")]);
     })
     .await
     .unwrap();
 
-    openssl(&work, &["base64", "-d", "-in", "cert.p7.b64", "-out", "cert.p7.der"]);
-    openssl(&work, &["pkcs7", "-inform", "DER", "-in", "cert.p7.der", "-print_certs", "-out", "cert.pem"]);
-    openssl(&work, &["base64", "-d", "-in", "ca.p7.b64", "-out", "ca.p7.der"]);
-    openssl(&work, &["pkcs7", "-inform", "DER", "-in", "ca.p7.der", "-print_certs", "-out", "cacerts.pem"]);
+    openssl(
+        &work,
+        &["base64", "-d", "-in", "cert.p7.b64", "-out", "cert.p7.der"],
+    );
+    openssl(
+        &work,
+        &[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            "cert.p7.der",
+            "-print_certs",
+            "-out",
+            "cert.pem",
+        ],
+    );
+    openssl(
+        &work,
+        &["base64", "-d", "-in", "ca.p7.b64", "-out", "ca.p7.der"],
+    );
+    openssl(
+        &work,
+        &[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            "ca.p7.der",
+            "-print_certs",
+            "-out",
+            "cacerts.pem",
+        ],
+    );
     let root = app.root_pem();
-    let verified = openssl(&work, &["verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", root.to_str().unwrap(), "-untrusted", "cacerts.pem", "cert.pem"]);
+    let verified = openssl(
+        &work,
+        &[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            "cacerts.pem",
+            "cert.pem",
+        ],
+    );
     assert!(verified.contains("cert.pem: OK"), "{verified}");
     let text = openssl(&work, &["x509", "-in", "cert.pem", "-noout", "-subject"]);
     assert!(text.contains("CN = IP200-IP20000009"), "{text}");
@@ -68,8 +146,13 @@ fn pkilint() -> Option<PathBuf> {
 }
 
 fn assert_pkilint_clean(linter: &Path, file: &Path) {
-    let output = Command::new(linter).args(["lint", "-s", "WARNING", "-f", "TEXT"]).arg(file).output().expect("run pkilint");
-    let report = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let output = Command::new(linter)
+        .args(["lint", "-s", "WARNING", "-f", "TEXT"])
+        .arg(file)
+        .output()
+        .expect("run pkilint");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
     assert!(
         !report.contains("ERROR") && !report.contains("FATAL"),
         "pkilint reports errors for {}:\n{report}",
@@ -83,7 +166,9 @@ async fn pkilint_finds_no_error_in_device_and_ca_certificates() {
     let app = TestApp::spawn().await;
     let token = app.pump_with_token("IP20000010").await;
     let out = app.dir.path().join("device");
-    app.enroll("IP20000010", &token, &out).await.expect("enroll");
+    app.enroll("IP20000010", &token, &out)
+        .await
+        .expect("enroll");
     let linter2 = linter.clone();
     let data = app.data_dir();
     tokio::task::spawn_blocking(move || {

@@ -164,7 +164,8 @@ impl Csr {
 
     /// Verifies the proof of possession: the CSR is signed by the key it carries.
     pub fn verify_signature(&self) -> Result<(), CsrError> {
-        let (_, csr) = X509CertificationRequest::from_der(&self.der).map_err(|e| CsrError::NotDer(e.to_string()))?;
+        let (_, csr) = X509CertificationRequest::from_der(&self.der)
+            .map_err(|e| CsrError::NotDer(e.to_string()))?;
         csr.verify_signature().map_err(|_| CsrError::BadSignature)
     }
 
