@@ -1,7 +1,7 @@
 //! The `ca-server` command line. `main.rs` parses and calls [`run`]; tests call it directly.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,14 +15,18 @@ use crate::setup::{self, InitOptions};
 use crate::startup::{Application, open_store};
 use crate::storage::Store;
 
+/// The default data directory; `serve` (or no command) creates a development CA there on first run.
+pub const DEFAULT_DATA_DIR: &str = "./ca-data";
+
 /// IoMT device identity CA: issues per-device X.509 identities over EST (RFC 7030).
 ///
-/// Run with no command to start a development CA in ./ca-data (created on first run).
+/// Run with no command (or `serve` without --data-dir) to start a development CA in ./ca-data,
+/// created on first run.
 #[derive(Debug, Parser)]
 #[command(name = "ca-server", version, propagate_version = true)]
 pub struct Cli {
     /// The CA's data directory (keys, certificates, policies, config.toml, database).
-    #[arg(long, global = true, env = "CA_DATA_DIR", default_value = "./ca-data")]
+    #[arg(long, global = true, env = "CA_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Database URL overriding config.toml (e.g. sqlite:///var/lib/iomt-ca/ca.db).
     #[arg(long, global = true, env = "CA_DATABASE_URL")]
@@ -141,7 +145,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Init(args)) => init(&cli.data_dir, cli.database_url, args, out).await,
         Some(Command::Serve(args)) => {
-            serve(&cli.data_dir, cli.database_url, args, false, out).await
+            let develop = cli.data_dir == Path::new(DEFAULT_DATA_DIR);
+            serve(&cli.data_dir, cli.database_url, args, develop, out).await
         }
         None => {
             serve(
@@ -285,10 +290,10 @@ async fn serve(
     data_dir: &std::path::Path,
     database_url: Option<String>,
     args: ServeArgs,
-    bare: bool,
+    develop: bool,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    if !data_dir.join(crate::config::CONFIG_FILE).exists() && bare {
+    if !data_dir.join(crate::config::CONFIG_FILE).exists() && develop {
         tracing::warn!(
             "no CA in {}: creating a DEVELOPMENT CA (placeholder OIDs, keys in clear files)",
             data_dir.display()

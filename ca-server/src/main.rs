@@ -26,7 +26,18 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// The error and its causes on one line (multi-line reports such as CSV errors keep their lines).
+/// The error and its causes joined by `: `, skipping causes whose text a message already
+/// includes (many errors print their source inline).
 fn one_line(error: &anyhow::Error) -> String {
-    format!("{error:#}")
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }

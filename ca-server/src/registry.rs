@@ -268,6 +268,11 @@ pub async fn create_tokens(
                 product: device.product,
             });
         }
+        if token::TOKEN_ENTROPY_BITS < enrollment.one_time_token.min_entropy_bits {
+            return Err(RegistryError::TokensNotAllowed {
+                product: device.product,
+            });
+        }
         let max_hours = enrollment.one_time_token.max_ttl_hours;
         let max = Duration::from_secs(u64::from(max_hours) * 3600);
         let lifetime = ttl.unwrap_or(max);

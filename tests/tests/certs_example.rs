@@ -22,7 +22,9 @@ async fn certs_example_chain_verifies_and_lints_clean() {
         let app = TestApp::spawn().await;
         let token = app.pump_with_token("IP20000001").await;
         let out = app.dir.path().join("device");
-        app.enroll("IP20000001", &token, &out).await.expect("enroll");
+        app.enroll("IP20000001", &token, &out)
+            .await
+            .expect("enroll");
         for (from, to) in [
             (out.join("cert.pem"), "device-IP20000001.pem"),
             (out.join("chain.pem"), "chain.pem"),
@@ -38,10 +40,16 @@ async fn certs_example_chain_verifies_and_lints_clean() {
     let leaf = read_pem_certs(&dir.join("device-IP20000001.pem")).remove(0);
     let issuer = read_pem_certs(&dir.join("issuing-basic.pem")).remove(0);
     let root = CertificateDer::from(read_pem_certs(&dir.join("root.pem")).remove(0));
-    assert_eq!(read_pem_certs(&dir.join("chain.pem")), vec![issuer.clone(), root.to_vec()]);
+    assert_eq!(
+        read_pem_certs(&dir.join("chain.pem")),
+        vec![issuer.clone(), root.to_vec()]
+    );
     for entry in std::fs::read_dir(&dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-        assert!(!text.contains("PRIVATE KEY"), "no private key is ever committed");
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "no private key is ever committed"
+        );
     }
 
     // Verify at a fixed point inside the validity, so the committed example never "expires".
@@ -63,7 +71,14 @@ async fn certs_example_chain_verifies_and_lints_clean() {
 
     let policies = PolicySet::from_sources(shipped_sources()).unwrap();
     let policy = policies.product(PUMP).unwrap();
-    let identity = Identity::build(policy, &DeviceRecord { serial: "IP20000001".into(), gtin: "00850000000017".into() }).unwrap();
+    let identity = Identity::build(
+        policy,
+        &DeviceRecord {
+            serial: "IP20000001".into(),
+            gtin: "00850000000017".into(),
+        },
+    )
+    .unwrap();
     let findings = lint_device_certificate(&LintInput {
         certificate_der: &leaf,
         issuer_der: &issuer,

@@ -306,3 +306,42 @@ mod tests {
         assert!(err.to_string().contains("serial_number"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod product_validation_tests {
+    use crate::policy::{PolicySet, shipped_sources};
+
+    #[test]
+    fn hw_type_outside_the_allowed_list_is_refused() {
+        let mut sources = shipped_sources();
+        let pump = sources
+            .iter_mut()
+            .find(|s| s.name.contains("pump"))
+            .expect("pump");
+        pump.text = pump.text.replace(
+            "hw_type_oid = \"1.3.6.1.4.1.32473.98.4.1\"",
+            "hw_type_oid = \"1.3.6.1.4.1.32473.98.4.9\"",
+        );
+        let err = PolicySet::from_sources(sources)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("device.hw_type_oid"), "{err}");
+    }
+
+    #[test]
+    fn unknown_eku_name_is_refused() {
+        let mut sources = shipped_sources();
+        let pump = sources
+            .iter_mut()
+            .find(|s| s.name.contains("pump"))
+            .expect("pump");
+        pump.text = pump.text.replace(
+            "optional = [] # the pump",
+            "optional = [\"id-kp-codeSigning\"] # the pump",
+        );
+        let err = PolicySet::from_sources(sources)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("id-kp-codeSigning"), "{err}");
+    }
+}

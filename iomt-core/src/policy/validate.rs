@@ -7,7 +7,7 @@ use regex::Regex;
 
 use super::error::Violation;
 use super::model::{KeyAlgorithm, Policy, Presence, SubjectAttribute};
-use super::template::{KNOWN_VARIABLES, variables};
+use super::template::{KNOWN_VARIABLES, bind_product, variables};
 
 /// Rules for a base level file.
 pub fn base(policy: &Policy) -> Vec<Violation> {
@@ -55,6 +55,23 @@ pub fn product(policy: &Policy) -> Vec<Violation> {
             }
             check_pattern(&mut out, "device.serial_pattern", &d.serial_pattern);
             check_oid(&mut out, "device.hw_type_oid", &d.hw_type_oid);
+            let allowed: Vec<String> = policy
+                .san
+                .hardware_module_name
+                .hw_type_oids
+                .iter()
+                .map(|t| bind_product(t, policy.manufacturer.as_ref(), Some(d)))
+                .collect();
+            if !allowed.contains(&d.hw_type_oid) {
+                out.push(Violation::new(
+                    "device.hw_type_oid",
+                    format!(
+                        "`{}` is not in san.hardware_module_name.hw_type_oids ({})",
+                        d.hw_type_oid,
+                        allowed.join(", ")
+                    ),
+                ));
+            }
         }
     }
     let masa = &policy.extensions.masa_url;
@@ -64,7 +81,20 @@ pub fn product(policy: &Policy) -> Vec<Violation> {
             "required MASA URL needs a value",
         ));
     }
+    for name in eku_names(policy) {
+        if crate::oids::eku_oid(name).is_none() {
+            out.push(Violation::new(
+                "extensions.extended_key_usage",
+                format!("unknown EKU `{name}` (known: id-kp-clientAuth, id-kp-serverAuth)"),
+            ));
+        }
+    }
     out
+}
+
+fn eku_names(policy: &Policy) -> impl Iterator<Item = &str> {
+    let eku = &policy.extensions.extended_key_usage;
+    eku.required.iter().chain(&eku.optional).map(String::as_str)
 }
 
 fn common(policy: &Policy) -> Vec<Violation> {
