@@ -68,6 +68,17 @@ pub struct Application {
     authority: Arc<Authority>,
 }
 
+/// Binds a listener and reports the address it really got (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
 /// Opens the store a database URL names.
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartupError> {
     if url.starts_with("sqlite:") {
@@ -90,21 +101,8 @@ impl Application {
         let urls = PublicUrls::new(&settings.config.public_url);
         let authority = Arc::new(Authority::new(policies, ca.clone(), store, urls));
 
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartupError::Bind { addr, source })
-        };
-        let https = bind(settings.listen()?).await?;
-        let http = bind(settings.http_listen()?).await?;
-        let https_addr = https.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.listen().unwrap_or(([0, 0, 0, 0], 0).into()),
-            source,
-        })?;
-        let http_addr = http.local_addr().map_err(|source| StartupError::Bind {
-            addr: https_addr,
-            source,
-        })?;
+        let (https, https_addr) = bind(settings.listen()?).await?;
+        let (http, http_addr) = bind(settings.http_listen()?).await?;
         Ok(Application {
             https,
             http,

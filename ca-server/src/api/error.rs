@@ -75,13 +75,16 @@ impl From<StoreError> for ApiError {
 impl From<EnrollError> for ApiError {
     fn from(error: EnrollError) -> ApiError {
         use StatusCode as S;
+        let error = match error {
+            EnrollError::Store(store) => return store.into(),
+            EnrollError::Build(build) => return ApiError::internal(&build),
+            other => other,
+        };
         let message = error.to_string();
         let (status, code) = match &error {
-            EnrollError::Store(_) => match error {
-                EnrollError::Store(store) => return store.into(),
-                _ => unreachable!("matched Store above"),
-            },
-            EnrollError::Build(e) => return ApiError::internal(e),
+            EnrollError::Store(_) | EnrollError::Build(_) => {
+                return ApiError::internal(&error);
+            }
             EnrollError::Defect { .. } => {
                 return ApiError::new(
                     S::INTERNAL_SERVER_ERROR,

@@ -183,12 +183,13 @@ impl Authority {
                 actor: format!("device:{}", device.serial),
                 action: "certificate.issued".to_owned(),
                 object: format!("certificate:{}", signed.serial_hex),
-                details: format!(
-                    r#"{{"device":"{}","product":"{}","authorized_by":"token","not_after":{}}}"#,
-                    device.serial,
-                    device.product,
-                    signed.not_after.unix_timestamp()
-                ),
+                details: serde_json::json!({
+                    "device": device.serial,
+                    "product": device.product,
+                    "authorized_by": "token",
+                    "not_after": signed.not_after.unix_timestamp(),
+                })
+                .to_string(),
             },
         };
         match self

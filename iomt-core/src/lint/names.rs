@@ -1,13 +1,12 @@
 //! Subject and subjectAltName rules (IOMT-SUB, IOMT-SAN), compared with the authorised identity.
 
-use der::{Decode, Tagged};
 use x509_parser::asn1_rs::Tag;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 use super::{Context, Findings, extension, oid};
-use crate::extensions::decode_hardware_module_name;
-use crate::identity::{HardwareModuleName, check_serial};
+use crate::extensions::hardware_module_name_from_other_name;
+use crate::identity::check_serial;
 use crate::policy::Presence;
 use crate::policy::template::substitute;
 
@@ -211,7 +210,7 @@ fn hardware_module_name(ctx: &Context<'_>, found: &[&[u8]], out: &mut Findings) 
             "HardwareModuleName is forbidden by the policy",
         );
     }
-    let module = match unwrap_hardware_module_name(wrapped) {
+    let module = match hardware_module_name_from_other_name(wrapped) {
         Ok(module) => module,
         Err(err) => {
             out.push(
@@ -264,19 +263,6 @@ fn hardware_module_name(ctx: &Context<'_>, found: &[&[u8]], out: &mut Findings) 
             "HardwareModuleName is present but the identity has none",
         ),
     }
-}
-
-/// x509-parser leaves the otherName value inside its `[0] EXPLICIT` tag.
-fn unwrap_hardware_module_name(wrapped: &[u8]) -> Result<HardwareModuleName, String> {
-    let value = der::Any::from_der(wrapped).map_err(|err| err.to_string())?;
-    let explicit_zero = der::Tag::ContextSpecific {
-        constructed: true,
-        number: der::TagNumber::N0,
-    };
-    if value.tag() != explicit_zero {
-        return Err(format!("value is tagged {}, not [0] EXPLICIT", value.tag()));
-    }
-    decode_hardware_module_name(value.value()).map_err(|err| err.to_string())
 }
 
 /// IOMT-SAN-04 on the uniformResourceIdentifier names.
