@@ -1,10 +1,18 @@
 //! The HTTPS listener's rustls configuration: our TLS certificate, and an optional client
-//! certificate verified against our root (stations and devices present one; token clients don't).
+//! certificate (stations and devices present one; token clients don't).
+//!
+//! The handshake proves the client holds the key of the certificate it presents; whether that
+//! certificate is acceptable (ours, unexpired or inside the policy's grace, not revoked) is
+//! decided per request by the authority, so a refusal is a clear HTTP error instead of a TLS
+//! alert, and an expired-but-in-grace device can still re-enroll.
 
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::pki::CaMaterial;
 
@@ -26,9 +34,10 @@ pub fn server_config(ca: &CaMaterial) -> Result<Arc<ServerConfig>, TlsSetupError
     roots
         .add(ca.root_der.clone())
         .map_err(TlsSetupError::TrustAnchor)?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()?;
+    let verifier = Arc::new(DeferredChainVerifier { inner: webpki });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsSetupError::Certificate)?
@@ -37,4 +46,57 @@ pub fn server_config(ca: &CaMaterial) -> Result<Arc<ServerConfig>, TlsSetupError
         .map_err(TlsSetupError::Certificate)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Accepts any client certificate chain at the TLS layer, but still verifies the handshake
+/// signature with the presented key (proof of possession). Every route that uses the client
+/// identity must verify the chain itself, as `Authority::reenroll` does.
+#[derive(Debug)]
+struct DeferredChainVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for DeferredChainVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }

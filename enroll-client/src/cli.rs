@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::enroll::{EnrollRequest, enroll};
+use crate::enroll::{EnrollRequest, Server, enroll};
 use crate::error::ClientError;
+use crate::rotation::{RenewOutcome, RunOptions, RunOutcome, Schedule, renew, run as run_loop};
 
 /// IoMT device enrollment client (EST, RFC 7030). The private key is generated here and never
 /// leaves this machine.
@@ -14,7 +15,7 @@ use crate::error::ClientError;
 /// Exit codes: 0 success; 1 local error (files, arguments); 2 usage; 3 CA unreachable;
 /// 4 the CA's TLS certificate is not trusted by --ca-cert; 5 credentials refused (401);
 /// 6 refused by the CA's policy (403); 7 unusable response or untrusted certificate;
-/// 8 other server error.
+/// 8 other server error; 10 the device needs re-provisioning (its identity cannot be renewed).
 #[derive(Debug, Parser)]
 #[command(name = "enroll-client", version)]
 pub struct Cli {
@@ -27,6 +28,77 @@ pub struct Cli {
 pub enum Command {
     /// Enroll once with a one-time token; writes key.pem (0600), cert.pem and chain.pem to --out.
     Enroll(EnrollArgs),
+    /// Renew the credential in --out if its renewal window has opened (--force: now).
+    Renew(RenewArgs),
+    /// Stay running and renew in time, through outages and restarts; stops on SIGTERM.
+    Run(RunArgs),
+}
+
+/// Where the CA is (shared by renew and run).
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// CA base URL, e.g. https://ca.example:8443
+    #[arg(long, env = "EST_SERVER")]
+    pub server: String,
+    /// Root certificate (PEM) to trust for the CA's TLS and the issued chain.
+    #[arg(long)]
+    pub ca_cert: PathBuf,
+    /// Directory holding key.pem, cert.pem and chain.pem (replaced atomically as one set).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// EST label: a product id or level (selects /.well-known/est/<label>/).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Renew once this percentage of the certificate lifetime has passed (the product policy's
+    /// window_start_percent: 70 at Basic, 75 at Substantial and High).
+    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub window_percent: u8,
+}
+
+/// `renew` options.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Renew now, even before the window opens (e.g. after a suspected key compromise).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Spread renewals over up to this further percentage of the lifetime (fleet jitter).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=50))]
+    pub jitter_percent: u8,
+    /// First retry delay after a failed renewal; doubles each failure up to --retry-max.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_min: std::time::Duration,
+    /// Longest retry delay.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub retry_max: std::time::Duration,
+    /// Shell command to run after each successful renewal, e.g. "systemctl reload my-service".
+    #[arg(long)]
+    pub exec: Option<String>,
+}
+
+impl ServerArgs {
+    fn server(&self) -> Server {
+        Server {
+            url: self.server.clone(),
+            ca_cert: self.ca_cert.clone(),
+            label: self.label.clone(),
+        }
+    }
+
+    fn schedule(&self, jitter_percent: u8) -> Schedule {
+        Schedule {
+            window_percent: self.window_percent,
+            jitter_percent,
+        }
+    }
 }
 
 /// `enroll` options.
@@ -78,5 +150,61 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
             };
             report(out).map_err(|e| ClientError::Local(e.to_string()))
         }
+        Command::Renew(args) => {
+            let schedule = args.server.schedule(0);
+            let outcome = renew(
+                &args.server.server(),
+                &args.server.out,
+                schedule,
+                args.force,
+            )
+            .await?;
+            let line = match outcome {
+                RenewOutcome::NotDue { at } => format!(
+                    "not due: the renewal window opens at {} (use --force to renew now)",
+                    time::OffsetDateTime::from_unix_timestamp(at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                ),
+                RenewOutcome::Renewed(enrolled) => format!(
+                    "renewed: certificate {} valid until {}",
+                    enrolled.certificate_serial, enrolled.not_after
+                ),
+            };
+            writeln!(out, "{line}").map_err(|e| ClientError::Local(e.to_string()))
+        }
+        Command::Run(args) => {
+            let options = RunOptions {
+                server: args.server.server(),
+                dir: args.server.out.clone(),
+                schedule: args.server.schedule(args.jitter_percent),
+                retry_min: args.retry_min,
+                retry_max: args.retry_max,
+                exec: args.exec,
+            };
+            match run_loop(&options, shutdown_signal()).await? {
+                RunOutcome::Stopped => Ok(()),
+                RunOutcome::NeedsReprovisioning(reason) => {
+                    Err(ClientError::NeedsReprovisioning(reason))
+                }
+            }
+        }
     }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping");
 }

@@ -1,16 +1,27 @@
-//! First enrollment: key generated here, CSR, `simpleenroll` with a one-time token, chain
-//! verified against the given root before anything is written.
+//! First enrollment and renewal: key generated here, CSR, EST, chain verified against the given
+//! root before anything is written, then the credential set replaced atomically.
 
 use std::path::{Path, PathBuf};
 
 use iomt_core::oids;
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, PublicKeyData};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::keystore::{self, Credential};
+
+/// Where the CA is and how to trust it.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// `https://host:port`.
+    pub url: String,
+    /// Root certificate to trust (PEM).
+    pub ca_cert: PathBuf,
+    /// Optional EST label (product or level).
+    pub label: Option<String>,
+}
 
 /// What `enroll-client enroll` is asked to do.
 pub struct EnrollRequest {
@@ -36,7 +47,7 @@ impl std::fmt::Debug for EnrollRequest {
     }
 }
 
-/// The result of a successful enrollment.
+/// The result of a successful enrollment or renewal.
 #[derive(Debug, Clone)]
 pub struct Enrolled {
     /// Hex serial of the new certificate.
@@ -54,38 +65,121 @@ pub fn read_root(path: &Path) -> Result<CertificateDer<'static>, ClientError> {
     Ok(CertificateDer::from(block.into_contents()))
 }
 
-/// Runs the whole enrollment.
+/// First enrollment with a one-time token.
 pub async fn enroll(request: &EnrollRequest) -> Result<Enrolled, ClientError> {
-    let root = read_root(&request.ca_cert)?;
-    let ca_name = request.ca_cert.display().to_string();
-    let client = EstClient::new(&request.server, &root, &ca_name)?;
-    let label = request.label.as_deref();
-
-    let requirements = client.csrattrs(label).await?;
-    let key = generate_key(&requirements)?;
+    let server = Server {
+        url: request.server.clone(),
+        ca_cert: request.ca_cert.clone(),
+        label: request.label.clone(),
+    };
+    let root = read_root(&server.ca_cert)?;
+    let client = EstClient::new(&server.url, &root, &ca_name(&server), None)?;
+    let label = server.label.as_deref();
+    let key = generate_key(&client.csrattrs(label).await?)?;
     let csr_der = build_csr(&key, &request.serial)?;
     let issued = client
         .simpleenroll(label, &request.serial, &request.token, &csr_der)
         .await?;
+    install(&client, &server, &root, &key, issued, &request.out).await
+}
+
+/// Re-enrollment with the credential in `dir`: a new key, `simplereenroll` over mutual TLS with
+/// the current certificate, then the set replaced atomically.
+pub async fn reenroll(server: &Server, dir: &Path) -> Result<Enrolled, ClientError> {
+    let root = read_root(&server.ca_cert)?;
+    let current = keystore::load(dir)?;
+    let identity = client_identity(&current)?;
+    let serial = subject_serial(&identity.0[0])?;
+    let client = EstClient::new(&server.url, &root, &ca_name(server), Some(identity))?;
+    let label = server.label.as_deref();
+    let key = generate_key(&client.csrattrs(label).await?)?;
+    let csr_der = build_csr(&key, &serial)?;
+    let issued = client.simplereenroll(label, &csr_der).await?;
+    install(&client, server, &root, &key, issued, dir).await
+}
+
+fn ca_name(server: &Server) -> String {
+    server.ca_cert.display().to_string()
+}
+
+async fn install(
+    client: &EstClient,
+    server: &Server,
+    root: &CertificateDer<'static>,
+    key: &KeyPair,
+    issued: Vec<Vec<u8>>,
+    out: &Path,
+) -> Result<Enrolled, ClientError> {
     let leaf = issued
         .first()
-        .ok_or_else(|| ClientError::BadResponse("simpleenroll returned no certificate".into()))?;
-    let ca_certs = client.cacerts(label).await?;
-    let chain = verify_chain(leaf, &ca_certs, &root, &key, &ca_name)?;
-
+        .ok_or_else(|| ClientError::BadResponse("the CA returned no certificate".into()))?;
+    let ca_certs = client.cacerts(server.label.as_deref()).await?;
+    let chain = verify_chain(leaf, &ca_certs, root, key, &ca_name(server))?;
     let (_, parsed) =
         X509Certificate::from_der(leaf).map_err(|e| ClientError::BadResponse(e.to_string()))?;
+    let serial = hex_serial(&parsed);
     let credential = Credential {
         key_pem: key.serialize_pem(),
         cert_pem: keystore::certificates_pem([leaf.as_slice()]),
         chain_pem: keystore::certificates_pem(chain.iter().map(|c| c.as_ref())),
     };
-    let files = keystore::store(&request.out, &credential)?;
+    let files = keystore::store(out, &serial, &credential)?;
     Ok(Enrolled {
-        certificate_serial: parsed.raw_serial_as_string().replace(':', ""),
+        certificate_serial: serial,
         not_after: parsed.validity().not_after.to_string(),
         files,
     })
+}
+
+fn hex_serial(cert: &X509Certificate<'_>) -> String {
+    cert.raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The current certificate chain (leaf, issuing CA) and key, for the TLS client certificate.
+fn client_identity(
+    current: &Credential,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClientError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        ClientError::Local(format!("the current {what} cannot be read: {e}"))
+    };
+    let mut chain: Vec<CertificateDer<'static>> = pem::parse_many(&current.cert_pem)
+        .map_err(|e| bad("certificate", &e))?
+        .into_iter()
+        .map(|p| CertificateDer::from(p.into_contents()))
+        .collect();
+    // chain.pem holds the issuing CA then the root; the server needs only the issuing CA.
+    if let Some(issuing) = pem::parse_many(&current.chain_pem)
+        .map_err(|e| bad("chain", &e))?
+        .into_iter()
+        .next()
+    {
+        chain.push(CertificateDer::from(issuing.into_contents()));
+    }
+    if chain.is_empty() {
+        return Err(ClientError::Local(
+            "the current certificate file is empty".into(),
+        ));
+    }
+    let key = pem::parse(&current.key_pem).map_err(|e| bad("key", &e))?;
+    let key = PrivateKeyDer::try_from(key.into_contents()).map_err(|e| bad("key", &e))?;
+    Ok((chain, key))
+}
+
+fn subject_serial(cert: &CertificateDer<'_>) -> Result<String, ClientError> {
+    let (_, parsed) = X509Certificate::from_der(cert)
+        .map_err(|e| ClientError::Local(format!("current certificate: {e}")))?;
+    parsed
+        .subject()
+        .iter_attributes()
+        .find(|a| a.attr_type().to_id_string() == "2.5.4.5")
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ClientError::Local("the current certificate has no subject serialNumber".into())
+        })
 }
 
 /// P-256 unless the CA's csrattrs allow only P-384.

@@ -13,6 +13,13 @@ pub enum ClientError {
     Unauthorized { code: String, message: String },
     #[error("the CA's policy refused the request (403 {code}): {message}")]
     Forbidden { code: String, message: String },
+    #[error("the CA asks to retry in {retry_after_secs} s: {message}")]
+    TooSoon {
+        retry_after_secs: u64,
+        message: String,
+    },
+    #[error("the device needs re-provisioning: {0}")]
+    NeedsReprovisioning(String),
     #[error("the CA answered {status} {code}: {message}")]
     Server {
         status: u16,
@@ -34,7 +41,8 @@ pub enum ClientError {
 
 impl ClientError {
     /// Process exit code: 3 unreachable, 4 TLS trust, 5 unauthorized, 6 forbidden,
-    /// 7 bad response or untrusted certificate, 8 other server error, 1 local error.
+    /// 7 bad response or untrusted certificate, 8 other server error (and 429),
+    /// 10 the device needs re-provisioning, 1 local error.
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Unreachable { .. } => 3,
@@ -42,7 +50,8 @@ impl ClientError {
             ClientError::Unauthorized { .. } => 5,
             ClientError::Forbidden { .. } => 6,
             ClientError::BadResponse(_) | ClientError::Untrusted { .. } => 7,
-            ClientError::Server { .. } => 8,
+            ClientError::Server { .. } | ClientError::TooSoon { .. } => 8,
+            ClientError::NeedsReprovisioning(_) => 10,
             ClientError::Io { .. } | ClientError::Local(_) => 1,
         }
     }

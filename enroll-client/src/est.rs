@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use iomt_core::wire::{CsrRequirements, decode_csrattrs, parse_certs_only};
 use reqwest::{StatusCode, header};
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::ClientError;
 
@@ -25,11 +25,13 @@ pub struct EstClient {
 }
 
 impl EstClient {
-    /// A client for `server` (e.g. `https://ca.example:8443`) trusting only `root`.
+    /// A client for `server` (e.g. `https://ca.example:8443`) trusting only `root`, optionally
+    /// presenting a client certificate chain (for `simplereenroll`).
     pub fn new(
         server: &str,
         root: &CertificateDer<'static>,
         ca_cert_name: &str,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     ) -> Result<EstClient, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
@@ -39,8 +41,15 @@ impl EstClient {
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| ClientError::Local(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let tls = match identity {
+            Some((chain, key)) => tls.with_client_auth_cert(chain, key).map_err(|e| {
+                ClientError::Local(format!(
+                    "the current certificate and key cannot be used: {e}"
+                ))
+            })?,
+            None => tls.with_no_client_auth(),
+        };
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(CONNECT_TIMEOUT)
@@ -103,6 +112,23 @@ impl EstClient {
         parse_certs_only(&body).map_err(|e| ClientError::BadResponse(format!("simpleenroll: {e}")))
     }
 
+    /// `POST simplereenroll`, authorized by the client certificate: the new certificate(s), DER.
+    pub async fn simplereenroll(
+        &self,
+        label: Option<&str>,
+        csr_der: &[u8],
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let request = self
+            .http
+            .post(self.url(label, "simplereenroll"))
+            .header(header::CONTENT_TYPE, "application/pkcs10")
+            .header("content-transfer-encoding", "base64")
+            .body(STANDARD.encode(csr_der));
+        let body = self.send(request, label, "simplereenroll").await?;
+        parse_certs_only(&body)
+            .map_err(|e| ClientError::BadResponse(format!("simplereenroll: {e}")))
+    }
+
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -115,6 +141,11 @@ impl EstClient {
             .await
             .map_err(|e| self.transport_error(&url, &e))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let bytes = response
             .bytes()
             .await
@@ -139,6 +170,10 @@ impl EstClient {
                 _ => (status.as_str().to_owned(), text),
             };
             return Err(match status {
+                StatusCode::TOO_MANY_REQUESTS => ClientError::TooSoon {
+                    retry_after_secs: retry_after.unwrap_or(60),
+                    message,
+                },
                 StatusCode::UNAUTHORIZED => ClientError::Unauthorized { code, message },
                 StatusCode::FORBIDDEN => ClientError::Forbidden { code, message },
                 _ => ClientError::Server {

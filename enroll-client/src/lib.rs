@@ -6,3 +6,4 @@ pub mod enroll;
 pub mod error;
 pub mod est;
 pub mod keystore;
+pub mod rotation;

@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::authority::{CsrError, EnrollError, TokenProblem};
+use crate::authority::{CsrError, EnrollError, ReenrollProblem, TokenProblem};
 use crate::storage::StoreError;
 
 /// An error response: `code: message` on one line, plain text.
@@ -13,6 +13,8 @@ pub struct ApiError {
     /// Stable, machine-readable code, e.g. `auth.token_used`.
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -46,6 +49,9 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         headers.insert("x-error-code", HeaderValue::from_static(self.code));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
@@ -121,6 +127,30 @@ impl From<EnrollError> for ApiError {
                     TokenProblem::Used => "auth.token_used",
                 },
             ),
+            EnrollError::Reenroll(problem) => {
+                let (status, code) = match problem {
+                    ReenrollProblem::Expired { .. } => (S::FORBIDDEN, "reenroll.expired"),
+                    ReenrollProblem::IdentityChanged => (S::FORBIDDEN, "reenroll.identity_changed"),
+                    ReenrollProblem::KeyReuse { .. } => (S::FORBIDDEN, "reenroll.key_reuse"),
+                    ReenrollProblem::NoCertificate => {
+                        (S::UNAUTHORIZED, "auth.certificate_required")
+                    }
+                    ReenrollProblem::NotOurs { .. } => {
+                        (S::FORBIDDEN, "reenroll.unknown_certificate")
+                    }
+                    ReenrollProblem::NotYetValid => (S::FORBIDDEN, "reenroll.not_yet_valid"),
+                    ReenrollProblem::OnHold => (S::FORBIDDEN, "reenroll.on_hold"),
+                    ReenrollProblem::Revoked => (S::FORBIDDEN, "reenroll.revoked"),
+                    ReenrollProblem::Superseded { .. } => (S::CONFLICT, "reenroll.superseded"),
+                    ReenrollProblem::TooSoon { retry_after_secs } => {
+                        let mut error =
+                            ApiError::new(S::TOO_MANY_REQUESTS, "reenroll.too_soon", message);
+                        error.retry_after = Some(*retry_after_secs);
+                        return error;
+                    }
+                };
+                (status, code)
+            }
             EnrollError::UnknownDevice { .. } => (S::FORBIDDEN, "device.not_registered"),
             EnrollError::UnknownLabel { .. } => (S::NOT_FOUND, "est.unknown_label"),
             EnrollError::UnknownProduct { .. } => (S::FORBIDDEN, "device.product_unknown"),

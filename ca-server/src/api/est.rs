@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -11,7 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::error::ApiError;
 use crate::auth::token::parse_basic;
-use crate::authority::{Authority, TokenEnrollment};
+use crate::authority::{Authority, Reenrollment, TokenEnrollment};
+use crate::startup::PeerCertificates;
 
 /// Largest EST request body accepted (a P-384 CSR is under 1 KiB; RSA-4096 about 2 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -97,6 +98,46 @@ async fn enroll(
             label,
             serial: &credential.serial,
             token: &credential.token,
+            csr_der: &csr_der,
+        })
+        .await?;
+    certs_only_response(&[&issued.certificate.der])
+}
+
+/// `POST simplereenroll` without a label.
+pub async fn simplereenroll(
+    State(authority): State<Arc<Authority>>,
+    Extension(peer): Extension<PeerCertificates>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    reenroll(&authority, None, &peer, &headers, body).await
+}
+
+/// `POST <label>/simplereenroll`.
+pub async fn simplereenroll_labeled(
+    State(authority): State<Arc<Authority>>,
+    Path(label): Path<String>,
+    Extension(peer): Extension<PeerCertificates>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    reenroll(&authority, Some(&label), &peer, &headers, body).await
+}
+
+async fn reenroll(
+    authority: &Authority,
+    label: Option<&str>,
+    peer: &PeerCertificates,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_content_type(headers, "application/pkcs10")?;
+    let csr_der = decode_base64_body(read_body(body).await?)?;
+    let issued = authority
+        .reenroll(Reenrollment {
+            label,
+            peer_chain: peer.0.as_deref().map(Vec::as_slice),
             csr_der: &csr_der,
         })
         .await?;

@@ -26,6 +26,7 @@ pub fn est_router(authority: Arc<Authority>) -> Router {
         .route("/.well-known/est/cacerts", get(est::cacerts))
         .route("/.well-known/est/csrattrs", get(est::csrattrs))
         .route("/.well-known/est/simpleenroll", post(est::simpleenroll))
+        .route("/.well-known/est/simplereenroll", post(est::simplereenroll))
         .route(
             "/.well-known/est/{label}/cacerts",
             get(est::cacerts_labeled),
@@ -37,6 +38,10 @@ pub fn est_router(authority: Arc<Authority>) -> Router {
         .route(
             "/.well-known/est/{label}/simpleenroll",
             post(est::simpleenroll_labeled),
+        )
+        .route(
+            "/.well-known/est/{label}/simplereenroll",
+            post(est::simplereenroll_labeled),
         )
         .with_state(authority)
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))

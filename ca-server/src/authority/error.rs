@@ -17,6 +17,62 @@ pub enum TokenProblem {
     Used,
 }
 
+/// Why a re-enrollment (`simplereenroll`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReenrollProblem {
+    /// The current certificate expired longer ago than the policy's grace.
+    Expired {
+        not_after: i64,
+        grace_days: u32,
+    },
+    /// The CSR subject or SAN would change the identity; that needs a new initial enrollment.
+    IdentityChanged,
+    /// The policy requires a new key and the CSR reuses one.
+    KeyReuse {
+        rule: String,
+    },
+    /// No client certificate was presented on the TLS connection.
+    NoCertificate,
+    /// The client certificate was not issued to a device by this CA.
+    NotOurs {
+        reason: String,
+    },
+    NotYetValid,
+    OnHold,
+    Revoked,
+    /// This certificate was already renewed; use its successor.
+    Superseded {
+        serial: String,
+    },
+    /// The per-device minimum interval between re-enrollments has not passed.
+    TooSoon {
+        retry_after_secs: u64,
+    },
+}
+
+impl std::fmt::Display for ReenrollProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReenrollProblem::Expired { not_after, grace_days } => write!(
+                f,
+                "the current certificate expired at {} and the policy allows {grace_days} day(s) of grace; the device needs a new initial enrollment",
+                time::OffsetDateTime::from_unix_timestamp(*not_after).map(|t| t.to_string()).unwrap_or_default()
+            ),
+            ReenrollProblem::IdentityChanged => f.write_str(
+                "the new certificate would carry a different identity than the current one; identity changes need a new initial enrollment",
+            ),
+            ReenrollProblem::KeyReuse { rule } => write!(f, "the CSR reuses a key already certified for this device, but {rule}; generate a new key"),
+            ReenrollProblem::NoCertificate => f.write_str("re-enrollment is authorized by the device's current certificate: present it as the TLS client certificate"),
+            ReenrollProblem::NotOurs { reason } => write!(f, "the client certificate is not a device certificate of this CA: {reason}"),
+            ReenrollProblem::NotYetValid => f.write_str("the current certificate is not valid yet (check the device clock)"),
+            ReenrollProblem::OnHold => f.write_str("the current certificate is on hold; an operator must release it first"),
+            ReenrollProblem::Revoked => f.write_str("the current certificate is revoked; the device needs a new initial enrollment"),
+            ReenrollProblem::Superseded { serial } => write!(f, "certificate {serial} was already renewed; re-enroll with its successor"),
+            ReenrollProblem::TooSoon { retry_after_secs } => write!(f, "this device re-enrolled too recently; retry in {retry_after_secs} s"),
+        }
+    }
+}
+
 /// A refused or failed enrollment.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
@@ -34,6 +90,8 @@ pub enum EnrollError {
     InvalidCsr(#[from] CsrError),
     #[error("{0}")]
     KeyNotAllowed(#[from] KeyNotAllowed),
+    #[error("{0}")]
+    Reenroll(ReenrollProblem),
     #[error(
         "this EST path is for `{label}`, but device {serial} is registered under product `{product}`"
     )]

@@ -4,6 +4,7 @@
 mod certificate;
 mod csr;
 mod error;
+mod reenroll;
 
 use std::sync::Arc;
 
@@ -16,12 +17,14 @@ use time::OffsetDateTime;
 
 pub use certificate::{BuildError, SignedCertificate};
 pub use csr::{Csr, CsrError, KeyNotAllowed, SubjectKey};
-pub use error::{EnrollError, TokenProblem};
+pub use error::{EnrollError, ReenrollProblem, TokenProblem};
+pub use reenroll::Reenrollment;
 
 use crate::auth::token;
 use crate::pki::{CaMaterial, PublicUrls};
 use crate::storage::{
-    AuditEvent, CertificateRecord, Device, DeviceStatus, Issuance, Store, StoreError,
+    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, Issuance, Store,
+    StoreError,
 };
 
 /// A token-authorized enrollment request, parsed from the transport.
@@ -48,6 +51,52 @@ pub struct Authority {
     ca: Arc<CaMaterial>,
     store: Arc<dyn Store>,
     urls: PublicUrls,
+}
+
+/// How an issuance was authorized, and what it consumes or supersedes.
+enum Authorization {
+    /// A one-time token (its hash), consumed in the issuance transaction.
+    Token(Vec<u8>),
+    /// The device's current certificate (its hex serial), superseded by the new one.
+    CurrentCertificate(String),
+}
+
+/// Everything the shared issuance step needs.
+struct IssueRequest<'a> {
+    device: &'a Device,
+    policy: &'a Policy,
+    identity: &'a Identity,
+    csr: &'a Csr,
+    sunset: time::Date,
+    spki_sha256: Vec<u8>,
+    now: OffsetDateTime,
+    authorization: Authorization,
+    /// At re-enrollment: the current certificate, whose subject and SAN the new one must repeat.
+    same_identity_as: Option<&'a [u8]>,
+}
+
+/// True when two certificates carry the same subject and subjectAltName, byte for byte.
+fn same_identity(a: &[u8], b: &[u8]) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let names = |der: &[u8]| {
+        X509Certificate::from_der(der).ok().map(|(_, cert)| {
+            let san = cert
+                .extensions()
+                .iter()
+                .find(|e| e.oid.to_id_string() == "2.5.29.17")
+                .map(|e| e.value.to_vec());
+            (cert.subject().as_raw().to_vec(), san)
+        })
+    };
+    matches!((names(a), names(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The registration-record fields a certificate is built from.
+fn record_of(device: &Device) -> DeviceRecord {
+    DeviceRecord {
+        serial: device.serial.clone(),
+        gtin: device.gtin.clone(),
+    }
 }
 
 /// What an EST label selects.
@@ -129,20 +178,41 @@ impl Authority {
         let csr = Csr::parse(request.csr_der)?;
         let sunset = csr::check_key(policy, csr.key)?;
         csr.verify_signature()?;
-        let record = DeviceRecord {
-            serial: device.serial.clone(),
-            gtin: device.gtin.clone(),
-        };
-        let identity = Identity::build(policy, &record)?;
+        let identity = Identity::build(policy, &record_of(&device))?;
         csr.check_identity(&identity)?;
         let spki_sha256 = csr.spki_sha256();
         self.check_key_unused(&spki_sha256, &device).await?;
 
+        self.issue(IssueRequest {
+            device: &device,
+            policy,
+            identity: &identity,
+            csr: &csr,
+            sunset,
+            spki_sha256,
+            now,
+            authorization: Authorization::Token(token_hash),
+            same_identity_as: None,
+        })
+        .await
+    }
+
+    /// Builds, signs, lints and commits one certificate (shared by every enrollment route).
+    async fn issue(&self, request: IssueRequest<'_>) -> Result<Issued, EnrollError> {
+        let IssueRequest {
+            device,
+            policy,
+            identity,
+            csr,
+            sunset,
+            now,
+            ..
+        } = request;
         let level = policy.policy.level;
         let issuer = self.ca.issuing(level);
         let signed = certificate::build_and_sign(&certificate::CertificateInputs {
             policy,
-            identity: &identity,
+            identity,
             spki_der: &csr.spki_der,
             sunset,
             issuer,
@@ -153,15 +223,31 @@ impl Authority {
             certificate_der: &signed.der,
             issuer_der: &issuer.cert_der,
             policy,
-            identity: &identity,
+            identity,
             now,
         });
+        if let Some(current) = request.same_identity_as
+            && !same_identity(current, &signed.der)
+        {
+            return Err(EnrollError::Reenroll(ReenrollProblem::IdentityChanged));
+        }
         if !findings.is_empty() {
             let error = EnrollError::Defect { findings };
             tracing::error!(%error, "issuance defect: refusing to return a non-conformant certificate");
             return Err(error);
         }
 
+        let (authorized_by, consume_token, supersedes, action) = match request.authorization {
+            Authorization::Token(hash) => {
+                ("token".to_owned(), Some(hash), None, "certificate.issued")
+            }
+            Authorization::CurrentCertificate(serial) => (
+                format!("certificate:{serial}"),
+                None,
+                Some(serial),
+                "certificate.reissued",
+            ),
+        };
         let issuance = Issuance {
             certificate: CertificateRecord {
                 serial: signed.serial_hex.clone(),
@@ -171,22 +257,24 @@ impl Authority {
                 policy_oid: policy.policy.certificate_policy_oid.clone(),
                 not_before: signed.not_before.unix_timestamp(),
                 not_after: signed.not_after.unix_timestamp(),
-                spki_sha256,
+                spki_sha256: request.spki_sha256,
                 der: signed.der.clone(),
-                authorized_by: "token".to_owned(),
-                supersedes: None,
+                status: CertificateStatus::Valid,
+                authorized_by: authorized_by.clone(),
+                supersedes: supersedes.clone(),
                 issued_at: now.unix_timestamp(),
             },
-            consume_token: Some(token_hash),
+            consume_token,
             audit: AuditEvent {
                 at: now.unix_timestamp(),
                 actor: format!("device:{}", device.serial),
-                action: "certificate.issued".to_owned(),
+                action: action.to_owned(),
                 object: format!("certificate:{}", signed.serial_hex),
                 details: serde_json::json!({
                     "device": device.serial,
                     "product": device.product,
-                    "authorized_by": "token",
+                    "authorized_by": authorized_by,
+                    "supersedes": supersedes,
                     "not_after": signed.not_after.unix_timestamp(),
                 })
                 .to_string(),
@@ -203,9 +291,14 @@ impl Authority {
                     problem: TokenProblem::Used,
                 });
             }
+            Err(StoreError::AlreadySuperseded(serial)) => {
+                return Err(EnrollError::Reenroll(ReenrollProblem::Superseded {
+                    serial,
+                }));
+            }
             Err(e) => return Err(e.into()),
         }
-        tracing::info!(certificate = %signed.serial_hex, product = %device.product, "certificate issued");
+        tracing::info!(certificate = %signed.serial_hex, product = %device.product, action, "certificate issued");
         Ok(Issued {
             certificate: signed,
             issuer_der: issuer.cert_der.clone(),

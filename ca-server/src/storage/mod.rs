@@ -52,6 +52,33 @@ pub struct TokenRecord {
     pub used_at: Option<i64>,
 }
 
+/// Revocation state of a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateStatus {
+    OnHold,
+    Revoked,
+    Valid,
+}
+
+impl CertificateStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            CertificateStatus::OnHold => "on_hold",
+            CertificateStatus::Revoked => "revoked",
+            CertificateStatus::Valid => "valid",
+        }
+    }
+
+    fn parse(text: &str) -> CertificateStatus {
+        match text {
+            "valid" => CertificateStatus::Valid,
+            "on_hold" => CertificateStatus::OnHold,
+            // Anything unexpected is treated as the most restrictive state.
+            _ => CertificateStatus::Revoked,
+        }
+    }
+}
+
 /// An issued certificate, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRecord {
@@ -64,7 +91,9 @@ pub struct CertificateRecord {
     pub not_after: i64,
     pub spki_sha256: Vec<u8>,
     pub der: Vec<u8>,
+    pub status: CertificateStatus,
     pub authorized_by: String,
+    /// The certificate this one replaced at re-enrollment.
     pub supersedes: Option<String>,
     pub issued_at: i64,
 }
@@ -109,6 +138,8 @@ pub enum StoreError {
     TokenNotConsumable,
     #[error("certificate serial {0} already exists")]
     SerialCollision(String),
+    #[error("certificate {0} has already been superseded by a re-enrollment")]
+    AlreadySuperseded(String),
     #[error("storage is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("storage error: {0}")]
@@ -144,6 +175,16 @@ pub trait Store: Send + Sync + 'static {
     async fn commit_issuance(&self, issuance: &Issuance, now: i64) -> Result<(), StoreError>;
     /// A certificate by hex serial.
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    /// Sets a certificate's revocation state (revoke, hold, release); false if unknown.
+    async fn set_status(
+        &self,
+        serial: &str,
+        status: CertificateStatus,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<bool, StoreError>;
+    /// The certificate that superseded `serial`, if it was re-enrolled.
+    async fn successor(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Certificates of a device, newest first.
     async fn certificates_for_device(
         &self,

@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
 use super::{
-    AuditEvent, CertificateRecord, Device, DeviceStatus, Issuance, Store, StoreError,
-    StoredAuditEvent, TokenRecord, chain_hash, classify,
+    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, Issuance, Store,
+    StoreError, StoredAuditEvent, TokenRecord, chain_hash, classify,
 };
 
 /// The embedded SQLite store.
@@ -120,6 +120,7 @@ fn certificate_from_row(row: &SqliteRow) -> Result<CertificateRecord, sqlx::Erro
         not_after: row.try_get("not_after")?,
         spki_sha256: row.try_get("spki_sha256")?,
         der: row.try_get("der")?,
+        status: CertificateStatus::parse(row.try_get::<&str, _>("status")?),
         authorized_by: row.try_get("authorized_by")?,
         supersedes: row.try_get("supersedes")?,
         issued_at: row.try_get("issued_at")?,
@@ -127,7 +128,7 @@ fn certificate_from_row(row: &SqliteRow) -> Result<CertificateRecord, sqlx::Erro
 }
 
 const CERTIFICATE_COLUMNS: &str = "serial, issuer, device_serial, product, policy_oid, not_before, \
-     not_after, spki_sha256, der, authorized_by, supersedes, issued_at";
+     not_after, spki_sha256, der, status, authorized_by, supersedes, issued_at";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -255,7 +256,7 @@ impl Store for SqliteStore {
         }
         let cert = &issuance.certificate;
         let sql = format!(
-            "INSERT INTO certificates ({CERTIFICATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO certificates ({CERTIFICATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(&cert.serial)
@@ -267,6 +268,7 @@ impl Store for SqliteStore {
             .bind(cert.not_after)
             .bind(&cert.spki_sha256)
             .bind(&cert.der)
+            .bind(cert.status.as_str())
             .bind(&cert.authorized_by)
             .bind(&cert.supersedes)
             .bind(cert.issued_at)
@@ -274,7 +276,10 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| match &e {
                 sqlx::Error::Database(db) if db.is_unique_violation() => {
-                    StoreError::SerialCollision(cert.serial.clone())
+                    match (&cert.supersedes, db.message().contains("supersedes")) {
+                        (Some(old), true) => StoreError::AlreadySuperseded(old.clone()),
+                        _ => StoreError::SerialCollision(cert.serial.clone()),
+                    }
                 }
                 _ => classify(e),
             })?;
@@ -284,6 +289,38 @@ impl Store for SqliteStore {
 
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref()
+            .map(certificate_from_row)
+            .transpose()
+            .map_err(classify)
+    }
+
+    async fn set_status(
+        &self,
+        serial: &str,
+        status: CertificateStatus,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let revoked_at = (status != CertificateStatus::Valid).then_some(at);
+        let done = sqlx::query("UPDATE certificates SET status = ?, revocation_reason = ?, revoked_at = ? WHERE serial = ?")
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(revoked_at)
+            .bind(serial)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn successor(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE supersedes = ?");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(serial)
             .fetch_optional(&self.pool)

@@ -45,6 +45,7 @@ fn issuance(serial: &str, device_serial: &str, token_hash: Option<Vec<u8>>) -> I
             not_after: 5_000,
             spki_sha256: vec![7; 32],
             der: vec![0x30, 0x00],
+            status: CertificateStatus::Valid,
             authorized_by: "token".into(),
             supersedes: None,
             issued_at: 1_500,
@@ -153,6 +154,65 @@ async fn issued_certificate_is_found_by_key_and_device(store: &dyn Store) {
     assert!(matches!(err, StoreError::SerialCollision(_)), "{err}");
 }
 
+async fn certificate_is_superseded_at_most_once(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    store
+        .commit_issuance(&issuance("dd01", "IP20000001", None), 1_500)
+        .await
+        .unwrap();
+    let mut renewal = issuance("dd02", "IP20000001", None);
+    renewal.certificate.supersedes = Some("dd01".into());
+    store.commit_issuance(&renewal, 1_600).await.unwrap();
+    assert_eq!(
+        store.successor("dd01").await.unwrap().unwrap().serial,
+        "dd02"
+    );
+    assert!(store.successor("dd02").await.unwrap().is_none());
+    let mut second = issuance("dd03", "IP20000001", None);
+    second.certificate.supersedes = Some("dd01".into());
+    let err = store.commit_issuance(&second, 1_700).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadySuperseded(ref s) if s == "dd01"),
+        "{err}"
+    );
+    assert!(store.certificate("dd03").await.unwrap().is_none());
+}
+
+async fn status_changes_are_stored(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    store
+        .commit_issuance(&issuance("ee01", "IP20000001", None), 1_500)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_status(
+                "ee01",
+                CertificateStatus::Revoked,
+                Some("keyCompromise"),
+                1_600
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.certificate("ee01").await.unwrap().unwrap().status,
+        CertificateStatus::Revoked
+    );
+    assert!(
+        !store
+            .set_status("ff99", CertificateStatus::Revoked, None, 1_600)
+            .await
+            .unwrap()
+    );
+}
+
 async fn audit_events_are_chained(store: &dyn Store) {
     store.append_audit(&[event("a"), event("b")]).await.unwrap();
     store.append_audit(&[event("c")]).await.unwrap();
@@ -174,6 +234,8 @@ macro_rules! storage_suite {
             expired_token_is_not_consumed,
             token_for_unknown_device_is_refused,
             issued_certificate_is_found_by_key_and_device,
+            certificate_is_superseded_at_most_once,
+            status_changes_are_stored,
             audit_events_are_chained);
     };
     (@tests $open:expr; $($name:ident),*) => {

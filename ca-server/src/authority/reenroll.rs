@@ -1,0 +1,277 @@
+//! Re-enrollment (RFC 7030 §4.2.2): authorized by the device's current certificate over mutual
+//! TLS; the new certificate carries exactly the current identity and supersedes the old one.
+
+use rustls_pki_types::{CertificateDer, UnixTime};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::csr::{self, Csr};
+use super::{
+    Authority, Authorization, EnrollError, IssueRequest, Issued, ReenrollProblem, record_of,
+};
+use crate::storage::{CertificateRecord, CertificateStatus};
+use iomt_core::identity::Identity;
+use iomt_core::policy::{Policy, Strength};
+
+/// A `simplereenroll` request, parsed from the transport.
+pub struct Reenrollment<'a> {
+    pub label: Option<&'a str>,
+    /// The client certificate chain the TLS peer presented (leaf first).
+    pub peer_chain: Option<&'a [CertificateDer<'static>]>,
+    pub csr_der: &'a [u8],
+}
+
+fn refuse(problem: ReenrollProblem) -> EnrollError {
+    EnrollError::Reenroll(problem)
+}
+
+impl Authority {
+    /// Re-enrolls a device with its current certificate (DESIGN.md flow 5).
+    #[tracing::instrument(skip_all, fields(label = request.label))]
+    pub async fn reenroll(&self, request: Reenrollment<'_>) -> Result<Issued, EnrollError> {
+        let now = OffsetDateTime::now_utc();
+        let leaf = request
+            .peer_chain
+            .and_then(|chain| chain.first())
+            .ok_or_else(|| refuse(ReenrollProblem::NoCertificate))?;
+        let current = self.current_certificate(leaf, now).await?;
+        let (device, policy) = self.registered_device(&current.device_serial).await?;
+        if let Some(label) = request.label {
+            self.check_label(label, &device, policy)?;
+        }
+        check_validity(&current, policy, now)?;
+        self.check_interval(&current.device_serial, policy, now)
+            .await?;
+
+        let csr = Csr::parse(request.csr_der)?;
+        let sunset = csr::check_key(policy, csr.key)?;
+        csr.verify_signature()?;
+        let identity = Identity::build(policy, &record_of(&device))?;
+        csr.check_identity(&identity)?;
+        let spki_sha256 = csr.spki_sha256();
+        self.check_rekey(&current, policy, &spki_sha256).await?;
+
+        self.issue(IssueRequest {
+            device: &device,
+            policy,
+            identity: &identity,
+            csr: &csr,
+            sunset,
+            spki_sha256,
+            now,
+            authorization: Authorization::CurrentCertificate(current.serial.clone()),
+            same_identity_as: Some(&current.der),
+        })
+        .await
+    }
+
+    /// Finds the presented certificate in the registry and checks it chains to the issuing CA
+    /// that issued it, its state, and that it was not already renewed.
+    async fn current_certificate(
+        &self,
+        leaf: &CertificateDer<'static>,
+        now: OffsetDateTime,
+    ) -> Result<CertificateRecord, EnrollError> {
+        let not_ours = |reason: &str| {
+            refuse(ReenrollProblem::NotOurs {
+                reason: reason.to_owned(),
+            })
+        };
+        let (_, parsed) =
+            X509Certificate::from_der(leaf).map_err(|_| not_ours("it does not parse"))?;
+        let serial = hex::encode(parsed.raw_serial());
+        let record = self
+            .store
+            .certificate(&serial)
+            .await?
+            .filter(|record| record.der == leaf.as_ref())
+            .ok_or_else(|| not_ours("this CA has no record of it"))?;
+        let level = iomt_core::policy::Level::parse(&record.issuer)
+            .ok_or_else(|| not_ours("it was not issued by a device issuing CA"))?;
+        // Chain check at a moment inside its validity: expiry itself is judged by policy below.
+        let at = now
+            .unix_timestamp()
+            .min(record.not_after - 1)
+            .max(record.not_before);
+        self.verify_device_chain(leaf, level, at)
+            .map_err(|reason| not_ours(&reason))?;
+        match record.status {
+            CertificateStatus::Valid => {}
+            CertificateStatus::OnHold => return Err(refuse(ReenrollProblem::OnHold)),
+            CertificateStatus::Revoked => return Err(refuse(ReenrollProblem::Revoked)),
+        }
+        if self.store.successor(&record.serial).await?.is_some() {
+            return Err(refuse(ReenrollProblem::Superseded {
+                serial: record.serial,
+            }));
+        }
+        Ok(record)
+    }
+
+    fn verify_device_chain(
+        &self,
+        leaf: &CertificateDer<'static>,
+        level: iomt_core::policy::Level,
+        at: i64,
+    ) -> Result<(), String> {
+        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("{e:?}"))?;
+        let anchor =
+            webpki::anchor_from_trusted_cert(&self.ca.root_der).map_err(|e| format!("{e:?}"))?;
+        let issuing = [self.ca.issuing(level).cert_der.clone()];
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(at).unwrap_or(0),
+        ));
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &[anchor],
+                &issuing,
+                at,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map(|_| ())
+            .map_err(|e| format!("chain verification failed: {e:?}"))
+    }
+
+    async fn check_interval(
+        &self,
+        device_serial: &str,
+        policy: &Policy,
+        now: OffsetDateTime,
+    ) -> Result<(), EnrollError> {
+        let min_interval = i64::from(policy.renewal.min_reenroll_interval_minutes) * 60;
+        let latest = self
+            .store
+            .certificates_for_device(device_serial)
+            .await?
+            .first()
+            .map(|c| c.issued_at);
+        if let Some(latest) = latest {
+            let wait = latest + min_interval - now.unix_timestamp();
+            if wait > 0 {
+                return Err(refuse(ReenrollProblem::TooSoon {
+                    retry_after_secs: wait as u64,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy's re-key rule (PROFILES.md §2.3.11), and clone detection for a new key.
+    async fn check_rekey(
+        &self,
+        current: &CertificateRecord,
+        policy: &Policy,
+        spki_sha256: &[u8],
+    ) -> Result<(), EnrollError> {
+        let holders = self.store.key_holders(spki_sha256).await?;
+        if let Some(other) = holders
+            .iter()
+            .find(|holder| **holder != current.device_serial)
+        {
+            return Err(EnrollError::DuplicateKey {
+                holder: other.clone(),
+                same_device: false,
+            });
+        }
+        if holders.is_empty() {
+            return Ok(());
+        }
+        let renewal = &policy.renewal;
+        if renewal.rekey == Strength::Required {
+            return Err(refuse(ReenrollProblem::KeyReuse {
+                rule: format!(
+                    "policy {} requires a new key at every renewal",
+                    policy.policy.id
+                ),
+            }));
+        }
+        let certified = self
+            .store
+            .certificates_for_device(&current.device_serial)
+            .await?
+            .iter()
+            .filter(|c| c.spki_sha256 == spki_sha256)
+            .count();
+        let reuses = certified.saturating_sub(1) as u32;
+        if reuses >= renewal.max_key_reuse {
+            return Err(refuse(ReenrollProblem::KeyReuse {
+                rule: format!(
+                    "policy {} allows a key to be reused at most {} time(s)",
+                    policy.policy.id, renewal.max_key_reuse
+                ),
+            }));
+        }
+        Ok(())
+    }
+}
+
+fn check_validity(
+    current: &CertificateRecord,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<(), EnrollError> {
+    let now = now.unix_timestamp();
+    if now < current.not_before {
+        return Err(refuse(ReenrollProblem::NotYetValid));
+    }
+    let grace_days = policy.renewal.expired_grace_days;
+    if now > current.not_after + i64::from(grace_days) * 86_400 {
+        return Err(refuse(ReenrollProblem::Expired {
+            not_after: current.not_after,
+            grace_days,
+        }));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iomt_core::policy::{PolicySet, shipped_sources};
+
+    fn record(not_before: i64, not_after: i64) -> CertificateRecord {
+        CertificateRecord {
+            serial: "aa".into(),
+            issuer: "substantial".into(),
+            device_serial: "PM70000001".into(),
+            product: "example-patient-monitor".into(),
+            policy_oid: "1.2.3".into(),
+            not_before,
+            not_after,
+            spki_sha256: vec![],
+            der: vec![],
+            status: CertificateStatus::Valid,
+            authorized_by: "token".into(),
+            supersedes: None,
+            issued_at: not_before,
+        }
+    }
+
+    fn at(ts: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(ts).unwrap()
+    }
+
+    #[test]
+    fn expiry_is_judged_by_the_policy_grace() {
+        let set = PolicySet::from_sources(shipped_sources()).unwrap();
+        let substantial = set.product("example-patient-monitor").unwrap(); // 30 days of grace
+        let basic = set.product("example-infusion-pump").unwrap(); // none
+        let current = record(1_000, 2_000);
+        assert!(check_validity(&current, basic, at(2_000)).is_ok());
+        let expired = check_validity(&current, basic, at(2_001)).unwrap_err();
+        assert!(matches!(
+            expired,
+            EnrollError::Reenroll(ReenrollProblem::Expired { grace_days: 0, .. })
+        ));
+        assert!(check_validity(&current, substantial, at(2_000 + 30 * 86_400)).is_ok());
+        assert!(check_validity(&current, substantial, at(2_001 + 30 * 86_400)).is_err());
+        let early = check_validity(&current, basic, at(999)).unwrap_err();
+        assert!(matches!(
+            early,
+            EnrollError::Reenroll(ReenrollProblem::NotYetValid)
+        ));
+    }
+}
