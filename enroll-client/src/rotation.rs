@@ -136,6 +136,12 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut backoff = options.retry_min;
     loop {
+        // A stop request is honoured between renewals, never in the middle of one.
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(RunOutcome::Stopped),
+            () = std::future::ready(()) => {}
+        }
         let validity = current_validity(&options.dir)?;
         let due = options.schedule.renewal_point(validity, draw());
         let wait = due - OffsetDateTime::now_utc().unix_timestamp();

@@ -46,6 +46,12 @@ pub struct TestApp {
 impl TestApp {
     /// `init` a fresh evaluation CA and serve it on ephemeral ports.
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with_policies(|_, text| text.to_owned()).await
+    }
+
+    /// Like [`TestApp::spawn`], with the shipped policy files rewritten by `edit(name, text)`
+    /// (e.g. a short re-enrollment interval so tests need not wait).
+    pub async fn spawn_with_policies(edit: impl Fn(&str, &str) -> String) -> TestApp {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
@@ -56,35 +62,54 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("ca");
         let data_str = data.to_str().expect("utf-8 path");
-        TestApp::cli_in(
-            data_str,
-            &[
-                "init",
-                "--listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--public-url",
-                "http://127.0.0.1:8080",
-            ],
-        )
-        .await
-        .expect("init");
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).expect("policies dir");
+        for (name, text) in iomt_core::policy::SHIPPED_POLICIES {
+            std::fs::write(policies.join(name), edit(name, text)).expect("policy");
+        }
+        let args = [
+            "init",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--public-url",
+            "http://127.0.0.1:8080",
+            "--policies",
+            policies.to_str().expect("utf-8"),
+        ];
+        TestApp::cli_in(data_str, &args).await.expect("init");
         let settings = Settings::load(&data).expect("settings");
-        let app = Application::build(&settings).await.expect("build");
-        let (https, http, authority) = (app.https_addr(), app.http_addr(), app.authority());
-        let (tx, rx) = oneshot::channel();
-        let server = tokio::spawn(app.run_until_stopped(async move {
-            let _ = rx.await;
-        }));
+        let (https, http, authority, shutdown, server) = serve(&settings).await;
         TestApp {
             dir,
             https,
             http,
             authority,
-            shutdown: Some(tx),
+            shutdown: Some(shutdown),
             server: Some(server),
         }
+    }
+
+    /// Stops the server (an outage); [`TestApp::restart`] brings it back on the same ports.
+    pub async fn stop_server(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("server");
+        }
+    }
+
+    /// Starts the server again on the same ports and data.
+    pub async fn restart(&mut self) {
+        let mut settings = Settings::load(&self.data_dir()).expect("settings");
+        settings.config.listen = self.https.to_string();
+        settings.config.http_listen = self.http.to_string();
+        let (_, _, authority, shutdown, server) = serve(&settings).await;
+        self.authority = authority;
+        self.shutdown = Some(shutdown);
+        self.server = Some(server);
     }
 
     /// The data directory.
@@ -250,11 +275,15 @@ impl TestApp {
 
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("join").expect("server");
+        self.stop_server().await;
+    }
+
+    /// The EST server description the client library takes.
+    pub fn est_server(&self) -> enroll_client::enroll::Server {
+        enroll_client::enroll::Server {
+            url: self.server_url(),
+            ca_cert: self.root_pem(),
+            label: None,
         }
     }
 }
@@ -265,6 +294,32 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+type Served = (
+    SocketAddr,
+    SocketAddr,
+    Arc<Authority>,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+);
+
+async fn serve(settings: &Settings) -> Served {
+    let app = Application::build(settings).await.expect("build");
+    let (https, http, authority) = (app.https_addr(), app.http_addr(), app.authority());
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    (https, http, authority, tx, server)
+}
+
+/// Policies with no minimum interval between re-enrollments (tests renew back to back).
+pub fn no_reenroll_interval(_: &str, text: &str) -> String {
+    text.replace(
+        "min_reenroll_interval_minutes = 60",
+        "min_reenroll_interval_minutes = 0",
+    )
 }
 
 /// A CSR for `serial` with a fresh P-256 key (the key is returned too).
