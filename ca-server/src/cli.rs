@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use iomt_core::policy::PolicySet;
 
 use crate::config::Settings;
+use crate::pki::CaMaterial;
 use crate::registry::{self, Registration};
+use crate::revocation::{REASON_NAMES, Reason, Revocation};
 use crate::setup::{self, InitOptions};
 use crate::startup::{Application, open_store};
 use crate::storage::Store;
@@ -48,6 +50,34 @@ pub enum Command {
     /// Manage one-time enrollment tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Revoke a certificate, or every certificate of a device; publishes the new CRL at once.
+    Revoke(RevokeArgs),
+    /// Lift a hold (certificateHold): the certificate is good again and leaves the next CRL.
+    Release(ReleaseArgs),
+}
+
+/// `revoke` options.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["serial", "device"])))]
+pub struct RevokeArgs {
+    /// Certificate serial in hex (as `openssl x509 -serial` prints it; colons allowed).
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// Device serial: revoke all of its certificates.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,
+    /// cessationOfOperation, certificateHold (reversible with `release`), privilegeWithdrawn, aACompromise.
+    #[arg(long, default_value = "unspecified")]
+    pub reason: String,
+}
+
+/// `release` options.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Certificate serial in hex.
+    #[arg(long)]
+    pub serial: String,
 }
 
 /// `init` options.
@@ -161,6 +191,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         Some(Command::Device(DeviceCommand::Register(args))) => {
             register(&cli.data_dir, cli.database_url, args, out).await
         }
+        Some(Command::Revoke(args)) => revoke(&cli.data_dir, cli.database_url, args, out).await,
+        Some(Command::Release(args)) => release(&cli.data_dir, cli.database_url, args, out).await,
         Some(Command::Token(TokenCommand::Create(args))) => {
             create_tokens(&cli.data_dir, cli.database_url, args, out).await
         }
@@ -386,4 +418,68 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+async fn revocation_service(
+    data_dir: &Path,
+    database_url: Option<String>,
+) -> anyhow::Result<Revocation> {
+    let (_, policies, store) = open(data_dir, database_url).await?;
+    let ca = Arc::new(CaMaterial::load(data_dir)?);
+    Ok(Revocation::new(ca, store, Arc::new(policies))?)
+}
+
+fn normalize_serial(serial: &str) -> String {
+    serial.replace(':', "").to_ascii_lowercase()
+}
+
+async fn revoke(
+    data_dir: &Path,
+    database_url: Option<String>,
+    args: RevokeArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let reason = Reason::parse(&args.reason).with_context(|| {
+        format!(
+            "unknown reason `{}` (use one of: {})",
+            args.reason,
+            REASON_NAMES.join(", ")
+        )
+    })?;
+    let service = revocation_service(data_dir, database_url).await?;
+    let changes = match (args.serial, args.device) {
+        (Some(serial), _) => {
+            let serial = normalize_serial(&serial);
+            let change = service.revoke(&serial, reason, "operator:cli").await?;
+            vec![(serial, change)]
+        }
+        (None, Some(device)) => {
+            service
+                .revoke_device(&device, reason, "operator:cli")
+                .await?
+        }
+        (None, None) => anyhow::bail!("give --serial or --device"),
+    };
+    for (serial, change) in changes {
+        writeln!(
+            out,
+            "certificate {serial} {} ({})",
+            change.describe(),
+            reason.name()
+        )?;
+    }
+    Ok(())
+}
+
+async fn release(
+    data_dir: &Path,
+    database_url: Option<String>,
+    args: ReleaseArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let service = revocation_service(data_dir, database_url).await?;
+    let serial = normalize_serial(&args.serial);
+    let change = service.release(&serial, "operator:cli").await?;
+    writeln!(out, "certificate {serial} {}", change.describe())?;
+    Ok(())
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod pki;
 pub mod registry;
+pub mod revocation;
 pub mod setup;
 pub mod startup;
 pub mod storage;

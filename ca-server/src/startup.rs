@@ -20,6 +20,7 @@ use crate::api;
 use crate::authority::Authority;
 use crate::config::{ConfigError, Settings};
 use crate::pki::{CaMaterial, PkiError, PublicUrls};
+use crate::revocation::Revocation;
 use crate::storage::{SqliteStore, Store, StoreError};
 use crate::tls::{TlsSetupError, server_config};
 
@@ -47,6 +48,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsSetupError),
+    #[error("revocation: {0}")]
+    Revocation(#[from] crate::revocation::RevocationError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -66,7 +69,11 @@ pub struct Application {
     est: Router,
     public: Router,
     authority: Arc<Authority>,
+    revocation: Arc<Revocation>,
 }
+
+/// How often CRLs and OCSP responder certificates are checked for renewal.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Binds a listener and reports the address it really got (port 0 picks one).
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
@@ -99,6 +106,11 @@ impl Application {
         let store = open_store(&settings.database_url()).await?;
         let tls = TlsAcceptor::from(server_config(&ca)?);
         let urls = PublicUrls::new(&settings.config.public_url);
+        let revocation = Arc::new(Revocation::new(
+            ca.clone(),
+            store.clone(),
+            policies.clone(),
+        )?);
         let authority = Arc::new(Authority::new(policies, ca.clone(), store, urls));
 
         let (https, https_addr) = bind(settings.listen()?).await?;
@@ -110,7 +122,8 @@ impl Application {
             http_addr,
             tls,
             est: api::est_router(authority.clone()),
-            public: api::public_router(ca),
+            public: api::public_router(ca, revocation.clone()),
+            revocation,
             authority,
         })
     }
@@ -130,6 +143,11 @@ impl Application {
         self.authority.clone()
     }
 
+    /// The revocation service (CRL, OCSP).
+    pub fn revocation(&self) -> Arc<Revocation> {
+        self.revocation.clone()
+    }
+
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run_until_stopped(
         self,
@@ -139,6 +157,19 @@ impl Application {
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
+        });
+        let mut refresh_stop = stop_rx.clone();
+        let revocation = self.revocation.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = revocation.refresh().await {
+                    tracing::error!(%error, "CRL/OCSP refresh failed; retrying at the next interval");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(REFRESH_INTERVAL) => {}
+                    () = stopped(&mut refresh_stop) => break,
+                }
+            }
         });
         let mut http_stop = stop_rx.clone();
         let public = axum::serve(self.http, self.public).with_graceful_shutdown(async move {

@@ -5,6 +5,7 @@ pub mod extensions;
 pub mod files;
 pub mod identity;
 pub mod lint;
+pub mod ocsp;
 pub mod oids;
 pub mod policy;
 pub mod wire;

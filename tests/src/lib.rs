@@ -39,6 +39,7 @@ pub struct TestApp {
     pub https: SocketAddr,
     pub http: SocketAddr,
     pub authority: Arc<Authority>,
+    pub revocation: Arc<ca_server::revocation::Revocation>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -80,12 +81,13 @@ impl TestApp {
         ];
         TestApp::cli_in(data_str, &args).await.expect("init");
         let settings = Settings::load(&data).expect("settings");
-        let (https, http, authority, shutdown, server) = serve(&settings).await;
+        let (https, http, authority, revocation, shutdown, server) = serve(&settings).await;
         TestApp {
             dir,
             https,
             http,
             authority,
+            revocation,
             shutdown: Some(shutdown),
             server: Some(server),
         }
@@ -106,8 +108,9 @@ impl TestApp {
         let mut settings = Settings::load(&self.data_dir()).expect("settings");
         settings.config.listen = self.https.to_string();
         settings.config.http_listen = self.http.to_string();
-        let (_, _, authority, shutdown, server) = serve(&settings).await;
+        let (_, _, authority, revocation, shutdown, server) = serve(&settings).await;
         self.authority = authority;
+        self.revocation = revocation;
         self.shutdown = Some(shutdown);
         self.server = Some(server);
     }
@@ -300,18 +303,24 @@ type Served = (
     SocketAddr,
     SocketAddr,
     Arc<Authority>,
+    Arc<ca_server::revocation::Revocation>,
     oneshot::Sender<()>,
     tokio::task::JoinHandle<std::io::Result<()>>,
 );
 
 async fn serve(settings: &Settings) -> Served {
     let app = Application::build(settings).await.expect("build");
-    let (https, http, authority) = (app.https_addr(), app.http_addr(), app.authority());
+    let (https, http, authority, revocation) = (
+        app.https_addr(),
+        app.http_addr(),
+        app.authority(),
+        app.revocation(),
+    );
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
-    (https, http, authority, tx, server)
+    (https, http, authority, revocation, tx, server)
 }
 
 /// Policies with no minimum interval between re-enrollments (tests renew back to back).

@@ -14,6 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::authority::Authority;
 use crate::pki::CaMaterial;
+use crate::revocation::Revocation;
 
 pub use est::BODY_LIMIT;
 
@@ -48,10 +49,17 @@ pub fn est_router(authority: Arc<Authority>) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// The plain-HTTP public routes (AIA caIssuers; CRL and OCSP join them).
-pub fn public_router(ca: Arc<CaMaterial>) -> Router {
+/// The plain-HTTP public routes: CA certificates, CRLs and OCSP.
+pub fn public_router(ca: Arc<CaMaterial>, revocation: Arc<Revocation>) -> Router {
+    let revocation_routes = Router::new()
+        .route("/crl/{file}", get(public::crl))
+        .route("/ocsp/{ca}", post(public::ocsp_post))
+        .route("/ocsp/{ca}/{request}", get(public::ocsp_get))
+        .with_state(revocation);
     Router::new()
         .route("/ca/{file}", get(public::ca_certificate))
         .with_state(ca)
+        .merge(revocation_routes)
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TraceLayer::new_for_http())
 }

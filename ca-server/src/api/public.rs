@@ -1,4 +1,5 @@
-//! Public, unauthenticated endpoints on plain HTTP: CA certificates for AIA caIssuers.
+//! Public, unauthenticated endpoints on plain HTTP: CA certificates (AIA caIssuers), CRLs (the
+//! CRL distribution points) and OCSP (RFC 6960, GET and POST).
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::pki::CaMaterial;
+use crate::revocation::{Revocation, RevocationError};
 
 /// `GET /ca/<name>.cer`: a CA certificate in DER (`application/pkix-cert`, RFC 2585).
 pub async fn ca_certificate(
@@ -34,4 +36,94 @@ pub async fn ca_certificate(
         HeaderValue::from_static("application/pkix-cert"),
     );
     Ok(response)
+}
+
+/// `GET /crl/<ca>.crl` (DER, `application/pkix-crl`) or `/crl/<ca>.pem`.
+pub async fn crl(
+    State(revocation): State<Arc<Revocation>>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let (name, pem) = match (file.strip_suffix(".crl"), file.strip_suffix(".pem")) {
+        (Some(name), _) => (name, false),
+        (None, Some(name)) => (name, true),
+        (None, None) => return Err(unknown_crl(&file)),
+    };
+    let crl = revocation.current_crl(name).await.map_err(|e| match e {
+        RevocationError::UnknownIssuer(_) => unknown_crl(&file),
+        RevocationError::Store(store) => store.into(),
+        other => {
+            tracing::error!(error = %other, "CRL publication failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server.internal",
+                "the CRL could not be produced",
+            )
+        }
+    })?;
+    let mut response = if pem {
+        pem::encode(&pem::Pem::new("X509 CRL", crl.der)).into_response()
+    } else {
+        crl.der.into_response()
+    };
+    let content_type = if pem {
+        "application/x-pem-file"
+    } else {
+        "application/pkix-crl"
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+fn unknown_crl(file: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "crl.unknown_issuer",
+        format!(
+            "no CRL called `{file}` (try root.crl, basic.crl, substantial.crl, high.crl, station.crl)"
+        ),
+    )
+}
+
+/// `POST /ocsp/<ca>` with an `application/ocsp-request` body.
+pub async fn ocsp_post(
+    State(revocation): State<Arc<Revocation>>,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let bytes = axum::body::to_bytes(body, iomt_core::ocsp::MAX_REQUEST)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "ocsp.too_large",
+                format!(
+                    "OCSP requests are limited to {} bytes",
+                    iomt_core::ocsp::MAX_REQUEST
+                ),
+            )
+        })?;
+    Ok(ocsp_response(revocation.ocsp(&bytes).await))
+}
+
+/// `GET /ocsp/<ca>/<base64 of the DER request>` (RFC 6960 Appendix A.1).
+pub async fn ocsp_get(
+    State(revocation): State<Arc<Revocation>>,
+    Path((_ca, encoded)): Path<(String, String)>,
+) -> Response {
+    use base64::Engine;
+    let decoded = percent_decode(&encoded);
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(decoded.trim())
+        .unwrap_or_default();
+    ocsp_response(revocation.ocsp(&der).await)
+}
+
+fn ocsp_response(der: Vec<u8>) -> Response {
+    let mut response = der.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/ocsp-response"),
+    );
+    response
 }

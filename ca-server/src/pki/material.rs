@@ -59,6 +59,8 @@ impl std::fmt::Debug for IssuingCa {
 /// Every CA certificate and signing key the server uses.
 pub struct CaMaterial {
     pub root_der: CertificateDer<'static>,
+    /// The root as a signer (CRLs over the CA certificates).
+    pub root: IssuingCa,
     pub issuing: BTreeMap<Level, IssuingCa>,
     pub station: IssuingCa,
     pub tls_chain: Vec<CertificateDer<'static>>,
@@ -91,11 +93,26 @@ impl CaMaterial {
             .map_err(|e| invalid(&key_path, e))?;
         Ok(CaMaterial {
             tls_chain: vec![tls_cert, root_der.clone()],
+            root: load_ca(&ca_dir, ROOT_CA)?,
             root_der,
             issuing,
             station,
             tls_key,
         })
+    }
+
+    /// A CA that publishes a CRL, by name (`root`, `basic`, `substantial`, `high`, `station`).
+    pub fn signer(&self, name: &str) -> Option<&IssuingCa> {
+        match name {
+            ROOT_CA => Some(&self.root),
+            STATION_CA => Some(&self.station),
+            other => Level::parse(other).map(|level| self.issuing(level)),
+        }
+    }
+
+    /// Names of every CA that publishes a CRL.
+    pub fn crl_issuers() -> [&'static str; 5] {
+        [ROOT_CA, "basic", "substantial", "high", STATION_CA]
     }
 
     /// The issuing CA of a level.

@@ -118,6 +118,31 @@ pub struct StoredAuditEvent {
     pub hash: Vec<u8>,
 }
 
+/// One entry of a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    pub serial: String,
+    pub revoked_at: i64,
+    /// RFC 5280 reason name, e.g. `keyCompromise`.
+    pub reason: Option<String>,
+}
+
+/// What a CRL is built from: the next number and the revoked certificates at that moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlSnapshot {
+    pub number: i64,
+    pub entries: Vec<RevokedEntry>,
+}
+
+/// A signed CRL as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedCrl {
+    pub number: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub der: Vec<u8>,
+}
+
 /// Everything one issuance writes, committed together or not at all.
 #[derive(Debug, Clone)]
 pub struct Issuance {
@@ -183,6 +208,24 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<&str>,
         at: i64,
     ) -> Result<bool, StoreError>;
+    /// Changes a certificate's state and appends the audit event in one transaction.
+    async fn change_status(
+        &self,
+        serial: &str,
+        status: CertificateStatus,
+        reason: Option<&str>,
+        at: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Atomically takes the next CRL number of `issuer` and the revoked (and held) certificates
+    /// as of that moment: a higher number never sees fewer changes than a lower one.
+    async fn crl_snapshot(&self, issuer: &str) -> Result<CrlSnapshot, StoreError>;
+    /// Stores a signed CRL unless a newer one is already stored.
+    async fn publish_crl(&self, issuer: &str, crl: &PublishedCrl) -> Result<(), StoreError>;
+    /// When and why a certificate was revoked or held (`None` if it is valid or unknown).
+    async fn revocation_of(&self, serial: &str) -> Result<Option<RevokedEntry>, StoreError>;
+    /// The latest published CRL of `issuer`.
+    async fn latest_crl(&self, issuer: &str) -> Result<Option<PublishedCrl>, StoreError>;
     /// The certificate that superseded `serial`, if it was re-enrolled.
     async fn successor(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Certificates of a device, newest first.

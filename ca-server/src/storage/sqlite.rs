@@ -13,8 +13,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
 use super::{
-    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, Issuance, Store,
-    StoreError, StoredAuditEvent, TokenRecord, chain_hash, classify,
+    AuditEvent, CertificateRecord, CertificateStatus, CrlSnapshot, Device, DeviceStatus, Issuance,
+    PublishedCrl, RevokedEntry, Store, StoreError, StoredAuditEvent, TokenRecord, chain_hash,
+    classify,
 };
 
 /// The embedded SQLite store.
@@ -317,6 +318,124 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn change_status(
+        &self,
+        serial: &str,
+        status: CertificateStatus,
+        reason: Option<&str>,
+        at: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let revoked_at = (status != CertificateStatus::Valid).then_some(at);
+        let done = sqlx::query("UPDATE certificates SET status = ?, revocation_reason = ?, revoked_at = ? WHERE serial = ?")
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(revoked_at)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        append_events(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn crl_snapshot(&self, issuer: &str) -> Result<CrlSnapshot, StoreError> {
+        let mut tx = self.begin().await?;
+        // The write comes first so the snapshot below is taken under SQLite's write lock.
+        let number: i64 = sqlx::query_scalar(
+            "INSERT INTO crl_state (issuer, number) VALUES (?, 1) \
+             ON CONFLICT (issuer) DO UPDATE SET number = number + 1 RETURNING number",
+        )
+        .bind(issuer)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let rows = sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE issuer = ? AND status <> 'valid' ORDER BY serial",
+        )
+        .bind(issuer)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let entries = rows
+            .iter()
+            .map(|row| {
+                Ok(RevokedEntry {
+                    serial: row.try_get("serial")?,
+                    revoked_at: row
+                        .try_get::<Option<i64>, _>("revoked_at")?
+                        .unwrap_or_default(),
+                    reason: row.try_get("revocation_reason")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(CrlSnapshot { number, entries })
+    }
+
+    async fn publish_crl(&self, issuer: &str, crl: &PublishedCrl) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE crl_state SET der = ?, this_update = ?, next_update = ?, published_number = ? \
+             WHERE issuer = ? AND (published_number IS NULL OR published_number < ?)",
+        )
+        .bind(&crl.der)
+        .bind(crl.this_update)
+        .bind(crl.next_update)
+        .bind(crl.number)
+        .bind(issuer)
+        .bind(crl.number)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn revocation_of(&self, serial: &str) -> Result<Option<RevokedEntry>, StoreError> {
+        let row = sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE serial = ? AND status <> 'valid'",
+        )
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.map(|row| {
+            Ok(RevokedEntry {
+                serial: row.try_get("serial")?,
+                revoked_at: row
+                    .try_get::<Option<i64>, _>("revoked_at")?
+                    .unwrap_or_default(),
+                reason: row.try_get("revocation_reason")?,
+            })
+        })
+        .transpose()
+        .map_err(classify)
+    }
+
+    async fn latest_crl(&self, issuer: &str) -> Result<Option<PublishedCrl>, StoreError> {
+        let row = sqlx::query("SELECT published_number, this_update, next_update, der FROM crl_state WHERE issuer = ? AND der IS NOT NULL")
+            .bind(issuer)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(|row| {
+            Ok(PublishedCrl {
+                number: row.try_get("published_number")?,
+                this_update: row.try_get("this_update")?,
+                next_update: row.try_get("next_update")?,
+                der: row.try_get("der")?,
+            })
+        })
+        .transpose()
+        .map_err(classify)
     }
 
     async fn successor(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {

@@ -1,0 +1,446 @@
+//! Revocation: revoke, hold and release; CRLs per CA (RFC 5280 §5); OCSP (RFC 6960). Status lives
+//! in the database, so every process and replica answers the same, and a change is visible in
+//! OCSP at once and in a CRL published in the same operation.
+
+mod reason;
+mod responder;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use iomt_core::ocsp::{self, Answer, CertIdHash, ErrorKind, OcspRequestError, Query, Status};
+use iomt_core::policy::{Level, PolicySet};
+use rcgen::{CertificateRevocationListParams, RevokedCertParams, SerialNumber};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+pub use reason::{REASON_NAMES, Reason};
+use responder::Responder;
+
+use crate::pki::{CaMaterial, IssuingCa, PkiError, ROOT_CA, STATION_CA};
+use crate::storage::{AuditEvent, CertificateStatus, CrlSnapshot, PublishedCrl, Store, StoreError};
+
+/// Why a revocation operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RevocationError {
+    #[error("no certificate with serial {0}")]
+    UnknownCertificate(String),
+    #[error("device {0} has no certificates")]
+    UnknownDevice(String),
+    #[error("certificate {serial} is {state}, not on hold; only a hold can be released")]
+    NotOnHold { serial: String, state: &'static str },
+    #[error("no CA called `{0}` publishes a CRL (known: root, basic, substantial, high, station)")]
+    UnknownIssuer(String),
+    #[error("CRL signing failed: {0}")]
+    Sign(#[from] rcgen::Error),
+    #[error("responder: {0}")]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a revoke or release did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    AlreadyOnHold,
+    AlreadyRevoked,
+    Held,
+    Released,
+    Revoked,
+}
+
+impl Change {
+    /// Words for the operator.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Change::AlreadyOnHold => "was already on hold (nothing changed)",
+            Change::AlreadyRevoked => "was already revoked (nothing changed)",
+            Change::Held => "put on hold",
+            Change::Released => "released from hold",
+            Change::Revoked => "revoked",
+        }
+    }
+}
+
+/// CertID hashes of one issuing CA.
+struct IssuerHashes {
+    level: Level,
+    hash: CertIdHash,
+    name: Vec<u8>,
+    key: Vec<u8>,
+}
+
+/// Revocation state, CRL publication and the OCSP responder.
+pub struct Revocation {
+    ca: Arc<CaMaterial>,
+    store: Arc<dyn Store>,
+    policies: Arc<PolicySet>,
+    responders: RwLock<BTreeMap<Level, Arc<Responder>>>,
+    hashes: Vec<IssuerHashes>,
+}
+
+/// How long an OCSP answer may be cached: short, so a revocation spreads within the hour.
+const OCSP_VALIDITY: Duration = Duration::hours(1);
+/// CRLs over the CA certificates (root) are reissued at least monthly.
+const ROOT_CRL_VALIDITY: Duration = Duration::days(30);
+/// Station CA CRLs follow the Basic cadence.
+const STATION_CRL_VALIDITY: Duration = Duration::hours(96);
+
+impl Revocation {
+    /// Issues the delegated responders and precomputes the CertID hashes.
+    pub fn new(
+        ca: Arc<CaMaterial>,
+        store: Arc<dyn Store>,
+        policies: Arc<PolicySet>,
+    ) -> Result<Revocation, RevocationError> {
+        let now = OffsetDateTime::now_utc();
+        let mut responders = BTreeMap::new();
+        let mut hashes = Vec::new();
+        for level in Level::ALL {
+            let issuer = ca.issuing(level);
+            responders.insert(
+                level,
+                Arc::new(Responder::issue(issuer, &responder_title(level), now)?),
+            );
+            if let Ok((_, cert)) = X509Certificate::from_der(&issuer.cert_der) {
+                for hash in [CertIdHash::Sha1, CertIdHash::Sha256] {
+                    hashes.push(IssuerHashes {
+                        level,
+                        hash,
+                        name: hash.digest(cert.subject().as_raw()),
+                        key: hash.digest(&cert.public_key().subject_public_key.data),
+                    });
+                }
+            }
+        }
+        Ok(Revocation {
+            ca,
+            store,
+            policies,
+            responders: RwLock::new(responders),
+            hashes,
+        })
+    }
+
+    /// Revokes (or, with `certificateHold`, suspends) one certificate and publishes its CA's CRL.
+    #[tracing::instrument(skip(self), fields(reason = reason.name()))]
+    pub async fn revoke(
+        &self,
+        serial: &str,
+        reason: Reason,
+        actor: &str,
+    ) -> Result<Change, RevocationError> {
+        let serial = serial.to_ascii_lowercase();
+        let record = self
+            .store
+            .certificate(&serial)
+            .await?
+            .ok_or_else(|| RevocationError::UnknownCertificate(serial.clone()))?;
+        let (target, change) = match (record.status, reason.is_hold()) {
+            (CertificateStatus::Revoked, _) => return Ok(Change::AlreadyRevoked),
+            (CertificateStatus::OnHold, true) => return Ok(Change::AlreadyOnHold),
+            (_, true) => (CertificateStatus::OnHold, Change::Held),
+            (_, false) => (CertificateStatus::Revoked, Change::Revoked),
+        };
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let audit = AuditEvent {
+            at: now,
+            actor: actor.to_owned(),
+            action: if reason.is_hold() {
+                "certificate.held"
+            } else {
+                "certificate.revoked"
+            }
+            .to_owned(),
+            object: format!("certificate:{serial}"),
+            details: serde_json::json!({ "reason": reason.name(), "device": record.device_serial })
+                .to_string(),
+        };
+        self.store
+            .change_status(&serial, target, Some(reason.name()), now, &audit)
+            .await?;
+        self.publish_crl(&record.issuer).await?;
+        tracing::info!(%serial, "certificate {}", change.describe());
+        Ok(change)
+    }
+
+    /// Revokes every certificate of a device.
+    pub async fn revoke_device(
+        &self,
+        device: &str,
+        reason: Reason,
+        actor: &str,
+    ) -> Result<Vec<(String, Change)>, RevocationError> {
+        let certificates = self.store.certificates_for_device(device).await?;
+        if certificates.is_empty() {
+            return Err(RevocationError::UnknownDevice(device.to_owned()));
+        }
+        let mut changes = Vec::with_capacity(certificates.len());
+        for certificate in certificates {
+            let change = self.revoke(&certificate.serial, reason, actor).await?;
+            changes.push((certificate.serial, change));
+        }
+        Ok(changes)
+    }
+
+    /// Lifts a hold (removeFromCRL semantics: the entry leaves the next CRL).
+    pub async fn release(&self, serial: &str, actor: &str) -> Result<Change, RevocationError> {
+        let serial = serial.to_ascii_lowercase();
+        let record = self
+            .store
+            .certificate(&serial)
+            .await?
+            .ok_or_else(|| RevocationError::UnknownCertificate(serial.clone()))?;
+        match record.status {
+            CertificateStatus::OnHold => {}
+            CertificateStatus::Revoked => {
+                return Err(RevocationError::NotOnHold {
+                    serial,
+                    state: "revoked",
+                });
+            }
+            CertificateStatus::Valid => {
+                return Err(RevocationError::NotOnHold {
+                    serial,
+                    state: "valid",
+                });
+            }
+        }
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let audit = AuditEvent {
+            at: now,
+            actor: actor.to_owned(),
+            action: "certificate.released".to_owned(),
+            object: format!("certificate:{serial}"),
+            details: serde_json::json!({ "device": record.device_serial }).to_string(),
+        };
+        self.store
+            .change_status(&serial, CertificateStatus::Valid, None, now, &audit)
+            .await?;
+        self.publish_crl(&record.issuer).await?;
+        Ok(Change::Released)
+    }
+
+    /// Builds, signs and stores a new CRL for `issuer` (root, a level, or station).
+    pub async fn publish_crl(&self, issuer: &str) -> Result<PublishedCrl, RevocationError> {
+        let signer = self
+            .ca
+            .signer(issuer)
+            .ok_or_else(|| RevocationError::UnknownIssuer(issuer.to_owned()))?;
+        let snapshot = self.store.crl_snapshot(issuer).await?;
+        let now = OffsetDateTime::now_utc();
+        let next_update = now + self.crl_validity(issuer);
+        let der = sign_crl(signer, &snapshot, now, next_update)?;
+        let published = PublishedCrl {
+            number: snapshot.number,
+            this_update: now.unix_timestamp(),
+            next_update: next_update.unix_timestamp(),
+            der,
+        };
+        self.store.publish_crl(issuer, &published).await?;
+        Ok(published)
+    }
+
+    /// The CRL to serve: the latest one, reissued first if none exists or half its life is gone.
+    pub async fn current_crl(&self, issuer: &str) -> Result<PublishedCrl, RevocationError> {
+        if self.ca.signer(issuer).is_none() {
+            return Err(RevocationError::UnknownIssuer(issuer.to_owned()));
+        }
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        match self.store.latest_crl(issuer).await? {
+            Some(crl) if now < crl.this_update + (crl.next_update - crl.this_update) / 2 => Ok(crl),
+            _ => self.publish_crl(issuer).await,
+        }
+    }
+
+    /// Renews responders and CRLs that are past half their life (the background task calls this).
+    pub async fn refresh(&self) -> Result<(), RevocationError> {
+        let now = OffsetDateTime::now_utc();
+        for level in Level::ALL {
+            let due = self.responder(level).is_none_or(|r| r.due_for_renewal(now));
+            if due {
+                let fresh = Arc::new(Responder::issue(
+                    self.ca.issuing(level),
+                    &responder_title(level),
+                    now,
+                )?);
+                if let Ok(mut responders) = self.responders.write() {
+                    responders.insert(level, fresh);
+                }
+            }
+        }
+        for issuer in CaMaterial::crl_issuers() {
+            self.current_crl(issuer).await?;
+        }
+        Ok(())
+    }
+
+    fn responder(&self, level: Level) -> Option<Arc<Responder>> {
+        self.responders
+            .read()
+            .ok()
+            .and_then(|r| r.get(&level).cloned())
+    }
+
+    fn crl_validity(&self, issuer: &str) -> Duration {
+        match issuer {
+            ROOT_CA => ROOT_CRL_VALIDITY,
+            STATION_CA => STATION_CRL_VALIDITY,
+            other => Level::parse(other)
+                .map(|level| {
+                    Duration::hours(i64::from(
+                        self.policies
+                            .level(level)
+                            .revocation
+                            .crl_max_next_update_hours,
+                    ))
+                })
+                .unwrap_or(STATION_CRL_VALIDITY),
+        }
+    }
+
+    /// Answers a DER OCSP request with a DER OCSP response (errors are OCSP error statuses).
+    pub async fn ocsp(&self, request: &[u8]) -> Vec<u8> {
+        let parsed = match ocsp::parse_request(request) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                tracing::debug!(%error, "malformed OCSP request");
+                return ocsp::error_response(match error {
+                    OcspRequestError::Malformed(_)
+                    | OcspRequestError::TooLarge
+                    | OcspRequestError::Empty
+                    | OcspRequestError::UnsupportedHash(_) => ErrorKind::Malformed,
+                });
+            }
+        };
+        let Some(level) = self.issuer_of(&parsed.queries) else {
+            return ocsp::error_response(ErrorKind::Unauthorized);
+        };
+        match self
+            .answer(level, &parsed.queries, parsed.nonce.as_deref())
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::error!(%error, "OCSP response failed");
+                ocsp::error_response(match error {
+                    RevocationError::Store(StoreError::Unavailable(_)) => ErrorKind::TryLater,
+                    _ => ErrorKind::Internal,
+                })
+            }
+        }
+    }
+
+    /// The one issuing CA every query names, if they all name the same one of ours.
+    fn issuer_of(&self, queries: &[Query]) -> Option<Level> {
+        let mut found = None;
+        for query in queries {
+            let level = self
+                .hashes
+                .iter()
+                .find(|h| {
+                    h.hash == query.hash
+                        && h.name == query.issuer_name_hash
+                        && h.key == query.issuer_key_hash
+                })?
+                .level;
+            if found.is_some_and(|f| f != level) {
+                return None;
+            }
+            found = Some(level);
+        }
+        found
+    }
+
+    async fn answer(
+        &self,
+        level: Level,
+        queries: &[Query],
+        nonce: Option<&[u8]>,
+    ) -> Result<Vec<u8>, RevocationError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let next = now + OCSP_VALIDITY.whole_seconds();
+        let mut answers = Vec::with_capacity(queries.len());
+        for query in queries {
+            let serial = hex::encode(&query.serial);
+            let status = match self.store.certificate(&serial).await? {
+                Some(record) if record.issuer == level.as_str() => match record.status {
+                    CertificateStatus::Valid => Status::Good,
+                    CertificateStatus::OnHold | CertificateStatus::Revoked => {
+                        let entry = self.store.revocation_of(&serial).await?;
+                        Status::Revoked {
+                            at: entry.as_ref().map_or(now, |e| e.revoked_at),
+                            reason: entry
+                                .and_then(|e| e.reason)
+                                .as_deref()
+                                .and_then(Reason::parse)
+                                .map(Reason::code),
+                        }
+                    }
+                },
+                _ => Status::Unknown,
+            };
+            answers.push(Answer {
+                query,
+                status,
+                this_update: now,
+                next_update: next,
+            });
+        }
+        let responder = self
+            .responder(level)
+            .ok_or_else(|| RevocationError::UnknownIssuer(level.as_str().to_owned()))?;
+        ocsp::build_response(
+            &responder.cert_der,
+            responder.public_key(),
+            now,
+            &answers,
+            nonce,
+            |tbs| responder.sign(tbs),
+        )
+        .map_err(|e| RevocationError::Pki(PkiError::Random(e.to_string())))
+    }
+}
+
+/// Encodes and signs a v2 CRL (cRLNumber, AKI, reason codes) over a snapshot.
+pub fn sign_crl(
+    signer: &IssuingCa,
+    snapshot: &CrlSnapshot,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<Vec<u8>, RevocationError> {
+    let revoked_certs = snapshot
+        .entries
+        .iter()
+        .filter_map(|entry| {
+            let serial = hex::decode(&entry.serial).ok()?;
+            Some(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: OffsetDateTime::from_unix_timestamp(entry.revoked_at)
+                    .unwrap_or(this_update),
+                reason_code: entry
+                    .reason
+                    .as_deref()
+                    .and_then(Reason::parse)
+                    .map(Reason::rcgen),
+                invalidity_date: None,
+            })
+        })
+        .collect();
+    let params = CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from_slice(&snapshot.number.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        // AKI = the issuer's SKI, which this CA always derives by RFC 7093 method 1.
+        key_identifier_method: rcgen::KeyIdMethod::PreSpecified(
+            iomt_core::extensions::key_identifier(signer.issuer.key().public_key_raw()),
+        ),
+    };
+    Ok(params.signed_by(&signer.issuer)?.der().to_vec())
+}
+
+fn responder_title(level: Level) -> String {
+    format!("IoMT {} OCSP Responder", level.as_str())
+}
