@@ -112,9 +112,10 @@ pub async fn ocsp_get(
     Path((_ca, encoded)): Path<(String, String)>,
 ) -> Response {
     use base64::Engine;
-    let decoded = percent_decode(&encoded);
+    // axum has already percent-decoded the path segment; undecodable input becomes an empty
+    // request, which the responder answers with malformedRequest.
     let der = base64::engine::general_purpose::STANDARD
-        .decode(decoded.trim())
+        .decode(encoded.trim())
         .unwrap_or_default();
     ocsp_response(revocation.ocsp(&der).await)
 }
