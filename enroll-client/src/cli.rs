@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::enroll::{EnrollRequest, Server, enroll};
 use crate::error::ClientError;
 use crate::rotation::{RenewOutcome, RunOptions, RunOutcome, Schedule, renew, run as run_loop};
+use crate::verify::{RevocationCheck, Verdict, VerifyRequest, verify};
 
 /// IoMT device enrollment client (EST, RFC 7030). The private key is generated here and never
 /// leaves this machine.
@@ -15,7 +16,8 @@ use crate::rotation::{RenewOutcome, RunOptions, RunOutcome, Schedule, renew, run
 /// Exit codes: 0 success; 1 local error (files, arguments); 2 usage; 3 CA unreachable;
 /// 4 the CA's TLS certificate is not trusted by --ca-cert; 5 credentials refused (401);
 /// 6 refused by the CA's policy (403); 7 unusable response or untrusted certificate;
-/// 8 other server error; 10 the device needs re-provisioning (its identity cannot be renewed).
+/// 8 other server error; 10 the device needs re-provisioning (its identity cannot be renewed);
+/// verify: 20 untrusted chain, 21 not conformant, 22 revoked, 23 revocation unknown.
 #[derive(Debug, Parser)]
 #[command(name = "enroll-client", version)]
 pub struct Cli {
@@ -32,6 +34,35 @@ pub enum Command {
     Renew(RenewArgs),
     /// Stay running and renew in time, through outages and restarts; stops on SIGTERM.
     Run(RunArgs),
+    /// Check a device certificate as a hospital would: chain to the root, conformance to its
+    /// level, revocation by OCSP or CRL. Exit 0 trusted; 20 untrusted chain; 21 not conformant
+    /// or wrong level; 22 revoked or on hold; 23 revocation status unavailable.
+    Verify(VerifyArgs),
+}
+
+/// `verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Root certificate (PEM) to trust.
+    #[arg(long)]
+    pub ca_cert: PathBuf,
+    /// The device certificate (PEM; may be followed by its issuing CA).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// The issuing CA certificate (PEM), e.g. the device's chain.pem.
+    #[arg(long)]
+    pub chain: Option<PathBuf>,
+    /// Refuse certificates of any other level (basic, substantial, high).
+    #[arg(long, value_parser = parse_level)]
+    pub require_level: Option<iomt_core::policy::Level>,
+    /// How to check revocation.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub revocation: RevocationCheck,
+}
+
+fn parse_level(text: &str) -> Result<iomt_core::policy::Level, String> {
+    iomt_core::policy::Level::parse(text)
+        .ok_or_else(|| format!("`{text}` is not basic, substantial or high"))
 }
 
 /// Where the CA is (shared by renew and run).
@@ -172,6 +203,34 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
                 ),
             };
             writeln!(out, "{line}").map_err(|e| ClientError::Local(e.to_string()))
+        }
+        Command::Verify(args) => {
+            let report = verify(&VerifyRequest {
+                ca_cert: args.ca_cert,
+                cert: args.cert,
+                chain: args.chain,
+                require_level: args.require_level,
+                revocation: args.revocation,
+            })
+            .await?;
+            let print = |out: &mut (dyn Write + Send)| -> std::io::Result<()> {
+                for (label, text) in &report.lines {
+                    writeln!(out, "{label:<12} {text}")?;
+                }
+                let verdict = match &report.verdict {
+                    Verdict::Trusted => "TRUSTED".to_owned(),
+                    Verdict::Untrusted(why) => format!("NOT TRUSTED: {why}"),
+                    Verdict::NonConformant(why) => format!("NOT CONFORMANT: {why}"),
+                    Verdict::Revoked(why) => format!("REVOKED: {why}"),
+                    Verdict::RevocationUnknown(why) => format!("REVOCATION UNKNOWN: {why}"),
+                };
+                writeln!(out, "{:<12} {verdict}", "verdict")
+            };
+            print(out).map_err(|e| ClientError::Local(e.to_string()))?;
+            match report.verdict.exit_code() {
+                0 => Ok(()),
+                code => Err(ClientError::Verdict(code)),
+            }
         }
         Command::Run(args) => {
             let options = RunOptions {

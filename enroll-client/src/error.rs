@@ -37,6 +37,9 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Local(String),
+    /// `verify` reached a verdict other than trusted (already printed); carries the exit code.
+    #[error("verification verdict: exit {0}")]
+    Verdict(u8),
 }
 
 impl ClientError {
@@ -53,6 +56,7 @@ impl ClientError {
             ClientError::Server { .. } | ClientError::TooSoon { .. } => 8,
             ClientError::NeedsReprovisioning(_) => 10,
             ClientError::Io { .. } | ClientError::Local(_) => 1,
+            ClientError::Verdict(code) => *code,
         }
     }
 

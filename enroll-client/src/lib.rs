@@ -7,3 +7,4 @@ pub mod error;
 pub mod est;
 pub mod keystore;
 pub mod rotation;
+pub mod verify;

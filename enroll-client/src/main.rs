@@ -15,6 +15,7 @@ async fn main() -> std::process::ExitCode {
     let mut stdout = std::io::stdout();
     match enroll_client::cli::run(cli, &mut stdout).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(enroll_client::error::ClientError::Verdict(code)) => std::process::ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error}");
             std::process::ExitCode::from(error.exit_code())

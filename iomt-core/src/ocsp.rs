@@ -272,3 +272,181 @@ mod tests {
         );
     }
 }
+
+/// Why an OCSP response cannot be relied on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OcspCheckError {
+    #[error("the responder answered {0:?}")]
+    Unsuccessful(x509_ocsp::OcspResponseStatus),
+    #[error("the response is not a DER BasicOCSPResponse: {0}")]
+    Malformed(String),
+    #[error("the response is not signed by the issuing CA or a responder it delegated: {0}")]
+    BadSignature(String),
+    #[error("the response does not answer for this certificate")]
+    NotAnswered,
+    #[error("the response nonce does not match the request")]
+    NonceMismatch,
+    #[error("the response is stale (nextUpdate has passed)")]
+    Stale,
+}
+
+const ID_PKIX_OCSP_BASIC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.1");
+const KP_OCSP_SIGNING: &str = "1.3.6.1.5.5.7.3.9";
+
+/// Builds an OCSP request (SHA-1 CertID, as stock clients send) for `serial` under `issuer`.
+pub fn build_request(
+    issuer_cert_der: &[u8],
+    serial: &[u8],
+    nonce: Option<&[u8]>,
+) -> Result<Vec<u8>, OcspResponseError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, issuer) = X509Certificate::from_der(issuer_cert_der)
+        .map_err(|e| OcspResponseError::Sign(format!("issuer certificate: {e}")))?;
+    let cert_id = CertId {
+        hash_algorithm: AlgorithmIdentifierOwned {
+            oid: ID_SHA1,
+            parameters: Some(der::Any::null()),
+        },
+        issuer_name_hash: OctetString::new(CertIdHash::Sha1.digest(issuer.subject().as_raw()))?,
+        issuer_key_hash: OctetString::new(
+            CertIdHash::Sha1.digest(&issuer.public_key().subject_public_key.data),
+        )?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(serial)?,
+    };
+    let request_extensions = match nonce {
+        Some(value) => Some(vec![Extension {
+            extn_id: ID_NONCE,
+            critical: false,
+            extn_value: OctetString::new(OctetString::new(value.to_vec())?.to_der()?)?,
+        }]),
+        None => None,
+    };
+    let request = OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: Version::V1,
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert: cert_id,
+                single_request_extensions: None,
+            }],
+            request_extensions,
+        },
+        optional_signature: None,
+    };
+    Ok(request.to_der()?)
+}
+
+/// Verifies a response for `serial` under `issuer` and returns the certificate's status.
+pub fn check_response(
+    response_der: &[u8],
+    issuer_cert_der: &[u8],
+    serial: &[u8],
+    nonce: Option<&[u8]>,
+    now: i64,
+) -> Result<Status, OcspCheckError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let malformed = |e: &dyn std::fmt::Display| OcspCheckError::Malformed(e.to_string());
+    let response = OcspResponse::from_der(response_der).map_err(|e| malformed(&e))?;
+    if response.response_status != x509_ocsp::OcspResponseStatus::Successful {
+        return Err(OcspCheckError::Unsuccessful(response.response_status));
+    }
+    let bytes = response
+        .response_bytes
+        .ok_or_else(|| malformed(&"no responseBytes"))?;
+    if bytes.response_type != ID_PKIX_OCSP_BASIC {
+        return Err(malformed(&"not a basic OCSP response"));
+    }
+    let basic =
+        BasicOcspResponse::from_der(bytes.response.as_bytes()).map_err(|e| malformed(&e))?;
+    let (_, issuer) = X509Certificate::from_der(issuer_cert_der).map_err(|e| malformed(&e))?;
+
+    // The signer: the issuing CA itself, or a responder certificate it issued for OCSP signing.
+    let responder_der = basic
+        .certs
+        .as_ref()
+        .and_then(|c| c.first())
+        .map(|c| c.to_der())
+        .transpose()
+        .map_err(|e| malformed(&e))?;
+    let signer_key: Vec<u8> = match &responder_der {
+        Some(der) => {
+            let (_, responder) = X509Certificate::from_der(der).map_err(|e| malformed(&e))?;
+            responder
+                .verify_signature(Some(issuer.public_key()))
+                .map_err(|e| OcspCheckError::BadSignature(format!("responder certificate: {e}")))?;
+            let delegated = responder
+                .extended_key_usage()
+                .ok()
+                .flatten()
+                .is_some_and(|eku| {
+                    eku.value
+                        .other
+                        .iter()
+                        .any(|oid| oid.to_id_string() == KP_OCSP_SIGNING)
+                        || eku.value.ocsp_signing
+                });
+            if !delegated {
+                return Err(OcspCheckError::BadSignature(
+                    "responder certificate lacks id-kp-OCSPSigning".into(),
+                ));
+            }
+            if !responder.validity().is_valid_at(
+                x509_parser::time::ASN1Time::from_timestamp(now).map_err(|e| malformed(&e))?,
+            ) {
+                return Err(OcspCheckError::BadSignature(
+                    "responder certificate is not valid now".into(),
+                ));
+            }
+            responder.public_key().subject_public_key.data.to_vec()
+        }
+        None => issuer.public_key().subject_public_key.data.to_vec(),
+    };
+    let algorithm: &'static dyn ring::signature::VerificationAlgorithm = match signer_key.len() {
+        65 => &ring::signature::ECDSA_P256_SHA256_ASN1,
+        97 => &ring::signature::ECDSA_P384_SHA384_ASN1,
+        _ => {
+            return Err(OcspCheckError::BadSignature(
+                "unsupported responder key".into(),
+            ));
+        }
+    };
+    let tbs = basic
+        .tbs_response_data
+        .to_der()
+        .map_err(|e| malformed(&e))?;
+    ring::signature::UnparsedPublicKey::new(algorithm, &signer_key)
+        .verify(&tbs, basic.signature.raw_bytes())
+        .map_err(|_| OcspCheckError::BadSignature("signature does not verify".into()))?;
+
+    if let Some(sent) = nonce {
+        let echoed = basic
+            .tbs_response_data
+            .response_extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == ID_NONCE)
+            .and_then(|e| OctetString::from_der(e.extn_value.as_bytes()).ok());
+        if echoed.as_ref().map(|o| o.as_bytes()) != Some(sent) {
+            return Err(OcspCheckError::NonceMismatch);
+        }
+    }
+    let single = basic
+        .tbs_response_data
+        .responses
+        .iter()
+        .find(|r| r.cert_id.serial_number.as_bytes() == serial)
+        .ok_or(OcspCheckError::NotAnswered)?;
+    if let Some(next) = &single.next_update
+        && (next.0.to_unix_duration().as_secs() as i64) < now
+    {
+        return Err(OcspCheckError::Stale);
+    }
+    Ok(match &single.cert_status {
+        CertStatus::Good(_) => Status::Good,
+        CertStatus::Unknown(_) => Status::Unknown,
+        CertStatus::Revoked(info) => Status::Revoked {
+            at: info.revocation_time.0.to_unix_duration().as_secs() as i64,
+            reason: info.revocation_reason.map(|r| r as u8),
+        },
+    })
+}

@@ -53,6 +53,21 @@ impl TestApp {
     /// Like [`TestApp::spawn`], with the shipped policy files rewritten by `edit(name, text)`
     /// (e.g. a short re-enrollment interval so tests need not wait).
     pub async fn spawn_with_policies(edit: impl Fn(&str, &str) -> String) -> TestApp {
+        TestApp::spawn_inner(edit, None).await
+    }
+
+    /// A CA whose certificates' CRL and OCSP URLs point at its own HTTP listener, so outside
+    /// relying parties can follow them (the port is chosen before `init`).
+    pub async fn spawn_published() -> TestApp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        TestApp::spawn_inner(|_, text| text.to_owned(), Some(port)).await
+    }
+
+    async fn spawn_inner(edit: impl Fn(&str, &str) -> String, http_port: Option<u16>) -> TestApp {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
@@ -68,14 +83,16 @@ impl TestApp {
         for (name, text) in iomt_core::policy::SHIPPED_POLICIES {
             std::fs::write(policies.join(name), edit(name, text)).expect("policy");
         }
+        let http_listen = format!("127.0.0.1:{}", http_port.unwrap_or(0));
+        let public_url = format!("http://127.0.0.1:{}", http_port.unwrap_or(8080));
         let args = [
             "init",
             "--listen",
             "127.0.0.1:0",
             "--http-listen",
-            "127.0.0.1:0",
+            &http_listen,
             "--public-url",
-            "http://127.0.0.1:8080",
+            &public_url,
             "--policies",
             policies.to_str().expect("utf-8"),
         ];

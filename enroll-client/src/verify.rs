@@ -1,0 +1,452 @@
+//! `enroll-client verify`: what a hospital wants to know about a device certificate, in one
+//! glance: does it chain to our root, does it conform to its level, is it revoked.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use iomt_core::extensions::hardware_module_name_from_other_name;
+use iomt_core::identity::Identity;
+use iomt_core::lint::{LintInput, lint_device_certificate};
+use iomt_core::ocsp::{self, Status};
+use iomt_core::policy::{Level, Policy, PolicySet, shipped_sources};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::error::ClientError;
+
+/// How to check revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RevocationCheck {
+    /// OCSP when the certificate names a responder, else the CRL; falls back to the CRL.
+    Auto,
+    Ocsp,
+    Crl,
+    None,
+}
+
+/// What to verify.
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    /// Issuing CA (and optionally root), PEM; defaults to the extra certificates in `cert`.
+    pub chain: Option<PathBuf>,
+    pub require_level: Option<Level>,
+    pub revocation: RevocationCheck,
+}
+
+/// The outcome, most serious first. Exit codes: 0, 20, 21, 22, 23.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Trusted,
+    Untrusted(String),
+    NonConformant(String),
+    Revoked(String),
+    RevocationUnknown(String),
+}
+
+impl Verdict {
+    /// Exit status for scripts.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Verdict::Trusted => 0,
+            Verdict::Untrusted(_) => 20,
+            Verdict::NonConformant(_) => 21,
+            Verdict::Revoked(_) => 22,
+            Verdict::RevocationUnknown(_) => 23,
+        }
+    }
+}
+
+/// The report: labelled lines for a person, and the verdict.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub lines: Vec<(String, String)>,
+    pub verdict: Verdict,
+}
+
+fn read_pems(path: &Path) -> Result<Vec<Vec<u8>>, ClientError> {
+    let text = std::fs::read(path).map_err(ClientError::io(path))?;
+    let blocks = pem::parse_many(text)
+        .map_err(|e| ClientError::Local(format!("{}: {e}", path.display())))?;
+    if blocks.is_empty() {
+        return Err(ClientError::Local(format!(
+            "{}: no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(blocks.into_iter().map(|b| b.into_contents()).collect())
+}
+
+/// Runs every check and returns the report.
+pub async fn verify(request: &VerifyRequest) -> Result<Report, ClientError> {
+    let root = read_pems(&request.ca_cert)?.remove(0);
+    let mut leaf_file = read_pems(&request.cert)?;
+    let leaf = leaf_file.remove(0);
+    let others = match &request.chain {
+        Some(path) => read_pems(path)?,
+        None => leaf_file,
+    };
+    let (_, cert) = X509Certificate::from_der(&leaf)
+        .map_err(|e| ClientError::Local(format!("certificate: {e}")))?;
+    let mut lines = vec![(
+        "certificate".to_owned(),
+        format!("{} (serial {})", cert.subject(), hex(cert.raw_serial())),
+    )];
+    let finish = |lines, verdict| Ok(Report { lines, verdict });
+
+    // 1. Chain.
+    let Some(issuer_der) = others.iter().find(|c| {
+        X509Certificate::from_der(c)
+            .is_ok_and(|(_, i)| i.subject().as_raw() == cert.issuer().as_raw())
+    }) else {
+        return finish(
+            lines,
+            Verdict::Untrusted("the issuing CA certificate was not given (--chain)".into()),
+        );
+    };
+    if let Err(reason) = chain_ok(&leaf, issuer_der, &root) {
+        lines.push(("chain".into(), format!("FAILED: {reason}")));
+        return finish(lines, Verdict::Untrusted(reason));
+    }
+    let (_, issuer) = X509Certificate::from_der(issuer_der)
+        .map_err(|e| ClientError::Local(format!("issuing CA: {e}")))?;
+    lines.push((
+        "chain".into(),
+        format!("OK, issued by {} under the given root", issuer.subject()),
+    ));
+
+    // 2. Level and profile conformance.
+    let policies = PolicySet::from_sources(shipped_sources())
+        .map_err(|e| ClientError::Local(e.to_string()))?;
+    let oids = policy_oids(&cert);
+    let levels: Vec<Level> = Level::ALL
+        .into_iter()
+        .filter(|l| oids.contains(&policies.level(*l).policy.certificate_policy_oid))
+        .collect();
+    let [level] = levels.as_slice() else {
+        let reason = format!(
+            "expected exactly one IoMT level policy OID, found {}",
+            levels.len()
+        );
+        lines.push(("level".into(), reason.clone()));
+        return finish(lines, Verdict::NonConformant(reason));
+    };
+    let base = policies.level(*level);
+    lines.push((
+        "level".into(),
+        format!(
+            "{} ({})",
+            level.as_str(),
+            base.policy.certificate_policy_oid
+        ),
+    ));
+    if let Some(required) = request.require_level
+        && required != *level
+    {
+        let reason = format!(
+            "the certificate is {} but {} is required",
+            level.as_str(),
+            required.as_str()
+        );
+        return finish(lines, Verdict::NonConformant(reason));
+    }
+    let findings = conformance(base, &cert, &leaf, issuer_der, &oids);
+    if !findings.is_empty() {
+        lines.push((
+            "profile".into(),
+            format!("{} finding(s): {}", findings.len(), findings.join("; ")),
+        ));
+        return finish(lines, Verdict::NonConformant(findings.join("; ")));
+    }
+    lines.push((
+        "profile".into(),
+        format!(
+            "conforms to IoMT-{} (PROFILES §5 error rules)",
+            level.as_str()
+        ),
+    ));
+
+    // 3. Revocation.
+    let (ocsp_url, crl_url) = revocation_urls(&cert);
+    let client = http_client(&root)?;
+    let serial = cert.raw_serial().to_vec();
+    let attempts: Vec<(&str, Option<String>)> = match request.revocation {
+        RevocationCheck::None => {
+            lines.push((
+                "revocation".into(),
+                "not checked (--revocation none)".into(),
+            ));
+            return finish(lines, Verdict::Trusted);
+        }
+        RevocationCheck::Ocsp => vec![("OCSP", ocsp_url)],
+        RevocationCheck::Crl => vec![("CRL", crl_url)],
+        RevocationCheck::Auto => vec![("OCSP", ocsp_url), ("CRL", crl_url)],
+    };
+    let mut problems = Vec::new();
+    for (method, url) in attempts {
+        let Some(url) = url else {
+            problems.push(format!("{method}: the certificate names no URL"));
+            continue;
+        };
+        let status = match method {
+            "OCSP" => check_ocsp(&client, &url, issuer_der, &serial).await,
+            _ => check_crl(&client, &url, &issuer, &serial).await,
+        };
+        match status {
+            Ok(Status::Good) => {
+                lines.push(("revocation".into(), format!("good ({method} {url})")));
+                return finish(lines, Verdict::Trusted);
+            }
+            Ok(Status::Revoked { at, reason }) => {
+                let when = time::OffsetDateTime::from_unix_timestamp(at)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                let text = format!(
+                    "REVOKED since {when}, reason {} ({method} {url})",
+                    reason_name(reason)
+                );
+                lines.push(("revocation".into(), text.clone()));
+                return finish(lines, Verdict::Revoked(text));
+            }
+            Ok(Status::Unknown) => problems.push(format!(
+                "{method} {url}: the responder does not know this certificate"
+            )),
+            Err(problem) => problems.push(format!("{method} {url}: {problem}")),
+        }
+    }
+    let text = problems.join("; ");
+    lines.push(("revocation".into(), format!("UNKNOWN: {text}")));
+    finish(lines, Verdict::RevocationUnknown(text))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn reason_name(code: Option<u8>) -> &'static str {
+    match code {
+        Some(0) => "unspecified",
+        Some(1) => "keyCompromise",
+        Some(2) => "cACompromise",
+        Some(3) => "affiliationChanged",
+        Some(4) => "superseded",
+        Some(5) => "cessationOfOperation",
+        Some(6) => "certificateHold",
+        Some(9) => "privilegeWithdrawn",
+        Some(10) => "aACompromise",
+        _ => "not given",
+    }
+}
+
+fn chain_ok(leaf: &[u8], issuer: &[u8], root: &[u8]) -> Result<(), String> {
+    let leaf = CertificateDer::from(leaf.to_vec());
+    let root = CertificateDer::from(root.to_vec());
+    let end_entity = webpki::EndEntityCert::try_from(&leaf).map_err(|e| format!("{e:?}"))?;
+    let anchor = webpki::anchor_from_trusted_cert(&root).map_err(|e| format!("{e:?}"))?;
+    end_entity
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            &[CertificateDer::from(issuer.to_vec())],
+            UnixTime::now(),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn policy_oids(cert: &X509Certificate<'_>) -> Vec<String> {
+    cert.extensions()
+        .iter()
+        .filter_map(|e| match e.parsed_extension() {
+            ParsedExtension::CertificatePolicies(cp) => Some(
+                cp.iter()
+                    .map(|p| p.policy_id.to_id_string())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The level's error rules, with the certificate's own identity and product-line OIDs (the
+/// verifier knows the level, not the manufacturer's product policy).
+fn conformance(
+    base: &Policy,
+    cert: &X509Certificate<'_>,
+    leaf: &[u8],
+    issuer: &[u8],
+    oids: &[String],
+) -> Vec<String> {
+    let mut policy = base.clone();
+    for oid in oids {
+        let cp = &mut policy.extensions.certificate_policies;
+        if !cp.required_oids.contains(oid) && !cp.optional_oids.contains(oid) {
+            cp.optional_oids.push(oid.clone());
+        }
+    }
+    let attribute = |oid: &str| {
+        cert.subject()
+            .iter_attributes()
+            .find(|a| a.attr_type().to_id_string() == oid)
+            .and_then(|a| a.as_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut hardware_module_name = None;
+    let mut uri = None;
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::OtherName(oid, value) if oid.to_id_string() == "1.3.6.1.5.5.7.8.4" => {
+                    hardware_module_name = hardware_module_name_from_other_name(value).ok();
+                }
+                GeneralName::URI(u) => uri = Some((*u).to_owned()),
+                _ => {}
+            }
+        }
+    }
+    if let Some(hmn) = &hardware_module_name {
+        policy
+            .san
+            .hardware_module_name
+            .hw_type_oids
+            .push(hmn.hw_type.clone());
+    }
+    let identity = Identity {
+        country: attribute("2.5.4.6"),
+        organization: attribute("2.5.4.10"),
+        common_name: attribute("2.5.4.3"),
+        serial_number: attribute("2.5.4.5"),
+        hardware_module_name,
+        uri,
+    };
+    lint_device_certificate(&LintInput {
+        certificate_der: leaf,
+        issuer_der: issuer,
+        policy: &policy,
+        identity: &identity,
+        now: time::OffsetDateTime::now_utc(),
+    })
+    .into_iter()
+    // Validity length and key sunset depend on the manufacturer's product policy only through
+    // narrowing, so the level's limits are the right ones here.
+    .map(|finding| finding.to_string())
+    .collect()
+}
+
+fn revocation_urls(cert: &X509Certificate<'_>) -> (Option<String>, Option<String>) {
+    let mut ocsp = None;
+    let mut crl = None;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::AuthorityInfoAccess(aia) => {
+                for desc in &aia.accessdescs {
+                    if desc.access_method.to_id_string() == "1.3.6.1.5.5.7.48.1"
+                        && let GeneralName::URI(u) = desc.access_location
+                    {
+                        ocsp = Some(u.to_owned());
+                    }
+                }
+            }
+            ParsedExtension::CRLDistributionPoints(points) => {
+                for point in points.iter() {
+                    if let Some(x509_parser::extensions::DistributionPointName::FullName(names)) =
+                        &point.distribution_point
+                    {
+                        for name in names {
+                            if let GeneralName::URI(u) = name {
+                                crl.get_or_insert_with(|| (*u).to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (ocsp, crl)
+}
+
+fn http_client(root: &[u8]) -> Result<reqwest::Client, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(root.to_vec()))
+        .map_err(|e| ClientError::Local(e.to_string()))?;
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ClientError::Local(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .map_err(|e| ClientError::Local(e.to_string()))
+}
+
+async fn check_ocsp(
+    client: &reqwest::Client,
+    url: &str,
+    issuer: &[u8],
+    serial: &[u8],
+) -> Result<Status, String> {
+    let mut nonce = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| "no randomness".to_owned())?;
+    let request = ocsp::build_request(issuer, serial, Some(&nonce)).map_err(|e| e.to_string())?;
+    let response = client
+        .post(url)
+        .header("content-type", "application/ocsp-request")
+        .body(request)
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    ocsp::check_response(&body, issuer, serial, Some(&nonce), now).map_err(|e| e.to_string())
+}
+
+async fn check_crl(
+    client: &reqwest::Client,
+    url: &str,
+    issuer: &X509Certificate<'_>,
+    serial: &[u8],
+) -> Result<Status, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    let (_, crl) = x509_parser::parse_x509_crl(&body).map_err(|e| format!("not a DER CRL: {e}"))?;
+    if crl.issuer().as_raw() != issuer.subject().as_raw() {
+        return Err("the CRL is not the issuing CA's".into());
+    }
+    crl.verify_signature(issuer.public_key())
+        .map_err(|_| "the CRL signature does not verify".to_owned())?;
+    let now = x509_parser::time::ASN1Time::now();
+    if crl.next_update().is_some_and(|next| next < now) {
+        return Err("the CRL is stale (nextUpdate has passed)".into());
+    }
+    let entry = crl
+        .iter_revoked_certificates()
+        .find(|r| r.raw_serial() == serial);
+    Ok(match entry {
+        None => Status::Good,
+        Some(entry) => Status::Revoked {
+            at: entry.revocation_date.timestamp(),
+            reason: entry.reason_code().map(|(_, code)| code.0),
+        },
+    })
+}
