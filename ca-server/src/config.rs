@@ -29,6 +29,10 @@ pub struct ConfigFile {
     /// Organization and country of the CA subjects.
     pub organization: String,
     pub country: String,
+    /// SHA-256 (hex) of the admin API bearer token written to `DIR/admin-token` by `init`;
+    /// the admin API is disabled when absent.
+    #[serde(default)]
+    pub admin_token_sha256: Option<String>,
 }
 
 /// Why the configuration could not be read.

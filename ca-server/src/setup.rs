@@ -10,6 +10,9 @@ use crate::pki::{HierarchyParams, PkiError, create_hierarchy};
 use crate::startup::{StartupError, open_store};
 use crate::storage::AuditEvent;
 
+/// The file (0600) holding the admin API bearer token; only its hash is in config.toml.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
 /// What `init` is asked to create.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -125,7 +128,20 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
         &policies,
     )?;
 
+    let admin_token = crate::auth::token::generate().map_err(|_| {
+        InitError::Pki(PkiError::Random(
+            "the system random generator failed".into(),
+        ))
+    })?;
+    let token_path = dir.join(ADMIN_TOKEN_FILE);
+    write_new(
+        &token_path,
+        format!("{}\n", admin_token.secret).as_bytes(),
+        iomt_core::files::PRIVATE,
+    )
+    .map_err(io(&token_path))?;
     let config = ConfigFile {
+        admin_token_sha256: Some(hex::encode(&admin_token.hash)),
         evaluation,
         listen: options
             .listen

@@ -121,7 +121,14 @@ impl Application {
             https_addr,
             http_addr,
             tls,
-            est: api::est_router(authority.clone()),
+            est: api::est_router(authority.clone()).merge(api::admin_router(api::AdminState {
+                revocation: revocation.clone(),
+                token_sha256: settings
+                    .config
+                    .admin_token_sha256
+                    .as_deref()
+                    .and_then(|h| hex::decode(h).ok()),
+            })),
             public: api::public_router(ca, revocation.clone()),
             revocation,
             authority,

@@ -454,3 +454,120 @@ async fn concurrent_revocations_keep_crl_numbers_increasing_and_lose_nothing() {
     let number = crl.crl_number().map(|n| n.to_string()).unwrap_or_default();
     assert_eq!(number, latest.number.to_string());
 }
+
+#[tokio::test]
+async fn admin_api_revokes_holds_and_releases_with_the_bearer_token() {
+    let app = TestApp::spawn().await;
+    let device = enroll(&app, "IP20000006").await;
+    let token = std::fs::read_to_string(app.data_dir().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(app.data_dir().join("admin-token"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let client = app.http_client();
+    let base = format!("{}/admin/v1", app.server_url());
+    let call = |path: String, bearer: Option<String>, body: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let mut request = client.post(path);
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            if let Some(body) = body {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let revoke = format!("{base}/certificates/{}/revoke", device.serial);
+    assert_eq!(call(revoke.clone(), None, None).await.0, 401);
+    assert_eq!(
+        call(revoke.clone(), Some("wrong".into()), None).await.0,
+        401
+    );
+    let (status, body) = call(
+        revoke.clone(),
+        Some(token.clone()),
+        Some(r#"{"reason":"stolen"}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.starts_with("revocation.unknown_reason"), "{body}");
+    let (status, body) = call(
+        format!("{base}/certificates/00ff/revoke"),
+        Some(token.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    let (status, body) = call(
+        revoke.clone(),
+        Some(token.clone()),
+        Some(r#"{"reason":"certificateHold"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body.contains(r#""result":"held""#)),
+        (200, true),
+        "{body}"
+    );
+    let record = app
+        .authority
+        .store()
+        .certificate(&device.serial)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, ca_server::storage::CertificateStatus::OnHold);
+    let (status, body) = call(
+        format!("{base}/certificates/{}/release", device.serial),
+        Some(token.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body.contains(r#""result":"released""#)),
+        (200, true),
+        "{body}"
+    );
+    let (status, _) = call(
+        format!("{base}/certificates/{}/release", device.serial),
+        Some(token.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "releasing a valid certificate is a conflict");
+    let (status, body) = call(
+        format!("{base}/devices/IP20000006/revoke"),
+        Some(token),
+        Some(r#"{"reason":"cessationOfOperation"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body.contains(r#""result":"revoked""#)),
+        (200, true),
+        "{body}"
+    );
+    let events = app.authority.store().audit_events().await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.event.action.as_str()).collect();
+    for action in [
+        "certificate.held",
+        "certificate.released",
+        "certificate.revoked",
+    ] {
+        assert!(actions.contains(&action), "{action} audited: {actions:?}");
+    }
+}

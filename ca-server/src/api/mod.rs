@@ -1,5 +1,6 @@
 //! HTTP surface: the EST router (HTTPS) and the public revocation/AIA router (plain HTTP).
 
+mod admin;
 pub mod error;
 mod est;
 mod public;
@@ -48,6 +49,29 @@ pub fn est_router(authority: Arc<Authority>) -> Router {
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TraceLayer::new_for_http())
 }
+
+/// The admin routes (HTTPS, bearer token).
+pub fn admin_router(state: admin::AdminState) -> Router {
+    Router::new()
+        .route(
+            "/admin/v1/certificates/{serial}/revoke",
+            post(admin::revoke_certificate),
+        )
+        .route(
+            "/admin/v1/certificates/{serial}/release",
+            post(admin::release_certificate),
+        )
+        .route(
+            "/admin/v1/devices/{serial}/revoke",
+            post(admin::revoke_device),
+        )
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(TraceLayer::new_for_http())
+}
+
+pub use admin::AdminState;
 
 /// The plain-HTTP public routes: CA certificates, CRLs and OCSP.
 pub fn public_router(ca: Arc<CaMaterial>, revocation: Arc<Revocation>) -> Router {
