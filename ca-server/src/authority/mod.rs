@@ -15,7 +15,7 @@ use iomt_core::wire::CsrRequirements;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-pub use certificate::{BuildError, SignedCertificate};
+pub use certificate::{BuildError, CertificateInputs, SignedCertificate, build_and_sign};
 pub use csr::{Csr, CsrError, KeyNotAllowed, SubjectKey};
 pub use error::{EnrollError, ReenrollProblem, TokenProblem};
 pub use reenroll::Reenrollment;

@@ -267,7 +267,7 @@ mod tests {
             "1.3.6.1.4.1.32473.7.1.1"
         );
         assert!(set.product("example-patient-monitor").is_some());
-        assert_eq!(set.sources().len(), 5);
+        assert_eq!(set.sources().len(), 6);
     }
 
     #[test]

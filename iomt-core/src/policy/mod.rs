@@ -13,7 +13,7 @@ pub use model::*;
 
 /// The policy files shipped in `policies/`, compiled in so a fresh `ca-server init` works from
 /// any directory. `init` copies them into the CA's data directory, where the operator edits them.
-pub const SHIPPED_POLICIES: [(&str, &str); 5] = [
+pub const SHIPPED_POLICIES: [(&str, &str); 6] = [
     (
         "iomt-basic.toml",
         include_str!("../../../policies/iomt-basic.toml"),
@@ -33,6 +33,10 @@ pub const SHIPPED_POLICIES: [(&str, &str); 5] = [
     (
         "example-patient-monitor.toml",
         include_str!("../../../policies/example-patient-monitor.toml"),
+    ),
+    (
+        "example-ventilator.toml",
+        include_str!("../../../policies/example-ventilator.toml"),
     ),
 ];
 
