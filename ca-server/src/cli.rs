@@ -233,6 +233,11 @@ async fn init(
         data_dir.join("root.pem").display()
     )?;
     writeln!(out, "root SHA-256 fingerprint: {}", report.root_fingerprint)?;
+    writeln!(
+        out,
+        "admin API token: {} (0600; send as `Authorization: Bearer ...`)",
+        data_dir.join(crate::setup::ADMIN_TOKEN_FILE).display()
+    )?;
     Ok(())
 }
 
