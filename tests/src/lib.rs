@@ -410,3 +410,55 @@ pub fn read_pem_certs(path: &Path) -> Vec<Vec<u8>> {
         .map(|p| p.into_contents())
         .collect()
 }
+
+/// A device certificate that expired a minute ago: same subject as the one in `device_dir`,
+/// a new key, signed by the test CA's Basic issuing CA (inside the CA's own lifetime).
+pub struct ExpiredCertificate {
+    pub der: Vec<u8>,
+    pub pem: String,
+    pub key_pem: String,
+    pub serial_hex: String,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl TestApp {
+    /// Crafts an [`ExpiredCertificate`] for the device enrolled in `device_dir`.
+    pub fn expired_certificate(&self, device_dir: &Path) -> ExpiredCertificate {
+        let ca_dir = self.data_dir().join("ca");
+        let read = |name: &str| std::fs::read_to_string(ca_dir.join(name)).expect("CA file");
+        let issuer_key = rcgen::KeyPair::from_pem(&read("basic.key.pem")).expect("CA key");
+        let issuer =
+            rcgen::Issuer::from_ca_cert_pem(&read("basic.crt.pem"), issuer_key).expect("issuer");
+        let current = read_pem_certs(&device_dir.join("cert.pem")).remove(0);
+        let (_, parsed) = x509_parser::parse_x509_certificate(&current).expect("certificate");
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for attr in parsed.subject().iter_attributes() {
+            let oid: Vec<u64> = attr.attr_type().iter().expect("oid").collect();
+            params.distinguished_name.push(
+                rcgen::DnType::from_oid(&oid),
+                attr.as_str().expect("string"),
+            );
+        }
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(3);
+        params.not_after = now - time::Duration::minutes(1);
+        let serial = [0x41, 7, 7, 7, 7, 7, 7, 7, 7, 7];
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let expired = params.signed_by(&key, &issuer).expect("sign");
+        ExpiredCertificate {
+            der: expired.der().to_vec(),
+            pem: expired.pem(),
+            key_pem: key.serialize_pem(),
+            serial_hex: serial.iter().map(|b| format!("{b:02x}")).collect(),
+            not_before: params.not_before.unix_timestamp(),
+            not_after: params.not_after.unix_timestamp(),
+        }
+    }
+}

@@ -298,40 +298,10 @@ async fn expired_device_certificate_is_rejected_as_expired() {
 /// A certificate with the device's subject that expired a minute ago, signed by the test CA's
 /// Basic issuing CA (as in reenroll.rs), written with a new key and the device's chain to `out`.
 fn expired_copy(app: &TestApp, device: &Path, out: &Path) -> PathBuf {
-    let ca_dir = app.data_dir().join("ca");
-    let issuer_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("basic.key.pem")).unwrap())
-            .unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(ca_dir.join("basic.crt.pem")).unwrap(),
-        issuer_key,
-    )
-    .unwrap();
-    let current = read_pem_certs(&device.join("cert.pem")).remove(0);
-    let (_, parsed) = x509_parser::parse_x509_certificate(&current).unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    for attr in parsed.subject().iter_attributes() {
-        let oid: Vec<u64> = attr.attr_type().iter().unwrap().collect();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::from_oid(&oid), attr.as_str().unwrap());
-    }
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::minutes(3);
-    params.not_after = now - time::Duration::minutes(1);
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[
-        0x41, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-    ]));
-    params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let expired = params.signed_by(&key, &issuer).unwrap();
+    let expired = app.expired_certificate(device);
     std::fs::create_dir_all(out).unwrap();
-    std::fs::write(out.join("cert.pem"), expired.pem()).unwrap();
-    std::fs::write(out.join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(out.join("cert.pem"), expired.pem).unwrap();
+    std::fs::write(out.join("key.pem"), expired.key_pem).unwrap();
     std::fs::copy(device.join("chain.pem"), out.join("chain.pem")).unwrap();
     out.to_path_buf()
 }

@@ -507,42 +507,12 @@ async fn certificate_expired_beyond_grace_is_refused() {
     // by the Basic issuing CA and recorded as issued. Basic allows no grace.
     let app = TestApp::spawn_with_policies(no_reenroll_interval).await;
     let dir = enrolled(&app, "IP20000007").await;
-    let ca_dir = app.data_dir().join("ca");
-    let issuer_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("basic.key.pem")).unwrap())
-            .unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(ca_dir.join("basic.crt.pem")).unwrap(),
-        issuer_key,
-    )
-    .unwrap();
-    let current = read_pem_certs(&dir.join("cert.pem")).remove(0);
-    let (_, parsed) = x509_parser::parse_x509_certificate(&current).unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    for attr in parsed.subject().iter_attributes() {
-        let oid: Vec<u64> = attr.attr_type().iter().unwrap().collect();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::from_oid(&oid), attr.as_str().unwrap());
-    }
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::minutes(3);
-    params.not_after = now - time::Duration::minutes(1);
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[
-        0x41, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-    ]));
-    params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    let expired = params.signed_by(&key, &issuer).unwrap();
+    let expired = app.expired_certificate(&dir);
     let mut record = app.certificates("IP20000007").await.remove(0);
-    record.serial = "41070707070707070707".into();
-    record.der = expired.der().to_vec();
-    record.not_before = params.not_before.unix_timestamp();
-    record.not_after = params.not_after.unix_timestamp();
+    record.serial = expired.serial_hex.clone();
+    record.der = expired.der.clone();
+    record.not_before = expired.not_before;
+    record.not_after = expired.not_after;
     record.spki_sha256 = vec![1; 32];
     record.issued_at = record.not_before;
     let audit = ca_server::storage::AuditEvent {
@@ -567,11 +537,11 @@ async fn certificate_expired_beyond_grace_is_refused() {
 
     let old = app.dir.path().join("expired");
     let credential = enroll_client::keystore::Credential {
-        key_pem: key.serialize_pem(),
-        cert_pem: expired.pem(),
+        key_pem: expired.key_pem,
+        cert_pem: expired.pem,
         chain_pem: std::fs::read_to_string(dir.join("chain.pem")).unwrap(),
     };
-    enroll_client::keystore::store(&old, "41070707070707070707", &credential).unwrap();
+    enroll_client::keystore::store(&old, &expired.serial_hex, &credential).unwrap();
     match reenroll(&app.est_server(), &old).await.unwrap_err() {
         ClientError::Forbidden { code, message } => {
             assert_eq!(code, "reenroll.expired", "{message}");
