@@ -21,7 +21,7 @@ use crate::authority::Authority;
 use crate::config::{ConfigError, Settings};
 use crate::pki::{CaMaterial, PkiError, PublicUrls};
 use crate::revocation::Revocation;
-use crate::storage::{SqliteStore, Store, StoreError};
+use crate::storage::{PostgresStore, SqliteStore, Store, StoreError};
 use crate::tls::{TlsSetupError, server_config};
 
 /// Time a client has to complete the TLS handshake.
@@ -55,7 +55,7 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("unsupported database URL `{0}` (this build supports sqlite://)")]
+    #[error("unsupported database URL `{0}` (use sqlite://PATH or postgres://...)")]
     DatabaseUrl(String),
 }
 
@@ -90,6 +90,8 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupErro
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartupError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
     } else {
         Err(StartupError::DatabaseUrl(url.to_owned()))
     }

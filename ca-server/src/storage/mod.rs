@@ -1,10 +1,12 @@
 //! Persistence behind one interface: the only place with SQL. SQLite is the embedded default;
 //! a PostgreSQL implementation fills the same trait.
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A device as registered from the MES.
