@@ -53,7 +53,27 @@ impl TestApp {
     /// Like [`TestApp::spawn`], with the shipped policy files rewritten by `edit(name, text)`
     /// (e.g. a short re-enrollment interval so tests need not wait).
     pub async fn spawn_with_policies(edit: impl Fn(&str, &str) -> String) -> TestApp {
-        TestApp::spawn_inner(edit, None).await
+        TestApp::spawn_inner(edit, None, None).await
+    }
+
+    /// A CA whose registry lives in the given database (e.g. a fresh PostgreSQL database).
+    pub async fn spawn_on_database(database_url: &str) -> TestApp {
+        TestApp::spawn_inner(|_, text| text.to_owned(), None, Some(database_url)).await
+    }
+
+    /// Starts another server process-equivalent on the same data directory and database (a
+    /// replica), on its own ephemeral ports; returns its HTTPS and HTTP addresses.
+    pub async fn spawn_replica(
+        &self,
+    ) -> (
+        SocketAddr,
+        SocketAddr,
+        Arc<ca_server::revocation::Revocation>,
+        oneshot::Sender<()>,
+    ) {
+        let settings = Settings::load(&self.data_dir()).expect("settings");
+        let (https, http, _, revocation, shutdown, _server) = serve(&settings).await;
+        (https, http, revocation, shutdown)
     }
 
     /// A CA whose certificates' CRL and OCSP URLs point at its own HTTP listener, so outside
@@ -64,10 +84,14 @@ impl TestApp {
             .local_addr()
             .expect("addr")
             .port();
-        TestApp::spawn_inner(|_, text| text.to_owned(), Some(port)).await
+        TestApp::spawn_inner(|_, text| text.to_owned(), Some(port), None).await
     }
 
-    async fn spawn_inner(edit: impl Fn(&str, &str) -> String, http_port: Option<u16>) -> TestApp {
+    async fn spawn_inner(
+        edit: impl Fn(&str, &str) -> String,
+        http_port: Option<u16>,
+        database_url: Option<&str>,
+    ) -> TestApp {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
@@ -85,7 +109,7 @@ impl TestApp {
         }
         let http_listen = format!("127.0.0.1:{}", http_port.unwrap_or(0));
         let public_url = format!("http://127.0.0.1:{}", http_port.unwrap_or(8080));
-        let args = [
+        let mut args = vec![
             "init",
             "--listen",
             "127.0.0.1:0",
@@ -96,6 +120,9 @@ impl TestApp {
             "--policies",
             policies.to_str().expect("utf-8"),
         ];
+        if let Some(url) = database_url {
+            args.extend(["--database-url", url]);
+        }
         TestApp::cli_in(data_str, &args).await.expect("init");
         let settings = Settings::load(&data).expect("settings");
         let (https, http, authority, revocation, shutdown, server) = serve(&settings).await;

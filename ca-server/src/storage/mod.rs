@@ -3,6 +3,8 @@
 
 mod postgres;
 mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use async_trait::async_trait;
 
@@ -269,6 +271,15 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_) => StoreError::Unavailable(error),
         sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
+            StoreError::Unavailable(error)
+        }
+        // PostgreSQL connection exceptions (08xxx) and operator intervention (57xxx: shutdown,
+        // terminated backends) mean "try again", not "bad request".
+        sqlx::Error::Database(ref db)
+            if db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")) =>
+        {
             StoreError::Unavailable(error)
         }
         other => StoreError::Database(other),
