@@ -91,6 +91,34 @@ fn same_identity(a: &[u8], b: &[u8]) -> bool {
     matches!((names(a), names(b)), (Some(x), Some(y)) if x == y)
 }
 
+/// A CSR that passed every check shared by enrollment and re-enrollment.
+struct VettedCsr {
+    csr: Csr,
+    /// The subject key type's sunset.
+    sunset: time::Date,
+    /// What the certificate must say, from the registration record.
+    identity: Identity,
+    spki_sha256: Vec<u8>,
+}
+
+/// Parses the CSR, checks its key against the policy before the proof of possession (ring cannot
+/// verify keys the policy refuses anyway), builds the identity from the record and checks that
+/// whatever the CSR asks for matches it.
+fn vet_csr(policy: &Policy, device: &Device, csr_der: &[u8]) -> Result<VettedCsr, EnrollError> {
+    let csr = Csr::parse(csr_der)?;
+    let sunset = csr::check_key(policy, csr.key)?;
+    csr.verify_signature()?;
+    let identity = Identity::build(policy, &record_of(device))?;
+    csr.check_identity(&identity)?;
+    let spki_sha256 = csr.spki_sha256();
+    Ok(VettedCsr {
+        csr,
+        sunset,
+        identity,
+        spki_sha256,
+    })
+}
+
 /// The registration-record fields a certificate is built from.
 fn record_of(device: &Device) -> DeviceRecord {
     DeviceRecord {
@@ -175,12 +203,12 @@ impl Authority {
         let token_hash = token::hash(request.token);
         self.check_token(&token_hash, &device, now).await?;
 
-        let csr = Csr::parse(request.csr_der)?;
-        let sunset = csr::check_key(policy, csr.key)?;
-        csr.verify_signature()?;
-        let identity = Identity::build(policy, &record_of(&device))?;
-        csr.check_identity(&identity)?;
-        let spki_sha256 = csr.spki_sha256();
+        let VettedCsr {
+            csr,
+            sunset,
+            identity,
+            spki_sha256,
+        } = vet_csr(policy, &device, request.csr_der)?;
         self.check_key_unused(&spki_sha256, &device).await?;
 
         self.issue(IssueRequest {

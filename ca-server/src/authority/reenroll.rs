@@ -5,12 +5,11 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::csr::{self, Csr};
 use super::{
-    Authority, Authorization, EnrollError, IssueRequest, Issued, ReenrollProblem, record_of,
+    Authority, Authorization, EnrollError, IssueRequest, Issued, ReenrollProblem, VettedCsr,
+    vet_csr,
 };
 use crate::storage::{CertificateRecord, CertificateStatus};
-use iomt_core::identity::Identity;
 use iomt_core::policy::{Policy, Strength};
 
 /// A `simplereenroll` request, parsed from the transport.
@@ -43,12 +42,12 @@ impl Authority {
         self.check_interval(&current.device_serial, policy, now)
             .await?;
 
-        let csr = Csr::parse(request.csr_der)?;
-        let sunset = csr::check_key(policy, csr.key)?;
-        csr.verify_signature()?;
-        let identity = Identity::build(policy, &record_of(&device))?;
-        csr.check_identity(&identity)?;
-        let spki_sha256 = csr.spki_sha256();
+        let VettedCsr {
+            csr,
+            sunset,
+            identity,
+            spki_sha256,
+        } = vet_csr(policy, &device, request.csr_der)?;
         self.check_rekey(&current, policy, &spki_sha256).await?;
 
         self.issue(IssueRequest {
