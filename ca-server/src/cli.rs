@@ -1,5 +1,7 @@
 //! The `ca-server` command line. `main.rs` parses and calls [`run`]; tests call it directly.
 
+mod station;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +56,9 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// Lift a hold (certificateHold): the certificate is good again and leaves the next CRL.
     Release(ReleaseArgs),
+    /// Manage manufacturing stations (registration authorities on production lines).
+    #[command(subcommand)]
+    Station(station::StationCommand),
 }
 
 /// `revoke` options.
@@ -125,6 +130,9 @@ pub struct ServeArgs {
 pub enum DeviceCommand {
     /// Register one device, or many from an MES CSV export (all-or-nothing).
     Register(RegisterArgs),
+    /// Allow a device to enroll from scratch again (repair, suspected clone): revokes its
+    /// certificates (reason superseded) and records the decision in the audit trail.
+    Reprovision(station::ReprovisionArgs),
 }
 
 /// `device register` options.
@@ -195,6 +203,12 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         Some(Command::Release(args)) => release(&cli.data_dir, cli.database_url, args, out).await,
         Some(Command::Token(TokenCommand::Create(args))) => {
             create_tokens(&cli.data_dir, cli.database_url, args, out).await
+        }
+        Some(Command::Device(DeviceCommand::Reprovision(args))) => {
+            station::reprovision(&cli.data_dir, cli.database_url, args, out).await
+        }
+        Some(Command::Station(command)) => {
+            station::run(&cli.data_dir, cli.database_url, command, out).await
         }
     }
 }
@@ -428,10 +442,11 @@ pub async fn shutdown_signal() {
 async fn revocation_service(
     data_dir: &Path,
     database_url: Option<String>,
-) -> anyhow::Result<Revocation> {
+) -> anyhow::Result<(Revocation, Arc<dyn Store>)> {
     let (_, policies, store) = open(data_dir, database_url).await?;
     let ca = Arc::new(CaMaterial::load(data_dir)?);
-    Ok(Revocation::new(ca, store, Arc::new(policies))?)
+    let service = Revocation::new(ca, store.clone(), Arc::new(policies))?;
+    Ok((service, store))
 }
 
 fn normalize_serial(serial: &str) -> String {
@@ -451,7 +466,7 @@ async fn revoke(
             REASON_NAMES.join(", ")
         )
     })?;
-    let service = revocation_service(data_dir, database_url).await?;
+    let (service, _) = revocation_service(data_dir, database_url).await?;
     let changes = match (args.serial, args.device) {
         (Some(serial), _) => {
             let serial = normalize_serial(&serial);
@@ -482,7 +497,7 @@ async fn release(
     args: ReleaseArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    let service = revocation_service(data_dir, database_url).await?;
+    let (service, _) = revocation_service(data_dir, database_url).await?;
     let serial = normalize_serial(&args.serial);
     let change = service.release(&serial, "operator:cli").await?;
     writeln!(out, "certificate {serial} {}", change.describe())?;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::enroll::{EnrollRequest, Server, enroll};
 use crate::error::ClientError;
+use crate::provision::{ProvisionRequest, provision};
 use crate::rotation::{RenewOutcome, RunOptions, RunOutcome, Schedule, renew, run as run_loop};
 use crate::verify::{RevocationCheck, Verdict, VerifyRequest, verify};
 
@@ -16,7 +17,8 @@ use crate::verify::{RevocationCheck, Verdict, VerifyRequest, verify};
 /// Exit codes: 0 success; 1 local error (files, arguments); 2 usage; 3 CA unreachable;
 /// 4 the CA's TLS certificate is not trusted by --ca-cert; 5 credentials refused (401);
 /// 6 refused by the CA's policy (403); 7 unusable response or untrusted certificate;
-/// 8 other server error; 10 the device needs re-provisioning (its identity cannot be renewed);
+/// 8 other server error; 9 provision: some devices failed (listed in the summary);
+/// 10 the device needs re-provisioning (its identity cannot be renewed);
 /// verify: 20 untrusted chain, 21 not conformant, 22 revoked, 23 revocation unknown.
 #[derive(Debug, Parser)]
 #[command(name = "enroll-client", version)]
@@ -34,6 +36,10 @@ pub enum Command {
     Renew(RenewArgs),
     /// Stay running and renew in time, through outages and restarts; stops on SIGTERM.
     Run(RunArgs),
+    /// Provision a batch of registered devices on a manufacturing station: a key per device made
+    /// here, enrolled with the station's certificate, written to OUT/<serial>/ (key.pem 0600,
+    /// cert.pem, chain.pem). Resumable: serials already in OUT are skipped. Exit 9 if any failed.
+    Provision(ProvisionArgs),
     /// Check a device certificate as a hospital would: chain to the root, conformance to its
     /// level, revocation by OCSP or CRL. Exit 0 trusted; 20 untrusted chain; 21 not conformant
     /// or wrong level; 22 revoked or on hold; 23 revocation status unavailable.
@@ -155,6 +161,35 @@ pub struct EnrollArgs {
     pub label: Option<String>,
 }
 
+/// `provision` options.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// CA base URL, e.g. https://ca.example:8443
+    #[arg(long, env = "EST_SERVER")]
+    pub server: String,
+    /// Root certificate (PEM) to trust for the CA's TLS and the issued chains.
+    #[arg(long)]
+    pub ca_cert: PathBuf,
+    /// The station's credential directory (from `enroll-client enroll --serial <station name>`).
+    #[arg(long)]
+    pub station: PathBuf,
+    /// File with one device serial per line (blank lines and # comments ignored).
+    #[arg(long)]
+    pub serials: PathBuf,
+    /// Output directory: one folder per serial.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Enrollments in flight at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// EST label: a product id or level (selects /.well-known/est/<label>/).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
 /// Runs the command; the report goes to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientError> {
     match cli.command {
@@ -230,6 +265,45 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
             match report.verdict.exit_code() {
                 0 => Ok(()),
                 code => Err(ClientError::Verdict(code)),
+            }
+        }
+        Command::Provision(args) => {
+            let report = provision(&ProvisionRequest {
+                server: Server {
+                    url: args.server,
+                    ca_cert: args.ca_cert,
+                    label: args.label,
+                },
+                station: args.station,
+                serials: args.serials,
+                out: args.out,
+                concurrency: usize::from(args.concurrency),
+                progress: !args.quiet,
+            })
+            .await?;
+            let rate = report.done as f64 / report.elapsed.as_secs_f64().max(1e-3);
+            let print = |out: &mut (dyn Write + Send)| -> std::io::Result<()> {
+                writeln!(
+                    out,
+                    "provisioned {} device(s) in {:.1} s ({rate:.0}/s); {} already done; {} failed",
+                    report.done,
+                    report.elapsed.as_secs_f64(),
+                    report.skipped,
+                    report.failed.len()
+                )?;
+                for failure in &report.failed {
+                    writeln!(out, "failed {}: {}", failure.serial, failure.reason)?;
+                }
+                Ok(())
+            };
+            print(out).map_err(|e| ClientError::Local(e.to_string()))?;
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(ClientError::BatchIncomplete {
+                    failed: report.failed.len(),
+                    total: report.done + report.failed.len(),
+                })
             }
         }
         Command::Run(args) => {

@@ -139,7 +139,7 @@ fn hex_serial(cert: &X509Certificate<'_>) -> String {
 }
 
 /// The current certificate chain (leaf, issuing CA) and key, for the TLS client certificate.
-fn client_identity(
+pub(crate) fn client_identity(
     current: &Credential,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClientError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
@@ -183,7 +183,9 @@ fn subject_serial(cert: &CertificateDer<'_>) -> Result<String, ClientError> {
 }
 
 /// P-256 unless the CA's csrattrs allow only P-384.
-fn generate_key(requirements: &iomt_core::wire::CsrRequirements) -> Result<KeyPair, ClientError> {
+pub(crate) fn generate_key(
+    requirements: &iomt_core::wire::CsrRequirements,
+) -> Result<KeyPair, ClientError> {
     let curves = requirements
         .attributes
         .iter()

@@ -37,6 +37,9 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Local(String),
+    /// `provision` finished, but some devices failed (each already reported).
+    #[error("{failed} of {total} device(s) could not be provisioned")]
+    BatchIncomplete { failed: usize, total: usize },
     /// `verify` reached a verdict other than trusted (already printed); carries the exit code.
     #[error("verification verdict: exit {0}")]
     Verdict(u8),
@@ -45,7 +48,7 @@ pub enum ClientError {
 impl ClientError {
     /// Process exit code: 3 unreachable, 4 TLS trust, 5 unauthorized, 6 forbidden,
     /// 7 bad response or untrusted certificate, 8 other server error (and 429),
-    /// 10 the device needs re-provisioning, 1 local error.
+    /// 9 a batch left devices unprovisioned, 10 the device needs re-provisioning, 1 local error.
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Unreachable { .. } => 3,
@@ -54,6 +57,7 @@ impl ClientError {
             ClientError::Forbidden { .. } => 6,
             ClientError::BadResponse(_) | ClientError::Untrusted { .. } => 7,
             ClientError::Server { .. } | ClientError::TooSoon { .. } => 8,
+            ClientError::BatchIncomplete { .. } => 9,
             ClientError::NeedsReprovisioning(_) => 10,
             ClientError::Io { .. } | ClientError::Local(_) => 1,
             ClientError::Verdict(code) => *code,

@@ -102,14 +102,20 @@ impl EstClient {
         csr_der: &[u8],
     ) -> Result<Vec<Vec<u8>>, ClientError> {
         let request = self
-            .http
-            .post(self.url(label, "simpleenroll"))
-            .basic_auth(serial, Some(token))
-            .header(header::CONTENT_TYPE, "application/pkcs10")
-            .header("content-transfer-encoding", "base64")
-            .body(STANDARD.encode(csr_der));
-        let body = self.send(request, label, "simpleenroll").await?;
-        parse_certs_only(&body).map_err(|e| ClientError::BadResponse(format!("simpleenroll: {e}")))
+            .post_csr(label, "simpleenroll", csr_der)
+            .basic_auth(serial, Some(token));
+        self.certificates(request, label, "simpleenroll").await
+    }
+
+    /// `POST simpleenroll` authorized by the client certificate of a manufacturing station
+    /// (the device is named by the CSR's serialNumber).
+    pub async fn simpleenroll_as_station(
+        &self,
+        label: Option<&str>,
+        csr_der: &[u8],
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let request = self.post_csr(label, "simpleenroll", csr_der);
+        self.certificates(request, label, "simpleenroll").await
     }
 
     /// `POST simplereenroll`, authorized by the client certificate: the new certificate(s), DER.
@@ -118,15 +124,31 @@ impl EstClient {
         label: Option<&str>,
         csr_der: &[u8],
     ) -> Result<Vec<Vec<u8>>, ClientError> {
-        let request = self
-            .http
-            .post(self.url(label, "simplereenroll"))
+        let request = self.post_csr(label, "simplereenroll", csr_der);
+        self.certificates(request, label, "simplereenroll").await
+    }
+
+    fn post_csr(
+        &self,
+        label: Option<&str>,
+        operation: &str,
+        csr_der: &[u8],
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(label, operation))
             .header(header::CONTENT_TYPE, "application/pkcs10")
             .header("content-transfer-encoding", "base64")
-            .body(STANDARD.encode(csr_der));
-        let body = self.send(request, label, "simplereenroll").await?;
-        parse_certs_only(&body)
-            .map_err(|e| ClientError::BadResponse(format!("simplereenroll: {e}")))
+            .body(STANDARD.encode(csr_der))
+    }
+
+    async fn certificates(
+        &self,
+        request: reqwest::RequestBuilder,
+        label: Option<&str>,
+        operation: &str,
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let body = self.send(request, label, operation).await?;
+        parse_certs_only(&body).map_err(|e| ClientError::BadResponse(format!("{operation}: {e}")))
     }
 
     async fn send(

@@ -6,5 +6,6 @@ pub mod enroll;
 pub mod error;
 pub mod est;
 pub mod keystore;
+pub mod provision;
 pub mod rotation;
 pub mod verify;

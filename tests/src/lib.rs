@@ -280,6 +280,46 @@ impl TestApp {
             .expect("client")
     }
 
+    /// An HTTPS client trusting this CA's root and presenting `credential` (its certificate and
+    /// the issuing CA from chain.pem) as the TLS client certificate.
+    pub fn client_with_identity(
+        &self,
+        credential: &enroll_client::keystore::Credential,
+    ) -> reqwest::Client {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.root_der()).expect("root");
+        let mut chain: Vec<CertificateDer<'static>> = pem::parse_many(&credential.cert_pem)
+            .expect("cert.pem")
+            .into_iter()
+            .map(|p| p.into_contents().into())
+            .collect();
+        if let Some(issuing) = pem::parse_many(&credential.chain_pem)
+            .expect("chain.pem")
+            .into_iter()
+            .next()
+        {
+            chain.push(issuing.into_contents().into());
+        }
+        let key = rustls_pki_types::PrivateKeyDer::try_from(
+            pem::parse(&credential.key_pem)
+                .expect("key.pem")
+                .into_contents(),
+        )
+        .expect("key");
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client certificate");
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .expect("client")
+    }
+
     /// A plain-HTTP client for the public endpoints.
     pub fn plain_client(&self) -> reqwest::Client {
         self.http_client()

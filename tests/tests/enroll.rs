@@ -191,7 +191,11 @@ async fn cacerts_and_csrattrs_answer_per_label() {
     assert_eq!(certs.len(), 2, "root and the Basic issuing CA");
 
     let all = base64_body(client.get(format!("{base}/cacerts")).send().await.unwrap()).await;
-    assert_eq!(iomt_core::wire::parse_certs_only(&all).unwrap().len(), 4);
+    assert_eq!(
+        iomt_core::wire::parse_certs_only(&all).unwrap().len(),
+        5,
+        "root, the three issuing CAs and the station CA"
+    );
 
     let attrs = base64_body(
         client

@@ -353,39 +353,10 @@ fn reqwest_with_identity(
     app: &TestApp,
     credential: Option<&enroll_client::keystore::Credential>,
 ) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder();
-    if let Some(credential) = credential {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(app.root_der()).unwrap();
-        let mut chain: Vec<rustls_pki_types::CertificateDer<'static>> =
-            pem::parse_many(&credential.cert_pem)
-                .unwrap()
-                .into_iter()
-                .map(|p| p.into_contents().into())
-                .collect();
-        if let Some(issuing) = pem::parse_many(&credential.chain_pem)
-            .unwrap()
-            .into_iter()
-            .next()
-        {
-            chain.push(issuing.into_contents().into());
-        }
-        let key = rustls_pki_types::PrivateKeyDer::try_from(
-            pem::parse(&credential.key_pem).unwrap().into_contents(),
-        )
-        .unwrap();
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-        builder = builder.tls_backend_preconfigured(tls);
-        return builder.build().unwrap();
+    match credential {
+        Some(credential) => app.client_with_identity(credential),
+        None => app.http_client(),
     }
-    app.http_client()
 }
 
 #[tokio::test]
@@ -528,6 +499,7 @@ async fn certificate_expired_beyond_grace_is_refused() {
             &ca_server::storage::Issuance {
                 certificate: record,
                 consume_token: None,
+                station_quota: None,
                 audit,
             },
             0,

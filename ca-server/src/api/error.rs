@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::authority::{CsrError, EnrollError, ReenrollProblem, TokenProblem};
+use crate::authority::{CsrError, EnrollError, ReenrollProblem, StationProblem, TokenProblem};
 use crate::storage::StoreError;
 
 /// An error response: `code: message` on one line, plain text.
@@ -98,12 +98,14 @@ impl From<EnrollError> for ApiError {
                     "the CA refused to return a certificate that breaks its profile; the operator has been alerted",
                 );
             }
+            EnrollError::AlreadyEnrolled { .. } => (S::CONFLICT, "device.already_enrolled"),
             EnrollError::DeviceDisabled { .. } => (S::FORBIDDEN, "device.disabled"),
             EnrollError::DuplicateKey { .. } => (S::FORBIDDEN, "csr.duplicate_key"),
             EnrollError::Identity(_) => (S::FORBIDDEN, "device.identity_invalid"),
             EnrollError::InvalidCsr(csr) => match csr {
                 CsrError::NotDer(_) => (S::BAD_REQUEST, "csr.not_der"),
                 CsrError::BadSignature => (S::BAD_REQUEST, "csr.bad_signature"),
+                CsrError::NoSerialNumber => (S::BAD_REQUEST, "csr.no_serial_number"),
                 CsrError::UnreadableKey(_) => (S::BAD_REQUEST, "csr.bad_key"),
                 CsrError::SubjectMismatch { .. } => (S::FORBIDDEN, "csr.subject_mismatch"),
                 CsrError::SubjectAttributeForbidden { .. } => {
@@ -151,6 +153,23 @@ impl From<EnrollError> for ApiError {
                 };
                 (status, code)
             }
+            EnrollError::Station(problem) => match problem {
+                StationProblem::Disabled { .. } => (S::FORBIDDEN, "station.disabled"),
+                StationProblem::NotAStationCertificate { .. } => {
+                    (S::FORBIDDEN, "station.certificate_not_recognized")
+                }
+                StationProblem::NotAllowed { .. } => (S::FORBIDDEN, "policy.station_not_allowed"),
+                StationProblem::OutOfScope { .. } => (S::FORBIDDEN, "station.out_of_scope"),
+                StationProblem::RateLimited {
+                    retry_after_secs, ..
+                } => {
+                    let mut error =
+                        ApiError::new(S::TOO_MANY_REQUESTS, "station.rate_limited", message);
+                    error.retry_after = Some(*retry_after_secs);
+                    return error;
+                }
+                StationProblem::Revoked { .. } => (S::FORBIDDEN, "station.certificate_revoked"),
+            },
             EnrollError::UnknownDevice { .. } => (S::FORBIDDEN, "device.not_registered"),
             EnrollError::UnknownLabel { .. } => (S::NOT_FOUND, "est.unknown_label"),
             EnrollError::UnknownProduct { .. } => (S::FORBIDDEN, "device.product_unknown"),

@@ -1,4 +1,5 @@
-//! EST (RFC 7030) handlers: `cacerts`, `csrattrs`, `simpleenroll`. Parse, call, render.
+//! EST (RFC 7030) handlers: `cacerts`, `csrattrs`, `simpleenroll` (token or station),
+//! `simplereenroll`. Parse, call, render.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::error::ApiError;
 use crate::auth::token::parse_basic;
-use crate::authority::{Authority, Reenrollment, TokenEnrollment};
+use crate::authority::{Authority, Reenrollment, StationEnrollment, TokenEnrollment};
 use crate::startup::PeerCertificates;
 
 /// Largest EST request body accepted (a P-384 CSR is under 1 KiB; RSA-4096 about 2 KiB).
@@ -58,49 +59,69 @@ fn render_csrattrs(authority: &Authority, label: Option<&str>) -> Result<Respons
 /// `POST simpleenroll` without a label.
 pub async fn simpleenroll(
     State(authority): State<Arc<Authority>>,
+    Extension(peer): Extension<PeerCertificates>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    enroll(&authority, None, &headers, body).await
+    enroll(&authority, None, &peer, &headers, body).await
 }
 
 /// `POST <label>/simpleenroll`.
 pub async fn simpleenroll_labeled(
     State(authority): State<Arc<Authority>>,
     Path(label): Path<String>,
+    Extension(peer): Extension<PeerCertificates>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    enroll(&authority, Some(&label), &headers, body).await
+    enroll(&authority, Some(&label), &peer, &headers, body).await
 }
 
+/// HTTP Basic `serial:token` authorizes with a one-time token; otherwise a client certificate
+/// is taken as a manufacturing station's.
 async fn enroll(
     authority: &Authority,
     label: Option<&str>,
+    peer: &PeerCertificates,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     require_content_type(headers, "application/pkcs10")?;
-    let credential = headers
+    let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_basic)
-        .ok_or_else(|| {
-            ApiError::new(
+        .and_then(parse_basic);
+    let station_chain = peer.0.as_deref().filter(|chain| !chain.is_empty());
+    let issued = match (basic, station_chain) {
+        (Some(credential), _) => {
+            let csr_der = decode_base64_body(read_body(body).await?)?;
+            authority
+                .enroll_with_token(TokenEnrollment {
+                    label,
+                    serial: &credential.serial,
+                    token: &credential.token,
+                    csr_der: &csr_der,
+                })
+                .await?
+        }
+        (None, Some(chain)) => {
+            let csr_der = decode_base64_body(read_body(body).await?)?;
+            authority
+                .enroll_by_station(StationEnrollment {
+                    label,
+                    peer_chain: chain,
+                    csr_der: &csr_der,
+                })
+                .await?
+        }
+        (None, None) => {
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "auth.required",
-                "send HTTP Basic credentials `<device serial>:<one-time token>`",
-            )
-        })?;
-    let csr_der = decode_base64_body(read_body(body).await?)?;
-    let issued = authority
-        .enroll_with_token(TokenEnrollment {
-            label,
-            serial: &credential.serial,
-            token: &credential.token,
-            csr_der: &csr_der,
-        })
-        .await?;
+                "send HTTP Basic credentials `<device serial>:<one-time token>`, or present a station certificate",
+            ));
+        }
+    };
     certs_only_response(&[&issued.certificate.der])
 }
 

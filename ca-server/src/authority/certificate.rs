@@ -169,7 +169,7 @@ fn subject(identity: &Identity) -> Result<DistinguishedName, BuildError> {
 }
 
 /// The subjectPublicKey BIT STRING contents of a DER SubjectPublicKeyInfo.
-fn public_key_bits(spki_der: &[u8]) -> Vec<u8> {
+pub(super) fn public_key_bits(spki_der: &[u8]) -> Vec<u8> {
     use x509_parser::prelude::FromDer;
     x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
         .map(|(_, spki)| spki.subject_public_key.data.to_vec())

@@ -20,6 +20,8 @@ pub enum CsrError {
     NotDer(String),
     #[error("the CSR signature does not verify with its own public key (no proof of possession)")]
     BadSignature,
+    #[error("a station-authorized CSR must name the device in its subject serialNumber attribute")]
+    NoSerialNumber,
     #[error("the CSR public key cannot be read: {0}")]
     UnreadableKey(String),
     #[error(
@@ -167,6 +169,14 @@ impl Csr {
         let (_, csr) = X509CertificationRequest::from_der(&self.der)
             .map_err(|e| CsrError::NotDer(e.to_string()))?;
         csr.verify_signature().map_err(|_| CsrError::BadSignature)
+    }
+
+    /// The subject serialNumber the CSR asks for (the device serial, for a station request).
+    pub fn subject_serial_number(&self) -> Option<&str> {
+        self.subject
+            .iter()
+            .find(|(oid, _)| oid == "2.5.4.5")
+            .map(|(_, value)| value.as_str())
     }
 
     /// SHA-256 of the SubjectPublicKeyInfo: the key's identity for clone detection.

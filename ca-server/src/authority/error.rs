@@ -73,11 +73,72 @@ impl std::fmt::Display for ReenrollProblem {
     }
 }
 
+/// Why a station could not authorize an enrollment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StationProblem {
+    Disabled {
+        station: String,
+    },
+    /// The client certificate is not a station certificate of this CA.
+    NotAStationCertificate {
+        reason: String,
+    },
+    /// The device's product policy does not accept station authorization.
+    NotAllowed {
+        product: String,
+    },
+    OutOfScope {
+        station: String,
+        product: String,
+    },
+    RateLimited {
+        station: String,
+        retry_after_secs: u64,
+    },
+    Revoked {
+        station: String,
+    },
+}
+
+impl std::fmt::Display for StationProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StationProblem::Disabled { station } => write!(f, "station {station} is disabled"),
+            StationProblem::NotAStationCertificate { reason } => write!(
+                f,
+                "the client certificate is not a station certificate of this CA: {reason}"
+            ),
+            StationProblem::NotAllowed { product } => write!(
+                f,
+                "product `{product}` does not accept enrollment authorized by a station"
+            ),
+            StationProblem::OutOfScope { station, product } => write!(
+                f,
+                "station {station} is not authorized for product `{product}`"
+            ),
+            StationProblem::RateLimited {
+                station,
+                retry_after_secs,
+            } => write!(
+                f,
+                "station {station} reached its hourly issuance limit; retry in {retry_after_secs} s"
+            ),
+            StationProblem::Revoked { station } => {
+                write!(f, "the certificate of station {station} is revoked")
+            }
+        }
+    }
+}
+
 /// A refused or failed enrollment.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
     #[error("a certificate was built that breaks the profile ({}); nothing was issued", findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Defect { findings: Vec<Finding> },
+    #[error(
+        "device {serial} already holds valid certificate {certificate}; a second initial enrollment needs an operator to re-provision it (`ca-server device reprovision {serial}`)"
+    )]
+    AlreadyEnrolled { serial: String, certificate: String },
     #[error("device {serial} is disabled")]
     DeviceDisabled { serial: String },
     #[error(
@@ -92,6 +153,8 @@ pub enum EnrollError {
     KeyNotAllowed(#[from] KeyNotAllowed),
     #[error("{0}")]
     Reenroll(ReenrollProblem),
+    #[error("{0}")]
+    Station(StationProblem),
     #[error(
         "this EST path is for `{label}`, but device {serial} is registered under product `{product}`"
     )]

@@ -5,6 +5,8 @@ mod certificate;
 mod csr;
 mod error;
 mod reenroll;
+mod station;
+mod station_certificate;
 
 use std::sync::Arc;
 
@@ -17,14 +19,16 @@ use time::OffsetDateTime;
 
 pub use certificate::{BuildError, CertificateInputs, SignedCertificate, build_and_sign};
 pub use csr::{Csr, CsrError, KeyNotAllowed, SubjectKey};
-pub use error::{EnrollError, ReenrollProblem, TokenProblem};
+pub use error::{EnrollError, ReenrollProblem, StationProblem, TokenProblem};
 pub use reenroll::Reenrollment;
+pub use station::StationEnrollment;
+pub use station_certificate::STATION_VALIDITY;
 
 use crate::auth::token;
 use crate::pki::{CaMaterial, PublicUrls};
 use crate::storage::{
-    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, Issuance, Store,
-    StoreError,
+    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, Issuance, StationQuota,
+    Store, StoreError,
 };
 
 /// A token-authorized enrollment request, parsed from the transport.
@@ -59,6 +63,8 @@ enum Authorization {
     Token(Vec<u8>),
     /// The device's current certificate (its hex serial), superseded by the new one.
     CurrentCertificate(String),
+    /// A manufacturing station's certificate; the issuance counts against its hourly limit.
+    Station(StationQuota),
 }
 
 /// Everything the shared issuance step needs.
@@ -104,8 +110,7 @@ struct VettedCsr {
 /// Parses the CSR, checks its key against the policy before the proof of possession (ring cannot
 /// verify keys the policy refuses anyway), builds the identity from the record and checks that
 /// whatever the CSR asks for matches it.
-fn vet_csr(policy: &Policy, device: &Device, csr_der: &[u8]) -> Result<VettedCsr, EnrollError> {
-    let csr = Csr::parse(csr_der)?;
+fn vet_csr(policy: &Policy, device: &Device, csr: Csr) -> Result<VettedCsr, EnrollError> {
     let sunset = csr::check_key(policy, csr.key)?;
     csr.verify_signature()?;
     let identity = Identity::build(policy, &record_of(device))?;
@@ -159,18 +164,23 @@ impl Authority {
         self.store.as_ref()
     }
 
-    /// CA certificates for `/cacerts`: the root and the issuing CA(s) the label selects.
+    /// CA certificates for `/cacerts`: the root and the issuing CA the label selects; without a
+    /// label every issuing CA and the station CA.
     pub fn ca_certificates(
         &self,
         label: Option<&str>,
     ) -> Result<Vec<CertificateDer<'static>>, EnrollError> {
         let mut certs = vec![self.ca.root_der.clone()];
         match label.map(|l| self.select(l)).transpose()? {
-            None => certs.extend(
-                Level::ALL
-                    .iter()
-                    .map(|l| self.ca.issuing(*l).cert_der.clone()),
-            ),
+            None => {
+                certs.extend(
+                    Level::ALL
+                        .iter()
+                        .map(|l| self.ca.issuing(*l).cert_der.clone()),
+                );
+                // Stations enroll their own keys on the unlabeled path.
+                certs.push(self.ca.station.cert_der.clone());
+            }
             Some(selection) => {
                 certs.push(self.ca.issuing(self.level_of(&selection)).cert_der.clone())
             }
@@ -195,6 +205,9 @@ impl Authority {
         request: TokenEnrollment<'_>,
     ) -> Result<Issued, EnrollError> {
         let now = OffsetDateTime::now_utc();
+        if let Some(station) = self.store.station(request.serial).await? {
+            return self.enroll_station_key(station, &request, now).await;
+        }
         let (device, policy) = self.registered_device(request.serial).await?;
         if let Some(label) = request.label {
             self.check_label(label, &device, policy)?;
@@ -208,8 +221,10 @@ impl Authority {
             sunset,
             identity,
             spki_sha256,
-        } = vet_csr(policy, &device, request.csr_der)?;
+        } = vet_csr(policy, &device, Csr::parse(request.csr_der)?)?;
         self.check_key_unused(&spki_sha256, &device).await?;
+        self.check_not_enrolled(&device, &format!("device:{}", device.serial), now)
+            .await?;
 
         self.issue(IssueRequest {
             device: &device,
@@ -265,17 +280,34 @@ impl Authority {
             return Err(error);
         }
 
-        let (authorized_by, consume_token, supersedes, action) = match request.authorization {
-            Authorization::Token(hash) => {
-                ("token".to_owned(), Some(hash), None, "certificate.issued")
-            }
-            Authorization::CurrentCertificate(serial) => (
-                format!("certificate:{serial}"),
-                None,
-                Some(serial),
-                "certificate.reissued",
-            ),
-        };
+        let device_actor = format!("device:{}", device.serial);
+        let (actor, authorized_by, consume_token, supersedes, station_quota, action) =
+            match request.authorization {
+                Authorization::Token(hash) => (
+                    device_actor,
+                    "token".to_owned(),
+                    Some(hash),
+                    None,
+                    None,
+                    "certificate.issued",
+                ),
+                Authorization::CurrentCertificate(serial) => (
+                    device_actor,
+                    format!("certificate:{serial}"),
+                    None,
+                    Some(serial),
+                    None,
+                    "certificate.reissued",
+                ),
+                Authorization::Station(quota) => (
+                    format!("station:{}", quota.station),
+                    format!("station:{}", quota.station),
+                    None,
+                    None,
+                    Some(quota),
+                    "certificate.issued",
+                ),
+            };
         let issuance = Issuance {
             certificate: CertificateRecord {
                 serial: signed.serial_hex.clone(),
@@ -293,9 +325,10 @@ impl Authority {
                 issued_at: now.unix_timestamp(),
             },
             consume_token,
+            station_quota,
             audit: AuditEvent {
                 at: now.unix_timestamp(),
-                actor: format!("device:{}", device.serial),
+                actor,
                 action: action.to_owned(),
                 object: format!("certificate:{}", signed.serial_hex),
                 details: serde_json::json!({
@@ -318,6 +351,12 @@ impl Authority {
                 return Err(EnrollError::Token {
                     problem: TokenProblem::Used,
                 });
+            }
+            Err(StoreError::StationRateLimited { station }) => {
+                return Err(EnrollError::Station(StationProblem::RateLimited {
+                    station,
+                    retry_after_secs: seconds_to_next_hour(now),
+                }));
             }
             Err(StoreError::AlreadySuperseded(serial)) => {
                 return Err(EnrollError::Reenroll(ReenrollProblem::Superseded {
@@ -418,6 +457,45 @@ impl Authority {
         }
     }
 
+    /// Clone detection: a device that holds a certificate (valid or on hold, unexpired) does not
+    /// get a second one by initial enrollment. The attempt is audited; an operator clears the
+    /// way with `device reprovision`.
+    async fn check_not_enrolled(
+        &self,
+        device: &Device,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), EnrollError> {
+        let held = self
+            .store
+            .certificates_for_device(&device.serial)
+            .await?
+            .into_iter()
+            .find(|c| c.status != CertificateStatus::Revoked && c.not_after > now.unix_timestamp());
+        let Some(held) = held else {
+            return Ok(());
+        };
+        tracing::warn!(device = %device.serial, actor, certificate = %held.serial, "second initial enrollment refused (possible clone)");
+        self.store
+            .append_audit(&[AuditEvent {
+                at: now.unix_timestamp(),
+                actor: actor.to_owned(),
+                action: "enrollment.refused_clone".to_owned(),
+                object: format!("device:{}", device.serial),
+                details: serde_json::json!({
+                    "reason": "device already holds a valid certificate",
+                    "certificate": held.serial,
+                    "authorized_by": held.authorized_by,
+                })
+                .to_string(),
+            }])
+            .await?;
+        Err(EnrollError::AlreadyEnrolled {
+            serial: device.serial.clone(),
+            certificate: held.serial,
+        })
+    }
+
     async fn check_key_unused(
         &self,
         spki_sha256: &[u8],
@@ -434,9 +512,15 @@ impl Authority {
     }
 }
 
-/// A product's policy must let a one-time token authorize enrollment on its own, and must not
-/// demand evidence this CA cannot verify (PROFILES.md §2.3.4; IOMT-PRC-01).
-pub fn allow_token_enrollment(policy: &Policy) -> Result<(), EnrollError> {
+/// Seconds until the next UTC hour, when a station's hourly count starts again.
+fn seconds_to_next_hour(now: OffsetDateTime) -> u64 {
+    let now = now.unix_timestamp();
+    (StationQuota::window_of(now) + 3600 - now).unsigned_abs()
+}
+
+/// A product's policy must not demand evidence this CA cannot verify (PROFILES.md §2.3.4):
+/// key attestation and TLS channel binding are parsed but not verified yet.
+fn check_requirements_supported(policy: &Policy) -> Result<(), EnrollError> {
     let product = policy.policy.id.clone();
     let enrollment = &policy.enrollment;
     if enrollment
@@ -455,6 +539,15 @@ pub fn allow_token_enrollment(policy: &Policy) -> Result<(), EnrollError> {
             requirement: "TLS channel binding (RFC 9266)",
         });
     }
+    Ok(())
+}
+
+/// A product's policy must let a one-time token authorize enrollment on its own, and must not
+/// demand evidence this CA cannot verify (PROFILES.md §2.3.4; IOMT-PRC-01).
+pub fn allow_token_enrollment(policy: &Policy) -> Result<(), EnrollError> {
+    check_requirements_supported(policy)?;
+    let product = policy.policy.id.clone();
+    let enrollment = &policy.enrollment;
     if enrollment
         .authorization_all_of
         .contains(&AuthorizationFactor::StationMtls)
@@ -468,4 +561,20 @@ pub fn allow_token_enrollment(policy: &Policy) -> Result<(), EnrollError> {
         });
     }
     Ok(())
+}
+
+/// A product's policy must accept a station's mutual-TLS certificate as authorization.
+pub fn allow_station_enrollment(policy: &Policy) -> Result<(), EnrollError> {
+    check_requirements_supported(policy)?;
+    let enrollment = &policy.enrollment;
+    let factor = AuthorizationFactor::StationMtls;
+    if enrollment.authorization_all_of.contains(&factor)
+        || enrollment.authorization_any_of.contains(&factor)
+    {
+        Ok(())
+    } else {
+        Err(EnrollError::Station(StationProblem::NotAllowed {
+            product: policy.policy.id.clone(),
+        }))
+    }
 }

@@ -47,7 +47,7 @@ impl Authority {
             sunset,
             identity,
             spki_sha256,
-        } = vet_csr(policy, &device, request.csr_der)?;
+        } = vet_csr(policy, &device, super::Csr::parse(request.csr_der)?)?;
         self.check_rekey(&current, policy, &spki_sha256).await?;
 
         self.issue(IssueRequest {

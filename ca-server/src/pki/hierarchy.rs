@@ -13,10 +13,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use super::material::{PkiError, random_serial};
-use super::{PublicUrls, ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
-
-/// Placeholder OID of the manufacturing-station certificate policy (PROFILES.md §2.3.9).
-const STATION_POLICY_OID: &str = "1.3.6.1.4.1.32473.7.4.1";
+use super::{PublicUrls, ROOT_CA, STATION_CA, STATION_POLICY_OID, TLS_CERT, issuing_ca_name};
 
 /// What `init` needs to build the hierarchy.
 #[derive(Debug, Clone)]

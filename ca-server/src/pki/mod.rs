@@ -13,6 +13,9 @@ pub fn issuing_ca_name(level: Level) -> &'static str {
     level.as_str()
 }
 
+/// Placeholder OID of the manufacturing-station certificate policy (PROFILES.md §2.3.9).
+pub const STATION_POLICY_OID: &str = "1.3.6.1.4.1.32473.7.4.1";
+
 /// The station CA's name.
 pub const STATION_CA: &str = "station";
 /// The root CA's name.

@@ -20,6 +20,9 @@ pub const REASON_NAMES: [&str; 9] = [
 ];
 
 impl Reason {
+    /// `superseded`: the certificate was replaced (used when a device is re-provisioned).
+    pub const SUPERSEDED: Reason = Reason(RevocationReason::Superseded);
+
     /// Parses an RFC 5280 reason name (case-insensitive).
     pub fn parse(name: &str) -> Option<Reason> {
         use RevocationReason as R;

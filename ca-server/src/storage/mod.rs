@@ -3,6 +3,9 @@
 
 mod postgres;
 mod sqlite;
+mod stations;
+mod stations_postgres;
+mod stations_sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -10,6 +13,10 @@ use async_trait::async_trait;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use stations::{
+    Station, StationCertificate, StationIssuance, StationQuota, StationStatus, StationStore,
+    StationToken,
+};
 
 /// A device as registered from the MES.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +160,8 @@ pub struct Issuance {
     pub certificate: CertificateRecord,
     /// The one-time token consumed by this issuance, if it was token-authorized.
     pub consume_token: Option<Vec<u8>>,
+    /// The station hour this issuance counts against, if a station authorized it.
+    pub station_quota: Option<StationQuota>,
     pub audit: AuditEvent,
 }
 
@@ -169,6 +178,12 @@ pub enum StoreError {
     SerialCollision(String),
     #[error("certificate {0} has already been superseded by a re-enrollment")]
     AlreadySuperseded(String),
+    #[error("station {0} already exists")]
+    StationExists(String),
+    #[error("station {0} does not exist or is disabled")]
+    UnknownStation(String),
+    #[error("station {station} reached its hourly issuance limit")]
+    StationRateLimited { station: String },
     #[error("storage is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("storage error: {0}")]
@@ -179,7 +194,7 @@ pub enum StoreError {
 
 /// The storage interface every backend implements.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: StationStore + Send + Sync + 'static {
     /// Registers devices: all of them, or none if any serial exists.
     async fn register_devices(
         &self,

@@ -18,7 +18,7 @@ use super::{
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PostgresStore {
@@ -36,12 +36,12 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(classify)
     }
 }
 
-async fn append_events(
+pub(super) async fn append_events(
     tx: &mut Transaction<'static, Postgres>,
     events: &[AuditEvent],
 ) -> Result<(), StoreError> {
@@ -239,6 +239,9 @@ impl Store for PostgresStore {
                 return Err(StoreError::TokenNotConsumable);
             }
         }
+        if let Some(quota) = &issuance.station_quota {
+            super::stations_postgres::take_station_quota(&mut tx, quota).await?;
+        }
         let cert = &issuance.certificate;
         let sql = format!(
             "INSERT INTO certificates ({CERTIFICATE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
@@ -344,7 +347,9 @@ impl Store for PostgresStore {
         .map_err(classify)?;
         let rows = sqlx::query(
             "SELECT serial, revoked_at, revocation_reason FROM certificates \
-             WHERE issuer = $1 AND status <> 'valid' ORDER BY serial",
+             WHERE issuer = $1 AND status <> 'valid' \
+             UNION ALL SELECT serial, revoked_at, revocation_reason FROM station_certificates \
+             WHERE $1 = 'station' AND status <> 'valid' ORDER BY serial",
         )
         .bind(issuer)
         .fetch_all(&mut *tx)
@@ -386,7 +391,10 @@ impl Store for PostgresStore {
 
     async fn revocation_of(&self, serial: &str) -> Result<Option<RevokedEntry>, StoreError> {
         let row = sqlx::query(
-            "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE serial = $1 AND status <> 'valid'",
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE serial = $1 AND status <> 'valid' \
+             UNION ALL SELECT serial, revoked_at, revocation_reason FROM station_certificates \
+             WHERE serial = $1 AND status <> 'valid'",
         )
         .bind(serial)
         .fetch_optional(&self.pool)

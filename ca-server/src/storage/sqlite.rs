@@ -21,7 +21,7 @@ use super::{
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -50,12 +50,18 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool.begin().await.map_err(classify)
+    /// Begins a write transaction. `BEGIN IMMEDIATE` takes the write lock up front (waiting up to
+    /// the busy timeout): a deferred transaction that reads first and writes later fails at once
+    /// with SQLITE_BUSY when another writer committed in between.
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)
     }
 }
 
-async fn append_events(
+pub(super) async fn append_events(
     tx: &mut Transaction<'static, Sqlite>,
     events: &[AuditEvent],
 ) -> Result<(), StoreError> {
@@ -255,6 +261,9 @@ impl Store for SqliteStore {
                 return Err(StoreError::TokenNotConsumable);
             }
         }
+        if let Some(quota) = &issuance.station_quota {
+            super::stations_sqlite::take_station_quota(&mut tx, quota).await?;
+        }
         let cert = &issuance.certificate;
         let sql = format!(
             "INSERT INTO certificates ({CERTIFICATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -359,8 +368,11 @@ impl Store for SqliteStore {
         .map_err(classify)?;
         let rows = sqlx::query(
             "SELECT serial, revoked_at, revocation_reason FROM certificates \
-             WHERE issuer = ? AND status <> 'valid' ORDER BY serial",
+             WHERE issuer = ? AND status <> 'valid' \
+             UNION ALL SELECT serial, revoked_at, revocation_reason FROM station_certificates \
+             WHERE ? = 'station' AND status <> 'valid' ORDER BY serial",
         )
+        .bind(issuer)
         .bind(issuer)
         .fetch_all(&mut *tx)
         .await
@@ -401,8 +413,12 @@ impl Store for SqliteStore {
 
     async fn revocation_of(&self, serial: &str) -> Result<Option<RevokedEntry>, StoreError> {
         let row = sqlx::query(
-            "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE serial = ? AND status <> 'valid'",
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE serial = ? AND status <> 'valid' \
+             UNION ALL SELECT serial, revoked_at, revocation_reason FROM station_certificates \
+             WHERE serial = ? AND status <> 'valid'",
         )
+        .bind(serial)
         .bind(serial)
         .fetch_optional(&self.pool)
         .await

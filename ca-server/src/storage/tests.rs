@@ -51,6 +51,7 @@ fn issuance(serial: &str, device_serial: &str, token_hash: Option<Vec<u8>>) -> I
             issued_at: 1_500,
         },
         consume_token: token_hash,
+        station_quota: None,
         audit: event("certificate.issued"),
     }
 }
@@ -226,6 +227,148 @@ async fn audit_events_are_chained(store: &dyn Store) {
     }
 }
 
+fn station(name: &str) -> Station {
+    Station {
+        name: name.into(),
+        products: vec![
+            "example-patient-monitor".into(),
+            "example-infusion-pump".into(),
+        ],
+        rate_limit_per_hour: Some(2),
+        status: StationStatus::Active,
+        created_at: 1_000,
+        token: Some(StationToken {
+            hash: vec![9; 32],
+            expires_at: 2_000,
+            used_at: None,
+        }),
+    }
+}
+
+fn station_issuance(serial: &str, station: &str) -> StationIssuance {
+    StationIssuance {
+        certificate: StationCertificate {
+            serial: serial.into(),
+            station: station.into(),
+            not_before: 1_000,
+            not_after: 9_000,
+            spki_sha256: vec![8; 32],
+            der: vec![0x30, 0x00],
+            revoked: false,
+            issued_at: 1_500,
+        },
+        token_hash: vec![9; 32],
+        audit: event("station.certificate_issued"),
+    }
+}
+
+async fn station_is_stored_once_and_its_token_consumed_once(store: &dyn Store) {
+    store
+        .create_station(&station("st1"), &event("station.created"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_station(&station("st1"), &event("x")).await,
+        Err(StoreError::StationExists(_))
+    ));
+    let loaded = store.station("st1").await.unwrap().unwrap();
+    assert_eq!(loaded.products, station("st1").products);
+    assert_eq!(loaded.rate_limit_per_hour, Some(2));
+    store
+        .commit_station_certificate(&station_issuance("5a01", "st1"), 1_500)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .commit_station_certificate(&station_issuance("5a02", "st1"), 1_600)
+            .await,
+        Err(StoreError::TokenNotConsumable)
+    ));
+    assert!(store.station_certificate("5a02").await.unwrap().is_none());
+    let stored = store.station_certificate("5a01").await.unwrap().unwrap();
+    assert!(!stored.revoked);
+    assert_eq!(store.stations().await.unwrap().len(), 1);
+}
+
+async fn station_quota_is_enforced_inside_the_issuance(store: &dyn Store) {
+    store
+        .create_station(&station("st1"), &event("station.created"))
+        .await
+        .unwrap();
+    let devices: Vec<Device> = ["IP20000001", "IP20000002", "IP20000003"]
+        .iter()
+        .map(|s| device(s))
+        .collect();
+    store.register_devices(&devices, &[]).await.unwrap();
+    let quota = StationQuota {
+        station: "st1".into(),
+        window_start: StationQuota::window_of(7_300),
+        limit: 2,
+    };
+    assert_eq!(quota.window_start, 7_200);
+    for (serial, device) in [("ee01", "IP20000001"), ("ee02", "IP20000002")] {
+        let mut request = issuance(serial, device, None);
+        request.station_quota = Some(quota.clone());
+        store.commit_issuance(&request, 7_300).await.unwrap();
+    }
+    assert_eq!(store.station_usage("st1", 7_200).await.unwrap(), 2);
+    let mut third = issuance("ee03", "IP20000003", None);
+    third.station_quota = Some(quota.clone());
+    assert!(matches!(
+        store.commit_issuance(&third, 7_300).await,
+        Err(StoreError::StationRateLimited { .. })
+    ));
+    assert!(
+        store.certificate("ee03").await.unwrap().is_none(),
+        "nothing stored"
+    );
+    // The next hour starts a new count.
+    third.station_quota = Some(StationQuota {
+        window_start: 10_800,
+        ..quota
+    });
+    store.commit_issuance(&third, 10_900).await.unwrap();
+}
+
+async fn disabled_station_certificates_reach_the_station_crl(store: &dyn Store) {
+    store
+        .create_station(&station("st1"), &event("station.created"))
+        .await
+        .unwrap();
+    store
+        .commit_station_certificate(&station_issuance("5a01", "st1"), 1_500)
+        .await
+        .unwrap();
+    let revoked = store
+        .disable_station("st1", 1_700, &event("station.disabled"))
+        .await
+        .unwrap();
+    assert_eq!(revoked, ["5a01"]);
+    let loaded = store.station("st1").await.unwrap().unwrap();
+    assert_eq!(loaded.status, StationStatus::Disabled);
+    assert!(loaded.token.is_none());
+    let snapshot = store.crl_snapshot("station").await.unwrap();
+    assert_eq!(snapshot.entries.len(), 1);
+    assert_eq!(snapshot.entries[0].serial, "5a01");
+    assert_eq!(
+        snapshot.entries[0].reason.as_deref(),
+        Some("cessationOfOperation")
+    );
+    assert!(
+        store
+            .crl_snapshot("basic")
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    assert!(store.revocation_of("5a01").await.unwrap().is_some());
+    assert!(matches!(
+        store.disable_station("nope", 1_700, &event("x")).await,
+        Err(StoreError::UnknownStation(_))
+    ));
+}
+
 macro_rules! storage_suite {
     ($open:expr) => {
         storage_suite!(@tests $open;
@@ -236,7 +379,10 @@ macro_rules! storage_suite {
             issued_certificate_is_found_by_key_and_device,
             certificate_is_superseded_at_most_once,
             status_changes_are_stored,
-            audit_events_are_chained);
+            audit_events_are_chained,
+            station_is_stored_once_and_its_token_consumed_once,
+            station_quota_is_enforced_inside_the_issuance,
+            disabled_station_certificates_reach_the_station_crl);
     };
     (@tests $open:expr; $($name:ident),*) => {
         $(

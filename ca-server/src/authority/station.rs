@@ -1,0 +1,275 @@
+//! Manufacturing stations (DESIGN.md flow 4): a station enrolls its own key with its one-time
+//! token, then its certificate authorizes device enrollments within its product scope and
+//! hourly limit.
+
+use rustls_pki_types::{CertificateDer, UnixTime};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::csr::{KeyNotAllowed, SubjectKey};
+use super::station_certificate::{build_station_certificate, station_identity};
+use super::{
+    Authority, Authorization, Csr, EnrollError, IssueRequest, Issued, StationProblem,
+    TokenEnrollment, TokenProblem, VettedCsr, allow_station_enrollment, vet_csr,
+};
+use crate::storage::{
+    AuditEvent, Station, StationCertificate, StationIssuance, StationQuota, StationStatus,
+    StoreError,
+};
+use iomt_core::policy::Curve;
+
+/// A `simpleenroll` request authorized by a station's client certificate.
+pub struct StationEnrollment<'a> {
+    pub label: Option<&'a str>,
+    /// The client certificate chain the TLS peer presented (leaf first).
+    pub peer_chain: &'a [CertificateDer<'static>],
+    pub csr_der: &'a [u8],
+}
+
+fn refuse(problem: StationProblem) -> EnrollError {
+    EnrollError::Station(problem)
+}
+
+impl Authority {
+    /// Enrolls a device on behalf of an authenticated station: the device (named by the CSR's
+    /// serialNumber) must be registered under a product in the station's scope.
+    #[tracing::instrument(skip_all, fields(label = request.label, station, serial))]
+    pub async fn enroll_by_station(
+        &self,
+        request: StationEnrollment<'_>,
+    ) -> Result<Issued, EnrollError> {
+        let now = OffsetDateTime::now_utc();
+        let leaf = request.peer_chain.first().ok_or_else(|| {
+            refuse(StationProblem::NotAStationCertificate {
+                reason: "no client certificate was presented".into(),
+            })
+        })?;
+        let station = self.authenticate_station(leaf, now).await?;
+        tracing::Span::current().record("station", station.name.as_str());
+
+        let csr = Csr::parse(request.csr_der)?;
+        let serial = csr
+            .subject_serial_number()
+            .ok_or(super::CsrError::NoSerialNumber)?
+            .to_owned();
+        tracing::Span::current().record("serial", serial.as_str());
+        let (device, policy) = self.registered_device(&serial).await?;
+        if let Some(label) = request.label {
+            self.check_label(label, &device, policy)?;
+        }
+        if !station.products.contains(&device.product) {
+            return Err(refuse(StationProblem::OutOfScope {
+                station: station.name,
+                product: device.product,
+            }));
+        }
+        allow_station_enrollment(policy)?;
+        let quota = self.station_quota(&station, policy, now).await?;
+
+        let VettedCsr {
+            csr,
+            sunset,
+            identity,
+            spki_sha256,
+        } = vet_csr(policy, &device, csr)?;
+        self.check_key_unused(&spki_sha256, &device).await?;
+        self.check_not_enrolled(&device, &format!("station:{}", station.name), now)
+            .await?;
+
+        self.issue(IssueRequest {
+            device: &device,
+            policy,
+            identity: &identity,
+            csr: &csr,
+            sunset,
+            spki_sha256,
+            now,
+            authorization: Authorization::Station(quota),
+            same_identity_as: None,
+        })
+        .await
+    }
+
+    /// The station behind a client certificate: it chains to the station CA, is on record
+    /// byte for byte, is not revoked, and its station is active.
+    async fn authenticate_station(
+        &self,
+        leaf: &CertificateDer<'static>,
+        now: OffsetDateTime,
+    ) -> Result<Station, EnrollError> {
+        let not_station = |reason: &str| {
+            refuse(StationProblem::NotAStationCertificate {
+                reason: reason.to_owned(),
+            })
+        };
+        self.verify_station_chain(leaf, now)
+            .map_err(|reason| not_station(&reason))?;
+        let (_, parsed) =
+            X509Certificate::from_der(leaf).map_err(|_| not_station("it does not parse"))?;
+        let record: StationCertificate = self
+            .store
+            .station_certificate(&hex::encode(parsed.raw_serial()))
+            .await?
+            .filter(|record| record.der == leaf.as_ref())
+            .ok_or_else(|| not_station("this CA has no record of it"))?;
+        let station = self
+            .store
+            .station(&record.station)
+            .await?
+            .ok_or_else(|| not_station("its station no longer exists"))?;
+        if station.status != StationStatus::Active {
+            return Err(refuse(StationProblem::Disabled {
+                station: station.name,
+            }));
+        }
+        if record.revoked {
+            return Err(refuse(StationProblem::Revoked {
+                station: station.name,
+            }));
+        }
+        Ok(station)
+    }
+
+    fn verify_station_chain(
+        &self,
+        leaf: &CertificateDer<'static>,
+        now: OffsetDateTime,
+    ) -> Result<(), String> {
+        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("{e:?}"))?;
+        let anchor =
+            webpki::anchor_from_trusted_cert(&self.ca.root_der).map_err(|e| format!("{e:?}"))?;
+        let intermediates = [self.ca.station.cert_der.clone()];
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(now.unix_timestamp()).unwrap_or(0),
+        ));
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &[anchor],
+                &intermediates,
+                at,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map(|_| ())
+            .map_err(|e| format!("it does not chain to the station CA ({e:?})"))
+    }
+
+    /// The station's hourly limit (its own, else the product policy's), checked before any
+    /// signing; the storage transaction enforces it again atomically.
+    async fn station_quota(
+        &self,
+        station: &Station,
+        policy: &iomt_core::policy::Policy,
+        now: OffsetDateTime,
+    ) -> Result<StationQuota, EnrollError> {
+        let limit = station
+            .rate_limit_per_hour
+            .unwrap_or(policy.enrollment.station.max_issuance_per_station_per_hour);
+        let window_start = StationQuota::window_of(now.unix_timestamp());
+        let used = self
+            .store
+            .station_usage(&station.name, window_start)
+            .await?;
+        if used >= limit {
+            return Err(refuse(StationProblem::RateLimited {
+                station: station.name.clone(),
+                retry_after_secs: super::seconds_to_next_hour(now),
+            }));
+        }
+        Ok(StationQuota {
+            station: station.name.clone(),
+            window_start,
+            limit,
+        })
+    }
+
+    /// A station enrolling its own key with the one-time token `station create` printed.
+    pub(super) async fn enroll_station_key(
+        &self,
+        station: Station,
+        request: &TokenEnrollment<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Issued, EnrollError> {
+        if station.status != StationStatus::Active {
+            return Err(refuse(StationProblem::Disabled {
+                station: station.name,
+            }));
+        }
+        let token_hash = crate::auth::token::hash(request.token);
+        let problem = match &station.token {
+            None => Some(TokenProblem::Unknown),
+            Some(token) if token.hash != token_hash => Some(TokenProblem::Unknown),
+            Some(token) if token.used_at.is_some() => Some(TokenProblem::Used),
+            Some(token) if token.expires_at <= now.unix_timestamp() => Some(TokenProblem::Expired),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(EnrollError::Token { problem });
+        }
+
+        let csr = Csr::parse(request.csr_der)?;
+        if !matches!(csr.key, SubjectKey::Ec(Some(Curve::P256 | Curve::P384))) {
+            return Err(KeyNotAllowed {
+                key: csr.key.to_string(),
+                policy: "the station certificate profile".into(),
+                allowed: "ECDSA P-256, ECDSA P-384".into(),
+            }
+            .into());
+        }
+        csr.verify_signature()?;
+        let identity = station_identity(&self.ca.station, &station.name);
+        csr.check_identity(&identity)?;
+        let signed =
+            build_station_certificate(&identity, &csr.spki_der, &self.ca.station, &self.urls, now)?;
+        // Re-checked by an independent verifier before it is stored and returned.
+        let leaf = CertificateDer::from(signed.der.clone());
+        if let Err(reason) = self.verify_station_chain(&leaf, now) {
+            tracing::error!(%reason, "station certificate does not verify; nothing issued");
+            return Err(EnrollError::Defect { findings: vec![] });
+        }
+        let issuance = StationIssuance {
+            certificate: StationCertificate {
+                serial: signed.serial_hex.clone(),
+                station: station.name.clone(),
+                not_before: signed.not_before.unix_timestamp(),
+                not_after: signed.not_after.unix_timestamp(),
+                spki_sha256: csr.spki_sha256(),
+                der: signed.der.clone(),
+                revoked: false,
+                issued_at: now.unix_timestamp(),
+            },
+            token_hash,
+            audit: AuditEvent {
+                at: now.unix_timestamp(),
+                actor: format!("station:{}", station.name),
+                action: "station.certificate_issued".into(),
+                object: format!("certificate:{}", signed.serial_hex),
+                details: serde_json::json!({
+                    "station": station.name,
+                    "not_after": signed.not_after.unix_timestamp(),
+                })
+                .to_string(),
+            },
+        };
+        match self
+            .store
+            .commit_station_certificate(&issuance, now.unix_timestamp())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::TokenNotConsumable) => {
+                return Err(EnrollError::Token {
+                    problem: TokenProblem::Used,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(station = %station.name, certificate = %signed.serial_hex, "station certificate issued");
+        Ok(Issued {
+            certificate: signed,
+            issuer_der: self.ca.station.cert_der.clone(),
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! Stations in the PostgreSQL backend (statements mirror the SQLite backend).
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
+
+use super::postgres::append_events;
+use super::stations::{join_products, split_products};
+use super::{
+    AuditEvent, PostgresStore, Station, StationCertificate, StationIssuance, StationQuota,
+    StationStatus, StationStore, StationToken, StoreError, classify,
+};
+
+fn station_from_row(row: &PgRow) -> Result<Station, sqlx::Error> {
+    let token = match row.try_get::<Option<Vec<u8>>, _>("token_hash")? {
+        Some(hash) => Some(StationToken {
+            hash,
+            expires_at: row.try_get("token_expires_at")?,
+            used_at: row.try_get("token_used_at")?,
+        }),
+        None => None,
+    };
+    Ok(Station {
+        name: row.try_get("name")?,
+        products: split_products(row.try_get("products")?),
+        rate_limit_per_hour: row
+            .try_get::<Option<i64>, _>("rate_limit_per_hour")?
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        status: StationStatus::parse(row.try_get("status")?),
+        created_at: row.try_get("created_at")?,
+        token,
+    })
+}
+
+fn station_certificate_from_row(row: &PgRow) -> Result<StationCertificate, sqlx::Error> {
+    Ok(StationCertificate {
+        serial: row.try_get("serial")?,
+        station: row.try_get("station")?,
+        not_before: row.try_get("not_before")?,
+        not_after: row.try_get("not_after")?,
+        spki_sha256: row.try_get("spki_sha256")?,
+        der: row.try_get("der")?,
+        revoked: row.try_get::<&str, _>("status")? != "valid",
+        issued_at: row.try_get("issued_at")?,
+    })
+}
+
+/// Counts one issuance against the station's hour, or refuses when the hour is full.
+pub(super) async fn take_station_quota(
+    tx: &mut Transaction<'static, Postgres>,
+    quota: &StationQuota,
+) -> Result<(), StoreError> {
+    let counted = sqlx::query(
+        "INSERT INTO station_usage (station, window_start, issued) VALUES ($1, $2, 1) \
+         ON CONFLICT (station, window_start) DO UPDATE SET issued = station_usage.issued + 1 \
+         WHERE station_usage.issued < $3",
+    )
+    .bind(&quota.station)
+    .bind(quota.window_start)
+    .bind(i64::from(quota.limit))
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    if counted.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::StationRateLimited {
+            station: quota.station.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl StationStore for PostgresStore {
+    async fn create_station(
+        &self,
+        station: &Station,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let token = station.token.as_ref();
+        let inserted = sqlx::query(
+            "INSERT INTO stations (name, products, rate_limit_per_hour, status, created_at, \
+             token_hash, token_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&station.name)
+        .bind(join_products(&station.products))
+        .bind(station.rate_limit_per_hour.map(i64::from))
+        .bind(station.status.as_str())
+        .bind(station.created_at)
+        .bind(token.map(|t| &t.hash))
+        .bind(token.map(|t| t.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::StationExists(station.name.clone()));
+        }
+        append_events(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn set_station_token(
+        &self,
+        name: &str,
+        token: &StationToken,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE stations SET token_hash = $1, token_expires_at = $2, token_used_at = NULL \
+             WHERE name = $3 AND status = 'active'",
+        )
+        .bind(&token.hash)
+        .bind(token.expires_at)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::UnknownStation(name.to_owned()));
+        }
+        append_events(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn station(&self, name: &str) -> Result<Option<Station>, StoreError> {
+        let row = sqlx::query("SELECT * FROM stations WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref()
+            .map(station_from_row)
+            .transpose()
+            .map_err(classify)
+    }
+
+    async fn stations(&self) -> Result<Vec<Station>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM stations ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(station_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn disable_station(
+        &self,
+        name: &str,
+        at: i64,
+        audit: &AuditEvent,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin().await?;
+        let disabled = sqlx::query(
+            "UPDATE stations SET status = 'disabled', disabled_at = $1, token_hash = NULL \
+             WHERE name = $2",
+        )
+        .bind(at)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if disabled.rows_affected() == 0 {
+            return Err(StoreError::UnknownStation(name.to_owned()));
+        }
+        let revoked: Vec<String> = sqlx::query_scalar(
+            "UPDATE station_certificates SET status = 'revoked', revoked_at = $1, \
+             revocation_reason = 'cessationOfOperation' \
+             WHERE station = $2 AND status = 'valid' RETURNING serial",
+        )
+        .bind(at)
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        append_events(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(revoked)
+    }
+
+    async fn commit_station_certificate(
+        &self,
+        issuance: &StationIssuance,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let cert = &issuance.certificate;
+        let mut tx = self.begin().await?;
+        let consumed = sqlx::query(
+            "UPDATE stations SET token_used_at = $1 WHERE name = $2 AND status = 'active' \
+             AND token_hash = $3 AND token_used_at IS NULL AND token_expires_at > $4",
+        )
+        .bind(now)
+        .bind(&cert.station)
+        .bind(&issuance.token_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if consumed.rows_affected() != 1 {
+            return Err(StoreError::TokenNotConsumable);
+        }
+        sqlx::query(
+            "INSERT INTO station_certificates (serial, station, not_before, not_after, \
+             spki_sha256, der, issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&cert.serial)
+        .bind(&cert.station)
+        .bind(cert.not_before)
+        .bind(cert.not_after)
+        .bind(&cert.spki_sha256)
+        .bind(&cert.der)
+        .bind(cert.issued_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::SerialCollision(cert.serial.clone())
+            }
+            _ => classify(e),
+        })?;
+        append_events(&mut tx, std::slice::from_ref(&issuance.audit)).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn station_certificate(
+        &self,
+        serial: &str,
+    ) -> Result<Option<StationCertificate>, StoreError> {
+        let row = sqlx::query("SELECT * FROM station_certificates WHERE serial = $1")
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref()
+            .map(station_certificate_from_row)
+            .transpose()
+            .map_err(classify)
+    }
+
+    async fn station_usage(&self, station: &str, window_start: i64) -> Result<u32, StoreError> {
+        let issued: Option<i64> = sqlx::query_scalar(
+            "SELECT issued FROM station_usage WHERE station = $1 AND window_start = $2",
+        )
+        .bind(station)
+        .bind(window_start)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(issued.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+}

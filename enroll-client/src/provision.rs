@@ -1,0 +1,290 @@
+//! Batch provisioning on a manufacturing station: for every serial, a key generated here, a CSR,
+//! `simpleenroll` authorized by the station's certificate, the chain verified, and the
+//! device's files written as one directory (`OUT/<serial>/`, renamed into place complete).
+//! Resumable: serials whose directory exists are skipped.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iomt_core::files::{PRIVATE, PUBLIC, sync_dir, write_new};
+use rcgen::KeyPair;
+use rustls_pki_types::CertificateDer;
+
+use crate::enroll::{Server, build_csr, client_identity, generate_key, read_root, verify_chain};
+use crate::error::ClientError;
+use crate::est::EstClient;
+use crate::keystore::{self, CERT_FILE, CHAIN_FILE, KEY_FILE};
+
+/// How often a device is retried after a transient failure (CA unreachable, 5xx, 429).
+const ATTEMPTS: u32 = 4;
+/// The longest `Retry-After` a batch waits for; longer means the station's hour is spent.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
+/// What a batch run needs.
+#[derive(Debug, Clone)]
+pub struct ProvisionRequest {
+    pub server: Server,
+    /// The station's own credential directory (written by `enroll-client enroll`).
+    pub station: PathBuf,
+    /// One serial per line; blank lines and `#` comments are ignored.
+    pub serials: PathBuf,
+    pub out: PathBuf,
+    pub concurrency: usize,
+    /// Draw a progress bar (rate and ETA) on the terminal.
+    pub progress: bool,
+}
+
+/// One device that could not be provisioned, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub serial: String,
+    pub reason: String,
+}
+
+/// What a batch run did.
+#[derive(Debug, Clone, Default)]
+pub struct ProvisionReport {
+    pub done: usize,
+    /// Serials already provisioned by an earlier run.
+    pub skipped: usize,
+    pub failed: Vec<Failure>,
+    pub elapsed: Duration,
+}
+
+/// Everything the workers share.
+struct Batch {
+    client: EstClient,
+    label: Option<String>,
+    root: CertificateDer<'static>,
+    ca_certs: Vec<Vec<u8>>,
+    requirements: iomt_core::wire::CsrRequirements,
+    out: PathBuf,
+    ca_name: String,
+}
+
+/// Reads the serials file: trimmed, without blanks, comments and repeats, in file order.
+pub fn read_serials(path: &Path) -> Result<Vec<String>, ClientError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClientError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut seen = HashSet::new();
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter(|serial| seen.insert(serial.to_string()))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// True when `serial` was provisioned by an earlier run (its directory is only ever renamed
+/// into place complete).
+fn already_done(out: &Path, serial: &str) -> bool {
+    out.join(serial).join(CERT_FILE).is_file()
+}
+
+/// Provisions every serial not yet done; per-device failures are collected, not fatal.
+pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, ClientError> {
+    let started = Instant::now();
+    let root = read_root(&request.server.ca_cert)?;
+    let station = keystore::load(&request.station)?;
+    let ca_name = request.server.ca_cert.display().to_string();
+    let client = EstClient::new(
+        &request.server.url,
+        &root,
+        &ca_name,
+        Some(client_identity(&station)?),
+    )?;
+    let label = request.server.label.clone();
+    let ca_certs = client.cacerts(label.as_deref()).await?;
+    let requirements = client.csrattrs(label.as_deref()).await?;
+    create_dir(&request.out)?;
+
+    let serials = read_serials(&request.serials)?;
+    let pending: Vec<String> = serials
+        .iter()
+        .filter(|serial| !already_done(&request.out, serial))
+        .cloned()
+        .collect();
+    let skipped = serials.len() - pending.len();
+
+    let bar = progress_bar(pending.len(), request.progress);
+    let batch = Arc::new(Batch {
+        client,
+        label,
+        root,
+        ca_certs,
+        requirements,
+        out: request.out.clone(),
+        ca_name,
+    });
+    let queue = Arc::new(Mutex::new(pending.into_iter()));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..request.concurrency.max(1) {
+        let (batch, queue, failures, bar) =
+            (batch.clone(), queue.clone(), failures.clone(), bar.clone());
+        workers.spawn(async move {
+            let mut done = 0usize;
+            loop {
+                // The lock is held only to take the next serial.
+                let next: Option<String> = queue.lock().ok().and_then(|mut q| q.next());
+                let Some(serial) = next else { break };
+                match provision_one(&batch, &serial).await {
+                    Ok(()) => done += 1,
+                    Err(error) => {
+                        bar.println(format!("{serial}: {error}"));
+                        if let Ok(mut list) = failures.lock() {
+                            list.push(Failure {
+                                serial,
+                                reason: error.to_string(),
+                            });
+                        }
+                    }
+                }
+                bar.inc(1);
+            }
+            done
+        });
+    }
+    let mut done = 0;
+    while let Some(joined) = workers.join_next().await {
+        done += joined.map_err(|e| ClientError::Local(format!("worker failed: {e}")))?;
+    }
+    bar.finish_and_clear();
+    let mut failed = failures.lock().map(|list| list.clone()).unwrap_or_default();
+    failed.sort_by(|a, b| a.serial.cmp(&b.serial));
+    Ok(ProvisionReport {
+        done,
+        skipped,
+        failed,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn progress_bar(len: usize, visible: bool) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} devices  {per_sec}  ETA {eta}  {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// One device: key, CSR, enrollment (retrying transient failures), verification, files.
+async fn provision_one(batch: &Batch, serial: &str) -> Result<(), ClientError> {
+    let key = generate_key(&batch.requirements)?;
+    let csr_der = build_csr(&key, serial)?;
+    let mut attempt = 1;
+    let issued = loop {
+        match batch
+            .client
+            .simpleenroll_as_station(batch.label.as_deref(), &csr_der)
+            .await
+        {
+            Ok(issued) => break issued,
+            Err(error) if attempt < ATTEMPTS => {
+                let wait = match &error {
+                    ClientError::TooSoon {
+                        retry_after_secs, ..
+                    } if Duration::from_secs(*retry_after_secs) <= MAX_RETRY_WAIT => {
+                        Duration::from_secs(*retry_after_secs)
+                    }
+                    ClientError::Unreachable { .. } => Duration::from_millis(250 << attempt),
+                    ClientError::Server { status, .. } if *status >= 500 => {
+                        Duration::from_millis(250 << attempt)
+                    }
+                    _ => return Err(error),
+                };
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    let leaf = issued
+        .first()
+        .ok_or_else(|| ClientError::BadResponse("the CA returned no certificate".into()))?;
+    let chain = verify_chain(leaf, &batch.ca_certs, &batch.root, &key, &batch.ca_name)?;
+    let files = DeviceFiles::new(&key, leaf, &chain);
+    let (out, serial) = (batch.out.clone(), serial.to_owned());
+    // File writes and fsyncs are millisecond work: off the async workers.
+    tokio::task::spawn_blocking(move || files.write(&out, &serial))
+        .await
+        .map_err(|e| ClientError::Local(format!("writer failed: {e}")))?
+}
+
+/// The PEM files of one device.
+struct DeviceFiles {
+    key_pem: String,
+    cert_pem: String,
+    chain_pem: String,
+}
+
+impl DeviceFiles {
+    fn new(key: &KeyPair, leaf: &[u8], chain: &[CertificateDer<'static>]) -> DeviceFiles {
+        DeviceFiles {
+            key_pem: key.serialize_pem(),
+            cert_pem: keystore::certificates_pem([leaf]),
+            chain_pem: keystore::certificates_pem(chain.iter().map(|c| c.as_ref())),
+        }
+    }
+
+    /// Writes into a private temporary directory, fsyncs, then renames it to `out/serial`.
+    fn write(&self, out: &Path, serial: &str) -> Result<(), ClientError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ClientError::Io { path, source }
+        };
+        let staging = out.join(format!(".{serial}.partial"));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        }
+        create_dir(&staging)?;
+        for (name, contents, mode) in [
+            (KEY_FILE, &self.key_pem, PRIVATE),
+            (CERT_FILE, &self.cert_pem, PUBLIC),
+            (CHAIN_FILE, &self.chain_pem, PUBLIC),
+        ] {
+            let path = staging.join(name);
+            write_new(&path, contents.as_bytes(), mode).map_err(io(&path))?;
+        }
+        sync_dir(&staging).map_err(io(&staging))?;
+        let target = out.join(serial);
+        std::fs::rename(&staging, &target).map_err(io(&target))?;
+        sync_dir(out).map_err(io(out))
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), ClientError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ClientError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_file_skips_blanks_comments_and_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serials.txt");
+        std::fs::write(&path, "# lot 7\nA1\n\n  A2  \nA1\n# end\nA3\n").unwrap();
+        assert_eq!(read_serials(&path).unwrap(), ["A1", "A2", "A3"]);
+    }
+}

@@ -1,0 +1,440 @@
+//! Manufacturing stations: a station enrolls its own key, then provisions devices in its scope
+//! without tokens, within its rate limit; disabling it takes effect at once; clone detection
+//! refuses a second initial enrollment until an operator re-provisions the device.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use enroll_client::error::ClientError;
+use enroll_client::keystore;
+use enroll_client::provision::{ProvisionRequest, provision};
+use iomt_tests::{MONITOR, PUMP, TestApp, p256_csr, read_pem_certs, webpki_verify};
+
+const PKCS10: &str = "application/pkcs10";
+
+/// Creates a station and enrolls its key with the ordinary client; returns its directory.
+async fn station(app: &TestApp, name: &str, products: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["station", "create", "--name", name, "--products", products];
+    args.extend_from_slice(extra);
+    let token = app.cli(&args).await.expect("station create");
+    let dir = app.dir.path().join(format!("station-{name}"));
+    app.enroll(name, token.trim(), &dir)
+        .await
+        .expect("the station enrolls its own key");
+    dir
+}
+
+/// POSTs `simpleenroll` for `serial` with the station's certificate and no token.
+async fn enroll_through(app: &TestApp, station_dir: &Path, serial: &str) -> (u16, String, String) {
+    let client = app.client_with_identity(&keystore::load(station_dir).unwrap());
+    let (_, csr) = p256_csr(serial);
+    let response = client
+        .post(format!("{}/.well-known/est/simpleenroll", app.server_url()))
+        .header("content-type", PKCS10)
+        .body(TestApp::est_body(&csr))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let code = response
+        .headers()
+        .get("x-error-code")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.text().await.unwrap();
+    (
+        status,
+        code,
+        retry_after.map_or(body.clone(), |r| format!("{body}|retry-after={r}")),
+    )
+}
+
+async fn register_monitors(app: &TestApp, serials: &[String]) {
+    let mut csv = String::from("serial,product\n");
+    for serial in serials {
+        csv.push_str(&format!("{serial},{MONITOR}\n"));
+    }
+    let path = app.dir.path().join("monitors.csv");
+    std::fs::write(&path, csv).unwrap();
+    app.cli(&["device", "register", "--csv", path.to_str().unwrap()])
+        .await
+        .expect("register");
+}
+
+fn provision_request(
+    app: &TestApp,
+    station: &Path,
+    serials: &[String],
+    out: &Path,
+) -> ProvisionRequest {
+    let list = app.dir.path().join("serials.txt");
+    std::fs::write(&list, serials.join("\n")).unwrap();
+    ProvisionRequest {
+        server: app.est_server(),
+        station: station.to_path_buf(),
+        serials: list,
+        out: out.to_path_buf(),
+        concurrency: 4,
+        progress: false,
+    }
+}
+
+#[tokio::test]
+async fn station_certificate_follows_the_station_profile() {
+    let app = TestApp::spawn().await;
+    let dir = station(&app, "plant1-line1-st01", MONITOR, &[]).await;
+    let cert = read_pem_certs(&dir.join("cert.pem")).remove(0);
+    let chain = read_pem_certs(&dir.join("chain.pem"));
+    let station_ca = std::fs::read(app.data_dir().join("ca/station.crt.pem")).unwrap();
+    let station_ca = pem::parse(station_ca).unwrap().into_contents();
+    assert_eq!(chain[0], station_ca, "chain.pem starts with the station CA");
+    webpki_verify(&cert, &station_ca, &app.root_der());
+
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert).unwrap();
+    let subject = parsed.subject().to_string();
+    assert!(subject.contains("CN=plant1-line1-st01"), "{subject}");
+    assert!(
+        !subject.contains("OU="),
+        "no OU in station subjects: {subject}"
+    );
+    let policies: Vec<String> = parsed
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::CertificatePolicies(cp) => {
+                Some(cp.iter().map(|p| p.policy_id.to_id_string()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert_eq!(policies, ["1.3.6.1.4.1.32473.7.4.1"]);
+    let eku = parsed.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.client_auth && !eku.server_auth);
+    let lifetime =
+        parsed.validity().not_after.timestamp() - parsed.validity().not_before.timestamp();
+    assert!(lifetime <= 366 * 86_400, "at most a year: {lifetime} s");
+
+    // The token was single-use.
+    let token_reuse = app
+        .cli(&["station", "token", "plant1-line1-st01"])
+        .await
+        .expect("a new token for a new key");
+    assert!(!token_reuse.trim().is_empty());
+}
+
+#[tokio::test]
+async fn station_provisions_a_batch_resumably_and_names_failures() {
+    let app = TestApp::spawn().await;
+    let name = "plant1-line1-st02";
+    let station_dir = station(&app, name, MONITOR, &["--rate-limit", "1000/h"]).await;
+    let serials: Vec<String> = (1..=12).map(|i| format!("PM7000{i:04}")).collect();
+    register_monitors(&app, &serials).await;
+    let out = app.dir.path().join("line-out");
+
+    let report = provision(&provision_request(&app, &station_dir, &serials, &out))
+        .await
+        .unwrap();
+    assert_eq!((report.done, report.skipped), (12, 0));
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let substantial =
+        pem::parse(std::fs::read(app.data_dir().join("ca/substantial.crt.pem")).unwrap())
+            .unwrap()
+            .into_contents();
+    for serial in &serials {
+        let dir = out.join(serial);
+        let mode = std::fs::metadata(dir.join("key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{serial} key.pem");
+        let cert = read_pem_certs(&dir.join("cert.pem")).remove(0);
+        webpki_verify(&cert, &substantial, &app.root_der());
+        let records = app.certificates(serial).await;
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].authorized_by, format!("station:{name}"));
+    }
+    let events = app.authority.store().audit_events().await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event.action == "certificate.issued"
+                && e.event.actor == format!("station:{name}"))
+            .count(),
+        12
+    );
+
+    // Resumable: a second run skips what is done; an unregistered serial fails with a reason.
+    let mut more = serials.clone();
+    more.push("PM79999999".into());
+    let report = provision(&provision_request(&app, &station_dir, &more, &out))
+        .await
+        .unwrap();
+    assert_eq!((report.done, report.skipped), (0, 12));
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].serial, "PM79999999");
+    assert!(
+        report.failed[0].reason.contains("not registered"),
+        "{}",
+        report.failed[0].reason
+    );
+    assert!(!out.join("PM79999999").exists());
+}
+
+#[tokio::test]
+async fn provision_command_exits_non_zero_when_a_device_fails() {
+    let app = TestApp::spawn().await;
+    let station_dir = station(&app, "plant1-line1-st03", MONITOR, &[]).await;
+    let serials = vec!["PM70000100".to_owned(), "PM70000101".to_owned()];
+    register_monitors(&app, &serials[..1]).await;
+    let request = provision_request(&app, &station_dir, &serials, &app.dir.path().join("o"));
+    let cli = enroll_client::cli::Cli {
+        command: enroll_client::cli::Command::Provision(enroll_client::cli::ProvisionArgs {
+            server: request.server.url.clone(),
+            ca_cert: request.server.ca_cert.clone(),
+            station: request.station.clone(),
+            serials: request.serials.clone(),
+            out: request.out.clone(),
+            concurrency: 2,
+            label: None,
+            quiet: true,
+        }),
+    };
+    let mut printed = Vec::new();
+    let error = enroll_client::cli::run(cli, &mut printed)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        ClientError::BatchIncomplete {
+            failed: 1,
+            total: 2
+        }
+    ));
+    assert_eq!(error.exit_code(), 9);
+    let printed = String::from_utf8(printed).unwrap();
+    assert!(printed.contains("provisioned 1 device(s)"), "{printed}");
+    assert!(printed.contains("failed PM70000101: "), "{printed}");
+}
+
+#[tokio::test]
+async fn station_outside_its_scope_is_refused() {
+    let app = TestApp::spawn().await;
+    let pump_station = station(&app, "plant1-line2-st01", PUMP, &[]).await;
+    register_monitors(&app, &["PM70000200".to_owned()]).await;
+    let (status, code, body) = enroll_through(&app, &pump_station, "PM70000200").await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "station.out_of_scope"),
+        "{body}"
+    );
+    assert!(body.contains("example-patient-monitor"), "{body}");
+    assert!(app.certificates("PM70000200").await.is_empty());
+}
+
+#[tokio::test]
+async fn disabled_station_is_refused_at_once_and_its_certificate_revoked() {
+    let app = TestApp::spawn().await;
+    let name = "plant1-line3-st01";
+    let dir = station(&app, name, MONITOR, &[]).await;
+    register_monitors(&app, &["PM70000300".to_owned(), "PM70000301".to_owned()]).await;
+    assert_eq!(enroll_through(&app, &dir, "PM70000300").await.0, 200);
+
+    let out = app.cli(&["station", "disable", name]).await.unwrap();
+    assert!(out.contains("1 certificate(s) revoked"), "{out}");
+    let (status, code, body) = enroll_through(&app, &dir, "PM70000301").await;
+    assert_eq!((status, code.as_str()), (403, "station.disabled"), "{body}");
+    assert!(app.certificates("PM70000301").await.is_empty());
+
+    let station_serial = {
+        let cert = read_pem_certs(&dir.join("cert.pem")).remove(0);
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert).unwrap();
+        parsed.raw_serial().to_vec()
+    };
+    let crl = app
+        .plain_client()
+        .get(format!("http://{}/crl/station.crl", app.http))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (_, crl) = x509_parser::parse_x509_crl(&crl).unwrap();
+    assert!(
+        crl.iter_revoked_certificates()
+            .any(|r| r.raw_serial() == station_serial.as_slice()),
+        "the station CRL lists the disabled station's certificate"
+    );
+    let events = app.authority.store().audit_events().await.unwrap();
+    assert!(events.iter().any(
+        |e| e.event.action == "station.disabled" && e.event.object == format!("station:{name}")
+    ));
+}
+
+#[tokio::test]
+async fn foreign_and_device_certificates_are_not_station_certificates() {
+    let app = TestApp::spawn().await;
+    register_monitors(&app, &["PM70000400".to_owned()]).await;
+
+    // A station certificate from another CA.
+    let other = TestApp::spawn().await;
+    let foreign = station(&other, "plant9-line1-st01", MONITOR, &[]).await;
+    let (status, code, body) = enroll_through(&app, &foreign, "PM70000400").await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "station.certificate_not_recognized"),
+        "{body}"
+    );
+
+    // A device certificate of this CA presented as a station's.
+    let token = app.pump_with_token("IP20000400").await;
+    let device_dir = app.dir.path().join("device");
+    app.enroll("IP20000400", &token, &device_dir).await.unwrap();
+    let (status, code, body) = enroll_through(&app, &device_dir, "PM70000400").await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "station.certificate_not_recognized"),
+        "{body}"
+    );
+    assert!(app.certificates("PM70000400").await.is_empty());
+}
+
+#[tokio::test]
+async fn station_rate_limit_answers_429_with_retry_after() {
+    let app = TestApp::spawn().await;
+    let dir = station(&app, "plant1-line4-st01", MONITOR, &["--rate-limit", "2/h"]).await;
+    let serials: Vec<String> = (500..503).map(|i| format!("PM70000{i}")).collect();
+    register_monitors(&app, &serials).await;
+    assert_eq!(enroll_through(&app, &dir, &serials[0]).await.0, 200);
+    assert_eq!(enroll_through(&app, &dir, &serials[1]).await.0, 200);
+    let (status, code, body) = enroll_through(&app, &dir, &serials[2]).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (429, "station.rate_limited"),
+        "{body}"
+    );
+    let retry_after: u64 = body.rsplit("retry-after=").next().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    assert!(app.certificates(&serials[2]).await.is_empty());
+}
+
+#[tokio::test]
+async fn second_initial_enrollment_is_refused_until_reprovisioned() {
+    let app = TestApp::spawn().await;
+    let first = app.pump_with_token("IP20000600").await;
+    app.enroll("IP20000600", &first, &app.dir.path().join("a"))
+        .await
+        .unwrap();
+    let held = app.certificates("IP20000600").await.remove(0).serial;
+
+    // Another token (a cloned traveller sheet, say) and a station are both refused.
+    let second = app.token("IP20000600").await;
+    let (_, csr) = p256_csr("IP20000600");
+    let (status, code, body) = app
+        .post_simpleenroll("IP20000600", &second, PKCS10, TestApp::est_body(&csr))
+        .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "device.already_enrolled"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&held) && body.contains("reprovision"),
+        "{body}"
+    );
+    assert!(
+        !app.token_used(&second).await,
+        "a refused request consumes nothing"
+    );
+    let pump_station = station(&app, "plant1-line5-st01", PUMP, &[]).await;
+    let (status, code, _) = enroll_through(&app, &pump_station, "IP20000600").await;
+    assert_eq!((status, code.as_str()), (409, "device.already_enrolled"));
+    assert_eq!(app.certificates("IP20000600").await.len(), 1);
+    let events = app.authority.store().audit_events().await.unwrap();
+    let refusals: Vec<_> = events
+        .iter()
+        .filter(|e| e.event.action == "enrollment.refused_clone")
+        .map(|e| e.event.actor.clone())
+        .collect();
+    assert_eq!(refusals, ["device:IP20000600", "station:plant1-line5-st01"]);
+
+    // The operator re-provisions: the old certificate is revoked, the next enrollment works.
+    let out = app
+        .cli(&["device", "reprovision", "IP20000600"])
+        .await
+        .unwrap();
+    assert!(out.contains(&held), "{out}");
+    app.enroll("IP20000600", &second, &app.dir.path().join("b"))
+        .await
+        .expect("enrollment after re-provisioning");
+    let records = app.certificates("IP20000600").await;
+    assert_eq!(records.len(), 2);
+    let old = records.iter().find(|r| r.serial == held).unwrap();
+    assert_eq!(old.status, ca_server::storage::CertificateStatus::Revoked);
+}
+
+#[tokio::test]
+async fn station_administration_refuses_bad_input() {
+    let app = TestApp::spawn().await;
+    let refused = |args: &'static [&'static str]| {
+        let app = &app;
+        async move { app.cli(args).await.unwrap_err() }
+    };
+    let error = refused(&[
+        "station",
+        "create",
+        "--name",
+        "s1",
+        "--products",
+        "no-such-product",
+    ])
+    .await;
+    assert!(error.contains("no-such-product"), "{error}");
+    let error = refused(&[
+        "station",
+        "create",
+        "--name",
+        "s1",
+        "--products",
+        "example-ventilator",
+    ])
+    .await;
+    assert!(error.contains("cannot be enrolled by a station"), "{error}");
+    let error = refused(&[
+        "station",
+        "create",
+        "--name",
+        "bad name",
+        "--products",
+        PUMP,
+    ])
+    .await;
+    assert!(error.contains("not allowed"), "{error}");
+    let error = refused(&[
+        "station",
+        "create",
+        "--name",
+        "s1",
+        "--products",
+        PUMP,
+        "--rate-limit",
+        "fast",
+    ])
+    .await;
+    assert!(error.contains("rate limit"), "{error}");
+    app.cli(&["station", "create", "--name", "s1", "--products", PUMP])
+        .await
+        .unwrap();
+    let error = refused(&["station", "create", "--name", "s1", "--products", PUMP]).await;
+    assert!(error.contains("already exists"), "{error}");
+    let error = refused(&["station", "disable", "s2"]).await;
+    assert!(error.contains("s2"), "{error}");
+    let listed = app.cli(&["station", "list"]).await.unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    let error = refused(&["device", "reprovision", "IP29999999"]).await;
+    assert!(error.contains("not registered"), "{error}");
+}
