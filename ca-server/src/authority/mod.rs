@@ -1,6 +1,7 @@
 //! The issuance pipeline: authorize → verify CSR → identity from the record → build → sign →
 //! lint → store with the token and the audit event in one transaction → answer.
 
+mod admission;
 mod certificate;
 mod csr;
 mod error;
@@ -12,11 +13,13 @@ use std::sync::Arc;
 
 use iomt_core::identity::{DeviceRecord, Identity};
 use iomt_core::lint::{LintInput, lint_device_certificate};
-use iomt_core::policy::{AuthorizationFactor, Level, Policy, PolicySet, Strength};
+use iomt_core::policy::{Level, Policy, PolicySet};
 use iomt_core::wire::CsrRequirements;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
+use admission::seconds_to_next_hour;
+pub use admission::{allow_station_enrollment, allow_token_enrollment};
 pub use certificate::{BuildError, CertificateInputs, SignedCertificate, build_and_sign};
 pub use csr::{Csr, CsrError, KeyNotAllowed, SubjectKey};
 pub use error::{EnrollError, ReenrollProblem, StationProblem, TokenProblem};
@@ -509,72 +512,5 @@ impl Authority {
                 holder,
             }),
         }
-    }
-}
-
-/// Seconds until the next UTC hour, when a station's hourly count starts again.
-fn seconds_to_next_hour(now: OffsetDateTime) -> u64 {
-    let now = now.unix_timestamp();
-    (StationQuota::window_of(now) + 3600 - now).unsigned_abs()
-}
-
-/// A product's policy must not demand evidence this CA cannot verify (PROFILES.md §2.3.4):
-/// key attestation and TLS channel binding are parsed but not verified yet.
-fn check_requirements_supported(policy: &Policy) -> Result<(), EnrollError> {
-    let product = policy.policy.id.clone();
-    let enrollment = &policy.enrollment;
-    if enrollment
-        .authorization_all_of
-        .contains(&AuthorizationFactor::KeyAttestation)
-        || policy.key_protection.attestation == Strength::Required
-    {
-        return Err(EnrollError::RequirementUnsupported {
-            product,
-            requirement: "verified key attestation",
-        });
-    }
-    if enrollment.channel_binding == Strength::Required {
-        return Err(EnrollError::RequirementUnsupported {
-            product,
-            requirement: "TLS channel binding (RFC 9266)",
-        });
-    }
-    Ok(())
-}
-
-/// A product's policy must let a one-time token authorize enrollment on its own, and must not
-/// demand evidence this CA cannot verify (PROFILES.md §2.3.4; IOMT-PRC-01).
-pub fn allow_token_enrollment(policy: &Policy) -> Result<(), EnrollError> {
-    check_requirements_supported(policy)?;
-    let product = policy.policy.id.clone();
-    let enrollment = &policy.enrollment;
-    if enrollment
-        .authorization_all_of
-        .contains(&AuthorizationFactor::StationMtls)
-        || !enrollment
-            .authorization_any_of
-            .contains(&AuthorizationFactor::OneTimeToken)
-    {
-        return Err(EnrollError::TokenNotAllowed {
-            product,
-            method: "a manufacturing station's mutual-TLS certificate",
-        });
-    }
-    Ok(())
-}
-
-/// A product's policy must accept a station's mutual-TLS certificate as authorization.
-pub fn allow_station_enrollment(policy: &Policy) -> Result<(), EnrollError> {
-    check_requirements_supported(policy)?;
-    let enrollment = &policy.enrollment;
-    let factor = AuthorizationFactor::StationMtls;
-    if enrollment.authorization_all_of.contains(&factor)
-        || enrollment.authorization_any_of.contains(&factor)
-    {
-        Ok(())
-    } else {
-        Err(EnrollError::Station(StationProblem::NotAllowed {
-            product: policy.policy.id.clone(),
-        }))
     }
 }
