@@ -5,6 +5,7 @@
 //! `storage` (SQL) → `iomt_core` (policy, linter, codecs).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod authority;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod pki;
 pub mod registry;
 pub mod revocation;
+pub mod search;
 pub mod setup;
 pub mod startup;
 pub mod storage;
