@@ -1,5 +1,7 @@
 //! The `ca-server` command line. `main.rs` parses and calls [`run`]; tests call it directly.
 
+mod admin;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +18,10 @@ use crate::revocation::{REASON_NAMES, Reason, Revocation};
 use crate::setup::{self, InitOptions};
 use crate::startup::{Application, open_store};
 use crate::storage::Store;
+pub use admin::{
+    ApikeyCommand, AuditCommand, CertificatesCommand, CredentialArgs, ExportArgs, NameArgs,
+    OperatorAddArgs, OperatorCommand, SearchArgs,
+};
 
 /// The default data directory; `serve` (or no command) creates a development CA there on first run.
 pub const DEFAULT_DATA_DIR: &str = "./ca-data";
@@ -54,6 +60,18 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// Lift a hold (certificateHold): the certificate is good again and leaves the next CRL.
     Release(ReleaseArgs),
+    /// Search certificates by device, product, lot, status or expiry.
+    #[command(subcommand)]
+    Certificates(CertificatesCommand),
+    /// Admin API keys (bearer) with roles: admin, registrar, auditor.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Operator client certificates for the admin API, with roles.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Verify or export the hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// `revoke` options.
@@ -196,6 +214,18 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         Some(Command::Token(TokenCommand::Create(args))) => {
             create_tokens(&cli.data_dir, cli.database_url, args, out).await
         }
+        Some(Command::Certificates(command)) => {
+            admin::certificates(&cli.data_dir, cli.database_url, command, out).await
+        }
+        Some(Command::Apikey(command)) => {
+            admin::apikey(&cli.data_dir, cli.database_url, command, out).await
+        }
+        Some(Command::Operator(command)) => {
+            admin::operator(&cli.data_dir, cli.database_url, command, out).await
+        }
+        Some(Command::Audit(command)) => {
+            admin::audit(&cli.data_dir, cli.database_url, command, out).await
+        }
     }
 }
 
@@ -235,7 +265,7 @@ async fn init(
     writeln!(out, "root SHA-256 fingerprint: {}", report.root_fingerprint)?;
     writeln!(
         out,
-        "admin API token: {} (0600; send as `Authorization: Bearer ...`)",
+        "bootstrap admin API key: {} (0600; send as `Authorization: Bearer ...`; make named keys with `ca-server apikey create`)",
         data_dir.join(crate::setup::ADMIN_TOKEN_FILE).display()
     )?;
     Ok(())
