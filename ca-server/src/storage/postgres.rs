@@ -468,7 +468,7 @@ impl Store for PostgresStore {
             .await
             .map_err(classify)?;
         rows.iter()
-            .map(audit_from_row)
+            .map(admin::audit_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(classify)
     }
@@ -478,16 +478,7 @@ impl Store for PostgresStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredAuditEvent>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after_seq)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(audit_from_row)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(classify)
+        admin::audit_page(self, after_seq, limit).await
     }
 
     async fn search_certificates(
@@ -521,19 +512,4 @@ impl Store for PostgresStore {
     ) -> Result<bool, StoreError> {
         admin::revoke_operator(self, name, at, audit).await
     }
-}
-
-fn audit_from_row(row: &PgRow) -> Result<StoredAuditEvent, sqlx::Error> {
-    Ok(StoredAuditEvent {
-        seq: row.try_get("seq")?,
-        event: AuditEvent {
-            at: row.try_get("at")?,
-            actor: row.try_get("actor")?,
-            action: row.try_get("action")?,
-            object: row.try_get("object")?,
-            details: row.try_get("details")?,
-        },
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
 }

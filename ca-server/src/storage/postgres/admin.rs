@@ -1,4 +1,5 @@
-//! PostgreSQL: the admin API's queries (certificate search, operator credentials).
+//! PostgreSQL: the admin API's queries (audit pages, certificate search, operator
+//! credentials).
 
 // Dynamic SQL here is only ever built from constant clauses and numbered placeholders.
 use sqlx::postgres::PgRow;
@@ -7,8 +8,25 @@ use sqlx::{AssertSqlSafe, Row};
 use super::{CERTIFICATE_COLUMNS, PostgresStore, append_events, certificate_from_row};
 use crate::storage::{
     AuditEvent, CertificateQuery, CertificateRecord, OperatorKind, OperatorRecord, Role,
-    StoreError, classify,
+    StoreError, StoredAuditEvent, classify,
 };
+
+pub(super) async fn audit_page(
+    store: &PostgresStore,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<StoredAuditEvent>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&store.pool)
+        .await
+        .map_err(classify)?;
+    rows.iter()
+        .map(audit_from_row)
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(classify)
+}
 
 pub(super) async fn search_certificates(
     store: &PostgresStore,
@@ -160,5 +178,20 @@ fn operator_from_row(row: &PgRow) -> Result<OperatorRecord, sqlx::Error> {
         secret_sha256: row.try_get("secret_sha256")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+pub(super) fn audit_from_row(row: &PgRow) -> Result<StoredAuditEvent, sqlx::Error> {
+    Ok(StoredAuditEvent {
+        seq: row.try_get("seq")?,
+        event: AuditEvent {
+            at: row.try_get("at")?,
+            actor: row.try_get("actor")?,
+            action: row.try_get("action")?,
+            object: row.try_get("object")?,
+            details: row.try_get("details")?,
+        },
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
     })
 }

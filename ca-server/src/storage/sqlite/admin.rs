@@ -1,4 +1,4 @@
-//! SQLite: the admin API's queries (certificate search, operator credentials).
+//! SQLite: the admin API's queries (audit pages, certificate search, operator credentials).
 
 // Dynamic SQL here is only ever built from constant clauses and `?` placeholders.
 use sqlx::sqlite::SqliteRow;
@@ -7,8 +7,25 @@ use sqlx::{AssertSqlSafe, Row};
 use super::{CERTIFICATE_COLUMNS, SqliteStore, append_events, certificate_from_row};
 use crate::storage::{
     AuditEvent, CertificateQuery, CertificateRecord, OperatorKind, OperatorRecord, Role,
-    StoreError, classify,
+    StoreError, StoredAuditEvent, classify,
 };
+
+pub(super) async fn audit_page(
+    store: &SqliteStore,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<StoredAuditEvent>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&store.pool)
+        .await
+        .map_err(classify)?;
+    rows.iter()
+        .map(audit_from_row)
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(classify)
+}
 
 pub(super) async fn search_certificates(
     store: &SqliteStore,
@@ -149,5 +166,20 @@ fn operator_from_row(row: &SqliteRow) -> Result<OperatorRecord, sqlx::Error> {
         secret_sha256: row.try_get("secret_sha256")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+pub(super) fn audit_from_row(row: &SqliteRow) -> Result<StoredAuditEvent, sqlx::Error> {
+    Ok(StoredAuditEvent {
+        seq: row.try_get("seq")?,
+        event: AuditEvent {
+            at: row.try_get("at")?,
+            actor: row.try_get("actor")?,
+            action: row.try_get("action")?,
+            object: row.try_get("object")?,
+            details: row.try_get("details")?,
+        },
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
     })
 }
