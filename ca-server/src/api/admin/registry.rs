@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::AdminState;
 use crate::api::error::ApiError;
 use crate::auth::operator::Operator;
-use crate::registry::{self, Registration, RegistryError};
+use crate::registry::{self, LineError, Registration, RegistryError};
 use crate::search::{self, CertificateSummary, SearchParams};
 
 /// One device in a JSON registration.
@@ -238,8 +238,50 @@ impl From<RegistryError> for ApiError {
             RegistryError::UnknownDevices(_) => (S::NOT_FOUND, "device.unknown"),
             RegistryError::DeviceDisabled(_) => (S::CONFLICT, "device.disabled"),
         };
-        // One line: per-line problems are joined with `; `.
-        let message = error.to_string().replace(":\n", ": ").replace('\n', "; ");
+        let message = match &error {
+            RegistryError::BadLines(lines) => bad_lines_message(lines),
+            other => other.to_string(),
+        };
         ApiError::new(status, code, message)
+    }
+}
+
+/// Bad lines named in one line of text, the first [`NAMED_LINES`] of them.
+fn bad_lines_message(lines: &[LineError]) -> String {
+    let mut message = format!("{} bad line(s), nothing registered: ", lines.len());
+    let named: Vec<String> = lines
+        .iter()
+        .take(NAMED_LINES)
+        .map(ToString::to_string)
+        .collect();
+    message.push_str(&named.join("; "));
+    if lines.len() > NAMED_LINES {
+        message.push_str(&format!("; and {} more", lines.len() - NAMED_LINES));
+    }
+    message
+}
+
+/// Bad lines named in an error answer (a whole file of duplicates would otherwise make a
+/// megabyte-long line); the CLI names them all.
+const NAMED_LINES: usize = 100;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_lines_message_names_the_first_hundred_on_one_line() {
+        let lines: Vec<LineError> = (2..=151)
+            .map(|line| LineError {
+                line,
+                message: "device X is already registered".into(),
+                already_registered: true,
+            })
+            .collect();
+        let message = bad_lines_message(&lines);
+        assert!(!message.contains('\n'));
+        assert!(message.starts_with("150 bad line(s), nothing registered: line 2: device X"));
+        assert!(message.contains("line 101:") && !message.contains("line 102:"));
+        assert!(message.ends_with("; and 50 more"), "{message}");
     }
 }
