@@ -1,5 +1,6 @@
 //! The `ca-server` command line. `main.rs` parses and calls [`run`]; tests call it directly.
 
+mod admin;
 mod station;
 
 use std::io::Write;
@@ -18,6 +19,10 @@ use crate::revocation::{REASON_NAMES, Reason, Revocation};
 use crate::setup::{self, InitOptions};
 use crate::startup::{Application, open_store};
 use crate::storage::Store;
+pub use admin::{
+    ApikeyCommand, AuditCommand, CertificatesCommand, CredentialArgs, ExportArgs, NameArgs,
+    OperatorAddArgs, OperatorCommand, SearchArgs,
+};
 
 /// The default data directory; `serve` (or no command) creates a development CA there on first run.
 pub const DEFAULT_DATA_DIR: &str = "./ca-data";
@@ -59,6 +64,18 @@ pub enum Command {
     /// Manage manufacturing stations (registration authorities on production lines).
     #[command(subcommand)]
     Station(station::StationCommand),
+    /// Search certificates by device, product, lot, status or expiry.
+    #[command(subcommand)]
+    Certificates(CertificatesCommand),
+    /// Admin API keys (bearer) with roles: admin, registrar, auditor.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Operator client certificates for the admin API, with roles.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Verify or export the hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// `revoke` options.
@@ -210,6 +227,18 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         Some(Command::Station(command)) => {
             station::run(&cli.data_dir, cli.database_url, command, out).await
         }
+        Some(Command::Certificates(command)) => {
+            admin::certificates(&cli.data_dir, cli.database_url, command, out).await
+        }
+        Some(Command::Apikey(command)) => {
+            admin::apikey(&cli.data_dir, cli.database_url, command, out).await
+        }
+        Some(Command::Operator(command)) => {
+            admin::operator(&cli.data_dir, cli.database_url, command, out).await
+        }
+        Some(Command::Audit(command)) => {
+            admin::audit(&cli.data_dir, cli.database_url, command, out).await
+        }
     }
 }
 
@@ -249,7 +278,7 @@ async fn init(
     writeln!(out, "root SHA-256 fingerprint: {}", report.root_fingerprint)?;
     writeln!(
         out,
-        "admin API token: {} (0600; send as `Authorization: Bearer ...`)",
+        "bootstrap admin API key: {} (0600; send as `Authorization: Bearer ...`; make named keys with `ca-server apikey create`)",
         data_dir.join(crate::setup::ADMIN_TOKEN_FILE).display()
     )?;
     Ok(())

@@ -29,8 +29,8 @@ pub struct ConfigFile {
     /// Organization and country of the CA subjects.
     pub organization: String,
     pub country: String,
-    /// SHA-256 (hex) of the admin API bearer token written to `DIR/admin-token` by `init`;
-    /// the admin API is disabled when absent.
+    /// SHA-256 (hex) of the bootstrap `admin` API key written to `DIR/admin-token` by `init`;
+    /// remove it to leave only the keys and operator certificates in the database.
     #[serde(default)]
     pub admin_token_sha256: Option<String>,
 }

@@ -5,6 +5,7 @@
 //! `storage` (SQL) → `iomt_core` (policy, linter, codecs).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod authority;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod pki;
 pub mod registry;
 pub mod reprovision;
 pub mod revocation;
+pub mod search;
 pub mod setup;
 pub mod startup;
 pub mod stations;

@@ -1,5 +1,5 @@
 //! Device registration and enrollment tokens: the operations behind `ca-server device` and
-//! `ca-server token` (and, later, the admin API). Validation happens here; SQL in storage.
+//! `ca-server token` and the admin API. Validation happens here; SQL in storage.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub struct Registration {
 pub struct LineError {
     pub line: usize,
     pub message: String,
+    /// The line's only fault is that its device is already registered.
+    pub already_registered: bool,
 }
 
 impl std::fmt::Display for LineError {
@@ -103,6 +105,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<(usize, Registration)>, RegistryError
             Err(e) => errors.push(LineError {
                 line,
                 message: e.to_string(),
+                already_registered: false,
             }),
         }
     }
@@ -132,6 +135,7 @@ pub async fn register(
             errors.push(LineError {
                 line: *line,
                 message,
+                already_registered: false,
             })
         };
         let Some(policy) = policies.product(&row.product) else {
@@ -200,6 +204,7 @@ pub async fn register(
             errors.push(LineError {
                 line: *line,
                 message: format!("device {} is already registered", row.serial),
+                already_registered: true,
             });
         }
     }

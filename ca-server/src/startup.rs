@@ -17,6 +17,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::api;
+use crate::auth::failures::FailureAudit;
+use crate::auth::operator::Authenticator;
 use crate::authority::Authority;
 use crate::config::{ConfigError, Settings};
 use crate::pki::{CaMaterial, PkiError, PublicUrls};
@@ -113,7 +115,18 @@ impl Application {
             store.clone(),
             policies.clone(),
         )?);
-        let authority = Arc::new(Authority::new(policies, ca.clone(), store, urls));
+        let authority = Arc::new(Authority::new(policies, ca.clone(), store.clone(), urls));
+        let bootstrap_key = settings
+            .config
+            .admin_token_sha256
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok());
+        let admin = api::AdminState {
+            authority: authority.clone(),
+            revocation: revocation.clone(),
+            authenticator: Arc::new(Authenticator::new(store.clone(), &ca, bootstrap_key)),
+            failures: Arc::new(FailureAudit::new(store)),
+        };
 
         let (https, https_addr) = bind(settings.listen()?).await?;
         let (http, http_addr) = bind(settings.http_listen()?).await?;
@@ -123,14 +136,7 @@ impl Application {
             https_addr,
             http_addr,
             tls,
-            est: api::est_router(authority.clone()).merge(api::admin_router(api::AdminState {
-                revocation: revocation.clone(),
-                token_sha256: settings
-                    .config
-                    .admin_token_sha256
-                    .as_deref()
-                    .and_then(|h| hex::decode(h).ok()),
-            })),
+            est: api::est_router(authority.clone()).merge(api::admin_router(admin)),
             public: api::public_router(ca, revocation.clone()),
             revocation,
             authority,

@@ -1,4 +1,5 @@
-//! HTTP surface: the EST router (HTTPS) and the public revocation/AIA router (plain HTTP).
+//! HTTP surface: the EST and admin routers (HTTPS) and the public revocation/AIA router (plain
+//! HTTP).
 
 mod admin;
 pub mod error;
@@ -50,28 +51,18 @@ pub fn est_router(authority: Arc<Authority>) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// The admin routes (HTTPS, bearer token).
+/// Largest admin API request body (a bulk CSV of devices).
+pub const ADMIN_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// The admin routes (HTTPS; API key or operator certificate, with roles).
 pub fn admin_router(state: admin::AdminState) -> Router {
-    Router::new()
-        .route(
-            "/admin/v1/certificates/{serial}/revoke",
-            post(admin::revoke_certificate),
-        )
-        .route(
-            "/admin/v1/certificates/{serial}/release",
-            post(admin::release_certificate),
-        )
-        .route(
-            "/admin/v1/devices/{serial}/revoke",
-            post(admin::revoke_device),
-        )
-        .with_state(state)
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+    admin::router(state)
+        .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TraceLayer::new_for_http())
 }
 
-pub use admin::AdminState;
+pub use admin::{AdminState, OPENAPI, Route, routes as admin_routes};
 
 /// The plain-HTTP public routes: CA certificates, CRLs and OCSP.
 pub fn public_router(ca: Arc<CaMaterial>, revocation: Arc<Revocation>) -> Router {

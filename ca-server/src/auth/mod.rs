@@ -1,3 +1,6 @@
-//! Who is asking: one-time tokens now; station and device certificates build on this.
+//! Who is asking: one-time tokens, admin API operators (API keys, operator certificates); station
+//! and device certificates build on this.
 
+pub mod failures;
+pub mod operator;
 pub mod token;

@@ -54,6 +54,11 @@ impl Reason {
         self.0 as u8
     }
 
+    /// `certificateHold`: a reversible suspension.
+    pub fn hold() -> Reason {
+        Reason(RevocationReason::CertificateHold)
+    }
+
     /// True for `certificateHold`: a reversible suspension.
     pub fn is_hold(self) -> bool {
         self.0 == RevocationReason::CertificateHold

@@ -72,12 +72,24 @@ pub enum CertificateStatus {
 }
 
 impl CertificateStatus {
-    fn as_str(self) -> &'static str {
+    /// The name used in the database and the admin API.
+    pub fn as_str(self) -> &'static str {
         match self {
             CertificateStatus::OnHold => "on_hold",
             CertificateStatus::Revoked => "revoked",
             CertificateStatus::Valid => "valid",
         }
+    }
+
+    /// Parses a status name strictly (`valid`, `on_hold`, `revoked`); `None` for anything else.
+    pub fn from_name(text: &str) -> Option<CertificateStatus> {
+        [
+            CertificateStatus::OnHold,
+            CertificateStatus::Revoked,
+            CertificateStatus::Valid,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
     }
 
     fn parse(text: &str) -> CertificateStatus {
@@ -127,6 +139,109 @@ pub struct StoredAuditEvent {
     pub event: AuditEvent,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+}
+
+/// What an operator may do through the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Read-only: certificates, devices, the audit trail.
+    Auditor,
+    /// Devices and tokens.
+    Registrar,
+}
+
+impl Role {
+    /// The name used in the database, the CLI and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+            Role::Registrar => "registrar",
+        }
+    }
+
+    /// Parses a role name; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "auditor" => Some(Role::Auditor),
+            "registrar" => Some(Role::Registrar),
+            _ => None,
+        }
+    }
+}
+
+/// How an operator authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorKind {
+    /// A bearer API key (only its SHA-256 is stored).
+    ApiKey,
+    /// A client certificate chaining to our root, known by its SHA-256 fingerprint.
+    Certificate,
+}
+
+impl OperatorKind {
+    /// The name used in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorKind::ApiKey => "api_key",
+            OperatorKind::Certificate => "certificate",
+        }
+    }
+
+    fn parse(text: &str) -> OperatorKind {
+        if text == "api_key" {
+            OperatorKind::ApiKey
+        } else {
+            OperatorKind::Certificate
+        }
+    }
+}
+
+/// An admin API credential and the role it carries.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperatorRecord {
+    pub name: String,
+    pub kind: OperatorKind,
+    pub role: Role,
+    /// API key id, or the certificate's SHA-256 fingerprint (lowercase hex).
+    pub lookup: String,
+    /// SHA-256 of the whole API key (`None` for certificates).
+    pub secret_sha256: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl std::fmt::Debug for OperatorRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key hash is elided: it is a credential verifier.
+        f.debug_struct("OperatorRecord")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("role", &self.role)
+            .field("lookup", &self.lookup)
+            .field("created_at", &self.created_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Filters and paging for a certificate search; every filter is optional and they combine
+/// with AND. Results are ordered by serial; `after` continues from a previous page's last serial.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateQuery {
+    pub device: Option<String>,
+    pub product: Option<String>,
+    /// The device's production lot.
+    pub lot: Option<String>,
+    pub status: Option<CertificateStatus>,
+    /// Only certificates with `from < not_after <= to` (Unix seconds).
+    pub not_after_within: Option<(i64, i64)>,
+    /// Keyset cursor: only serials greater than this one.
+    pub after: Option<String>,
+    pub limit: u32,
 }
 
 /// One entry of a CRL.
@@ -184,6 +299,8 @@ pub enum StoreError {
     UnknownStation(String),
     #[error("station {station} reached its hourly issuance limit")]
     StationRateLimited { station: String },
+    #[error("an operator named `{0}` already exists")]
+    OperatorExists(String),
     #[error("storage is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("storage error: {0}")]
@@ -256,6 +373,34 @@ pub trait Store: StationStore + Send + Sync + 'static {
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
     /// The audit trail in order.
     async fn audit_events(&self) -> Result<Vec<StoredAuditEvent>, StoreError>;
+    /// Up to `limit` audit events with `seq > after_seq`, in order.
+    async fn audit_page(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError>;
+    /// Certificates matching a search, ordered by serial, at most `query.limit`.
+    async fn search_certificates(
+        &self,
+        query: &CertificateQuery,
+    ) -> Result<Vec<CertificateRecord>, StoreError>;
+    /// Adds an admin API credential and its audit event; `OperatorExists` if the name is taken.
+    async fn add_operator(
+        &self,
+        operator: &OperatorRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// A credential by its lookup value (API key id or certificate fingerprint).
+    async fn operator(&self, lookup: &str) -> Result<Option<OperatorRecord>, StoreError>;
+    /// Every credential, revoked ones included, by name.
+    async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError>;
+    /// Revokes a credential and appends the audit event; false if no active one has that name.
+    async fn revoke_operator(
+        &self,
+        name: &str,
+        at: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Hash of an audit event chained to its predecessor: SHA-256 over the previous hash and the

@@ -10,12 +10,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 
 use super::{
-    AuditEvent, CertificateRecord, CertificateStatus, CrlSnapshot, Device, DeviceStatus, Issuance,
-    PublishedCrl, RevokedEntry, Store, StoreError, StoredAuditEvent, TokenRecord, chain_hash,
-    classify,
+    AuditEvent, CertificateQuery, CertificateRecord, CertificateStatus, CrlSnapshot, Device,
+    DeviceStatus, Issuance, OperatorRecord, PublishedCrl, RevokedEntry, Store, StoreError,
+    StoredAuditEvent, TokenRecord, chain_hash, classify,
 };
 
-/// The embedded SQLite store.
+mod admin;
+
+/// The PostgreSQL store shared by replicas.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pub(super) pool: PgPool,
@@ -474,21 +476,48 @@ impl Store for PostgresStore {
             .await
             .map_err(classify)?;
         rows.iter()
-            .map(|row| {
-                Ok(StoredAuditEvent {
-                    seq: row.try_get("seq")?,
-                    event: AuditEvent {
-                        at: row.try_get("at")?,
-                        actor: row.try_get("actor")?,
-                        action: row.try_get("action")?,
-                        object: row.try_get("object")?,
-                        details: row.try_get("details")?,
-                    },
-                    prev_hash: row.try_get("prev_hash")?,
-                    hash: row.try_get("hash")?,
-                })
-            })
+            .map(admin::audit_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(classify)
+    }
+
+    async fn audit_page(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        admin::audit_page(self, after_seq, limit).await
+    }
+
+    async fn search_certificates(
+        &self,
+        query: &CertificateQuery,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        admin::search_certificates(self, query).await
+    }
+
+    async fn add_operator(
+        &self,
+        operator: &OperatorRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        admin::add_operator(self, operator, audit).await
+    }
+
+    async fn operator(&self, lookup: &str) -> Result<Option<OperatorRecord>, StoreError> {
+        admin::operator(self, lookup).await
+    }
+
+    async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        admin::operators(self).await
+    }
+
+    async fn revoke_operator(
+        &self,
+        name: &str,
+        at: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        admin::revoke_operator(self, name, at, audit).await
     }
 }

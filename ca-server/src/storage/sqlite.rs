@@ -13,10 +13,12 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
 use super::{
-    AuditEvent, CertificateRecord, CertificateStatus, CrlSnapshot, Device, DeviceStatus, Issuance,
-    PublishedCrl, RevokedEntry, Store, StoreError, StoredAuditEvent, TokenRecord, chain_hash,
-    classify,
+    AuditEvent, CertificateQuery, CertificateRecord, CertificateStatus, CrlSnapshot, Device,
+    DeviceStatus, Issuance, OperatorRecord, PublishedCrl, RevokedEntry, Store, StoreError,
+    StoredAuditEvent, TokenRecord, chain_hash, classify,
 };
+
+mod admin;
 
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]
@@ -486,7 +488,14 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        // IMMEDIATE: the chain head is read under the write lock. A deferred transaction that
+        // reads first fails at once with SQLITE_BUSY(_SNAPSHOT) if another writer got in between
+        // (the busy timeout does not apply to a lock upgrade).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
         append_events(&mut tx, events).await?;
         tx.commit().await.map_err(classify)
     }
@@ -497,21 +506,48 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         rows.iter()
-            .map(|row| {
-                Ok(StoredAuditEvent {
-                    seq: row.try_get("seq")?,
-                    event: AuditEvent {
-                        at: row.try_get("at")?,
-                        actor: row.try_get("actor")?,
-                        action: row.try_get("action")?,
-                        object: row.try_get("object")?,
-                        details: row.try_get("details")?,
-                    },
-                    prev_hash: row.try_get("prev_hash")?,
-                    hash: row.try_get("hash")?,
-                })
-            })
+            .map(admin::audit_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(classify)
+    }
+
+    async fn audit_page(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        admin::audit_page(self, after_seq, limit).await
+    }
+
+    async fn search_certificates(
+        &self,
+        query: &CertificateQuery,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        admin::search_certificates(self, query).await
+    }
+
+    async fn add_operator(
+        &self,
+        operator: &OperatorRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        admin::add_operator(self, operator, audit).await
+    }
+
+    async fn operator(&self, lookup: &str) -> Result<Option<OperatorRecord>, StoreError> {
+        admin::operator(self, lookup).await
+    }
+
+    async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        admin::operators(self).await
+    }
+
+    async fn revoke_operator(
+        &self,
+        name: &str,
+        at: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        admin::revoke_operator(self, name, at, audit).await
     }
 }

@@ -369,6 +369,149 @@ async fn disabled_station_certificates_reach_the_station_crl(store: &dyn Store) 
     ));
 }
 
+fn certificate(serial: &str, device: &str, not_after: i64) -> Issuance {
+    let mut issued = issuance(serial, device, None);
+    issued.certificate.not_after = not_after;
+    issued.certificate.spki_sha256 = serial.as_bytes().to_vec();
+    issued
+}
+
+async fn certificates_are_searched_by_every_filter_and_paged(store: &dyn Store) {
+    let mut other_lot = device("IP20000002");
+    other_lot.lot = Some("L2".into());
+    store
+        .register_devices(&[device("IP20000001"), other_lot], &[])
+        .await
+        .unwrap();
+    for (serial, device, not_after) in [
+        ("0a", "IP20000001", 10_000),
+        ("0b", "IP20000001", 50_000),
+        ("0c", "IP20000002", 20_000),
+        ("0d", "IP20000002", 900_000),
+    ] {
+        store
+            .commit_issuance(&certificate(serial, device, not_after), 1_000)
+            .await
+            .unwrap();
+    }
+    store
+        .set_status("0b", CertificateStatus::Revoked, None, 1_600)
+        .await
+        .unwrap();
+    let serials = |found: Vec<CertificateRecord>| {
+        found.into_iter().map(|c| c.serial).collect::<Vec<String>>()
+    };
+    let all = CertificateQuery {
+        limit: 10,
+        ..CertificateQuery::default()
+    };
+    let search = |query: CertificateQuery| async move {
+        serials(store.search_certificates(&query).await.unwrap())
+    };
+    assert_eq!(search(all.clone()).await, ["0a", "0b", "0c", "0d"]);
+    let by_device = CertificateQuery {
+        device: Some("IP20000002".into()),
+        ..all.clone()
+    };
+    assert_eq!(search(by_device).await, ["0c", "0d"]);
+    let by_lot = CertificateQuery {
+        lot: Some("L1".into()),
+        ..all.clone()
+    };
+    assert_eq!(search(by_lot).await, ["0a", "0b"]);
+    let by_product = CertificateQuery {
+        product: Some("other-product".into()),
+        ..all.clone()
+    };
+    assert!(search(by_product).await.is_empty());
+    let by_status = CertificateQuery {
+        status: Some(CertificateStatus::Revoked),
+        ..all.clone()
+    };
+    assert_eq!(search(by_status).await, ["0b"]);
+    let expiring = CertificateQuery {
+        not_after_within: Some((15_000, 60_000)),
+        ..all.clone()
+    };
+    assert_eq!(search(expiring).await, ["0b", "0c"]);
+    let first_page = CertificateQuery {
+        limit: 3,
+        ..all.clone()
+    };
+    assert_eq!(search(first_page).await, ["0a", "0b", "0c"]);
+    let next_page = CertificateQuery {
+        after: Some("0c".into()),
+        limit: 3,
+        ..all.clone()
+    };
+    assert_eq!(search(next_page).await, ["0d"]);
+}
+
+fn api_key(name: &str, lookup: &str) -> OperatorRecord {
+    OperatorRecord {
+        name: name.into(),
+        kind: OperatorKind::ApiKey,
+        role: Role::Registrar,
+        lookup: lookup.into(),
+        secret_sha256: Some(vec![9; 32]),
+        created_at: 1_000,
+        revoked_at: None,
+    }
+}
+
+async fn operators_are_added_found_and_revoked_once(store: &dyn Store) {
+    store
+        .add_operator(&api_key("mes", "k1"), &event("apikey.created"))
+        .await
+        .unwrap();
+    let err = store
+        .add_operator(&api_key("mes", "k2"), &event("apikey.created"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::OperatorExists(ref n) if n == "mes"),
+        "{err}"
+    );
+    let found = store.operator("k1").await.unwrap().unwrap();
+    assert_eq!(found, api_key("mes", "k1"));
+    assert!(store.operator("k2").await.unwrap().is_none());
+    assert!(
+        store
+            .revoke_operator("mes", 2_000, &event("apikey.revoked"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_operator("mes", 3_000, &event("apikey.revoked"))
+            .await
+            .unwrap()
+    );
+    let listed = store.operators().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at, Some(2_000));
+    let actions: Vec<String> = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.action)
+        .collect();
+    assert_eq!(actions, ["apikey.created", "apikey.revoked"]);
+}
+
+async fn audit_pages_continue_after_a_sequence_number(store: &dyn Store) {
+    store
+        .append_audit(&[event("a"), event("b"), event("c")])
+        .await
+        .unwrap();
+    let first = store.audit_page(0, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let rest = store.audit_page(first[1].seq, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].event.action, "c");
+}
+
 macro_rules! storage_suite {
     ($open:expr) => {
         storage_suite!(@tests $open;
@@ -382,7 +525,10 @@ macro_rules! storage_suite {
             audit_events_are_chained,
             station_is_stored_once_and_its_token_consumed_once,
             station_quota_is_enforced_inside_the_issuance,
-            disabled_station_certificates_reach_the_station_crl);
+            disabled_station_certificates_reach_the_station_crl,
+            certificates_are_searched_by_every_filter_and_paged,
+            operators_are_added_found_and_revoked_once,
+            audit_pages_continue_after_a_sequence_number);
     };
     (@tests $open:expr; $($name:ident),*) => {
         $(

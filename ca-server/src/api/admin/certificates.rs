@@ -1,25 +1,16 @@
-//! The admin surface over HTTPS (JSON): revocation operations. Authenticated by the bearer
-//! token `init` writes to `DIR/admin-token` (stored hashed, compared in constant time). Roles and
-//! operator certificates come with the full admin API.
-
-use std::sync::Arc;
+//! Admin API: certificate search and revocation (revoke, hold, release), calling the same
+//! functions as `ca-server certificates search`, `revoke` and `release`.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
-use crate::auth::token;
-use crate::revocation::{Change, REASON_NAMES, Reason, Revocation, RevocationError};
-
-/// What the admin handlers need.
-#[derive(Clone)]
-pub struct AdminState {
-    pub revocation: Arc<Revocation>,
-    /// SHA-256 of the bearer token; `None` disables the admin API.
-    pub token_sha256: Option<Vec<u8>>,
-}
+use super::AdminState;
+use crate::api::error::ApiError;
+use crate::auth::operator::Operator;
+use crate::revocation::{Change, REASON_NAMES, Reason, RevocationError};
+use crate::search::{self, SearchError, SearchPage, SearchParams};
 
 /// Body of a revoke request.
 #[derive(Debug, Default, Deserialize)]
@@ -40,45 +31,6 @@ pub struct ChangeResponse {
 #[derive(Debug, Serialize)]
 pub struct ChangesResponse {
     pub changes: Vec<ChangeResponse>,
-}
-
-fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.token_sha256 else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin.disabled",
-            "the admin API is disabled: config.toml has no admin_token_sha256",
-        ));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "auth.required",
-                "send `Authorization: Bearer <admin token>`",
-            )
-        })?;
-    let hash = token::hash(presented.trim());
-    // Constant-time comparison of equal-length digests.
-    let same = hash.len() == expected.len()
-        && hash
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        tracing::warn!("admin API: bearer token refused");
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "auth.bad_token",
-            "the admin token is not valid",
-        ))
-    }
 }
 
 fn parse_reason(body: Option<Json<RevokeRequest>>) -> Result<Reason, ApiError> {
@@ -118,16 +70,15 @@ fn render(changes: Vec<(String, Change)>) -> Json<ChangesResponse> {
 /// `POST /admin/v1/certificates/{serial}/revoke`.
 pub async fn revoke_certificate(
     State(state): State<AdminState>,
+    Extension(operator): Extension<Operator>,
     Path(serial): Path<String>,
-    headers: HeaderMap,
     body: Option<Json<RevokeRequest>>,
 ) -> Result<Json<ChangesResponse>, ApiError> {
-    authorize(&state, &headers)?;
     let reason = parse_reason(body)?;
     let serial = serial.replace(':', "").to_ascii_lowercase();
     let change = state
         .revocation
-        .revoke(&serial, reason, "admin:api-token")
+        .revoke(&serial, reason, &operator.actor())
         .await?;
     Ok(render(vec![(serial, change)]))
 }
@@ -135,16 +86,15 @@ pub async fn revoke_certificate(
 /// `POST /admin/v1/devices/{serial}/revoke`: every certificate of the device.
 pub async fn revoke_device(
     State(state): State<AdminState>,
+    Extension(operator): Extension<Operator>,
     Path(device): Path<String>,
-    headers: HeaderMap,
     body: Option<Json<RevokeRequest>>,
 ) -> Result<Json<ChangesResponse>, ApiError> {
-    authorize(&state, &headers)?;
     let reason = parse_reason(body)?;
     Ok(render(
         state
             .revocation
-            .revoke_device(&device, reason, "admin:api-token")
+            .revoke_device(&device, reason, &operator.actor())
             .await?,
     ))
 }
@@ -152,13 +102,49 @@ pub async fn revoke_device(
 /// `POST /admin/v1/certificates/{serial}/release`: lift a hold.
 pub async fn release_certificate(
     State(state): State<AdminState>,
+    Extension(operator): Extension<Operator>,
     Path(serial): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<ChangesResponse>, ApiError> {
-    authorize(&state, &headers)?;
     let serial = serial.replace(':', "").to_ascii_lowercase();
-    let change = state.revocation.release(&serial, "admin:api-token").await?;
+    let change = state.revocation.release(&serial, &operator.actor()).await?;
     Ok(render(vec![(serial, change)]))
+}
+
+/// `POST /admin/v1/certificates/{serial}/hold`: revoke with `certificateHold` (reversible).
+pub async fn hold_certificate(
+    State(state): State<AdminState>,
+    Extension(operator): Extension<Operator>,
+    Path(serial): Path<String>,
+) -> Result<Json<ChangesResponse>, ApiError> {
+    let serial = serial.replace(':', "").to_ascii_lowercase();
+    let change = state
+        .revocation
+        .revoke(&serial, Reason::hold(), &operator.actor())
+        .await?;
+    Ok(render(vec![(serial, change)]))
+}
+
+/// `GET /admin/v1/certificates?device=&product=&lot=&status=&expiring_within_days=&limit=&after=`.
+pub async fn search(
+    State(state): State<AdminState>,
+    query: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SearchPage>, ApiError> {
+    let Query(params) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "search.bad_query", e.body_text()))?;
+    Ok(Json(search::search(state.authority.store(), params).await?))
+}
+
+impl From<SearchError> for ApiError {
+    fn from(error: SearchError) -> ApiError {
+        match error {
+            SearchError::Store(store) => store.into(),
+            other => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "search.bad_query",
+                other.to_string(),
+            ),
+        }
+    }
 }
 
 impl From<RevocationError> for ApiError {

@@ -1,0 +1,432 @@
+//! Who is calling the admin API: a bearer API key or an operator client certificate, each
+//! enrolled with a role; what each role may do; and the operations behind `ca-server apikey`
+//! and `ca-server operator`.
+//!
+//! API keys look like `iomt_<id>_<secret>`: the id (16 hex digits) finds the record, then the
+//! SHA-256 of the whole key is compared in constant time. The bootstrap key `init` writes to
+//! `DIR/admin-token` (its hash in `config.toml`) is an `admin` key named `bootstrap`.
+//! An operator certificate is any certificate chaining to our root (through one of our CAs) for
+//! client authentication whose SHA-256 fingerprint was enrolled with `operator add`.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SecureRandom;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use subtle::ConstantTimeEq;
+
+use crate::pki::CaMaterial;
+use crate::storage::{AuditEvent, OperatorKind, OperatorRecord, Role, Store, StoreError};
+
+/// Prefix of every API key (easy to spot in a secret scanner).
+const KEY_PREFIX: &str = "iomt_";
+/// Name of the bootstrap admin key written by `init`.
+pub const BOOTSTRAP_NAME: &str = "bootstrap";
+
+/// Something an admin API route does; each route requires exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// Read and export the audit trail.
+    AuditRead,
+    /// Search and read certificates.
+    CertificatesRead,
+    /// Revoke, hold and release certificates.
+    CertificatesRevoke,
+    /// Read device records.
+    DevicesRead,
+    /// Register devices.
+    DevicesRegister,
+    /// Create, disable and list manufacturing stations.
+    StationsManage,
+    /// Create one-time enrollment tokens.
+    TokensCreate,
+}
+
+impl Capability {
+    /// Whether `role` has this capability: `admin` everything, `registrar` devices and tokens,
+    /// `auditor` read-only (certificates, devices, audit).
+    pub fn allowed_for(self, role: Role) -> bool {
+        use Capability as C;
+        match role {
+            Role::Admin => true,
+            Role::Registrar => {
+                matches!(self, C::DevicesRead | C::DevicesRegister | C::TokensCreate)
+            }
+            Role::Auditor => matches!(self, C::AuditRead | C::CertificatesRead | C::DevicesRead),
+        }
+    }
+
+    /// The name used in error messages and the audit trail.
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::AuditRead => "audit:read",
+            Capability::CertificatesRead => "certificates:read",
+            Capability::CertificatesRevoke => "certificates:revoke",
+            Capability::DevicesRead => "devices:read",
+            Capability::DevicesRegister => "devices:register",
+            Capability::StationsManage => "stations:manage",
+            Capability::TokensCreate => "tokens:create",
+        }
+    }
+}
+
+/// An authenticated admin API caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub name: String,
+    pub role: Role,
+    pub kind: OperatorKind,
+}
+
+impl Operator {
+    /// How the caller appears as the actor of audit events.
+    pub fn actor(&self) -> String {
+        match self.kind {
+            OperatorKind::ApiKey => format!("apikey:{}", self.name),
+            OperatorKind::Certificate => format!("operator:{}", self.name),
+        }
+    }
+}
+
+/// Why a caller was not authenticated. Messages never include the presented secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFailure {
+    #[error(
+        "no credential: send `Authorization: Bearer <API key>` or an operator client certificate"
+    )]
+    Missing,
+    #[error("the API key is not valid")]
+    BadKey,
+    #[error("the API key `{0}` has been revoked")]
+    RevokedKey(String),
+    #[error("client certificate {fingerprint} is not enrolled as an operator")]
+    UnknownCertificate { fingerprint: String },
+    #[error("client certificate {fingerprint} is not valid here: {reason}")]
+    UntrustedCertificate { fingerprint: String, reason: String },
+    #[error("operator `{0}` has been revoked")]
+    RevokedOperator(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AuthFailure {
+    /// A short stable reason for the audit trail.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing_credential",
+            AuthFailure::BadKey => "bad_key",
+            AuthFailure::RevokedKey(_) => "revoked_key",
+            AuthFailure::UnknownCertificate { .. } => "unknown_certificate",
+            AuthFailure::UntrustedCertificate { .. } => "untrusted_certificate",
+            AuthFailure::RevokedOperator(_) => "revoked_operator",
+            AuthFailure::Store(_) => "storage",
+        }
+    }
+}
+
+/// A newly created API key; the key is shown once.
+pub struct NewApiKey {
+    /// The whole key, `iomt_<id>_<secret>`: never stored or logged.
+    pub key: String,
+    pub id: String,
+    pub sha256: Vec<u8>,
+}
+
+impl std::fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApiKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generates an API key: a 64-bit id and 256 random bits from the system CSPRNG.
+pub fn generate_key() -> Result<NewApiKey, ring::error::Unspecified> {
+    let rng = ring::rand::SystemRandom::new();
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    rng.fill(&mut id)?;
+    rng.fill(&mut secret)?;
+    let id = hex::encode(id);
+    let key = format!("{KEY_PREFIX}{id}_{}", URL_SAFE_NO_PAD.encode(secret));
+    Ok(NewApiKey {
+        sha256: crate::auth::token::hash(&key),
+        key,
+        id,
+    })
+}
+
+/// The id part of an API key, if it has the API key shape.
+fn key_id(key: &str) -> Option<&str> {
+    let (id, _) = key.strip_prefix(KEY_PREFIX)?.split_once('_')?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
+/// SHA-256 fingerprint of a DER certificate, lowercase hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
+}
+
+/// What an operator certificate must chain to: our root, through any of our CAs.
+struct OperatorTrust {
+    root: CertificateDer<'static>,
+    intermediates: Vec<CertificateDer<'static>>,
+}
+
+impl OperatorTrust {
+    fn new(ca: &CaMaterial) -> OperatorTrust {
+        let mut intermediates: Vec<CertificateDer<'static>> =
+            ca.issuing.values().map(|c| c.cert_der.clone()).collect();
+        intermediates.push(ca.station.cert_der.clone());
+        OperatorTrust {
+            root: ca.root_der.clone(),
+            intermediates,
+        }
+    }
+
+    /// Verifies a client-authentication certificate (with any extra chain the client sent).
+    fn verify(
+        &self,
+        leaf: &CertificateDer<'static>,
+        extra: &[CertificateDer<'static>],
+    ) -> Result<(), String> {
+        let mut intermediates = self.intermediates.clone();
+        intermediates.extend(extra.iter().cloned());
+        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("{e:?}"))?;
+        let anchor = webpki::anchor_from_trusted_cert(&self.root).map_err(|e| format!("{e:?}"))?;
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &[anchor],
+                &intermediates,
+                UnixTime::now(),
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map(|_| ())
+            .map_err(|e| format!("chain verification failed: {e:?}"))
+    }
+}
+
+/// Checks admin API callers against the bootstrap key, the API keys and operator certificates.
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    bootstrap_sha256: Option<Vec<u8>>,
+    trust: OperatorTrust,
+}
+
+impl Authenticator {
+    /// Trusts operator certificates chaining to `ca`'s root through any of its CAs.
+    pub fn new(
+        store: Arc<dyn Store>,
+        ca: &CaMaterial,
+        bootstrap_sha256: Option<Vec<u8>>,
+    ) -> Authenticator {
+        Authenticator {
+            store,
+            bootstrap_sha256,
+            trust: OperatorTrust::new(ca),
+        }
+    }
+
+    /// Authenticates a bearer key (preferred when both are present) or a client certificate.
+    pub async fn authenticate(
+        &self,
+        bearer: Option<&str>,
+        peer: Option<&[CertificateDer<'static>]>,
+    ) -> Result<Operator, AuthFailure> {
+        match (bearer, peer.and_then(<[_]>::first)) {
+            (Some(key), _) => self.key(key.trim()).await,
+            (None, Some(leaf)) => self.certificate(leaf, peer.unwrap_or_default()).await,
+            (None, None) => Err(AuthFailure::Missing),
+        }
+    }
+
+    async fn key(&self, key: &str) -> Result<Operator, AuthFailure> {
+        let presented = crate::auth::token::hash(key);
+        let Some(id) = key_id(key) else {
+            let bootstrap = self
+                .bootstrap_sha256
+                .as_ref()
+                .is_some_and(|expected| bool::from(presented.ct_eq(expected)));
+            return if bootstrap {
+                Ok(Operator {
+                    name: BOOTSTRAP_NAME.to_owned(),
+                    role: Role::Admin,
+                    kind: OperatorKind::ApiKey,
+                })
+            } else {
+                Err(AuthFailure::BadKey)
+            };
+        };
+        let record = self.store.operator(id).await?.ok_or(AuthFailure::BadKey)?;
+        let expected = match (&record.kind, &record.secret_sha256) {
+            (OperatorKind::ApiKey, Some(expected)) => expected,
+            _ => return Err(AuthFailure::BadKey),
+        };
+        if !bool::from(presented.ct_eq(expected)) {
+            return Err(AuthFailure::BadKey);
+        }
+        if record.revoked_at.is_some() {
+            return Err(AuthFailure::RevokedKey(record.name));
+        }
+        Ok(Operator {
+            name: record.name,
+            role: record.role,
+            kind: OperatorKind::ApiKey,
+        })
+    }
+
+    async fn certificate(
+        &self,
+        leaf: &CertificateDer<'static>,
+        chain: &[CertificateDer<'static>],
+    ) -> Result<Operator, AuthFailure> {
+        let fingerprint = fingerprint(leaf);
+        let record = self
+            .store
+            .operator(&fingerprint)
+            .await?
+            .filter(|r| r.kind == OperatorKind::Certificate)
+            .ok_or_else(|| AuthFailure::UnknownCertificate {
+                fingerprint: fingerprint.clone(),
+            })?;
+        let extra = chain.get(1..).unwrap_or_default();
+        self.trust
+            .verify(leaf, extra)
+            .map_err(|reason| AuthFailure::UntrustedCertificate {
+                fingerprint: fingerprint.clone(),
+                reason,
+            })?;
+        if record.revoked_at.is_some() {
+            return Err(AuthFailure::RevokedOperator(record.name));
+        }
+        Ok(Operator {
+            name: record.name,
+            role: record.role,
+            kind: OperatorKind::Certificate,
+        })
+    }
+}
+
+/// Why an operator credential could not be created or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("unknown role `{0}` (use admin, registrar or auditor)")]
+    UnknownRole(String),
+    #[error("name `{0}` must be 1-64 characters of letters, digits, `.`, `_` or `-`")]
+    BadName(String),
+    #[error("the certificate does not chain to this CA's root for client authentication: {0}")]
+    Untrusted(String),
+    #[error("no active credential named `{0}`")]
+    Unknown(String),
+    #[error("the system random generator failed")]
+    Random,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn check_name(name: &str) -> Result<(), OperatorError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name != BOOTSTRAP_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| OperatorError::BadName(name.to_owned()))
+}
+
+/// Parses a role name.
+pub fn parse_role(text: &str) -> Result<Role, OperatorError> {
+    Role::parse(text).ok_or_else(|| OperatorError::UnknownRole(text.to_owned()))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Creates an API key with a role (`apikey create`); the key is returned once.
+pub async fn create_key(
+    store: &dyn Store,
+    name: &str,
+    role: Role,
+    actor: &str,
+) -> Result<NewApiKey, OperatorError> {
+    check_name(name)?;
+    let key = generate_key().map_err(|_| OperatorError::Random)?;
+    let at = now();
+    let record = OperatorRecord {
+        name: name.to_owned(),
+        kind: OperatorKind::ApiKey,
+        role,
+        lookup: key.id.clone(),
+        secret_sha256: Some(key.sha256.clone()),
+        created_at: at,
+        revoked_at: None,
+    };
+    let audit = AuditEvent {
+        at,
+        actor: actor.to_owned(),
+        action: "apikey.created".into(),
+        object: format!("apikey:{name}"),
+        details: serde_json::json!({"role": role.as_str(), "key_id": key.id}).to_string(),
+    };
+    store.add_operator(&record, &audit).await?;
+    Ok(key)
+}
+
+/// Enrolls an operator certificate (DER) with a role (`operator add`), after checking that it
+/// chains to our root for client authentication now.
+pub async fn add_certificate(
+    store: &dyn Store,
+    ca: &CaMaterial,
+    name: &str,
+    role: Role,
+    der: CertificateDer<'static>,
+    actor: &str,
+) -> Result<String, OperatorError> {
+    check_name(name)?;
+    OperatorTrust::new(ca)
+        .verify(&der, &[])
+        .map_err(OperatorError::Untrusted)?;
+    let fingerprint = fingerprint(&der);
+    let at = now();
+    let record = OperatorRecord {
+        name: name.to_owned(),
+        kind: OperatorKind::Certificate,
+        role,
+        lookup: fingerprint.clone(),
+        secret_sha256: None,
+        created_at: at,
+        revoked_at: None,
+    };
+    let audit = AuditEvent {
+        at,
+        actor: actor.to_owned(),
+        action: "operator.added".into(),
+        object: format!("operator:{name}"),
+        details: serde_json::json!({"role": role.as_str(), "sha256": fingerprint}).to_string(),
+    };
+    store.add_operator(&record, &audit).await?;
+    Ok(fingerprint)
+}
+
+/// Revokes an API key or operator certificate by name.
+pub async fn revoke(store: &dyn Store, name: &str, actor: &str) -> Result<(), OperatorError> {
+    let at = now();
+    let audit = AuditEvent {
+        at,
+        actor: actor.to_owned(),
+        action: "operator.revoked".into(),
+        object: format!("operator:{name}"),
+        details: "{}".into(),
+    };
+    if store.revoke_operator(name, at, &audit).await? {
+        Ok(())
+    } else {
+        Err(OperatorError::Unknown(name.to_owned()))
+    }
+}
