@@ -438,3 +438,97 @@ async fn station_administration_refuses_bad_input() {
     let error = refused(&["device", "reprovision", "IP29999999"]).await;
     assert!(error.contains("not registered"), "{error}");
 }
+
+#[tokio::test]
+async fn stations_are_managed_over_the_admin_api_by_admins_only() {
+    let app = TestApp::spawn().await;
+    let admin = std::fs::read_to_string(app.data_dir().join("admin-token")).unwrap();
+    let registrar = app
+        .cli(&["apikey", "create", "--name", "mes", "--role", "registrar"])
+        .await
+        .unwrap();
+    let client = app.http_client();
+    let url = |path: &str| format!("{}/admin/v1/{path}", app.server_url());
+    let create = serde_json::json!({"name": "plant2-line1-st01", "products": [MONITOR], "rate_limit_per_hour": 50});
+
+    let refused = client
+        .post(url("stations"))
+        .bearer_auth(registrar.trim())
+        .header("content-type", "application/json")
+        .body(create.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.headers()["x-error-code"], "auth.role_insufficient");
+
+    let created = client
+        .post(url("stations"))
+        .bearer_auth(admin.trim())
+        .header("content-type", "application/json")
+        .body(create.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = serde_json::from_slice(&created.bytes().await.unwrap()).unwrap();
+    let token = body["token"].as_str().unwrap();
+    let dir = app.dir.path().join("api-station");
+    app.enroll("plant2-line1-st01", token, &dir).await.unwrap();
+    register_monitors(&app, &["PM70000700".to_owned()]).await;
+    assert_eq!(enroll_through(&app, &dir, "PM70000700").await.0, 200);
+
+    let again = client
+        .post(url("stations"))
+        .bearer_auth(admin.trim())
+        .header("content-type", "application/json")
+        .body(create.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    assert_eq!(again.headers()["x-error-code"], "station.exists");
+
+    let listed: serde_json::Value = client
+        .get(url("stations"))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
+    assert_eq!(listed[0]["name"], "plant2-line1-st01");
+    assert_eq!(listed[0]["rate_limit_per_hour"], 50);
+
+    let disabled: serde_json::Value = client
+        .post(url("stations/plant2-line1-st01/disable"))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
+    assert_eq!(disabled["revoked"].as_array().unwrap().len(), 1);
+    let (status, code, _) = enroll_through(&app, &dir, "PM70000700").await;
+    assert_eq!((status, code.as_str()), (403, "station.disabled"));
+
+    let reprovisioned = client
+        .post(url("devices/PM70000700/reprovision"))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reprovisioned.status(), 200);
+    let events = app.authority.store().audit_events().await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.action == "device.reprovisioned"
+                && e.event.actor.starts_with("apikey:"))
+    );
+}

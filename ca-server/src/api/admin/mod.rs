@@ -10,6 +10,7 @@
 mod audit;
 mod certificates;
 mod registry;
+mod stations;
 
 use std::sync::Arc;
 
@@ -84,6 +85,30 @@ pub fn routes() -> Vec<Route> {
             "/admin/v1/devices/{serial}/revoke",
             Some(C::CertificatesRevoke),
             post(certificates::revoke_device),
+        ),
+        route(
+            Method::POST,
+            "/admin/v1/devices/{serial}/reprovision",
+            Some(C::CertificatesRevoke),
+            post(stations::reprovision_device),
+        ),
+        route(
+            Method::POST,
+            "/admin/v1/stations",
+            Some(C::StationsManage),
+            post(stations::create),
+        ),
+        route(
+            Method::GET,
+            "/admin/v1/stations",
+            Some(C::StationsManage),
+            get(stations::list),
+        ),
+        route(
+            Method::POST,
+            "/admin/v1/stations/{name}/disable",
+            Some(C::StationsManage),
+            post(stations::disable),
         ),
         route(
             Method::POST,
