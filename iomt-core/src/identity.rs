@@ -1,6 +1,9 @@
 //! What a device's certificate must say, computed from its product policy and registration
 //! record (never from the CSR): PROFILES.md §2.3.6–§2.3.7.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use regex::Regex;
 
 use crate::policy::template::substitute;
@@ -63,26 +66,37 @@ pub const SERIAL_SYNTAX: &str = "^[A-Za-z0-9][A-Za-z0-9-]{3,63}$";
 
 /// Checks a serial against the profile syntax and the product's own pattern.
 pub fn check_serial(policy: &Policy, serial: &str) -> Result<(), IdentityError> {
-    let mut patterns = vec![SERIAL_SYNTAX.to_owned()];
+    let mut patterns = vec![SERIAL_SYNTAX];
     if let Some(pattern) = &policy.subject.serial_number.pattern {
-        patterns.push(pattern.clone());
+        patterns.push(pattern);
     }
     if let Some(device) = &policy.device {
-        patterns.push(device.serial_pattern.clone());
+        patterns.push(&device.serial_pattern);
     }
     for pattern in patterns {
-        // Patterns were compiled once by the loader's validation; a failure here means the
-        // pattern cannot match anything, which is a mismatch.
-        let matches = Regex::new(&pattern).is_ok_and(|re| re.is_match(serial));
+        // Patterns were validated by the loader; one that does not compile matches nothing.
+        let matches = compiled(pattern).is_some_and(|re| re.is_match(serial));
         if !matches {
             return Err(IdentityError::PatternMismatch {
                 attribute: "serialNumber",
                 value: serial.to_owned(),
-                pattern,
+                pattern: pattern.to_owned(),
             });
         }
     }
     Ok(())
+}
+
+/// The compiled form of a policy pattern. Policies hold a handful of patterns that are matched
+/// on every enrollment, so each is compiled once per process (compiling costs far more than
+/// matching).
+fn compiled(pattern: &str) -> Option<Regex> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<Regex>>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().ok()?;
+    cache
+        .entry(pattern.to_owned())
+        .or_insert_with(|| Regex::new(pattern).ok())
+        .clone()
 }
 
 impl Identity {
@@ -130,7 +144,7 @@ impl Identity {
                 });
             }
             if let Some(pattern) = &rule.pattern
-                && !Regex::new(pattern).is_ok_and(|re| re.is_match(&value))
+                && !compiled(pattern).is_some_and(|re| re.is_match(&value))
             {
                 return Err(IdentityError::PatternMismatch {
                     attribute: name,

@@ -3,6 +3,7 @@
 
 mod admission;
 mod certificate;
+mod chain;
 mod csr;
 mod error;
 mod reenroll;

@@ -1,7 +1,7 @@
 //! Re-enrollment (RFC 7030 §4.2.2): authorized by the device's current certificate over mutual
 //! TLS; the new certificate carries exactly the current identity and supersedes the old one.
 
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -92,7 +92,7 @@ impl Authority {
             .unix_timestamp()
             .min(record.not_after - 1)
             .max(record.not_before);
-        self.verify_device_chain(leaf, level, at)
+        super::chain::verify_client_certificate(leaf, &self.ca.issuing(level).cert_der, at)
             .map_err(|reason| not_ours(&reason))?;
         match record.status {
             CertificateStatus::Valid => {}
@@ -105,33 +105,6 @@ impl Authority {
             }));
         }
         Ok(record)
-    }
-
-    fn verify_device_chain(
-        &self,
-        leaf: &CertificateDer<'static>,
-        level: iomt_core::policy::Level,
-        at: i64,
-    ) -> Result<(), String> {
-        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("{e:?}"))?;
-        let anchor =
-            webpki::anchor_from_trusted_cert(&self.ca.root_der).map_err(|e| format!("{e:?}"))?;
-        let issuing = [self.ca.issuing(level).cert_der.clone()];
-        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(at).unwrap_or(0),
-        ));
-        end_entity
-            .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &[anchor],
-                &issuing,
-                at,
-                webpki::KeyUsage::client_auth(),
-                None,
-                None,
-            )
-            .map(|_| ())
-            .map_err(|e| format!("chain verification failed: {e:?}"))
     }
 
     async fn check_interval(

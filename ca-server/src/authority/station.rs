@@ -2,7 +2,7 @@
 //! token, then its certificate authorizes device enrollments within its product scope and
 //! hourly limit.
 
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -135,25 +135,12 @@ impl Authority {
         leaf: &CertificateDer<'static>,
         now: OffsetDateTime,
     ) -> Result<(), String> {
-        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("{e:?}"))?;
-        let anchor =
-            webpki::anchor_from_trusted_cert(&self.ca.root_der).map_err(|e| format!("{e:?}"))?;
-        let intermediates = [self.ca.station.cert_der.clone()];
-        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(now.unix_timestamp()).unwrap_or(0),
-        ));
-        end_entity
-            .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &[anchor],
-                &intermediates,
-                at,
-                webpki::KeyUsage::client_auth(),
-                None,
-                None,
-            )
-            .map(|_| ())
-            .map_err(|e| format!("it does not chain to the station CA ({e:?})"))
+        super::chain::verify_client_certificate(
+            leaf,
+            &self.ca.station.cert_der,
+            now.unix_timestamp(),
+        )
+        .map_err(|reason| format!("it was not issued by the station CA ({reason})"))
     }
 
     /// The station's hourly limit (its own, else the product policy's), checked before any
