@@ -476,11 +476,9 @@ pub struct ExpiredCertificate {
 impl TestApp {
     /// Crafts an [`ExpiredCertificate`] for the device enrolled in `device_dir`.
     pub fn expired_certificate(&self, device_dir: &Path) -> ExpiredCertificate {
-        let ca_dir = self.data_dir().join("ca");
-        let read = |name: &str| std::fs::read_to_string(ca_dir.join(name)).expect("CA file");
-        let issuer_key = rcgen::KeyPair::from_pem(&read("basic.key.pem")).expect("CA key");
-        let issuer =
-            rcgen::Issuer::from_ca_cert_pem(&read("basic.crt.pem"), issuer_key).expect("issuer");
+        // The CA key is sealed: unlock it the way the server does (DIR/passphrase).
+        let ca = ca_server::pki::CaMaterial::load(&self.data_dir()).expect("CA material");
+        let issuer = &ca.issuing(iomt_core::policy::Level::Basic).issuer;
         let current = read_pem_certs(&device_dir.join("cert.pem")).remove(0);
         let (_, parsed) = x509_parser::parse_x509_certificate(&current).expect("certificate");
         let mut params = rcgen::CertificateParams::default();
@@ -502,7 +500,7 @@ impl TestApp {
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let expired = params.signed_by(&key, &issuer).expect("sign");
+        let expired = params.signed_by(&key, issuer).expect("sign");
         ExpiredCertificate {
             der: expired.der().to_vec(),
             pem: expired.pem(),

@@ -271,4 +271,12 @@ mod tests {
         // Another CA's name (a swapped file) fails the same way.
         assert!(vault.open(Path::new("k"), "high", &block).is_err());
     }
+
+    #[test]
+    fn debug_output_never_shows_the_passphrase() {
+        let passphrase = Passphrase::new("correct horse battery".into());
+        assert!(!format!("{passphrase:?}").contains("horse"));
+        let vault = KeyVault::new(passphrase).unwrap();
+        assert!(!format!("{vault:?}").contains("horse"));
+    }
 }
