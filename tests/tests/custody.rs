@@ -119,6 +119,38 @@ async fn commands_with_wrong_passphrase_fail_cleanly_and_change_nothing() {
     );
 }
 
+/// `IOMT_CA_PASSPHRASE` can only be set for a whole process, so this test re-runs itself in a
+/// child process with the variable set.
+#[tokio::test]
+async fn enroll_with_passphrase_from_environment_works() {
+    const NAME: &str = "enroll_with_passphrase_from_environment_works";
+    if std::env::var("IOMT_CA_PASSPHRASE").is_err() {
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env("IOMT_CA_PASSPHRASE", "passphrase from the environment")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && text.contains("1 passed"),
+            "{text}"
+        );
+        return;
+    }
+    let dir = TestApp::init_dir(|_, t| t.to_owned(), None, &[])
+        .await
+        .expect("init");
+    let data = dir.path().join("ca");
+    assert!(
+        !data.join("passphrase").exists(),
+        "the environment's passphrase is used, none generated"
+    );
+    let app = TestApp::serve_dir(dir, KeyAccess::default()).await;
+    enroll_one(&app, "IP20000004").await;
+    assert_no_clear_private_key(&app.data_dir());
+}
+
 #[tokio::test]
 async fn init_with_short_passphrase_is_refused_and_creates_nothing() {
     let scratch = tempfile::tempdir().unwrap();

@@ -127,6 +127,40 @@ async fn enroll_with_softhsm_keys_signs_through_the_token() {
     crl.verify_signature(issuer.public_key())
         .expect("the CRL signed through PKCS#11 verifies");
     assert_eq!(crl.iter_revoked_certificates().count(), 1);
+
+    // OCSP: the delegated responder's certificate was signed through the token too.
+    if require_tool("openssl", &["version"]) {
+        let issuer = app.dir.path().join("issuer.pem");
+        std::fs::write(
+            &issuer,
+            pem::encode(&pem::Pem::new("CERTIFICATE", chain[0].clone())),
+        )
+        .unwrap();
+        let args = [
+            "ocsp".to_owned(),
+            "-issuer".into(),
+            issuer.display().to_string(),
+            "-cert".into(),
+            out.join("cert.pem").display().to_string(),
+            "-CAfile".into(),
+            app.root_pem().display().to_string(),
+            "-url".into(),
+            format!("http://{}/ocsp/basic", app.http),
+        ];
+        // Blocking tool off the runtime thread: the server answers on this runtime.
+        let output =
+            tokio::task::spawn_blocking(move || Command::new("openssl").args(&args).output())
+                .await
+                .unwrap()
+                .unwrap();
+        // openssl prints the verification result on stderr.
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            text.contains("Response verify OK") && text.contains(": revoked"),
+            "{text}"
+        );
+    }
     assert_no_clear_private_key(&app.data_dir());
 }
 
