@@ -170,13 +170,21 @@ async fn commands_with_wrong_pin_fail_cleanly_and_change_nothing() {
         return;
     };
     // init with a wrong PIN creates nothing.
-    let wrong = token_args(&hsm, "wrong-pin");
+    let scratch = tempfile::tempdir().unwrap();
+    let refused = scratch.path().join("ca");
+    let mut wrong = vec!["init".to_owned()];
+    wrong.extend(token_args(&hsm, "wrong-pin"));
     let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
-    let error = TestApp::init_dir(|_, t| t.to_owned(), None, &wrong)
+    let error = TestApp::cli_in(refused.to_str().unwrap(), &wrong)
         .await
         .expect_err("wrong PIN");
     assert!(error.contains("wrong PIN"), "{error}");
     assert!(!error.contains("7654321"), "the PIN leaked: {error}");
+    assert!(
+        !refused.exists(),
+        "a refused init left {}",
+        refused.display()
+    );
 
     let good = token_args(&hsm, "pin");
     let good: Vec<&str> = good.iter().map(String::as_str).collect();
