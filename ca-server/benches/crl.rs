@@ -24,6 +24,9 @@ async fn main() -> anyhow::Result<()> {
         http_listen: None,
         database_url: None,
         policies_dir: None,
+        key_access: Default::default(),
+        pkcs11: None,
+        external_root: false,
     })
     .await?;
     let ca = CaMaterial::load(&data)?;

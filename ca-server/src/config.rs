@@ -54,6 +54,8 @@ pub enum ConfigError {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub config: ConfigFile,
+    /// Where the CA passphrase and PKCS#11 PIN come from (defaults: environment, `DIR/passphrase`).
+    pub key_access: crate::pki::KeyAccess,
 }
 
 impl Settings {
@@ -74,6 +76,7 @@ impl Settings {
         Ok(Settings {
             data_dir: data_dir.to_path_buf(),
             config,
+            key_access: Default::default(),
         })
     }
 

@@ -6,7 +6,7 @@ use iomt_core::files::{PUBLIC, write_new};
 use iomt_core::policy::{PolicySet, PolicySource, shipped_sources};
 
 use crate::config::{CONFIG_FILE, ConfigFile, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN};
-use crate::pki::{HierarchyParams, PkiError, create_hierarchy};
+use crate::pki::{HierarchyParams, KeyAccess, KeyStore, PkiError, TokenOptions, create_hierarchy};
 use crate::startup::{StartupError, open_store};
 use crate::storage::AuditEvent;
 
@@ -29,6 +29,12 @@ pub struct InitOptions {
     pub database_url: Option<String>,
     /// Policy directory to copy in; the shipped policies when absent.
     pub policies_dir: Option<PathBuf>,
+    /// Where the CA passphrase (and PKCS#11 PIN) come from; none given: one is generated.
+    pub key_access: KeyAccess,
+    /// Generate the CA keys inside this PKCS#11 token instead of sealed files.
+    pub pkcs11: Option<TokenOptions>,
+    /// Create no root: write CSRs for an offline root (finish with `ca-server ca import`).
+    pub external_root: bool,
 }
 
 /// What `init` created.
@@ -38,6 +44,10 @@ pub struct InitReport {
     /// SHA-256 of the root certificate, colon-separated hex (as `openssl x509 -fingerprint`).
     pub root_fingerprint: String,
     pub config: ConfigFile,
+    /// True when the passphrase was generated into `DIR/passphrase`.
+    pub passphrase_generated: bool,
+    /// True when the root is external and the CSRs await its signature.
+    pub external_root: bool,
 }
 
 /// Why `init` refused or failed. Nothing is left half-created on a refusal.
@@ -91,7 +101,19 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
     }
     let evaluation = policies.ensure_production_ready().is_err();
 
+    // Log in to the token before anything exists: a wrong PIN leaves nothing behind.
+    let token = match &options.pkcs11 {
+        Some(token) => Some(KeyStore::login_for_init(token, &options.key_access)?),
+        None => None,
+    };
+
+    let passphrase = options.key_access.passphrase_for_init()?;
+
     create_private_dir(dir)?;
+    if passphrase.generated {
+        crate::pki::custody::write_generated(dir, &passphrase.passphrase)?;
+    }
+    let mut keys = KeyStore::create(passphrase.passphrase, token)?;
     let policy_dir = dir.join("policies");
     std::fs::create_dir_all(&policy_dir).map_err(io(&policy_dir))?;
     for source in &sources {
@@ -124,9 +146,17 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
             evaluation,
             tls_names: options.tls_names.clone(),
             public_url: public_url.clone(),
+            external_root: options.external_root,
         },
         &policies,
+        &mut keys,
     )?;
+    let custody = if keys.in_token() {
+        "pkcs11"
+    } else {
+        "sealed-file"
+    };
+    drop(keys);
 
     let admin_token = crate::auth::token::generate().map_err(|_| {
         InitError::Pki(PkiError::Random(
@@ -168,11 +198,15 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
     let config_path = dir.join(CONFIG_FILE);
     write_new(&config_path, config_text.as_bytes(), PUBLIC).map_err(io(&config_path))?;
 
-    let root_pem =
-        std::fs::read_to_string(dir.join("root.pem")).map_err(io(&dir.join("root.pem")))?;
-    let root_fingerprint = pem::parse(root_pem)
-        .map(|block| fingerprint(block.contents()))
-        .unwrap_or_default();
+    let root_fingerprint = if options.external_root {
+        String::new()
+    } else {
+        let root_pem =
+            std::fs::read_to_string(dir.join("root.pem")).map_err(io(&dir.join("root.pem")))?;
+        pem::parse(root_pem)
+            .map(|block| fingerprint(block.contents()))
+            .unwrap_or_default()
+    };
     let store = open_store(&crate::config::resolve_database_url(
         dir,
         &config.database_url,
@@ -184,7 +218,13 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
         actor: "operator".into(),
         action: "ca.created".into(),
         object: "ca:root".into(),
-        details: format!(r#"{{"root_sha256":"{root_fingerprint}","evaluation":{evaluation}}}"#),
+        details: serde_json::json!({
+            "root_sha256": root_fingerprint,
+            "evaluation": evaluation,
+            "key_custody": custody,
+            "external_root": options.external_root,
+        })
+        .to_string(),
     }];
     for (name, sha256) in policies.sources() {
         events.push(AuditEvent {
@@ -203,6 +243,8 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
         evaluation,
         root_fingerprint,
         config,
+        passphrase_generated: passphrase.generated,
+        external_root: options.external_root,
     })
 }
 

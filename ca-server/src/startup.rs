@@ -106,7 +106,10 @@ impl Application {
         if !settings.config.evaluation {
             policies.ensure_production_ready()?;
         }
-        let ca = Arc::new(CaMaterial::load(&settings.data_dir)?);
+        let ca = Arc::new(CaMaterial::load_with(
+            &settings.data_dir,
+            &settings.key_access,
+        )?);
         let store = open_store(&settings.database_url()).await?;
         let tls = TlsAcceptor::from(server_config(&ca)?);
         let urls = PublicUrls::new(&settings.config.public_url);

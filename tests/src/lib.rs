@@ -24,6 +24,8 @@ pub const PUMP: &str = "example-infusion-pump";
 /// The example station-only product (narrows Substantial).
 pub const MONITOR: &str = "example-patient-monitor";
 
+pub mod custody;
+
 mod clap_free {
     /// Parses a `ca-server` command line as the binary would.
     pub fn parse(args: &[&str]) -> super::Cli {
@@ -92,6 +94,23 @@ impl TestApp {
         http_port: Option<u16>,
         database_url: Option<&str>,
     ) -> TestApp {
+        let mut extra = Vec::new();
+        if let Some(url) = database_url {
+            extra.extend(["--database-url", url]);
+        }
+        let dir = TestApp::init_dir(edit, http_port, &extra)
+            .await
+            .expect("init");
+        TestApp::serve_dir(dir, ca_server::pki::KeyAccess::default()).await
+    }
+
+    /// Runs `ca-server init` (the test listeners and policies, plus `extra` arguments) in a fresh
+    /// temp directory whose `ca/` is the data directory; does not serve.
+    pub async fn init_dir(
+        edit: impl Fn(&str, &str) -> String,
+        http_port: Option<u16>,
+        extra: &[&str],
+    ) -> Result<tempfile::TempDir, String> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
@@ -120,11 +139,15 @@ impl TestApp {
             "--policies",
             policies.to_str().expect("utf-8"),
         ];
-        if let Some(url) = database_url {
-            args.extend(["--database-url", url]);
-        }
-        TestApp::cli_in(data_str, &args).await.expect("init");
-        let settings = Settings::load(&data).expect("settings");
+        args.extend_from_slice(extra);
+        TestApp::cli_in(data_str, &args).await?;
+        Ok(dir)
+    }
+
+    /// Serves the CA that [`TestApp::init_dir`] created, unlocking its keys as `access` says.
+    pub async fn serve_dir(dir: tempfile::TempDir, access: ca_server::pki::KeyAccess) -> TestApp {
+        let mut settings = Settings::load(&dir.path().join("ca")).expect("settings");
+        settings.key_access = access;
         let (https, http, authority, revocation, shutdown, server) = serve(&settings).await;
         TestApp {
             dir,
@@ -186,7 +209,8 @@ impl TestApp {
         TestApp::cli_in(data.to_str().expect("utf-8"), args).await
     }
 
-    async fn cli_in(data_dir: &str, args: &[&str]) -> Result<String, String> {
+    /// Runs a `ca-server` command line against the data directory `data_dir`.
+    pub async fn cli_in(data_dir: &str, args: &[&str]) -> Result<String, String> {
         let mut full = vec!["--data-dir", data_dir];
         full.extend_from_slice(args);
         let mut out = Vec::new();
@@ -492,11 +516,9 @@ pub struct ExpiredCertificate {
 impl TestApp {
     /// Crafts an [`ExpiredCertificate`] for the device enrolled in `device_dir`.
     pub fn expired_certificate(&self, device_dir: &Path) -> ExpiredCertificate {
-        let ca_dir = self.data_dir().join("ca");
-        let read = |name: &str| std::fs::read_to_string(ca_dir.join(name)).expect("CA file");
-        let issuer_key = rcgen::KeyPair::from_pem(&read("basic.key.pem")).expect("CA key");
-        let issuer =
-            rcgen::Issuer::from_ca_cert_pem(&read("basic.crt.pem"), issuer_key).expect("issuer");
+        // The CA key is sealed: unlock it the way the server does (DIR/passphrase).
+        let ca = ca_server::pki::CaMaterial::load(&self.data_dir()).expect("CA material");
+        let issuer = &ca.issuing(iomt_core::policy::Level::Basic).issuer;
         let current = read_pem_certs(&device_dir.join("cert.pem")).remove(0);
         let (_, parsed) = x509_parser::parse_x509_certificate(&current).expect("certificate");
         let mut params = rcgen::CertificateParams::default();
@@ -518,7 +540,7 @@ impl TestApp {
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let expired = params.signed_by(&key, &issuer).expect("sign");
+        let expired = params.signed_by(&key, issuer).expect("sign");
         ExpiredCertificate {
             der: expired.der().to_vec(),
             pem: expired.pem(),

@@ -456,14 +456,12 @@ async fn api_tokens_enroll_devices_and_certificates_are_searched_over_https_and_
     assert_eq!(device["certificates"][0]["status"], "on_hold");
 }
 
-/// An operator certificate issued by the station CA, as a PKI officer would with openssl.
+/// An operator certificate issued by the station CA, as a PKI officer would (the CA key is
+/// sealed: it is unlocked the way the server does, with DIR/passphrase).
 fn operator_certificate(app: &TestApp, name: &str) -> (String, String) {
-    let ca_dir = app.data_dir().join("ca");
-    let ca_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("station.key.pem")).unwrap())
-            .unwrap();
-    let ca_pem = std::fs::read_to_string(ca_dir.join("station.crt.pem")).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let ca = ca_server::pki::CaMaterial::load(&app.data_dir()).unwrap();
+    let issuer = &ca.station.issuer;
+    let ca_pem = std::fs::read_to_string(app.data_dir().join("ca/station.crt.pem")).unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
@@ -471,7 +469,7 @@ fn operator_certificate(app: &TestApp, name: &str) -> (String, String) {
         .push(rcgen::DnType::CommonName, format!("operator {name}"));
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    let cert = params.signed_by(&key, &issuer).unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
     (format!("{}{ca_pem}", cert.pem()), key.serialize_pem())
 }
 

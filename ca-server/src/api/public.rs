@@ -50,6 +50,11 @@ pub async fn crl(
     };
     let crl = revocation.current_crl(name).await.map_err(|e| match e {
         RevocationError::UnknownIssuer(_) => unknown_crl(&file),
+        RevocationError::RootOffline => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "crl.root_offline",
+            "the root is offline and its CRL has not been imported",
+        ),
         RevocationError::Store(store) => store.into(),
         other => {
             tracing::error!(error = %other, "CRL publication failed");

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{open, revocation_service};
+use crate::pki::KeyAccess;
 use crate::stations::{self, DEFAULT_STATION_TOKEN_TTL, NewStation, parse_rate_limit};
 use crate::storage::StationStatus;
 
@@ -75,6 +76,7 @@ pub async fn run(
     data_dir: &Path,
     database_url: Option<String>,
     command: StationCommand,
+    access: &KeyAccess,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     match command {
@@ -94,7 +96,7 @@ pub async fn run(
             writeln!(out, "{}", token.secret)?;
         }
         StationCommand::Disable(args) => {
-            let (service, store) = revocation_service(data_dir, database_url).await?;
+            let (service, store) = revocation_service(data_dir, database_url, access).await?;
             let revoked = stations::disable(&service, store.as_ref(), &args.name, ACTOR).await?;
             writeln!(
                 out,
@@ -137,9 +139,10 @@ pub async fn reprovision(
     data_dir: &Path,
     database_url: Option<String>,
     args: ReprovisionArgs,
+    access: &KeyAccess,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    let (service, store) = revocation_service(data_dir, database_url).await?;
+    let (service, store) = revocation_service(data_dir, database_url, access).await?;
     let changes =
         crate::reprovision::reprovision(&service, store.as_ref(), &args.serial, ACTOR).await?;
     for (serial, change) in &changes {

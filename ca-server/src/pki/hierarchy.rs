@@ -1,18 +1,22 @@
-//! Creates the root, the issuing CAs, the station CA and the TLS certificate.
+//! Creates the root, the issuing CAs, the station CA and the TLS certificate; or, under an
+//! external root, their keys and the CSRs the offline root signs.
 
 use std::path::Path;
 
 use iomt_core::extensions::{authority_info_access, certificate_policies, key_identifier};
-use iomt_core::files::{PRIVATE, PUBLIC, write_new};
+use iomt_core::files::{PUBLIC, write_new};
 use iomt_core::policy::{Level, PolicySet};
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
-    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    SanType, SignatureAlgorithm,
+    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose,
+    PublicKeyData, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
+use super::external::CsrSet;
+use super::keystore::KeyStore;
 use super::material::{PkiError, random_serial};
+use super::signer::CaKey;
 use super::{PublicUrls, ROOT_CA, STATION_CA, STATION_POLICY_OID, TLS_CERT, issuing_ca_name};
 
 /// What `init` needs to build the hierarchy.
@@ -28,27 +32,43 @@ pub struct HierarchyParams {
     pub tls_names: Vec<String>,
     /// Public HTTP base that CRL and AIA URLs point at.
     pub public_url: String,
+    /// Leave the root out: write CSRs for an offline root to sign (`ca-server ca import`).
+    pub external_root: bool,
 }
 
-/// Writes the whole hierarchy into `dir/ca/` (keys 0600) and `dir/root.pem`.
+/// Who signs the subordinate certificates: the root created here, or an offline root (CSRs).
+enum Signer<'a> {
+    Root(Issuer<'a, &'a CaKey>),
+    External(&'a mut CsrSet),
+}
+
+/// Writes the whole hierarchy into `dir/ca/` (keys sealed or in the token) and `dir/root.pem`;
+/// under an external root, the keys and `dir/csr/` instead.
 pub fn create_hierarchy(
     dir: &Path,
     params: &HierarchyParams,
     policies: &PolicySet,
+    keys: &mut KeyStore,
 ) -> Result<(), PkiError> {
     let now = OffsetDateTime::now_utc();
     let urls = PublicUrls::new(&params.public_url);
     let ca_dir = dir.join("ca");
     std::fs::create_dir_all(&ca_dir).map_err(|e| PkiError::io(&ca_dir, e))?;
 
-    let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?;
-    let mut root_params = ca_params(params, "IoMT Root CA G1", &root_key, now, 15 * 365)?;
-    root_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-    let root_cert = root_params.self_signed(&root_key)?;
-    let root = Issuer::new(root_params, &root_key);
-    save(&ca_dir, ROOT_CA, root_cert.pem().as_bytes(), &root_key)?;
-    write_new(&dir.join("root.pem"), root_cert.pem().as_bytes(), PUBLIC)
-        .map_err(|e| PkiError::io(&dir.join("root.pem"), e))?;
+    let mut csrs = CsrSet::default();
+    let root_key;
+    let mut signer = if params.external_root {
+        Signer::External(&mut csrs)
+    } else {
+        root_key = keys.generate(&ca_dir, ROOT_CA, &rcgen::PKCS_ECDSA_P384_SHA384)?;
+        let mut root_params = ca_params(params, "IoMT Root CA G1", &root_key, now, 15 * 365)?;
+        root_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        let root_cert = root_params.self_signed(&root_key)?;
+        write_cert(&ca_dir, ROOT_CA, root_cert.pem().as_bytes())?;
+        write_new(&dir.join("root.pem"), root_cert.pem().as_bytes(), PUBLIC)
+            .map_err(|e| PkiError::io(&dir.join("root.pem"), e))?;
+        Signer::Root(Issuer::new(root_params, &root_key))
+    };
 
     for level in Level::ALL {
         // High devices get a P-384 chain (PROFILES.md §3.3); Basic and Substantial use P-256,
@@ -68,13 +88,14 @@ pub fn create_hierarchy(
             eku.push(ExtendedKeyUsagePurpose::ServerAuth);
         }
         let policy_oids = policies.issuer_policy_oids(level);
+        let key = keys.generate(&ca_dir, issuing_ca_name(level), alg)?;
         issue_sub_ca(
             &ca_dir,
             issuing_ca_name(level),
-            alg,
+            &key,
             params,
             &title,
-            &root,
+            &mut signer,
             &urls,
             now,
             years,
@@ -82,20 +103,31 @@ pub fn create_hierarchy(
             &policy_oids,
         )?;
     }
+    let key = keys.generate(&ca_dir, STATION_CA, &rcgen::PKCS_ECDSA_P256_SHA256)?;
     issue_sub_ca(
         &ca_dir,
         STATION_CA,
-        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &key,
         params,
         "IoMT Manufacturing Station CA G1",
-        &root,
+        &mut signer,
         &urls,
         now,
         5,
         vec![ExtendedKeyUsagePurpose::ClientAuth],
         &[STATION_POLICY_OID.to_owned()],
     )?;
-    issue_tls_certificate(&ca_dir, params, &root, now)?;
+    let tls_key = CaKey::File(Box::new(keys.generate_file(
+        &ca_dir,
+        TLS_CERT,
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+    )?));
+    issue_tls_certificate(&ca_dir, params, &mut signer, &tls_key, &urls, now)?;
+    keys.finish(&ca_dir)?;
+    drop(signer);
+    if params.external_root {
+        csrs.write(dir)?;
+    }
     Ok(())
 }
 
@@ -135,7 +167,7 @@ fn ca_name(params: &HierarchyParams, title: &str) -> Result<DistinguishedName, P
 fn ca_params(
     params: &HierarchyParams,
     title: &str,
-    key: &KeyPair,
+    key: &CaKey,
     now: OffsetDateTime,
     days: i64,
 ) -> Result<CertificateParams, PkiError> {
@@ -145,7 +177,7 @@ fn ca_params(
     ca.not_before = now - Duration::minutes(5);
     ca.not_after = now + Duration::days(days);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(key.public_key_raw()));
+    ca.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(key.der_bytes()));
     Ok(ca)
 }
 
@@ -153,18 +185,17 @@ fn ca_params(
 fn issue_sub_ca(
     ca_dir: &Path,
     name: &str,
-    alg: &'static SignatureAlgorithm,
+    key: &CaKey,
     params: &HierarchyParams,
     title: &str,
-    root: &Issuer<'_, &KeyPair>,
+    signer: &mut Signer<'_>,
     urls: &PublicUrls,
     now: OffsetDateTime,
     years: i64,
     eku: Vec<ExtendedKeyUsagePurpose>,
     policy_oids: &[String],
 ) -> Result<(), PkiError> {
-    let key = KeyPair::generate_for(alg)?;
-    let mut ca = ca_params(params, title, &key, now, years * 365)?;
+    let mut ca = ca_params(params, title, key, now, years * 365)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.use_authority_key_identifier_extension = true;
     ca.extended_key_usages = eku;
@@ -178,17 +209,23 @@ fn issue_sub_ca(
             authority_info_access(None, &urls.ca_cert(ROOT_CA))?,
         ),
     ];
-    let cert = ca.signed_by(&key, root)?;
-    save(ca_dir, name, cert.pem().as_bytes(), &key)
+    match signer {
+        Signer::Root(root) => {
+            let cert = ca.signed_by(key, root)?;
+            write_cert(ca_dir, name, cert.pem().as_bytes())
+        }
+        Signer::External(csrs) => csrs.add(name, &ca, key, years * 365, policy_oids, urls),
+    }
 }
 
 fn issue_tls_certificate(
     ca_dir: &Path,
     params: &HierarchyParams,
-    root: &Issuer<'_, &KeyPair>,
+    signer: &mut Signer<'_>,
+    key: &CaKey,
+    urls: &PublicUrls,
     now: OffsetDateTime,
 ) -> Result<(), PkiError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
     names.extend(params.tls_names.iter().cloned());
     names.dedup();
@@ -211,15 +248,17 @@ fn issue_tls_certificate(
     tls.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     tls.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     tls.use_authority_key_identifier_extension = true;
-    tls.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(key.public_key_raw()));
-    let cert = tls.signed_by(&key, root)?;
-    save(ca_dir, TLS_CERT, cert.pem().as_bytes(), &key)
+    tls.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(key.der_bytes()));
+    match signer {
+        Signer::Root(root) => {
+            let cert = tls.signed_by(key, root)?;
+            write_cert(ca_dir, TLS_CERT, cert.pem().as_bytes())
+        }
+        Signer::External(csrs) => csrs.add(TLS_CERT, &tls, key, 397, &[], urls),
+    }
 }
 
-fn save(ca_dir: &Path, name: &str, cert_pem: &[u8], key: &KeyPair) -> Result<(), PkiError> {
-    let key_path = ca_dir.join(format!("{name}.key.pem"));
-    write_new(&key_path, key.serialize_pem().as_bytes(), PRIVATE)
-        .map_err(|e| PkiError::io(&key_path, e))?;
+fn write_cert(ca_dir: &Path, name: &str, cert_pem: &[u8]) -> Result<(), PkiError> {
     let cert_path = ca_dir.join(format!("{name}.crt.pem"));
     write_new(&cert_path, cert_pem, PUBLIC).map_err(|e| PkiError::io(&cert_path, e))
 }

@@ -4,12 +4,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use iomt_core::policy::Level;
-use rcgen::{Issuer, KeyPair, PublicKeyData, SerialNumber};
+use rcgen::{Issuer, PublicKeyData, SerialNumber};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::custody::KeyAccess;
+use super::keystore::KeyStore;
+use super::signer::CaKey;
 use super::{ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
+
+/// `DIR/ca/root.crl`: the CRL over the CA certificates produced by an offline root.
+pub const ROOT_CRL_FILE: &str = "root.crl";
 
 /// Why the CA material could not be created or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +33,36 @@ pub enum PkiError {
     Extension(#[from] iomt_core::extensions::ExtensionError),
     #[error("no randomness available: {0}")]
     Random(String),
+    #[error("{path}: wrong CA passphrase (or a damaged key file); nothing was changed")]
+    WrongPassphrase { path: PathBuf },
+    #[error(
+        "the CA keys are encrypted and no passphrase was given: use --passphrase-file FILE, \
+         IOMT_CA_PASSPHRASE, or run on a terminal to be asked"
+    )]
+    NoPassphrase,
+    #[error("the passphrase must have at least {0} characters")]
+    WeakPassphrase(usize),
+    #[error("the two passphrases differ")]
+    PassphraseMismatch,
+    #[error("sealing a key failed: {0}")]
+    Sealing(String),
+    #[error(
+        "the CA keys are in a PKCS#11 token and no PIN was given: use --pkcs11-pin-file FILE or IOMT_PKCS11_PIN"
+    )]
+    NoPin,
+    #[error("PKCS#11 login to token `{0}` failed: wrong PIN; nothing was changed")]
+    WrongPin(String),
+    #[error("no PKCS#11 token labelled `{label}` in {module}")]
+    NoToken { module: PathBuf, label: String },
+    #[error("PKCS#11 token `{token}` has no key with id {id}")]
+    NoTokenKey { token: String, id: String },
+    #[error("PKCS#11: {0}")]
+    Pkcs11(String),
+    #[error(
+        "the CA certificates are not installed yet (init --external-root): have the offline root \
+         sign {0}/csr/*.csr.pem, then run `ca-server ca import`"
+    )]
+    NotImported(String),
 }
 
 impl PkiError {
@@ -43,7 +79,7 @@ pub struct IssuingCa {
     /// Short name (`basic`, `station`, ...).
     pub name: String,
     pub cert_der: CertificateDer<'static>,
-    pub issuer: Issuer<'static, KeyPair>,
+    pub issuer: Issuer<'static, CaKey>,
     pub not_after: OffsetDateTime,
 }
 
@@ -59,8 +95,10 @@ impl std::fmt::Debug for IssuingCa {
 /// Every CA certificate and signing key the server uses.
 pub struct CaMaterial {
     pub root_der: CertificateDer<'static>,
-    /// The root as a signer (CRLs over the CA certificates).
-    pub root: IssuingCa,
+    /// The root as a signer (CRLs over the CA certificates); `None` when the root is offline.
+    pub root: Option<IssuingCa>,
+    /// The CRL over the CA certificates that an offline root produced (`DIR/ca/root.crl`, DER).
+    pub root_crl: Option<Vec<u8>>,
     pub issuing: BTreeMap<Level, IssuingCa>,
     pub station: IssuingCa,
     pub tls_chain: Vec<CertificateDer<'static>>,
@@ -76,24 +114,42 @@ impl std::fmt::Debug for CaMaterial {
 }
 
 impl CaMaterial {
-    /// Loads `dir/ca/*`.
+    /// Loads `dir/ca/*`, unlocking the keys with the default sources (IOMT_CA_PASSPHRASE,
+    /// `DIR/passphrase`, IOMT_PKCS11_PIN, the PIN file recorded at `init`).
     pub fn load(dir: &Path) -> Result<CaMaterial, PkiError> {
+        CaMaterial::load_with(dir, &KeyAccess::default())
+    }
+
+    /// Loads `dir/ca/*`, unlocking the keys as `access` says.
+    pub fn load_with(dir: &Path, access: &KeyAccess) -> Result<CaMaterial, PkiError> {
         let ca_dir = dir.join("ca");
-        let root_der = read_cert(&ca_dir.join(format!("{ROOT_CA}.crt.pem")))?;
+        let root_path = ca_dir.join(format!("{ROOT_CA}.crt.pem"));
+        if !root_path.exists() && dir.join("csr").exists() {
+            return Err(PkiError::NotImported(dir.display().to_string()));
+        }
+        let keys = KeyStore::open(dir, access)?;
+        let root_der = read_cert(&root_path)?;
         let mut issuing = BTreeMap::new();
         for level in Level::ALL {
-            issuing.insert(level, load_ca(&ca_dir, issuing_ca_name(level))?);
+            issuing.insert(level, load_ca(&keys, &ca_dir, issuing_ca_name(level))?);
         }
-        let station = load_ca(&ca_dir, STATION_CA)?;
+        let station = load_ca(&keys, &ca_dir, STATION_CA)?;
         let tls_cert = read_cert(&ca_dir.join(format!("{TLS_CERT}.crt.pem")))?;
-        let key_path = ca_dir.join(format!("{TLS_CERT}.key.pem"));
-        let key_pem = read(&key_path)?;
-        let key_block = pem::parse(&key_pem).map_err(|e| invalid(&key_path, e))?;
-        let tls_key = PrivateKeyDer::try_from(key_block.contents().to_vec())
-            .map_err(|e| invalid(&key_path, e))?;
+        let tls_key = keys.load_tls(&ca_dir, TLS_CERT)?;
+        let root = match keys.load(&ca_dir, ROOT_CA)? {
+            Some(key) => Some(issuing_ca(&ca_dir, ROOT_CA, key)?),
+            None => None,
+        };
+        let crl_path = ca_dir.join(ROOT_CRL_FILE);
+        let root_crl = if root.is_none() && crl_path.exists() {
+            Some(std::fs::read(&crl_path).map_err(|e| PkiError::io(&crl_path, e))?)
+        } else {
+            None
+        };
         Ok(CaMaterial {
             tls_chain: vec![tls_cert, root_der.clone()],
-            root: load_ca(&ca_dir, ROOT_CA)?,
+            root,
+            root_crl,
             root_der,
             issuing,
             station,
@@ -104,7 +160,7 @@ impl CaMaterial {
     /// A CA that publishes a CRL, by name (`root`, `basic`, `substantial`, `high`, `station`).
     pub fn signer(&self, name: &str) -> Option<&IssuingCa> {
         match name {
-            ROOT_CA => Some(&self.root),
+            ROOT_CA => self.root.as_ref(),
             STATION_CA => Some(&self.station),
             other => Level::parse(other).map(|level| self.issuing(level)),
         }
@@ -133,7 +189,7 @@ fn read(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(|e| PkiError::io(path, e))
 }
 
-fn read_cert(path: &Path) -> Result<CertificateDer<'static>, PkiError> {
+pub(crate) fn read_cert(path: &Path) -> Result<CertificateDer<'static>, PkiError> {
     let block = pem::parse(read(path)?).map_err(|e| invalid(path, e))?;
     if block.tag() != "CERTIFICATE" {
         return Err(invalid(path, "not a PEM CERTIFICATE"));
@@ -141,16 +197,26 @@ fn read_cert(path: &Path) -> Result<CertificateDer<'static>, PkiError> {
     Ok(CertificateDer::from(block.into_contents()))
 }
 
-fn load_ca(ca_dir: &Path, name: &str) -> Result<IssuingCa, PkiError> {
+fn load_ca(keys: &KeyStore, ca_dir: &Path, name: &str) -> Result<IssuingCa, PkiError> {
+    let key = keys.load(ca_dir, name)?.ok_or_else(|| PkiError::Invalid {
+        path: super::keystore::key_path(ca_dir, name),
+        reason: "the CA key is missing".into(),
+    })?;
+    issuing_ca(ca_dir, name, key)
+}
+
+/// Pairs a CA key with `ca_dir/<name>.crt.pem`, refusing a certificate for another key.
+fn issuing_ca(ca_dir: &Path, name: &str, key: CaKey) -> Result<IssuingCa, PkiError> {
     let cert_path = ca_dir.join(format!("{name}.crt.pem"));
-    let key_path = ca_dir.join(format!("{name}.key.pem"));
     let cert_der = read_cert(&cert_path)?;
-    let key = KeyPair::from_pem(&read(&key_path)?).map_err(|e| invalid(&key_path, e))?;
     let (_, parsed) = X509Certificate::from_der(&cert_der).map_err(|e| invalid(&cert_path, e))?;
     if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
         return Err(invalid(
-            &key_path,
-            format!("does not match the certificate {}", cert_path.display()),
+            &cert_path,
+            format!(
+                "does not match the {} key of the CA `{name}`",
+                key.custody()
+            ),
         ));
     }
     let not_after = parsed.validity().not_after.to_datetime();

@@ -1,10 +1,23 @@
 //! The CA hierarchy (PROFILES.md §3): creating it at `init`, loading it at `serve`.
 
+pub mod custody;
+mod external;
 mod hierarchy;
+mod import;
+mod keystore;
 mod material;
+pub mod pkcs11;
+mod sealed;
+mod signer;
 
+pub use custody::KeyAccess;
+pub use external::{CSR_DIR, OPENSSL_CONFIG, SIGN_SCRIPT};
 pub use hierarchy::{HierarchyParams, create_hierarchy};
-pub use material::{CaMaterial, IssuingCa, PkiError, random_serial};
+pub use import::{ImportError, ImportRequest, import};
+pub use keystore::{KeyStore, TokenOptions};
+pub use material::{CaMaterial, IssuingCa, PkiError, ROOT_CRL_FILE, random_serial};
+pub use sealed::{PBKDF2_ITERATIONS, Passphrase, SEALED_TAG};
+pub use signer::CaKey;
 
 use iomt_core::policy::Level;
 
@@ -51,4 +64,17 @@ impl PublicUrls {
     pub fn ca_cert(&self, ca: &str) -> String {
         format!("{}/ca/{ca}.cer", self.base)
     }
+}
+
+/// 32 random bytes, base64url: generated passphrases.
+pub fn random_secret() -> Result<zeroize::Zeroizing<String>, PkiError> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    ring::rand::SystemRandom::new()
+        .fill(bytes.as_mut())
+        .map_err(|_| PkiError::Random("the system random generator failed".into()))?;
+    Ok(zeroize::Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref()),
+    ))
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use iomt_core::ocsp::{self, Answer, CertIdHash, ErrorKind, OcspRequestError, Query, Status};
 use iomt_core::policy::{Level, PolicySet};
-use rcgen::{CertificateRevocationListParams, RevokedCertParams, SerialNumber};
+use rcgen::{CertificateRevocationListParams, PublicKeyData, RevokedCertParams, SerialNumber};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -31,6 +31,14 @@ pub enum RevocationError {
     NotOnHold { serial: String, state: &'static str },
     #[error("no CA called `{0}` publishes a CRL (known: root, basic, substantial, high, station)")]
     UnknownIssuer(String),
+    #[error(
+        "the root is offline and no root CRL was imported (`ca-server ca import --root-crl FILE`)"
+    )]
+    RootOffline,
+    #[error("the root is offline; revoke CA certificates on the offline root")]
+    RootSignerOffline,
+    #[error("the imported root CRL is unreadable: {0}")]
+    RootCrl(String),
     #[error("CRL signing failed: {0}")]
     Sign(#[from] rcgen::Error),
     #[error("responder: {0}")]
@@ -223,6 +231,9 @@ impl Revocation {
 
     /// Builds, signs and stores a new CRL for `issuer` (root, a level, or station).
     pub async fn publish_crl(&self, issuer: &str) -> Result<PublishedCrl, RevocationError> {
+        if issuer == ROOT_CA && self.ca.root.is_none() {
+            return Err(RevocationError::RootSignerOffline);
+        }
         let signer = self
             .ca
             .signer(issuer)
@@ -243,6 +254,9 @@ impl Revocation {
 
     /// The CRL to serve: the latest one, reissued first if none exists or half its life is gone.
     pub async fn current_crl(&self, issuer: &str) -> Result<PublishedCrl, RevocationError> {
+        if issuer == ROOT_CA && self.ca.root.is_none() {
+            return offline_root_crl(self.ca.root_crl.as_deref());
+        }
         if self.ca.signer(issuer).is_none() {
             return Err(RevocationError::UnknownIssuer(issuer.to_owned()));
         }
@@ -270,6 +284,10 @@ impl Revocation {
             }
         }
         for issuer in CaMaterial::crl_issuers() {
+            if issuer == ROOT_CA && self.ca.root.is_none() {
+                // Published from the file the offline root produced; nothing to sign here.
+                continue;
+            }
             self.current_crl(issuer).await?;
         }
         Ok(())
@@ -435,10 +453,28 @@ pub fn sign_crl(
         revoked_certs,
         // AKI = the issuer's SKI, which this CA always derives by RFC 7093 method 1.
         key_identifier_method: rcgen::KeyIdMethod::PreSpecified(
-            iomt_core::extensions::key_identifier(signer.issuer.key().public_key_raw()),
+            iomt_core::extensions::key_identifier(signer.issuer.key().der_bytes()),
         ),
     };
     Ok(params.signed_by(&signer.issuer)?.der().to_vec())
+}
+
+/// The root's CRL as the offline root produced it (`DIR/ca/root.crl`).
+fn offline_root_crl(der: Option<&[u8]>) -> Result<PublishedCrl, RevocationError> {
+    use x509_parser::prelude::CertificateRevocationList;
+    let der = der.ok_or(RevocationError::RootOffline)?;
+    let (_, crl) = CertificateRevocationList::from_der(der)
+        .map_err(|e| RevocationError::RootCrl(e.to_string()))?;
+    let number = crl
+        .crl_number()
+        .and_then(|n| i64::try_from(n.clone()).ok())
+        .unwrap_or(0);
+    Ok(PublishedCrl {
+        number,
+        this_update: crl.last_update().timestamp(),
+        next_update: crl.next_update().map(|t| t.timestamp()).unwrap_or(i64::MAX),
+        der: der.to_vec(),
+    })
 }
 
 fn responder_title(level: Level) -> String {

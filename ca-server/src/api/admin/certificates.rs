@@ -163,6 +163,9 @@ impl From<RevocationError> for ApiError {
             RevocationError::UnknownIssuer(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "crl.unknown_issuer", message)
             }
+            RevocationError::RootSignerOffline | RevocationError::RootOffline => {
+                ApiError::new(StatusCode::CONFLICT, "ca.root_offline", message)
+            }
             RevocationError::Store(store) => store.into(),
             other => {
                 tracing::error!(error = %other, "revocation failed");

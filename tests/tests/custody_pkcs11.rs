@@ -1,0 +1,214 @@
+//! CA keys in a PKCS#11 token (SoftHSM2): generated in the token by `init`, never exported,
+//! used for certificates, CRLs and OCSP responder certificates; a wrong PIN fails cleanly.
+//!
+//! SoftHSM reads SOFTHSM2_CONF once per process, so each test re-runs itself in a child process
+//! whose environment points at a fresh token directory made by `softhsm2-util`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ca_server::pki::KeyAccess;
+use iomt_tests::custody::{assert_no_clear_private_key, snapshot};
+use iomt_tests::{TestApp, read_pem_certs, require_tool, run_tool, webpki_verify};
+use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const TOKEN: &str = "iomt-test";
+const CHILD: &str = "IOMT_SOFTHSM_TEST_DIR";
+
+/// In the parent: makes a SoftHSM token directory, runs `test` in a child process with
+/// SOFTHSM2_CONF set, asserts it passed and returns `None`. In the child: the token directory.
+fn softhsm(test: &str) -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var(CHILD) {
+        return Some(PathBuf::from(dir));
+    }
+    if !require_tool("softhsm2-util", &["--version"]) || !Path::new(MODULE).exists() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    run_tool(
+        Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                TOKEN,
+                "--so-pin",
+                "5678901234",
+                "--pin",
+                "1234567",
+            ]),
+    );
+    std::fs::write(dir.path().join("pin"), "1234567\n").unwrap();
+    std::fs::write(dir.path().join("wrong-pin"), "7654321\n").unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("SOFTHSM2_CONF", &conf)
+        .env(CHILD, dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "child test failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
+    None
+}
+
+fn token_args(hsm: &Path, pin: &str) -> Vec<String> {
+    vec![
+        "--pkcs11-module".into(),
+        MODULE.into(),
+        "--pkcs11-token".into(),
+        TOKEN.into(),
+        "--pkcs11-pin-file".into(),
+        hsm.join(pin).display().to_string(),
+    ]
+}
+
+#[tokio::test]
+async fn enroll_with_softhsm_keys_signs_through_the_token() {
+    let Some(hsm) = softhsm("enroll_with_softhsm_keys_signs_through_the_token") else {
+        return;
+    };
+    let args = token_args(&hsm, "pin");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dir = TestApp::init_dir(|_, t| t.to_owned(), None, &args)
+        .await
+        .expect("init with SoftHSM");
+    let data = dir.path().join("ca");
+    assert!(data.join("ca/pkcs11.toml").exists());
+    for name in ["root", "basic", "substantial", "high", "station"] {
+        assert!(
+            !data.join(format!("ca/{name}.key.pem")).exists(),
+            "the {name} key must stay in the token"
+        );
+    }
+    // The PIN file recorded at init is read again by serve.
+    let app = TestApp::serve_dir(dir, KeyAccess::default()).await;
+    let token = app.pump_with_token("IP20000010").await;
+    let out = app.dir.path().join("device");
+    app.enroll("IP20000010", &token, &out)
+        .await
+        .expect("enroll");
+    let leaf = read_pem_certs(&out.join("cert.pem")).remove(0);
+    let chain = read_pem_certs(&out.join("chain.pem"));
+    webpki_verify(&leaf, &chain[0], &app.root_der());
+
+    // A CRL signed by the token verifies with the issuing CA's certificate.
+    app.cli(&["revoke", "--device", "IP20000010"])
+        .await
+        .expect("revoke");
+    let crl = app
+        .plain_client()
+        .get(format!("http://{}/crl/basic.crl", app.http))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (_, issuer) = X509Certificate::from_der(&chain[0]).unwrap();
+    let (_, crl) = CertificateRevocationList::from_der(&crl).unwrap();
+    crl.verify_signature(issuer.public_key())
+        .expect("the CRL signed through PKCS#11 verifies");
+    assert_eq!(crl.iter_revoked_certificates().count(), 1);
+
+    // OCSP: the delegated responder's certificate was signed through the token too.
+    if require_tool("openssl", &["version"]) {
+        let issuer = app.dir.path().join("issuer.pem");
+        std::fs::write(
+            &issuer,
+            pem::encode(&pem::Pem::new("CERTIFICATE", chain[0].clone())),
+        )
+        .unwrap();
+        let args = [
+            "ocsp".to_owned(),
+            "-issuer".into(),
+            issuer.display().to_string(),
+            "-cert".into(),
+            out.join("cert.pem").display().to_string(),
+            "-CAfile".into(),
+            app.root_pem().display().to_string(),
+            "-url".into(),
+            format!("http://{}/ocsp/basic", app.http),
+        ];
+        // Blocking tool off the runtime thread: the server answers on this runtime.
+        let output =
+            tokio::task::spawn_blocking(move || Command::new("openssl").args(&args).output())
+                .await
+                .unwrap()
+                .unwrap();
+        // openssl prints the verification result on stderr.
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            text.contains("Response verify OK") && text.contains(": revoked"),
+            "{text}"
+        );
+    }
+    assert_no_clear_private_key(&app.data_dir());
+}
+
+#[tokio::test]
+async fn commands_with_wrong_pin_fail_cleanly_and_change_nothing() {
+    let Some(hsm) = softhsm("commands_with_wrong_pin_fail_cleanly_and_change_nothing") else {
+        return;
+    };
+    // init with a wrong PIN creates nothing.
+    let scratch = tempfile::tempdir().unwrap();
+    let refused = scratch.path().join("ca");
+    let mut wrong = vec!["init".to_owned()];
+    wrong.extend(token_args(&hsm, "wrong-pin"));
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let error = TestApp::cli_in(refused.to_str().unwrap(), &wrong)
+        .await
+        .expect_err("wrong PIN");
+    assert!(error.contains("wrong PIN"), "{error}");
+    assert!(!error.contains("7654321"), "the PIN leaked: {error}");
+    assert!(
+        !refused.exists(),
+        "a refused init left {}",
+        refused.display()
+    );
+
+    let good = token_args(&hsm, "pin");
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    let dir = TestApp::init_dir(|_, t| t.to_owned(), None, &good)
+        .await
+        .expect("init");
+    let data = dir.path().join("ca");
+    let before = snapshot(&data);
+    let error = TestApp::cli_in(
+        data.to_str().unwrap(),
+        &[
+            "revoke",
+            "--serial",
+            "4000",
+            "--pkcs11-pin-file",
+            hsm.join("wrong-pin").to_str().unwrap(),
+        ],
+    )
+    .await
+    .expect_err("wrong PIN");
+    assert!(error.contains("wrong PIN"), "{error}");
+    assert_eq!(
+        snapshot(&data),
+        before,
+        "a refused command changed the data directory"
+    );
+}
