@@ -12,7 +12,9 @@ use iomt_core::files::{PRIVATE, PUBLIC, sync_dir, write_new};
 use rcgen::KeyPair;
 use rustls_pki_types::CertificateDer;
 
-use crate::enroll::{Server, build_csr, client_identity, generate_key, read_root, verify_chain};
+use crate::enroll::{
+    Server, build_csr, client_identity, generate_key, read_root, verify_chain, verify_leaf,
+};
 use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::keystore::{self, CERT_FILE, CHAIN_FILE, KEY_FILE};
@@ -62,6 +64,8 @@ struct Batch {
     requirements: iomt_core::wire::CsrRequirements,
     out: PathBuf,
     ca_name: String,
+    /// The issuing CA a leaf of this batch was verified through, up to the root.
+    verified_issuer: Mutex<Option<CertificateDer<'static>>>,
 }
 
 /// Reads the serials file: trimmed, without blanks, comments and repeats, in file order.
@@ -120,6 +124,7 @@ pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, Cl
         requirements,
         out: request.out.clone(),
         ca_name,
+        verified_issuer: Mutex::new(None),
     });
     let queue = Arc::new(Mutex::new(pending.into_iter()));
     let failures = Arc::new(Mutex::new(Vec::new()));
@@ -179,6 +184,28 @@ fn progress_bar(len: usize, visible: bool) -> indicatif::ProgressBar {
     bar
 }
 
+impl Batch {
+    /// Verifies a device's certificate: the first one up to the root, the others against the
+    /// issuing CA that first one was verified through (the same CA signs the whole batch).
+    fn verify(
+        &self,
+        leaf: &[u8],
+        key: &KeyPair,
+    ) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+        let known = self.verified_issuer.lock().ok().and_then(|v| v.clone());
+        if let Some(issuer) = known
+            && verify_leaf(leaf, key, &issuer, &[], &self.ca_name).is_ok()
+        {
+            return Ok(vec![issuer, self.root.clone()]);
+        }
+        let chain = verify_chain(leaf, &self.ca_certs, &self.root, key, &self.ca_name)?;
+        if let Ok(mut verified) = self.verified_issuer.lock() {
+            *verified = chain.first().cloned();
+        }
+        Ok(chain)
+    }
+}
+
 /// One device: key, CSR, enrollment (retrying transient failures), verification, files.
 async fn provision_one(batch: &Batch, serial: &str) -> Result<(), ClientError> {
     let key = generate_key(&batch.requirements)?;
@@ -213,7 +240,7 @@ async fn provision_one(batch: &Batch, serial: &str) -> Result<(), ClientError> {
     let leaf = issued
         .first()
         .ok_or_else(|| ClientError::BadResponse("the CA returned no certificate".into()))?;
-    let chain = verify_chain(leaf, &batch.ca_certs, &batch.root, &key, &batch.ca_name)?;
+    let chain = batch.verify(leaf, &key)?;
     let files = DeviceFiles::new(&key, leaf, &chain);
     let (out, serial) = (batch.out.clone(), serial.to_owned());
     // File writes and fsyncs are millisecond work: off the async workers.
