@@ -64,7 +64,7 @@ impl Authority {
             }));
         }
         allow_station_enrollment(policy)?;
-        let quota = self.station_quota(&station, policy, now).await?;
+        let quota = Authority::station_quota(&station, policy, now);
 
         let VettedCsr {
             csr,
@@ -106,17 +106,12 @@ impl Authority {
             .map_err(|reason| not_station(&reason))?;
         let (_, parsed) =
             X509Certificate::from_der(leaf).map_err(|_| not_station("it does not parse"))?;
-        let record: StationCertificate = self
+        let (record, station) = self
             .store
-            .station_certificate(&hex::encode(parsed.raw_serial()))
+            .station_by_certificate(&hex::encode(parsed.raw_serial()))
             .await?
-            .filter(|record| record.der == leaf.as_ref())
+            .filter(|(record, _)| record.der == leaf.as_ref())
             .ok_or_else(|| not_station("this CA has no record of it"))?;
-        let station = self
-            .store
-            .station(&record.station)
-            .await?
-            .ok_or_else(|| not_station("its station no longer exists"))?;
         if station.status != StationStatus::Active {
             return Err(refuse(StationProblem::Disabled {
                 station: station.name,
@@ -143,33 +138,21 @@ impl Authority {
         .map_err(|reason| format!("it was not issued by the station CA ({reason})"))
     }
 
-    /// The station's hourly limit (its own, else the product policy's), checked before any
-    /// signing; the storage transaction enforces it again atomically.
-    async fn station_quota(
-        &self,
+    /// The hour this issuance counts in and the station's limit (its own, else the product
+    /// policy's). The issuance transaction counts and enforces it atomically (one place, shared
+    /// by every replica); a request over the limit is refused there with nothing stored.
+    fn station_quota(
         station: &Station,
         policy: &iomt_core::policy::Policy,
         now: OffsetDateTime,
-    ) -> Result<StationQuota, EnrollError> {
-        let limit = station
-            .rate_limit_per_hour
-            .unwrap_or(policy.enrollment.station.max_issuance_per_station_per_hour);
-        let window_start = StationQuota::window_of(now.unix_timestamp());
-        let used = self
-            .store
-            .station_usage(&station.name, window_start)
-            .await?;
-        if used >= limit {
-            return Err(refuse(StationProblem::RateLimited {
-                station: station.name.clone(),
-                retry_after_secs: super::seconds_to_next_hour(now),
-            }));
-        }
-        Ok(StationQuota {
+    ) -> StationQuota {
+        StationQuota {
             station: station.name.clone(),
-            window_start,
-            limit,
-        })
+            window_start: StationQuota::window_of(now.unix_timestamp()),
+            limit: station
+                .rate_limit_per_hour
+                .unwrap_or(policy.enrollment.station.max_issuance_per_station_per_hour),
+        }
     }
 
     /// A station enrolling its own key with the one-time token `station create` printed.

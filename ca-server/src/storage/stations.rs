@@ -125,6 +125,12 @@ pub trait StationStore: Send + Sync {
         &self,
         serial: &str,
     ) -> Result<Option<StationCertificate>, StoreError>;
+    /// A station certificate by hex serial, with its station (one round trip: this is on every
+    /// station-authorized request).
+    async fn station_by_certificate(
+        &self,
+        serial: &str,
+    ) -> Result<Option<(StationCertificate, Station)>, StoreError>;
     /// How many certificates the station authorized in the hour starting at `window_start`.
     async fn station_usage(&self, station: &str, window_start: i64) -> Result<u32, StoreError>;
 }

@@ -241,6 +241,38 @@ impl StationStore for PostgresStore {
             .map_err(classify)
     }
 
+    async fn station_by_certificate(
+        &self,
+        serial: &str,
+    ) -> Result<Option<(StationCertificate, Station)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.serial, c.station, c.not_before, c.not_after, c.spki_sha256, c.der, \
+             c.status AS certificate_status, c.issued_at, s.name, s.products, \
+             s.rate_limit_per_hour, s.status, s.created_at, s.token_hash, s.token_expires_at, \
+             s.token_used_at FROM station_certificates c JOIN stations s ON s.name = c.station \
+             WHERE c.serial = $1",
+        )
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.map(|row| {
+            let certificate = StationCertificate {
+                serial: row.try_get("serial")?,
+                station: row.try_get("station")?,
+                not_before: row.try_get("not_before")?,
+                not_after: row.try_get("not_after")?,
+                spki_sha256: row.try_get("spki_sha256")?,
+                der: row.try_get("der")?,
+                revoked: row.try_get::<&str, _>("certificate_status")? != "valid",
+                issued_at: row.try_get("issued_at")?,
+            };
+            Ok((certificate, station_from_row(&row)?))
+        })
+        .transpose()
+        .map_err(classify)
+    }
+
     async fn station_usage(&self, station: &str, window_start: i64) -> Result<u32, StoreError> {
         let issued: Option<i64> = sqlx::query_scalar(
             "SELECT issued FROM station_usage WHERE station = $1 AND window_start = $2",

@@ -287,6 +287,18 @@ async fn station_is_stored_once_and_its_token_consumed_once(store: &dyn Store) {
     assert!(store.station_certificate("5a02").await.unwrap().is_none());
     let stored = store.station_certificate("5a01").await.unwrap().unwrap();
     assert!(!stored.revoked);
+    let (joined, owner) = store.station_by_certificate("5a01").await.unwrap().unwrap();
+    assert_eq!(joined, stored);
+    assert_eq!(owner.name, "st1");
+    assert_eq!(owner.products, loaded.products);
+    assert!(owner.token.unwrap().used_at.is_some(), "the token was consumed");
+    assert!(
+        store
+            .station_by_certificate("5a02")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.stations().await.unwrap().len(), 1);
 }
 
