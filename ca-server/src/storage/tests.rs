@@ -291,7 +291,10 @@ async fn station_is_stored_once_and_its_token_consumed_once(store: &dyn Store) {
     assert_eq!(joined, stored);
     assert_eq!(owner.name, "st1");
     assert_eq!(owner.products, loaded.products);
-    assert!(owner.token.unwrap().used_at.is_some(), "the token was consumed");
+    assert!(
+        owner.token.unwrap().used_at.is_some(),
+        "the token was consumed"
+    );
     assert!(
         store
             .station_by_certificate("5a02")
