@@ -532,3 +532,42 @@ async fn stations_are_managed_over_the_admin_api_by_admins_only() {
                 && e.event.actor.starts_with("apikey:"))
     );
 }
+
+#[tokio::test]
+async fn station_enrollment_with_bad_token_or_unnamed_csr_is_refused() {
+    let app = TestApp::spawn().await;
+    let name = "plant1-line6-st01";
+    let token = app
+        .cli(&["station", "create", "--name", name, "--products", MONITOR])
+        .await
+        .unwrap();
+    let (_, csr) = p256_csr(name);
+    let (status, code, _) = app
+        .post_simpleenroll(name, "not-the-token", PKCS10, TestApp::est_body(&csr))
+        .await;
+    assert_eq!((status, code.as_str()), (401, "auth.token_unknown"));
+    let dir = app.dir.path().join("st");
+    app.enroll(name, token.trim(), &dir).await.unwrap();
+    let (status, code, _) = app
+        .post_simpleenroll(name, token.trim(), PKCS10, TestApp::est_body(&csr))
+        .await;
+    assert_eq!((status, code.as_str()), (401, "auth.token_used"));
+
+    // A station-authorized CSR must name the device.
+    register_monitors(&app, &["PM70000800".to_owned()]).await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let unnamed = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
+    let client = app.client_with_identity(&keystore::load(&dir).unwrap());
+    let response = client
+        .post(format!("{}/.well-known/est/simpleenroll", app.server_url()))
+        .header("content-type", PKCS10)
+        .body(TestApp::est_body(unnamed.der()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["x-error-code"], "csr.no_serial_number");
+    assert!(app.certificates("PM70000800").await.is_empty());
+}
