@@ -31,8 +31,8 @@ pub use station_certificate::STATION_VALIDITY;
 use crate::auth::token;
 use crate::pki::{CaMaterial, PublicUrls};
 use crate::storage::{
-    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, Issuance, StationQuota,
-    Store, StoreError,
+    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, GroupCommit, Issuance,
+    StationQuota, Store, StoreError,
 };
 
 /// A token-authorized enrollment request, parsed from the transport.
@@ -58,6 +58,8 @@ pub struct Authority {
     policies: Arc<PolicySet>,
     ca: Arc<CaMaterial>,
     store: Arc<dyn Store>,
+    /// Issuance writes go through the group-commit writer.
+    commits: GroupCommit,
     urls: PublicUrls,
 }
 
@@ -143,7 +145,7 @@ enum Selection<'a> {
 }
 
 impl Authority {
-    /// Assembles the authority.
+    /// Assembles the authority and starts its issuance writer (on the current tokio runtime).
     pub fn new(
         policies: Arc<PolicySet>,
         ca: Arc<CaMaterial>,
@@ -153,6 +155,7 @@ impl Authority {
         Authority {
             policies,
             ca,
+            commits: GroupCommit::start(store.clone()),
             store,
             urls,
         }
@@ -345,11 +348,7 @@ impl Authority {
                 .to_string(),
             },
         };
-        match self
-            .store
-            .commit_issuance(&issuance, now.unix_timestamp())
-            .await
-        {
+        match self.commits.commit(issuance).await {
             Ok(()) => {}
             Err(StoreError::TokenNotConsumable) => {
                 return Err(EnrollError::Token {

@@ -1,6 +1,8 @@
 //! Persistence behind one interface: the only place with SQL. SQLite is the embedded default;
 //! a PostgreSQL implementation fills the same trait.
 
+mod batch;
+mod group_commit;
 mod postgres;
 mod sqlite;
 mod stations;
@@ -11,6 +13,8 @@ pub mod testing;
 
 use async_trait::async_trait;
 
+pub use batch::MAX_BATCH;
+pub use group_commit::GroupCommit;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use stations::{
@@ -301,6 +305,8 @@ pub enum StoreError {
     StationRateLimited { station: String },
     #[error("an operator named `{0}` already exists")]
     OperatorExists(String),
+    #[error("the issuance writer has stopped")]
+    WriterStopped,
     #[error("storage is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("storage error: {0}")]
@@ -334,6 +340,34 @@ pub trait Store: StationStore + Send + Sync + 'static {
     async fn key_holders(&self, spki_sha256: &[u8]) -> Result<Vec<String>, StoreError>;
     /// Stores a certificate, consumes its token and appends its audit event in one transaction.
     async fn commit_issuance(&self, issuance: &Issuance, now: i64) -> Result<(), StoreError>;
+    /// Commits a whole batch in one transaction (group commit), all or nothing: one verdict per
+    /// issuance, in order, where a refused issuance (token already used, certificate already
+    /// superseded, station over its limit) is simply left out. `Err` when the transaction
+    /// itself failed; nothing was written then.
+    async fn commit_batch(
+        &self,
+        batch: &[Issuance],
+        now: i64,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+    /// Commits a batch: together when possible, else one issuance at a time so that each
+    /// request gets its own precise answer (e.g. the one with a colliding serial).
+    async fn commit_issuances(&self, batch: &[Issuance], now: i64) -> Vec<Result<(), StoreError>> {
+        if batch.len() > 1 {
+            match self.commit_batch(batch, now).await {
+                Ok(verdicts) => return verdicts,
+                Err(error) => tracing::warn!(
+                    %error,
+                    size = batch.len(),
+                    "group commit failed; committing the batch one issuance at a time"
+                ),
+            }
+        }
+        let mut verdicts = Vec::with_capacity(batch.len());
+        for issuance in batch {
+            verdicts.push(self.commit_issuance(issuance, now).await);
+        }
+        verdicts
+    }
     /// A certificate by hex serial.
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Sets a certificate's revocation state (revoke, hold, release); false if unknown.
@@ -402,6 +436,10 @@ pub trait Store: StationStore + Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 }
+
+/// The `certificates` columns every backend reads and writes, in this order.
+const CERTIFICATE_COLUMNS: &str = "serial, issuer, device_serial, product, policy_oid, not_before, \
+     not_after, spki_sha256, der, status, authorized_by, supersedes, issued_at";
 
 /// Hash of an audit event chained to its predecessor: SHA-256 over the previous hash and the
 /// event's fields, each length-prefixed so no two events can collide by shifting bytes.

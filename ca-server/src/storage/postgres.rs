@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use super::{
     AuditEvent, CertificateQuery, CertificateRecord, CertificateStatus, CrlSnapshot, Device,
     DeviceStatus, Issuance, OperatorRecord, PublishedCrl, RevokedEntry, Store, StoreError,
-    StoredAuditEvent, TokenRecord, chain_hash, classify,
+    StoredAuditEvent, TokenRecord, batch, chain_hash, classify,
 };
 
 mod admin;
@@ -50,17 +50,7 @@ pub(super) async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
-    // One chain for the whole database: appenders in every replica take turns.
-    sqlx::query("SELECT pg_advisory_xact_lock(7001)")
-        .execute(&mut **tx)
-        .await
-        .map_err(classify)?;
-    let mut prev: Vec<u8> =
-        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(classify)?
-            .unwrap_or_default();
+    let mut prev = lock_audit_chain(tx).await?;
     for event in events {
         let hash = chain_hash(&prev, event);
         sqlx::query(
@@ -80,6 +70,22 @@ pub(super) async fn append_events(
         prev = hash;
     }
     Ok(())
+}
+
+/// Takes the audit chain for this transaction and returns the newest event's hash (empty for the
+/// first event). One chain for the whole database: appenders in every replica take turns.
+async fn lock_audit_chain(tx: &mut Transaction<'static, Postgres>) -> Result<Vec<u8>, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(7001)")
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+    Ok(
+        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(classify)?
+            .unwrap_or_default(),
+    )
 }
 
 fn device_from_row(row: &PgRow) -> Result<Device, sqlx::Error> {
@@ -121,8 +127,7 @@ fn certificate_from_row(row: &PgRow) -> Result<CertificateRecord, sqlx::Error> {
     })
 }
 
-const CERTIFICATE_COLUMNS: &str = "serial, issuer, device_serial, product, policy_oid, not_before, \
-     not_after, spki_sha256, der, status, authorized_by, supersedes, issued_at";
+use super::CERTIFICATE_COLUMNS;
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -275,6 +280,41 @@ impl Store for PostgresStore {
             })?;
         append_events(&mut tx, std::slice::from_ref(&issuance.audit)).await?;
         tx.commit().await.map_err(classify)
+    }
+
+    async fn commit_batch(
+        &self,
+        batch: &[Issuance],
+        now: i64,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut tx = self.begin().await?;
+        // FOR UPDATE: another replica cannot consume these tokens before this commit. A
+        // certificate superseded concurrently by another replica trips the unique index at the
+        // insert, and the batch is then retried one issuance at a time.
+        let (consumable, superseded) =
+            batch::read_claims::<Postgres>(&mut tx, batch, now, " FOR UPDATE").await?;
+        let mut verdicts = batch::admit(
+            batch,
+            &batch::Claims {
+                consumable_tokens: consumable.iter().map(Vec::as_slice).collect(),
+                superseded: superseded.iter().map(String::as_str).collect(),
+            },
+        );
+        for (issuance, verdict) in batch.iter().zip(verdicts.iter_mut()) {
+            if let (Ok(()), Some(quota)) = (&verdict, &issuance.station_quota) {
+                match super::stations_postgres::take_station_quota(&mut tx, quota).await {
+                    Err(refused @ StoreError::StationRateLimited { .. }) => *verdict = Err(refused),
+                    other => other?,
+                }
+            }
+        }
+        let admitted = batch::admitted(batch, &verdicts);
+        if !admitted.is_empty() {
+            let prev_hash = lock_audit_chain(&mut tx).await?;
+            batch::write_admitted::<Postgres>(&mut tx, &admitted, now, prev_hash).await?;
+            tx.commit().await.map_err(classify)?;
+        }
+        Ok(verdicts)
     }
 
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {

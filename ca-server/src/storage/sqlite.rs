@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 use super::{
     AuditEvent, CertificateQuery, CertificateRecord, CertificateStatus, CrlSnapshot, Device,
     DeviceStatus, Issuance, OperatorRecord, PublishedCrl, RevokedEntry, Store, StoreError,
-    StoredAuditEvent, TokenRecord, chain_hash, classify,
+    StoredAuditEvent, TokenRecord, batch, chain_hash, classify,
 };
 
 mod admin;
@@ -70,12 +70,7 @@ pub(super) async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
-    let mut prev: Vec<u8> =
-        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(classify)?
-            .unwrap_or_default();
+    let mut prev = last_audit_hash(tx).await?;
     for event in events {
         let hash = chain_hash(&prev, event);
         sqlx::query(
@@ -95,6 +90,17 @@ pub(super) async fn append_events(
         prev = hash;
     }
     Ok(())
+}
+
+/// The hash of the newest audit event (empty for the first event).
+async fn last_audit_hash(tx: &mut Transaction<'static, Sqlite>) -> Result<Vec<u8>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(classify)?
+            .unwrap_or_default(),
+    )
 }
 
 fn device_from_row(row: &SqliteRow) -> Result<Device, sqlx::Error> {
@@ -136,8 +142,7 @@ fn certificate_from_row(row: &SqliteRow) -> Result<CertificateRecord, sqlx::Erro
     })
 }
 
-const CERTIFICATE_COLUMNS: &str = "serial, issuer, device_serial, product, policy_oid, not_before, \
-     not_after, spki_sha256, der, status, authorized_by, supersedes, issued_at";
+use super::CERTIFICATE_COLUMNS;
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -297,6 +302,39 @@ impl Store for SqliteStore {
             })?;
         append_events(&mut tx, std::slice::from_ref(&issuance.audit)).await?;
         tx.commit().await.map_err(classify)
+    }
+
+    async fn commit_batch(
+        &self,
+        batch: &[Issuance],
+        now: i64,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        // BEGIN IMMEDIATE: the claims read below cannot change before the commit.
+        let mut tx = self.begin().await?;
+        let (consumable, superseded) =
+            batch::read_claims::<Sqlite>(&mut tx, batch, now, "").await?;
+        let mut verdicts = batch::admit(
+            batch,
+            &batch::Claims {
+                consumable_tokens: consumable.iter().map(Vec::as_slice).collect(),
+                superseded: superseded.iter().map(String::as_str).collect(),
+            },
+        );
+        for (issuance, verdict) in batch.iter().zip(verdicts.iter_mut()) {
+            if let (Ok(()), Some(quota)) = (&verdict, &issuance.station_quota) {
+                match super::stations_sqlite::take_station_quota(&mut tx, quota).await {
+                    Err(refused @ StoreError::StationRateLimited { .. }) => *verdict = Err(refused),
+                    other => other?,
+                }
+            }
+        }
+        let admitted = batch::admitted(batch, &verdicts);
+        if !admitted.is_empty() {
+            let prev_hash = last_audit_hash(&mut tx).await?;
+            batch::write_admitted::<Sqlite>(&mut tx, &admitted, now, prev_hash).await?;
+            tx.commit().await.map_err(classify)?;
+        }
+        Ok(verdicts)
     }
 
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {

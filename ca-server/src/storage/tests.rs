@@ -2,6 +2,9 @@
 
 use super::*;
 
+mod group_commit;
+use group_commit::*;
+
 fn device(serial: &str) -> Device {
     Device {
         serial: serial.into(),
@@ -543,7 +546,10 @@ macro_rules! storage_suite {
             disabled_station_certificates_reach_the_station_crl,
             certificates_are_searched_by_every_filter_and_paged,
             operators_are_added_found_and_revoked_once,
-            audit_pages_continue_after_a_sequence_number);
+            audit_pages_continue_after_a_sequence_number,
+            batch_writes_the_admitted_and_refuses_the_rest,
+            batch_counts_station_quota_per_issuance,
+            failed_batch_writes_nothing_and_is_retried_one_by_one);
     };
     (@tests $open:expr; $($name:ident),*) => {
         $(

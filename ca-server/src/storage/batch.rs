@@ -1,0 +1,297 @@
+//! Group commit, the backend-independent part: which issuances of a batch may be written, and
+//! the multi-row statements that write them. A batch is one transaction and one durable commit
+//! however many certificates it carries; an issuance refused here does not hold up the others.
+
+use std::collections::HashSet;
+
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use super::{AuditEvent, CertificateRecord, Issuance, StoreError, chain_hash};
+
+/// The most issuances one transaction carries (bounded so statements stay far below both
+/// backends' bound-parameter limits: 13 per certificate row).
+pub const MAX_BATCH: usize = 256;
+
+/// What the database says about a batch before anything is written, read under the write lock.
+pub(super) struct Claims<'a> {
+    /// Token hashes that exist, are unused and unexpired.
+    pub consumable_tokens: HashSet<&'a [u8]>,
+    /// Certificate serials that some stored certificate already supersedes.
+    pub superseded: HashSet<&'a str>,
+}
+
+/// One verdict per issuance, in order: `Ok` when it may be written. Within the batch a token is
+/// consumed and a certificate superseded at most once (the first request wins).
+pub(super) fn admit(batch: &[Issuance], claims: &Claims<'_>) -> Vec<Result<(), StoreError>> {
+    let mut tokens_taken = HashSet::new();
+    let mut supersedes_taken = HashSet::new();
+    batch
+        .iter()
+        .map(|issuance| {
+            if let Some(hash) = issuance.consume_token.as_deref()
+                && (!claims.consumable_tokens.contains(hash) || !tokens_taken.insert(hash))
+            {
+                return Err(StoreError::TokenNotConsumable);
+            }
+            if let Some(old) = issuance.certificate.supersedes.as_deref()
+                && (claims.superseded.contains(old) || !supersedes_taken.insert(old))
+            {
+                return Err(StoreError::AlreadySuperseded(old.to_owned()));
+            }
+            Ok(())
+        })
+        .collect()
+}
+
+/// The token hashes a batch wants to consume.
+pub(super) fn token_hashes(batch: &[Issuance]) -> Vec<&[u8]> {
+    batch
+        .iter()
+        .filter_map(|i| i.consume_token.as_deref())
+        .collect()
+}
+
+/// The certificate serials a batch wants to supersede.
+pub(super) fn superseded_serials(batch: &[Issuance]) -> Vec<&str> {
+    batch
+        .iter()
+        .filter_map(|i| i.certificate.supersedes.as_deref())
+        .collect()
+}
+
+/// `SELECT token_hash FROM enrollment_tokens WHERE <unused, unexpired> AND token_hash IN (...)`,
+/// with `suffix` appended (PostgreSQL adds `FOR UPDATE`).
+pub(super) fn select_consumable<'a, DB>(
+    hashes: &'a [&'a [u8]],
+    now: i64,
+    suffix: &str,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    i64: Encode<'a, DB> + Type<DB>,
+    &'a [u8]: Encode<'a, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(
+        "SELECT token_hash FROM enrollment_tokens WHERE used_at IS NULL AND expires_at > ",
+    );
+    query.push_bind(now).push(" AND token_hash IN (");
+    let mut list = query.separated(", ");
+    for hash in hashes {
+        list.push_bind(*hash);
+    }
+    query.push(")").push(suffix);
+    query
+}
+
+/// `SELECT supersedes FROM certificates WHERE supersedes IN (...)`.
+pub(super) fn select_superseded<'a, DB>(serials: &'a [&'a str]) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new("SELECT supersedes FROM certificates WHERE supersedes IN (");
+    let mut list = query.separated(", ");
+    for serial in serials {
+        list.push_bind(*serial);
+    }
+    query.push(")");
+    query
+}
+
+/// Marks the admitted issuances' tokens used.
+pub(super) fn consume_tokens<'a, DB>(hashes: &[&'a [u8]], now: i64) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    i64: Encode<'a, DB> + Type<DB>,
+    &'a [u8]: Encode<'a, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new("UPDATE enrollment_tokens SET used_at = ");
+    query.push_bind(now).push(" WHERE token_hash IN (");
+    let mut list = query.separated(", ");
+    for hash in hashes {
+        list.push_bind(*hash);
+    }
+    query.push(")");
+    query
+}
+
+/// One multi-row INSERT for the admitted certificates.
+pub(super) fn insert_certificates<'a, DB>(records: &[&'a CertificateRecord]) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    i64: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    &'a [u8]: Encode<'a, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(format!(
+        "INSERT INTO certificates ({}) ",
+        super::CERTIFICATE_COLUMNS
+    ));
+    query.push_values(records.iter().copied(), |mut row, cert| {
+        row.push_bind(cert.serial.as_str())
+            .push_bind(cert.issuer.as_str())
+            .push_bind(cert.device_serial.as_str())
+            .push_bind(cert.product.as_str())
+            .push_bind(cert.policy_oid.as_str())
+            .push_bind(cert.not_before)
+            .push_bind(cert.not_after)
+            .push_bind(cert.spki_sha256.as_slice())
+            .push_bind(cert.der.as_slice())
+            .push_bind(cert.status.as_str())
+            .push_bind(cert.authorized_by.as_str())
+            .push_bind(cert.supersedes.as_deref())
+            .push_bind(cert.issued_at);
+    });
+    query
+}
+
+/// An audit event with its place in the chain.
+pub(super) struct ChainedEvent<'a> {
+    pub event: &'a AuditEvent,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// Chains events after `prev_hash`, in order.
+pub(super) fn chain<'a>(
+    mut prev_hash: Vec<u8>,
+    events: impl Iterator<Item = &'a AuditEvent>,
+) -> Vec<ChainedEvent<'a>> {
+    events
+        .map(|event| {
+            let hash = chain_hash(&prev_hash, event);
+            let chained = ChainedEvent {
+                event,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            };
+            chained
+        })
+        .collect()
+}
+
+/// One multi-row INSERT for chained audit events.
+pub(super) fn insert_audit<'a, DB>(events: &'a [ChainedEvent<'a>]) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    i64: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    &'a [u8]: Encode<'a, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(
+        "INSERT INTO audit_events (at, actor, action, object, details, prev_hash, hash) ",
+    );
+    query.push_values(events.iter(), |mut row, chained| {
+        row.push_bind(chained.event.at)
+            .push_bind(chained.event.actor.as_str())
+            .push_bind(chained.event.action.as_str())
+            .push_bind(chained.event.object.as_str())
+            .push_bind(chained.event.details.as_str())
+            .push_bind(chained.prev_hash.as_slice())
+            .push_bind(chained.hash.as_slice());
+    });
+    query
+}
+
+/// Reads a batch's claims inside the transaction: the consumable tokens and the already
+/// superseded certificates among those it names. `lock` is appended to the token query
+/// (PostgreSQL: `FOR UPDATE`, so no other replica consumes them before this commit).
+pub(super) async fn read_claims<DB>(
+    conn: &mut DB::Connection,
+    batch: &[Issuance],
+    now: i64,
+    lock: &str,
+) -> Result<(Vec<Vec<u8>>, Vec<String>), StoreError>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    (Vec<u8>,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let hashes = token_hashes(batch);
+    let consumable = if hashes.is_empty() {
+        Vec::new()
+    } else {
+        select_consumable::<DB>(&hashes, now, lock)
+            .build_query_scalar::<Vec<u8>>()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(super::classify)?
+    };
+    let serials = superseded_serials(batch);
+    let superseded = if serials.is_empty() {
+        Vec::new()
+    } else {
+        select_superseded::<DB>(&serials)
+            .build_query_scalar::<String>()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(super::classify)?
+    };
+    Ok((consumable, superseded))
+}
+
+/// Writes the admitted issuances: their tokens consumed, their certificates, and their audit
+/// events chained after `prev_hash` (read by the caller under its audit-chain lock).
+pub(super) async fn write_admitted<DB>(
+    conn: &mut DB::Connection,
+    admitted: &[&Issuance],
+    now: i64,
+    prev_hash: Vec<u8>,
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
+{
+    let tokens: Vec<&[u8]> = admitted
+        .iter()
+        .filter_map(|i| i.consume_token.as_deref())
+        .collect();
+    if !tokens.is_empty() {
+        consume_tokens::<DB>(&tokens, now)
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(super::classify)?;
+    }
+    let certificates: Vec<&CertificateRecord> = admitted.iter().map(|i| &i.certificate).collect();
+    insert_certificates::<DB>(&certificates)
+        .build()
+        .execute(&mut *conn)
+        .await
+        .map_err(super::classify)?;
+    let chained = chain(prev_hash, admitted.iter().map(|i| &i.audit));
+    insert_audit::<DB>(&chained)
+        .build()
+        .execute(&mut *conn)
+        .await
+        .map_err(super::classify)?;
+    Ok(())
+}
+
+/// The admitted issuances of a batch.
+pub(super) fn admitted<'a>(
+    batch: &'a [Issuance],
+    verdicts: &[Result<(), StoreError>],
+) -> Vec<&'a Issuance> {
+    batch
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(issuance, verdict)| verdict.is_ok().then_some(issuance))
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! Group commit: a batch writes what it may in one transaction and refuses the rest precisely.
+
+use super::*;
+
+fn with_supersedes(serial: &str, old: &str) -> Issuance {
+    let mut renewal = issuance(serial, "IP20000001", None);
+    renewal.certificate.supersedes = Some(old.into());
+    renewal
+}
+
+fn assert_chain_intact(events: &[StoredAuditEvent]) {
+    let mut prev = Vec::new();
+    for stored in events {
+        assert_eq!(stored.prev_hash, prev, "event {} links back", stored.seq);
+        assert_eq!(stored.hash, chain_hash(&prev, &stored.event));
+        prev = stored.hash.clone();
+    }
+}
+
+pub(super) async fn batch_writes_the_admitted_and_refuses_the_rest(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001"), device("IP20000002")], &[])
+        .await
+        .unwrap();
+    store
+        .create_tokens(&[token(1, "IP20000001"), token(2, "IP20000002")], &[])
+        .await
+        .unwrap();
+    store
+        .commit_issuance(&issuance("a0", "IP20000001", None), 1_400)
+        .await
+        .unwrap();
+    store
+        .commit_issuance(&with_supersedes("a1", "a0"), 1_400)
+        .await
+        .unwrap();
+    let batch = [
+        issuance("b1", "IP20000001", Some(vec![1; 32])),
+        issuance("b2", "IP20000001", Some(vec![1; 32])), // same token again in the batch
+        issuance("b3", "IP20000002", Some(vec![9; 32])), // unknown token
+        with_supersedes("b4", "a0"),                     // superseded before the batch
+        with_supersedes("b5", "a1"),
+        with_supersedes("b6", "a1"), // superseded earlier in the batch
+        issuance("b7", "IP20000002", Some(vec![2; 32])),
+    ];
+    let verdicts = store.commit_issuances(&batch, 1_500).await;
+    let refused: Vec<String> = verdicts
+        .iter()
+        .map(|v| {
+            v.as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        verdicts[0].is_ok() && verdicts[4].is_ok() && verdicts[6].is_ok(),
+        "{refused:?}"
+    );
+    assert!(matches!(verdicts[1], Err(StoreError::TokenNotConsumable)));
+    assert!(matches!(verdicts[2], Err(StoreError::TokenNotConsumable)));
+    assert!(matches!(verdicts[3], Err(StoreError::AlreadySuperseded(ref s)) if s == "a0"));
+    assert!(matches!(verdicts[5], Err(StoreError::AlreadySuperseded(ref s)) if s == "a1"));
+    for (serial, stored) in [
+        ("b1", true),
+        ("b2", false),
+        ("b3", false),
+        ("b4", false),
+        ("b5", true),
+        ("b6", false),
+        ("b7", true),
+    ] {
+        assert_eq!(
+            store.certificate(serial).await.unwrap().is_some(),
+            stored,
+            "{serial}"
+        );
+    }
+    assert_eq!(store.successor("a1").await.unwrap().unwrap().serial, "b5");
+    assert_eq!(
+        store.token(&[1; 32]).await.unwrap().unwrap().used_at,
+        Some(1_500)
+    );
+    assert_eq!(
+        store.token(&[2; 32]).await.unwrap().unwrap().used_at,
+        Some(1_500)
+    );
+    // One event per stored certificate, chained in batch order after the earlier ones.
+    let events = store.audit_events().await.unwrap();
+    assert_eq!(events.len(), 2 + 3);
+    assert_chain_intact(&events);
+}
+
+pub(super) async fn batch_counts_station_quota_per_issuance(store: &dyn Store) {
+    store
+        .create_station(&station("st1"), &event("station.created"))
+        .await
+        .unwrap();
+    let serials = ["IP20000001", "IP20000002", "IP20000003"];
+    let devices: Vec<Device> = serials.iter().map(|s| device(s)).collect();
+    store.register_devices(&devices, &[]).await.unwrap();
+    let quota = StationQuota {
+        station: "st1".into(),
+        window_start: 7_200,
+        limit: 2,
+    };
+    let batch: Vec<Issuance> = serials
+        .iter()
+        .enumerate()
+        .map(|(n, device)| {
+            let mut request = issuance(&format!("c{n}"), device, None);
+            request.station_quota = Some(quota.clone());
+            request
+        })
+        .collect();
+    let verdicts = store.commit_issuances(&batch, 7_300).await;
+    assert!(verdicts[0].is_ok() && verdicts[1].is_ok());
+    assert!(matches!(
+        verdicts[2],
+        Err(StoreError::StationRateLimited { ref station }) if station == "st1"
+    ));
+    assert_eq!(store.station_usage("st1", 7_200).await.unwrap(), 2);
+    assert!(store.certificate("c2").await.unwrap().is_none());
+}
+
+pub(super) async fn failed_batch_writes_nothing_and_is_retried_one_by_one(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    store
+        .create_tokens(&[token(1, "IP20000001")], &[])
+        .await
+        .unwrap();
+    // Two certificates with one serial: the multi-row insert fails as a whole.
+    let batch = [
+        issuance("d1", "IP20000001", Some(vec![1; 32])),
+        issuance("d1", "IP20000001", None),
+    ];
+    assert!(store.commit_batch(&batch, 1_500).await.is_err());
+    assert!(store.certificate("d1").await.unwrap().is_none());
+    assert_eq!(store.token(&[1; 32]).await.unwrap().unwrap().used_at, None);
+    assert!(store.audit_events().await.unwrap().is_empty());
+
+    let verdicts = store.commit_issuances(&batch, 1_500).await;
+    assert!(verdicts[0].is_ok());
+    assert!(matches!(verdicts[1], Err(StoreError::SerialCollision(ref s)) if s == "d1"));
+    assert_eq!(
+        store.token(&[1; 32]).await.unwrap().unwrap().used_at,
+        Some(1_500)
+    );
+    assert_chain_intact(&store.audit_events().await.unwrap());
+}
