@@ -165,12 +165,11 @@ pub(super) fn chain<'a>(
     events
         .map(|event| {
             let hash = chain_hash(&prev_hash, event);
-            let chained = ChainedEvent {
+            ChainedEvent {
                 event,
                 prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
                 hash,
-            };
-            chained
+            }
         })
         .collect()
 }
