@@ -140,6 +140,14 @@ impl Ca {
         Ok(pairs)
     }
 
+    /// The database URL the server uses (a SQLite path resolved against the data directory).
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        match &self.database {
+            Some(db) => Ok(db.url.clone()),
+            None => Ok(ca_server::config::Settings::load(&self.data)?.database_url()),
+        }
+    }
+
     /// The root certificate (trust anchor of the HTTPS listener and of every chain).
     pub fn root_der(&self) -> anyhow::Result<CertificateDer<'static>> {
         read_cert(&self.data.join("root.pem"))
