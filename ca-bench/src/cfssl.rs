@@ -1,0 +1,229 @@
+//! Cloudflare cfssl as the peer: a P-256 CA and a TLS certificate made with rcgen, `cfssl serve`
+//! over HTTPS on a free port, and a workload posting the same CSRs to `/api/v1/cfssl/sign`.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::ClientConfig;
+use rustls_pki_types::CertificateDer;
+
+use crate::est::KeyAndCsr;
+use crate::load::{Transport, Workload};
+
+/// Where the Debian package installs cfssl.
+pub const CFSSL: &str = "/usr/bin/cfssl";
+const SIGN_PATH: &str = "/api/v1/cfssl/sign";
+const CONFIG: &str =
+    r#"{"signing":{"default":{"usages":["digital signature","client auth"],"expiry":"8760h"}}}"#;
+
+/// The cfssl binary to run: `$CFSSL` if set, else [`CFSSL`]; `None` if it does not run.
+pub fn binary() -> Option<String> {
+    let path = std::env::var("CFSSL").unwrap_or_else(|_| CFSSL.to_owned());
+    Command::new(&path)
+        .arg("version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| path)
+}
+
+/// A running `cfssl serve` (killed when dropped) and the trust for its TLS certificate.
+pub struct Cfssl {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// Its HTTPS address.
+    pub addr: SocketAddr,
+    /// Client configuration trusting its CA.
+    pub tls: Arc<ClientConfig>,
+}
+
+impl Cfssl {
+    /// Writes a CA, a TLS certificate for 127.0.0.1 and the signing config, then starts
+    /// `cfssl serve` without a certificate database (cfssl stores nothing).
+    pub fn start(binary: &str) -> anyhow::Result<Cfssl> {
+        let dir = tempfile::tempdir()?;
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut ca_params = CertificateParams::default();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "cfssl bench CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, &ca_key);
+        let tls_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let tls_params = CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+        let tls_cert = tls_params.signed_by(&tls_key, &issuer)?;
+
+        let d = dir.path();
+        write(d, "ca.pem", &ca_cert.pem())?;
+        write(d, "ca-key.pem", &ca_key.serialize_pem())?;
+        write(d, "tls.pem", &tls_cert.pem())?;
+        write(d, "tls-key.pem", &tls_key.serialize_pem())?;
+        write(d, "config.json", CONFIG)?;
+
+        let addr = crate::setup::free_port()?;
+        let child = Command::new(binary)
+            .current_dir(d)
+            .args(["serve", "-address", "127.0.0.1", "-port"])
+            .arg(addr.port().to_string())
+            .args([
+                "-ca",
+                "ca.pem",
+                "-ca-key",
+                "ca-key.pem",
+                "-config",
+                "config.json",
+                "-tls-cert",
+                "tls.pem",
+                "-tls-key",
+                "tls-key.pem",
+                "-loglevel",
+                "5",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {binary}"))?;
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(ca_cert.der().to_vec()))?;
+        let tls = Arc::new(
+            ClientConfig::builder_with_provider(crate::setup::provider())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let mut cfssl = Cfssl {
+            child,
+            _dir: dir,
+            addr,
+            tls,
+        };
+        cfssl.wait()?;
+        Ok(cfssl)
+    }
+
+    /// The process id (for `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("cfssl serve exited at start-up ({status})");
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("cfssl serve did not answer on {} within 30 s", self.addr);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Cfssl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {name}"))
+}
+
+/// `POST /api/v1/cfssl/sign` with `{"certificate_request": "<CSR PEM>"}` for each CSR.
+pub struct Sign {
+    host: HeaderValue,
+    tls: Arc<ClientConfig>,
+    bodies: Vec<Bytes>,
+}
+
+impl Sign {
+    /// One request per CSR.
+    pub fn new(cfssl: &Cfssl, csrs: &[KeyAndCsr]) -> anyhow::Result<Sign> {
+        Ok(Sign {
+            host: HeaderValue::from_str(&cfssl.addr.to_string())?,
+            tls: cfssl.tls.clone(),
+            bodies: csrs.iter().map(|c| sign_body(&c.csr)).collect(),
+        })
+    }
+}
+
+/// The JSON body: PEM holds only base64, dashes, spaces and newlines, so escaping the newlines
+/// suffices.
+fn sign_body(csr: &[u8]) -> Bytes {
+    let pem = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", csr.to_vec()));
+    let escaped = pem.replace("\r\n", "\\n").replace('\n', "\\n");
+    Bytes::from(format!("{{\"certificate_request\":\"{escaped}\"}}"))
+}
+
+impl Workload for Sign {
+    fn capacity(&self) -> Option<usize> {
+        Some(self.bodies.len())
+    }
+
+    fn request(&self, index: usize) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(self.bodies[index].clone()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = hyper::Uri::from_static(SIGN_PATH);
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.host.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        request
+    }
+
+    fn check(&self, _: usize, body: &Bytes) -> Result<(), String> {
+        let found = body
+            .windows(SUCCESS.len())
+            .any(|window| window == SUCCESS.as_bytes());
+        if found {
+            Ok(())
+        } else {
+            Err(format!(
+                "cfssl answer without \"success\":true: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            ))
+        }
+    }
+
+    fn transport(&self, _: usize) -> Transport {
+        Transport::Tls(self.tls.clone())
+    }
+}
+
+const SUCCESS: &str = "\"success\":true";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_body_is_one_json_line() {
+        let body = sign_body(&[1, 2, 3]);
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            text.starts_with("{\"certificate_request\":\"-----BEGIN CERTIFICATE REQUEST-----\\n")
+        );
+        assert!(!text.contains('\n'));
+    }
+}

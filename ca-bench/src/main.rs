@@ -1,0 +1,245 @@
+//! `ca-bench`: measures ca-server on this machine (issue #7) — token enrollment against
+//! Cloudflare cfssl, re-enrollment with fresh mutual TLS, OCSP, and CRL regeneration.
+//!
+//! Progress goes to stderr; results to stdout as `key: value` lines and one summary line.
+//! Exit code: 0 success, 1 some requests failed, 2 the setup failed.
+
+mod cfssl;
+mod crl;
+mod est;
+mod load;
+mod modes;
+mod ocsp;
+mod procstat;
+mod report;
+mod setup;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::modes::Load;
+use crate::report::Outcome;
+
+/// Load generator and benchmark for ca-server: starts a fresh CA in a temp directory (server in
+/// a child process), prepares devices, tokens and CSRs outside the timed window, then measures.
+#[derive(Debug, Parser)]
+#[command(name = "ca-bench", version)]
+struct Cli {
+    /// What to measure (default: enroll).
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Token enrollment (simpleenroll) over HTTPS keep-alive; the headline figure.
+    Enroll(EnrollArgs),
+    /// Re-enrollment (simplereenroll) with a fresh mutual-TLS connection per request.
+    Reenroll(ReenrollArgs),
+    /// OCSP responses/s (POST /ocsp/basic over keep-alive HTTP), good and revoked serials mixed.
+    Ocsp(OcspArgs),
+    /// CRL regeneration time (build + sign + store) with many revoked entries.
+    Crl(CrlArgs),
+    /// enroll (with cfssl), reenroll, ocsp and crl in turn, then a Markdown table vs issue #7.
+    All(AllArgs),
+    /// Runs the ca-server command line in this process (how the bench starts its children).
+    #[command(hide = true)]
+    CaServer {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+}
+
+/// Load options shared by the HTTP modes.
+#[derive(Debug, Clone, Args)]
+struct LoadArgs {
+    /// Concurrent connections, one request in flight on each.
+    #[arg(long, short = 'c', default_value_t = 64)]
+    concurrency: usize,
+    /// Length of the measured window, in seconds (stops earlier if the requests run out).
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Requests sent before the measured window (at most a tenth of the prepared requests).
+    #[arg(long, default_value_t = 2000)]
+    warmup: usize,
+    /// Worker threads of the load generator (the rest of the cores are left to the server).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Run the server on PostgreSQL: a fresh database is created on this server (e.g.
+    /// postgres://postgres@127.0.0.1:5432) and dropped at the end. Default: SQLite.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+impl LoadArgs {
+    fn load(&self) -> Load {
+        Load {
+            concurrency: self.concurrency,
+            duration: Duration::from_secs_f64(self.duration.max(0.0)),
+            warmup: self.warmup,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct EnrollArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Devices registered, each with a token and a pre-generated CSR (one request each).
+    #[arg(long, short = 'n', default_value_t = 100_000)]
+    devices: usize,
+    /// Then run Cloudflare cfssl (`cfssl serve`, /api/v1/cfssl/sign) with the same CSRs,
+    /// concurrency and duration, and print the ratio.
+    #[arg(long)]
+    compare_cfssl: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReenrollArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Devices enrolled before the window; each re-enrolls at most once.
+    #[arg(long, short = 'n', default_value_t = 25_000)]
+    devices: usize,
+}
+
+#[derive(Debug, Args)]
+struct OcspArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Devices enrolled (their certificates are queried in turn).
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    devices: usize,
+    /// How many of them are revoked (through `ca-server revoke`).
+    #[arg(long, default_value_t = 10)]
+    revoked: usize,
+}
+
+#[derive(Debug, Args)]
+struct CrlArgs {
+    /// Revoked certificates in the CRL.
+    #[arg(long, default_value_t = 100_000)]
+    revoked: usize,
+    /// Store them in a fresh database of this PostgreSQL server instead of SQLite.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct AllArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Devices for the enroll mode.
+    #[arg(long, default_value_t = 100_000)]
+    devices: usize,
+    /// Devices for the reenroll mode.
+    #[arg(long, default_value_t = 25_000)]
+    reenroll_devices: usize,
+    /// Revoked entries for the CRL mode.
+    #[arg(long, default_value_t = 100_000)]
+    revoked: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mode = cli.mode.unwrap_or_else(|| Mode::Enroll(default_enroll()));
+    if let Mode::CaServer { args } = mode {
+        return setup::run_ca_server(args);
+    }
+    let threads = match &mode {
+        Mode::Enroll(a) => a.load.client_threads,
+        Mode::Reenroll(a) => a.load.client_threads,
+        Mode::Ocsp(a) => a.load.client_threads,
+        Mode::All(a) => a.load.client_threads,
+        Mode::Crl(_) | Mode::CaServer { .. } => 1,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: tokio runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(mode)) {
+        Ok(outcome) => {
+            println!("{}", outcome.summary);
+            if outcome.request_errors > 0 {
+                eprintln!(
+                    "FAILED: {} requests failed (details above)",
+                    outcome.request_errors
+                );
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("error: setup failed: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_enroll() -> EnrollArgs {
+    EnrollArgs::parse_from_defaults()
+}
+
+impl EnrollArgs {
+    /// The defaults, as `ca-bench enroll` with no options.
+    fn parse_from_defaults() -> EnrollArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: EnrollArgs,
+        }
+        Only::parse_from(["enroll"]).args
+    }
+}
+
+async fn run(mode: Mode) -> anyhow::Result<Outcome> {
+    match mode {
+        Mode::Enroll(a) => {
+            let db = a.load.database.as_deref();
+            modes::enroll(&a.load.load(), a.devices, db, a.compare_cfssl).await
+        }
+        Mode::Reenroll(a) => {
+            modes::reenroll(&a.load.load(), a.devices, a.load.database.as_deref()).await
+        }
+        Mode::Ocsp(a) => {
+            let db = a.load.database.as_deref();
+            ocsp::run(&a.load.load(), a.devices, a.revoked, db).await
+        }
+        Mode::Crl(a) => crl::run(a.revoked, a.database.as_deref()).await,
+        Mode::All(a) => all(a).await,
+        Mode::CaServer { .. } => anyhow::bail!("internal: ca-server is handled before"),
+    }
+}
+
+/// Every mode in turn; a setup failure stops the series, request errors are summed.
+async fn all(a: AllArgs) -> anyhow::Result<Outcome> {
+    let load = a.load.load();
+    let db = a.load.database.as_deref();
+    let mut parts = Vec::new();
+    parts.push(modes::enroll(&load, a.devices, db, true).await?);
+    parts.push(modes::reenroll(&load, a.reenroll_devices, db).await?);
+    parts.push(ocsp::run(&load, 1000, 10, db).await?);
+    parts.push(crl::run(a.revoked, db).await?);
+    let rows: Vec<_> = parts.iter().flat_map(|p| p.rows.clone()).collect();
+    println!();
+    print!("{}", report::markdown(&rows));
+    println!();
+    for part in parts.iter().skip(1) {
+        println!("{}", part.summary);
+    }
+    Ok(Outcome {
+        request_errors: parts.iter().map(|p| p.request_errors).sum(),
+        rows,
+        summary: parts.first().map(|p| p.summary.clone()).unwrap_or_default(),
+    })
+}

@@ -1,0 +1,248 @@
+//! The EST measurements: `enroll` (with cfssl side by side) and `reenroll`, each on a fresh CA.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cfssl::{self, Cfssl};
+use crate::est::{self, Enroll, Reenroll};
+use crate::load::{self, LoadOptions, LoadResult};
+use crate::report::{self, Outcome, Row};
+use crate::setup::{Ca, device_serial};
+
+/// Load parameters shared by the modes.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Concurrent connections.
+    pub concurrency: usize,
+    /// Measured window.
+    pub duration: Duration,
+    /// Requests before the window.
+    pub warmup: usize,
+}
+
+impl Load {
+    fn options(&self, addr: std::net::SocketAddr, pid: Option<u32>) -> LoadOptions {
+        LoadOptions {
+            addr,
+            concurrency: self.concurrency,
+            duration: self.duration,
+            warmup: self.warmup,
+            server_pid: pid,
+        }
+    }
+}
+
+/// `enroll`: token enrollment over HTTPS keep-alive; cfssl with the same CSRs if asked.
+pub async fn enroll(
+    load: &Load,
+    devices: usize,
+    database: Option<&str>,
+    compare_cfssl: bool,
+) -> anyhow::Result<Outcome> {
+    let cfssl_binary = if compare_cfssl {
+        Some(cfssl::binary().with_context(|| {
+            format!(
+                "--compare-cfssl: cfssl not found at {} (apt-get install golang-cfssl, or set CFSSL)",
+                cfssl::CFSSL
+            )
+        })?)
+    } else {
+        None
+    };
+    let backend = if database.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    eprintln!("enroll: creating a CA ({backend}), registering {devices} devices with tokens");
+    let ca = Ca::create(database).await?;
+    let credentials = ca.register_with_tokens(devices)?;
+    eprintln!("enroll: generating {devices} P-256 keys and CSRs");
+    let serials: Vec<String> = credentials.iter().map(|(s, _)| s.clone()).collect();
+    let csrs = tokio::task::block_in_place(|| est::keys_and_csrs(&serials))?;
+    let server = ca.serve()?;
+    eprintln!(
+        "enroll: simpleenroll on {} at c={} for {:?} (after {} warm-up requests)",
+        ca.https,
+        load.concurrency,
+        load.duration,
+        load.warmup.min(devices / 10)
+    );
+    let workload = Arc::new(Enroll::new(
+        ca.https,
+        ca.client_config()?,
+        &credentials,
+        &csrs,
+        false,
+    )?);
+    let ours = load::run(workload, load.options(ca.https, Some(server.pid()))).await;
+    let ours_rss = load::peak_rss_mb(Some(server.pid()));
+    server.stop();
+    ca.cleanup().await?;
+    report::print_load("ours", &ours, ours_rss);
+    println!("ours.storage: {backend}, durable (every answer after its commit)");
+
+    let mut outcome = Outcome {
+        request_errors: ours.error_count(),
+        ..Outcome::default()
+    };
+    let measure = format!(
+        "token enrollment, HTTPS keep-alive, {backend}, c={}",
+        load.concurrency
+    );
+    let (target, floor) = if database.is_some() {
+        ("≥ 6,000 certs/s", 6000.0)
+    } else {
+        ("≥ 8,000 certs/s and ≥ 2.0× cfssl", 8000.0)
+    };
+    let mut row = Row::new(
+        &measure,
+        target,
+        format!("{} certs/s", report::thousands(ours.rate())),
+        Some(ours.rate() >= floor),
+    );
+    let p99 = ours.latency_ms(0.99);
+    outcome.summary = format!("enroll: ours={:.0} certs/s p99={p99:.1} ms", ours.rate());
+
+    if let Some(binary) = cfssl_binary {
+        let theirs = run_cfssl(&binary, load, &csrs).await?;
+        outcome.request_errors += theirs.error_count();
+        let ratio = if theirs.rate() > 0.0 {
+            ours.rate() / theirs.rate()
+        } else {
+            0.0
+        };
+        println!("cfssl.ratio_ours_over_cfssl: {ratio:.2}");
+        row.cfssl = format!("{} certs/s", report::thousands(theirs.rate()));
+        row.ours = format!("{} ({ratio:.2}×)", row.ours);
+        row.met = Some(ours.rate() >= floor && (database.is_some() || ratio >= 2.0));
+        outcome.summary = format!(
+            "enroll: ours={:.0} certs/s p99={p99:.1} ms cfssl={:.0} certs/s ratio={ratio:.2}",
+            ours.rate(),
+            theirs.rate()
+        );
+    }
+    outcome.rows.push(row);
+    outcome.rows.push(Row::new(
+        &format!("p99 latency at c={}", load.concurrency),
+        "≤ 15 ms",
+        format!("{p99:.1} ms"),
+        Some(p99 <= 15.0),
+    ));
+    if let Some(rss) = ours_rss {
+        outcome.rows.push(Row::new(
+            "server RSS under load",
+            "≤ 64 MB",
+            format!("{rss:.0} MB"),
+            Some(rss <= 64.0),
+        ));
+    }
+    if let Some(cpu) = ours.server_cpu {
+        outcome.rows.push(Row::new(
+            "server CPU per certificate",
+            "–",
+            format!("{:.0} µs", cpu.as_secs_f64() * 1e6 / ours.ok.max(1) as f64),
+            None,
+        ));
+    }
+    Ok(outcome)
+}
+
+async fn run_cfssl(
+    binary: &str,
+    load: &Load,
+    csrs: &[est::KeyAndCsr],
+) -> anyhow::Result<LoadResult> {
+    let cfssl = Cfssl::start(binary)?;
+    eprintln!(
+        "enroll: cfssl sign on {} at c={} for {:?}, same CSRs (cfssl stores nothing: no -db-config)",
+        cfssl.addr, load.concurrency, load.duration
+    );
+    let workload = Arc::new(cfssl::Sign::new(&cfssl, csrs)?);
+    let result = load::run(workload, load.options(cfssl.addr, Some(cfssl.pid()))).await;
+    let rss = load::peak_rss_mb(Some(cfssl.pid()));
+    drop(cfssl);
+    report::print_load("cfssl", &result, rss);
+    println!(
+        "cfssl.storage: none (cfssl serve without -db-config keeps no record of what it signs)"
+    );
+    Ok(result)
+}
+
+/// `reenroll`: `devices` devices enrolled first (untimed), then each re-enrolls once with a new
+/// key on a fresh mutual-TLS connection.
+pub async fn reenroll(
+    load: &Load,
+    devices: usize,
+    database: Option<&str>,
+) -> anyhow::Result<Outcome> {
+    eprintln!("reenroll: creating a CA, registering {devices} devices with tokens");
+    let ca = Ca::create(database).await?;
+    let credentials = ca.register_with_tokens(devices)?;
+    eprintln!("reenroll: generating 2 × {devices} P-256 keys and CSRs");
+    let serials: Vec<String> = (0..devices).map(device_serial).collect();
+    let (first, next) = tokio::task::block_in_place(|| {
+        Ok::<_, anyhow::Error>((est::keys_and_csrs(&serials)?, est::keys_and_csrs(&serials)?))
+    })?;
+    let server = ca.serve()?;
+    eprintln!("reenroll: enrolling the {devices} devices (untimed)");
+    let enroll = Arc::new(Enroll::new(
+        ca.https,
+        ca.client_config()?,
+        &credentials,
+        &first,
+        true,
+    )?);
+    let setup_load = Load {
+        warmup: 0,
+        duration: Duration::from_secs(3600),
+        ..load.clone()
+    };
+    let enrolled = load::run(enroll.clone(), setup_load.options(ca.https, None)).await;
+    if enrolled.error_count() > 0 {
+        report::print_load("reenroll.setup", &enrolled, None);
+        anyhow::bail!("{} initial enrollments failed", enrolled.error_count());
+    }
+    let answers = Arc::into_inner(enroll)
+        .context("enroll workload still shared")?
+        .into_answers();
+    let mut current = Vec::with_capacity(devices);
+    for (answer, key) in answers.iter().zip(&first) {
+        let answer = answer.as_ref().context("a device was not enrolled")?;
+        current.push((est::certificate_of(answer)?, key.key_pkcs8.clone()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.root_der()?)?;
+    let workload = Arc::new(Reenroll::new(
+        ca.https,
+        &roots,
+        &ca.basic_ca_der()?,
+        current,
+        &next,
+    )?);
+    eprintln!(
+        "reenroll: simplereenroll, fresh mTLS connection each, c={} for {:?}",
+        load.concurrency, load.duration
+    );
+    let result = load::run(workload, load.options(ca.https, Some(server.pid()))).await;
+    let rss = load::peak_rss_mb(Some(server.pid()));
+    server.stop();
+    ca.cleanup().await?;
+    report::print_load("reenroll", &result, rss);
+    let p99 = result.latency_ms(0.99);
+    Ok(Outcome {
+        request_errors: result.error_count(),
+        rows: vec![Row::new(
+            "re-enrollment, fresh mTLS handshake each",
+            "≥ 1,500/s",
+            format!("{}/s (p99 {p99:.1} ms)", report::thousands(result.rate())),
+            Some(result.rate() >= 1500.0),
+        )],
+        summary: format!(
+            "reenroll: ours={:.0} reenrollments/s p99={p99:.1} ms",
+            result.rate()
+        ),
+    })
+}

@@ -1,0 +1,104 @@
+//! Readers for `/proc`: CPU time and peak resident memory of a process (the server child, or
+//! this process for the load generator's own cost).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// CPU time consumed by a process up to a moment, from two sources: `/proc/<pid>/stat`
+/// (utime + stime in clock ticks, includes threads that have exited) and the sum of
+/// `/proc/<pid>/task/*/schedstat` (nanoseconds on CPU, precise, live threads only).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSample {
+    ticks: u64,
+    sched_ns: u64,
+}
+
+impl CpuSample {
+    /// Reads the current totals of `pid`; zero on a process that is gone.
+    pub fn take(pid: u32) -> CpuSample {
+        CpuSample {
+            ticks: stat_ticks(pid).unwrap_or(0),
+            sched_ns: schedstat_ns(pid),
+        }
+    }
+
+    /// CPU time spent between `self` and a later sample. The larger of the two readings wins:
+    /// schedstat is precise but misses threads that exited in between; stat has tick
+    /// granularity but keeps them.
+    pub fn until(&self, later: &CpuSample) -> Duration {
+        let ticks = later.ticks.saturating_sub(self.ticks);
+        let from_ticks = ticks.saturating_mul(1_000_000_000) / clock_ticks_per_second();
+        let from_sched = later.sched_ns.saturating_sub(self.sched_ns);
+        Duration::from_nanos(from_ticks.max(from_sched))
+    }
+}
+
+/// Peak resident set size (`VmHWM`) of `pid` in kB.
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+}
+
+/// utime + stime (fields 14 and 15) of `/proc/<pid>/stat`, in clock ticks.
+fn stat_ticks(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so field N is at index N - 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Sum of the first field (ns on CPU) of every thread's schedstat.
+fn schedstat_ns(pid: u32) -> u64 {
+    let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+    let Ok(entries) = std::fs::read_dir(&tasks) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// `sysconf(_SC_CLK_TCK)` without `unsafe`: asked once from `getconf CLK_TCK` (100 if absent).
+fn clock_ticks_per_second() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_has_cpu_time_and_rss() {
+        let pid = std::process::id();
+        let before = CpuSample::take(pid);
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let after = CpuSample::take(pid);
+        assert!(before.until(&after) > Duration::ZERO);
+        assert!(peak_rss_kb(pid).unwrap() > 0);
+    }
+}
