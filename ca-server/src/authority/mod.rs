@@ -31,8 +31,8 @@ pub use station_certificate::STATION_VALIDITY;
 use crate::auth::token;
 use crate::pki::{CaMaterial, PublicUrls};
 use crate::storage::{
-    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, GroupCommit, Issuance,
-    StationQuota, Store, StoreError,
+    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, FactsQuery,
+    GroupCommit, HeldCertificate, Issuance, StationQuota, Store, StoreError, TokenRecord,
 };
 
 /// A token-authorized enrollment request, parsed from the transport.
@@ -212,26 +212,46 @@ impl Authority {
         request: TokenEnrollment<'_>,
     ) -> Result<Issued, EnrollError> {
         let now = OffsetDateTime::now_utc();
-        if let Some(station) = self.store.station(request.serial).await? {
+        let token_hash = token::hash(request.token);
+        // The CSR is parsed up front only so its key is looked up with everything else; a
+        // CSR that does not parse is still reported after the device and token checks.
+        let csr = Csr::parse(request.csr_der);
+        let spki = csr.as_ref().ok().map(Csr::spki_sha256);
+        let facts = self
+            .store
+            .enrollment_facts(&FactsQuery {
+                serial: request.serial,
+                token_hash: Some(&token_hash),
+                spki_sha256: spki.as_deref(),
+                now: now.unix_timestamp(),
+            })
+            .await?;
+        if facts.is_station
+            && let Some(station) = self.store.station(request.serial).await?
+        {
             return self.enroll_station_key(station, &request, now).await;
         }
-        let (device, policy) = self.registered_device(request.serial).await?;
+        let (device, policy) = self.check_registered(request.serial, facts.device)?;
         if let Some(label) = request.label {
             self.check_label(label, &device, policy)?;
         }
         allow_token_enrollment(policy)?;
-        let token_hash = token::hash(request.token);
-        self.check_token(&token_hash, &device, now).await?;
+        check_token(facts.token.as_ref(), &device, now)?;
 
         let VettedCsr {
             csr,
             sunset,
             identity,
             spki_sha256,
-        } = vet_csr(policy, &device, Csr::parse(request.csr_der)?)?;
-        self.check_key_unused(&spki_sha256, &device).await?;
-        self.check_not_enrolled(&device, &format!("device:{}", device.serial), now)
-            .await?;
+        } = vet_csr(policy, &device, csr?)?;
+        check_key_unused(facts.key_holder, &device)?;
+        self.check_not_enrolled(
+            &device,
+            facts.held,
+            &format!("device:{}", device.serial),
+            now,
+        )
+        .await?;
 
         self.issue(IssueRequest {
             device: &device,
@@ -376,13 +396,19 @@ impl Authority {
     }
 
     async fn registered_device(&self, serial: &str) -> Result<(Device, &Policy), EnrollError> {
-        let device =
-            self.store
-                .device(serial)
-                .await?
-                .ok_or_else(|| EnrollError::UnknownDevice {
-                    serial: serial.to_owned(),
-                })?;
+        let device = self.store.device(serial).await?;
+        self.check_registered(serial, device)
+    }
+
+    /// The device must be registered, active, and of a product with a loaded policy.
+    fn check_registered(
+        &self,
+        serial: &str,
+        device: Option<Device>,
+    ) -> Result<(Device, &Policy), EnrollError> {
+        let device = device.ok_or_else(|| EnrollError::UnknownDevice {
+            serial: serial.to_owned(),
+        })?;
         if device.status != DeviceStatus::Active {
             return Err(EnrollError::DeviceDisabled {
                 serial: device.serial,
@@ -437,44 +463,16 @@ impl Authority {
         }
     }
 
-    async fn check_token(
-        &self,
-        token_hash: &[u8],
-        device: &Device,
-        now: OffsetDateTime,
-    ) -> Result<(), EnrollError> {
-        let problem = match self.store.token(token_hash).await? {
-            None => Some(TokenProblem::Unknown),
-            Some(record) if record.device_serial != device.serial => {
-                Some(TokenProblem::OtherDevice)
-            }
-            Some(record) if record.used_at.is_some() => Some(TokenProblem::Used),
-            Some(record) if record.expires_at <= now.unix_timestamp() => {
-                Some(TokenProblem::Expired)
-            }
-            Some(_) => None,
-        };
-        match problem {
-            Some(problem) => Err(EnrollError::Token { problem }),
-            None => Ok(()),
-        }
-    }
-
     /// Clone detection: a device that holds a certificate (valid or on hold, unexpired) does not
     /// get a second one by initial enrollment. The attempt is audited; an operator clears the
     /// way with `device reprovision`.
     async fn check_not_enrolled(
         &self,
         device: &Device,
+        held: Option<HeldCertificate>,
         actor: &str,
         now: OffsetDateTime,
     ) -> Result<(), EnrollError> {
-        let held = self
-            .store
-            .certificates_for_device(&device.serial)
-            .await?
-            .into_iter()
-            .find(|c| c.status != CertificateStatus::Revoked && c.not_after > now.unix_timestamp());
         let Some(held) = held else {
             return Ok(());
         };
@@ -498,19 +496,34 @@ impl Authority {
             certificate: held.serial,
         })
     }
+}
 
-    async fn check_key_unused(
-        &self,
-        spki_sha256: &[u8],
-        device: &Device,
-    ) -> Result<(), EnrollError> {
-        let holders = self.store.key_holders(spki_sha256).await?;
-        match holders.into_iter().next() {
-            None => Ok(()),
-            Some(holder) => Err(EnrollError::DuplicateKey {
-                same_device: holder == device.serial,
-                holder,
-            }),
-        }
+/// The token must exist, belong to this device, and be unused and unexpired.
+fn check_token(
+    token: Option<&TokenRecord>,
+    device: &Device,
+    now: OffsetDateTime,
+) -> Result<(), EnrollError> {
+    let problem = match token {
+        None => Some(TokenProblem::Unknown),
+        Some(record) if record.device_serial != device.serial => Some(TokenProblem::OtherDevice),
+        Some(record) if record.used_at.is_some() => Some(TokenProblem::Used),
+        Some(record) if record.expires_at <= now.unix_timestamp() => Some(TokenProblem::Expired),
+        Some(_) => None,
+    };
+    match problem {
+        Some(problem) => Err(EnrollError::Token { problem }),
+        None => Ok(()),
+    }
+}
+
+/// A public key certifies one device only: refused when any device already holds it.
+fn check_key_unused(key_holder: Option<String>, device: &Device) -> Result<(), EnrollError> {
+    match key_holder {
+        None => Ok(()),
+        Some(holder) => Err(EnrollError::DuplicateKey {
+            same_device: holder == device.serial,
+            holder,
+        }),
     }
 }

@@ -13,8 +13,8 @@ use super::{
     TokenEnrollment, TokenProblem, VettedCsr, allow_station_enrollment, vet_csr,
 };
 use crate::storage::{
-    AuditEvent, Station, StationCertificate, StationIssuance, StationQuota, StationStatus,
-    StoreError,
+    AuditEvent, FactsQuery, Station, StationCertificate, StationIssuance, StationQuota,
+    StationStatus, StoreError,
 };
 use iomt_core::policy::Curve;
 
@@ -53,7 +53,16 @@ impl Authority {
             .ok_or(super::CsrError::NoSerialNumber)?
             .to_owned();
         tracing::Span::current().record("serial", serial.as_str());
-        let (device, policy) = self.registered_device(&serial).await?;
+        let facts = self
+            .store
+            .enrollment_facts(&FactsQuery {
+                serial: &serial,
+                token_hash: None,
+                spki_sha256: Some(&csr.spki_sha256()),
+                now: now.unix_timestamp(),
+            })
+            .await?;
+        let (device, policy) = self.check_registered(&serial, facts.device)?;
         if let Some(label) = request.label {
             self.check_label(label, &device, policy)?;
         }
@@ -72,9 +81,14 @@ impl Authority {
             identity,
             spki_sha256,
         } = vet_csr(policy, &device, csr)?;
-        self.check_key_unused(&spki_sha256, &device).await?;
-        self.check_not_enrolled(&device, &format!("station:{}", station.name), now)
-            .await?;
+        super::check_key_unused(facts.key_holder, &device)?;
+        self.check_not_enrolled(
+            &device,
+            facts.held,
+            &format!("station:{}", station.name),
+            now,
+        )
+        .await?;
 
         self.issue(IssueRequest {
             device: &device,

@@ -2,6 +2,7 @@
 //! a PostgreSQL implementation fills the same trait.
 
 mod batch;
+mod facts;
 mod group_commit;
 mod postgres;
 mod sqlite;
@@ -14,6 +15,7 @@ pub mod testing;
 use async_trait::async_trait;
 
 pub use batch::MAX_BATCH;
+pub use facts::{EnrollmentFacts, FactsQuery, HeldCertificate};
 pub use group_commit::GroupCommit;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -368,6 +370,10 @@ pub trait Store: StationStore + Send + Sync + 'static {
         }
         verdicts
     }
+    /// Everything an initial enrollment decision reads (device, token, key holder, the
+    /// certificate the device holds), in one round trip.
+    async fn enrollment_facts(&self, query: &FactsQuery<'_>)
+    -> Result<EnrollmentFacts, StoreError>;
     /// A certificate by hex serial.
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Sets a certificate's revocation state (revoke, hold, release); false if unknown.

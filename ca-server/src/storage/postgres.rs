@@ -317,6 +317,13 @@ impl Store for PostgresStore {
         Ok(verdicts)
     }
 
+    async fn enrollment_facts(
+        &self,
+        query: &super::FactsQuery<'_>,
+    ) -> Result<super::EnrollmentFacts, StoreError> {
+        super::facts::fetch::<Postgres, _>(&self.pool, super::facts::facts_sql(false), query).await
+    }
+
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = $1");
         let row = sqlx::query(AssertSqlSafe(sql))

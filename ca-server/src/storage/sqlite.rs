@@ -337,6 +337,13 @@ impl Store for SqliteStore {
         Ok(verdicts)
     }
 
+    async fn enrollment_facts(
+        &self,
+        query: &super::FactsQuery<'_>,
+    ) -> Result<super::EnrollmentFacts, StoreError> {
+        super::facts::fetch::<Sqlite, _>(&self.pool, super::facts::facts_sql(true), query).await
+    }
+
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = ?");
         let row = sqlx::query(AssertSqlSafe(sql))

@@ -2,7 +2,9 @@
 
 use super::*;
 
+mod facts;
 mod group_commit;
+use facts::*;
 use group_commit::*;
 
 fn device(serial: &str) -> Device {
@@ -549,7 +551,8 @@ macro_rules! storage_suite {
             audit_pages_continue_after_a_sequence_number,
             batch_writes_the_admitted_and_refuses_the_rest,
             batch_counts_station_quota_per_issuance,
-            failed_batch_writes_nothing_and_is_retried_one_by_one);
+            failed_batch_writes_nothing_and_is_retried_one_by_one,
+            enrollment_facts_gather_device_token_key_and_held_certificate);
     };
     (@tests $open:expr; $($name:ident),*) => {
         $(

@@ -1,0 +1,86 @@
+//! The one-query read of an enrollment decision returns what the single lookups would.
+
+use super::*;
+
+pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificate(
+    store: &dyn Store,
+) {
+    let query = |serial, token: Option<&'static [u8]>, spki: Option<&'static [u8]>| FactsQuery {
+        serial,
+        token_hash: token,
+        spki_sha256: spki,
+        now: 1_600,
+    };
+    let nothing = store
+        .enrollment_facts(&query("IP20000001", Some(&[1; 32]), Some(&[7; 32])))
+        .await
+        .unwrap();
+    assert_eq!(nothing, EnrollmentFacts::default());
+
+    store
+        .register_devices(&[device("IP20000001"), device("IP20000002")], &[])
+        .await
+        .unwrap();
+    store
+        .create_tokens(&[token(1, "IP20000001")], &[])
+        .await
+        .unwrap();
+    let fresh = store
+        .enrollment_facts(&query("IP20000001", Some(&[1; 32]), Some(&[7; 32])))
+        .await
+        .unwrap();
+    assert_eq!(fresh.device, store.device("IP20000001").await.unwrap());
+    assert_eq!(fresh.token, store.token(&[1; 32]).await.unwrap());
+    assert_eq!(
+        (fresh.key_holder, fresh.held, fresh.is_station),
+        (None, None, false)
+    );
+
+    // IP20000001 now holds a certificate for key [7; 32], valid until 5_000.
+    store
+        .commit_issuance(&issuance("f1", "IP20000001", Some(vec![1; 32])), 1_500)
+        .await
+        .unwrap();
+    let enrolled = store
+        .enrollment_facts(&query("IP20000001", Some(&[1; 32]), Some(&[7; 32])))
+        .await
+        .unwrap();
+    assert_eq!(enrolled.token.unwrap().used_at, Some(1_500));
+    assert_eq!(enrolled.key_holder.as_deref(), Some("IP20000001"));
+    assert_eq!(
+        enrolled.held,
+        Some(HeldCertificate {
+            serial: "f1".into(),
+            authorized_by: "token".into()
+        })
+    );
+    // Another device asking with the same key sees the holder, but holds nothing itself; a
+    // token that is not presented is not looked up.
+    let other = store
+        .enrollment_facts(&query("IP20000002", None, Some(&[7; 32])))
+        .await
+        .unwrap();
+    assert_eq!(other.key_holder.as_deref(), Some("IP20000001"));
+    assert_eq!((other.held, other.token), (None, None));
+
+    // Revoked or expired certificates are no longer held.
+    store
+        .set_status("f1", CertificateStatus::Revoked, None, 1_550)
+        .await
+        .unwrap();
+    let revoked = store
+        .enrollment_facts(&query("IP20000001", None, None))
+        .await
+        .unwrap();
+    assert_eq!((revoked.held, revoked.key_holder), (None, None));
+
+    store
+        .create_station(&station("st1"), &event("station.created"))
+        .await
+        .unwrap();
+    let station = store
+        .enrollment_facts(&query("st1", None, None))
+        .await
+        .unwrap();
+    assert!(station.is_station && station.device.is_none());
+}
