@@ -332,6 +332,7 @@ fn conformance(
         policy: &policy,
         identity: &identity,
         now: time::OffsetDateTime::now_utc(),
+        verify_signature: true,
     })
     .into_iter()
     // Validity length and key sunset depend on the manufacturer's product policy only through

@@ -2,7 +2,7 @@
 //! record (never from the CSR): PROFILES.md §2.3.6–§2.3.7.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use regex::Regex;
 
@@ -90,12 +90,13 @@ pub fn check_serial(policy: &Policy, serial: &str) -> Result<(), IdentityError> 
 /// The compiled form of a policy pattern. Policies hold a handful of patterns that are matched
 /// on every enrollment, so each is compiled once per process (compiling costs far more than
 /// matching).
-fn compiled(pattern: &str) -> Option<Regex> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Option<Regex>>>> = OnceLock::new();
+/// Shared behind an `Arc`: a cloned `Regex` would start with empty match caches every time.
+fn compiled(pattern: &str) -> Option<Arc<Regex>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<Arc<Regex>>>>> = OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().ok()?;
     cache
         .entry(pattern.to_owned())
-        .or_insert_with(|| Regex::new(pattern).ok())
+        .or_insert_with(|| Regex::new(pattern).ok().map(Arc::new))
         .clone()
 }
 

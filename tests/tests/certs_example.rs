@@ -196,6 +196,7 @@ fn verify_set(dir: &Path) {
             policy,
             identity: &identity,
             now: time::OffsetDateTime::from_unix_timestamp(at).unwrap(),
+            verify_signature: true,
         });
         assert!(findings.is_empty(), "{file}: {findings:?}");
     }

@@ -50,6 +50,11 @@ pub struct LintInput<'a> {
     pub identity: &'a Identity,
     /// The signing time.
     pub now: OffsetDateTime,
+    /// Check the signature with the issuer's key. A verifier always does; a signer whose key
+    /// was proven at load to match the issuer certificate may skip the re-verification of a
+    /// signature it has just made in process (a P-256 verification costs more than the rest
+    /// of the lint together).
+    pub verify_signature: bool,
 }
 
 /// One broken rule.
@@ -85,6 +90,7 @@ pub fn lint_device_certificate(input: &LintInput<'_>) -> Vec<Finding> {
         policy: input.policy,
         identity: input.identity,
         now: input.now,
+        verify_signature: input.verify_signature,
         key: SubjectKey::of(cert.public_key()),
     };
     let mut out = Findings::default();
@@ -125,6 +131,7 @@ struct Context<'a> {
     policy: &'a Policy,
     identity: &'a Identity,
     now: OffsetDateTime,
+    verify_signature: bool,
     key: SubjectKey,
 }
 

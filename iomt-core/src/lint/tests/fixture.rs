@@ -124,6 +124,7 @@ impl Case {
             policy: &self.policy,
             identity: &self.identity,
             now: NOW,
+            verify_signature: true,
         })
     }
 

@@ -56,6 +56,7 @@ fn unparsable_certificate_or_issuer_is_reported_once_as_enc_03() {
             policy: &case.policy,
             identity: &case.identity,
             now: NOW,
+            verify_signature: true,
         });
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert_eq!(findings[0].rule, "IOMT-ENC-03");
@@ -391,4 +392,24 @@ fn signature_by_another_key_is_reported_as_chn_03() {
     // Same name and key identifier as the real CA, different key.
     let issuer = Issuer::from_params(&case.ca.params, &impostor);
     case.assert_rules_of(&case.sign_with(&case.key, &issuer), &["IOMT-CHN-03"]);
+}
+
+#[test]
+fn signature_is_not_reverified_when_the_signer_vouches_for_it() {
+    let case = Case::new();
+    let impostor = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let issuer = Issuer::from_params(&case.ca.params, &impostor);
+    let forged = case.sign_with(&case.key, &issuer);
+    let findings = |verify_signature| {
+        lint_device_certificate(&LintInput {
+            certificate_der: &forged,
+            issuer_der: &case.ca.der,
+            policy: &case.policy,
+            identity: &case.identity,
+            now: NOW,
+            verify_signature,
+        })
+    };
+    assert!(findings(false).is_empty(), "{:?}", findings(false));
+    assert_eq!(findings(true).len(), 1);
 }
