@@ -58,7 +58,7 @@ pub struct Authority {
     policies: Arc<PolicySet>,
     ca: Arc<CaMaterial>,
     store: Arc<dyn Store>,
-    /// Issuance writes go through the group-commit writer.
+    /// Enrollment reads and issuance writes go through the batching reader and writer.
     commits: GroupCommit,
     urls: PublicUrls,
 }
@@ -218,11 +218,11 @@ impl Authority {
         let csr = Csr::parse(request.csr_der);
         let spki = csr.as_ref().ok().map(Csr::spki_sha256);
         let facts = self
-            .store
-            .enrollment_facts(&FactsQuery {
-                serial: request.serial,
-                token_hash: Some(&token_hash),
-                spki_sha256: spki.as_deref(),
+            .commits
+            .facts(FactsQuery {
+                serial: request.serial.to_owned(),
+                token_hash: Some(token_hash.clone()),
+                spki_sha256: spki,
                 now: now.unix_timestamp(),
             })
             .await?;

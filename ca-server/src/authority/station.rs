@@ -54,11 +54,11 @@ impl Authority {
             .to_owned();
         tracing::Span::current().record("serial", serial.as_str());
         let facts = self
-            .store
-            .enrollment_facts(&FactsQuery {
-                serial: &serial,
+            .commits
+            .facts(FactsQuery {
+                serial: serial.clone(),
                 token_hash: None,
-                spki_sha256: Some(&csr.spki_sha256()),
+                spki_sha256: Some(csr.spki_sha256()),
                 now: now.unix_timestamp(),
             })
             .await?;

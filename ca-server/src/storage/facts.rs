@@ -3,8 +3,6 @@
 //! trip instead of five keeps the per-request cost of the hot path low; the authority still
 //! checks each fact in its own order and reports the first problem.
 
-use std::sync::LazyLock;
-
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
 
 use super::{Device, DeviceStatus, StoreError, TokenRecord, classify};
@@ -31,52 +29,42 @@ pub struct HeldCertificate {
 }
 
 /// What to look up: the device, and optionally a token (by hash) and a key (SPKI SHA-256).
-#[derive(Debug, Clone, Copy)]
-pub struct FactsQuery<'a> {
-    pub serial: &'a str,
-    pub token_hash: Option<&'a [u8]>,
-    pub spki_sha256: Option<&'a [u8]>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactsQuery {
+    pub serial: String,
+    pub token_hash: Option<Vec<u8>>,
+    pub spki_sha256: Option<Vec<u8>>,
     /// Certificates with `not_after` at or before this are no longer held.
     pub now: i64,
 }
 
-/// The query, with PostgreSQL's `$n` parameters.
-const FACTS_SQL: &str = "\
-SELECT (SELECT COUNT(*) FROM stations WHERE name = $1) AS stations, \
+/// Everything after the `q` table of lookups; one row per lookup, in order.
+const FACTS_SELECT: &str = ") \
+SELECT q.idx, (SELECT COUNT(*) FROM stations s WHERE s.name = q.serial) AS stations, \
     d.serial, d.product, d.gtin, d.lot, d.status, d.registered_at, \
     t.device_serial AS token_device, t.created_at AS token_created_at, \
     t.expires_at AS token_expires_at, t.used_at AS token_used_at, \
-    (SELECT c.device_serial FROM certificates c WHERE c.spki_sha256 = $3 LIMIT 1) AS key_holder, \
-    h.serial AS held_serial, h.authorized_by AS held_authorized_by \
-FROM (SELECT 1 AS one) AS base \
-LEFT JOIN devices d ON d.serial = $1 \
-LEFT JOIN enrollment_tokens t ON t.token_hash = $2 \
-LEFT JOIN (SELECT serial, authorized_by FROM certificates \
-           WHERE device_serial = $1 AND status <> 'revoked' AND not_after > $4 \
-           ORDER BY issued_at DESC LIMIT 1) AS h ON 1 = 1";
+    (SELECT c.device_serial FROM certificates c WHERE c.spki_sha256 = q.spki LIMIT 1) AS key_holder, \
+    (SELECT c.serial FROM certificates c WHERE c.device_serial = q.serial \
+        AND c.status <> 'revoked' AND c.not_after > q.now \
+        ORDER BY c.issued_at DESC, c.serial LIMIT 1) AS held_serial, \
+    (SELECT c.authorized_by FROM certificates c WHERE c.device_serial = q.serial \
+        AND c.status <> 'revoked' AND c.not_after > q.now \
+        ORDER BY c.issued_at DESC, c.serial LIMIT 1) AS held_authorized_by \
+FROM q \
+LEFT JOIN devices d ON d.serial = q.serial \
+LEFT JOIN enrollment_tokens t ON t.token_hash = q.token_hash \
+ORDER BY q.idx";
 
-/// The same query with SQLite's numbered `?n` parameters.
-static FACTS_SQL_SQLITE: LazyLock<String> = LazyLock::new(|| FACTS_SQL.replace('$', "?"));
-
-/// The query text for a backend (`?n` for SQLite, `$n` for PostgreSQL).
-pub(super) fn facts_sql(sqlite: bool) -> &'static str {
-    if sqlite {
-        FACTS_SQL_SQLITE.as_str()
-    } else {
-        FACTS_SQL
-    }
-}
-
-/// Runs the facts query on any backend.
+/// Runs the lookups with one query on any backend; one answer per query, in order.
 pub(super) async fn fetch<'e, DB, E>(
     executor: E,
-    sql: &'static str,
-    query: &FactsQuery<'_>,
-) -> Result<EnrollmentFacts, StoreError>
+    queries: &[FactsQuery],
+) -> Result<Vec<EnrollmentFacts>, StoreError>
 where
     DB: Database,
     E: Executor<'e, Database = DB>,
-    <DB as Database>::Arguments: sqlx::IntoArguments<DB>,
+    <DB as Database>::Arguments: Default + sqlx::IntoArguments<DB>,
     for<'a> &'a str: Encode<'a, DB> + Type<DB> + Decode<'a, DB> + ColumnIndex<DB::Row>,
     for<'a> Option<&'a [u8]>: Encode<'a, DB> + Type<DB>,
     for<'a> i64: Encode<'a, DB> + Type<DB> + Decode<'a, DB>,
@@ -84,18 +72,32 @@ where
     for<'a> Option<String>: Decode<'a, DB>,
     for<'a> String: Decode<'a, DB> + Type<DB>,
 {
-    let row = sqlx::query::<DB>(sql)
-        .bind(query.serial)
-        .bind(query.token_hash)
-        .bind(query.spki_sha256)
-        .bind(query.now)
-        .fetch_one(executor)
+    if queries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut builder =
+        sqlx::QueryBuilder::<DB>::new("WITH q (idx, serial, token_hash, spki, now) AS (");
+    builder.push_values(queries.iter().enumerate(), |mut row, (idx, query)| {
+        row.push_bind(idx as i64)
+            .push_bind(query.serial.as_str())
+            .push_bind(query.token_hash.as_deref())
+            .push_bind(query.spki_sha256.as_deref())
+            .push_bind(query.now);
+    });
+    builder.push(FACTS_SELECT);
+    let rows = builder
+        .build()
+        .fetch_all(executor)
         .await
         .map_err(classify)?;
-    from_row(&row, query).map_err(classify)
+    rows.iter()
+        .zip(queries)
+        .map(|(row, query)| from_row(row, query))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(classify)
 }
 
-fn from_row<R: Row>(row: &R, query: &FactsQuery<'_>) -> Result<EnrollmentFacts, sqlx::Error>
+fn from_row<R: Row>(row: &R, query: &FactsQuery) -> Result<EnrollmentFacts, sqlx::Error>
 where
     for<'a> &'a str: ColumnIndex<R> + Decode<'a, R::Database> + Type<R::Database>,
     for<'a> i64: Decode<'a, R::Database> + Type<R::Database>,
@@ -115,11 +117,11 @@ where
         }),
     };
     let token = match (
-        query.token_hash,
+        &query.token_hash,
         row.try_get::<Option<String>, _>("token_device")?,
     ) {
         (Some(hash), Some(device_serial)) => Some(TokenRecord {
-            token_hash: hash.to_vec(),
+            token_hash: hash.clone(),
             device_serial,
             created_at: row.try_get("token_created_at")?,
             expires_at: row.try_get("token_expires_at")?,

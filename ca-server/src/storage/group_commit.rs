@@ -1,66 +1,84 @@
-//! The group-commit writer: one task owns issuance writes. Requests queue their issuance and
-//! wait; the writer takes everything queued (up to [`MAX_BATCH`]), commits it in one durable
-//! transaction and wakes each request with its own verdict. While one commit is waiting for the
-//! disk the next batch fills up, so throughput grows with load instead of being capped at one
-//! fsync per certificate. Nobody is answered before the commit that holds their record.
+//! The group-commit writer and the batched enrollment reader. Requests queue their issuance
+//! (or their lookup) and wait; one task takes everything queued, writes it in one durable
+//! transaction (or reads it with one query) and wakes each request with its own answer. While
+//! one commit waits for the disk the next batch fills up, so throughput grows with load instead
+//! of being capped at one fsync per certificate. Nobody is answered before the commit that
+//! holds their record.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::batch::MAX_BATCH;
-use super::{Issuance, Store, StoreError};
+use super::batcher::Batcher;
+use super::{EnrollmentFacts, FactsQuery, Issuance, Store, StoreError};
 
-/// Issuances waiting to be written, at most this many (then requests wait to queue).
-const QUEUE_DEPTH: usize = 4 * MAX_BATCH;
-
-/// One queued issuance and where its verdict goes.
-struct Pending {
-    issuance: Issuance,
-    verdict: oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// Handle to the writer task; cheap to share.
+/// Handle to the issuance writer; cheap to share.
 #[derive(Debug, Clone)]
 pub struct GroupCommit {
-    queue: mpsc::Sender<Pending>,
+    writer: Batcher<Issuance, Result<(), StoreError>>,
+    reader: Batcher<FactsQuery, Result<EnrollmentFacts, StoreError>>,
 }
 
 impl GroupCommit {
-    /// Starts the writer on the current tokio runtime.
+    /// Starts the writer and the reader on the current tokio runtime.
     pub fn start(store: Arc<dyn Store>) -> GroupCommit {
-        let (queue, pending) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_batches(store, pending));
-        GroupCommit { queue }
+        let write_store = store.clone();
+        let writer = Batcher::start(MAX_BATCH, move |batch: Vec<Issuance>| {
+            let store = write_store.clone();
+            async move {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let verdicts = store.commit_issuances(&batch, now).await;
+                tracing::debug!(size = batch.len(), "issuance batch committed");
+                verdicts
+            }
+        });
+        let reader = Batcher::start(MAX_BATCH, move |queries: Vec<FactsQuery>| {
+            let store = store.clone();
+            async move { read_facts(store.as_ref(), &queries).await }
+        });
+        GroupCommit { writer, reader }
     }
 
     /// Queues an issuance and returns once the transaction holding it has committed (or failed).
     pub async fn commit(&self, issuance: Issuance) -> Result<(), StoreError> {
-        let (verdict, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { issuance, verdict })
+        self.writer
+            .call(issuance)
             .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// What an enrollment decision reads, looked up together with concurrent requests'.
+    pub async fn facts(&self, query: FactsQuery) -> Result<EnrollmentFacts, StoreError> {
+        self.reader
+            .call(query)
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
     }
 }
 
-/// The writer loop: runs until every handle is dropped.
-async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Pending>) {
-    let mut pending = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut pending, MAX_BATCH).await > 0 {
-        let (batch, verdicts): (Vec<Issuance>, Vec<_>) =
-            pending.drain(..).map(|p| (p.issuance, p.verdict)).unzip();
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let results = store.commit_issuances(&batch, now).await;
-        tracing::debug!(size = batch.len(), "issuance batch committed");
-        for (verdict, result) in verdicts.into_iter().zip(results) {
-            // A request that gave up (client gone) no longer listens; its record stands.
-            let _ = verdict.send(result);
+/// One query for the batch; if it fails, one per request so each gets its own error.
+async fn read_facts(
+    store: &dyn Store,
+    queries: &[FactsQuery],
+) -> Vec<Result<EnrollmentFacts, StoreError>> {
+    if queries.len() > 1 {
+        match store.enrollment_facts(queries).await {
+            Ok(facts) => return facts.into_iter().map(Ok).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "batched enrollment read failed; reading one by one")
+            }
         }
     }
+    let mut answers = Vec::with_capacity(queries.len());
+    for query in queries {
+        answers.push(
+            store
+                .enrollment_facts(std::slice::from_ref(query))
+                .await
+                .map(|mut facts| facts.pop().unwrap_or_default()),
+        );
+    }
+    answers
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! a PostgreSQL implementation fills the same trait.
 
 mod batch;
+mod batcher;
 mod facts;
 mod group_commit;
 mod postgres;
@@ -307,7 +308,7 @@ pub enum StoreError {
     StationRateLimited { station: String },
     #[error("an operator named `{0}` already exists")]
     OperatorExists(String),
-    #[error("the issuance writer has stopped")]
+    #[error("the storage batching task has stopped")]
     WriterStopped,
     #[error("storage is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
@@ -370,10 +371,12 @@ pub trait Store: StationStore + Send + Sync + 'static {
         }
         verdicts
     }
-    /// Everything an initial enrollment decision reads (device, token, key holder, the
-    /// certificate the device holds), in one round trip.
-    async fn enrollment_facts(&self, query: &FactsQuery<'_>)
-    -> Result<EnrollmentFacts, StoreError>;
+    /// Everything initial enrollment decisions read (device, token, key holder, the certificate
+    /// the device holds), for several requests in one round trip; one answer per query, in order.
+    async fn enrollment_facts(
+        &self,
+        queries: &[FactsQuery],
+    ) -> Result<Vec<EnrollmentFacts>, StoreError>;
     /// A certificate by hex serial.
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Sets a certificate's revocation state (revoke, hold, release); false if unknown.

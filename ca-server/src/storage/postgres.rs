@@ -319,9 +319,9 @@ impl Store for PostgresStore {
 
     async fn enrollment_facts(
         &self,
-        query: &super::FactsQuery<'_>,
-    ) -> Result<super::EnrollmentFacts, StoreError> {
-        super::facts::fetch::<Postgres, _>(&self.pool, super::facts::facts_sql(false), query).await
+        queries: &[super::FactsQuery],
+    ) -> Result<Vec<super::EnrollmentFacts>, StoreError> {
+        super::facts::fetch::<Postgres, _>(&self.pool, queries).await
     }
 
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {

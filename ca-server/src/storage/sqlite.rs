@@ -339,9 +339,9 @@ impl Store for SqliteStore {
 
     async fn enrollment_facts(
         &self,
-        query: &super::FactsQuery<'_>,
-    ) -> Result<super::EnrollmentFacts, StoreError> {
-        super::facts::fetch::<Sqlite, _>(&self.pool, super::facts::facts_sql(true), query).await
+        queries: &[super::FactsQuery],
+    ) -> Result<Vec<super::EnrollmentFacts>, StoreError> {
+        super::facts::fetch::<Sqlite, _>(&self.pool, queries).await
     }
 
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {

@@ -5,16 +5,16 @@ use super::*;
 pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificate(
     store: &dyn Store,
 ) {
-    let query = |serial, token: Option<&'static [u8]>, spki: Option<&'static [u8]>| FactsQuery {
-        serial,
-        token_hash: token,
-        spki_sha256: spki,
+    let query = |serial: &str, token: Option<&[u8]>, spki: Option<&[u8]>| FactsQuery {
+        serial: serial.into(),
+        token_hash: token.map(<[u8]>::to_vec),
+        spki_sha256: spki.map(<[u8]>::to_vec),
         now: 1_600,
     };
-    let nothing = store
-        .enrollment_facts(&query("IP20000001", Some(&[1; 32]), Some(&[7; 32])))
-        .await
-        .unwrap();
+    let facts = |query: FactsQuery| async move {
+        store.enrollment_facts(&[query]).await.unwrap().remove(0)
+    };
+    let nothing = facts(query("IP20000001", Some(&[1; 32]), Some(&[7; 32]))).await;
     assert_eq!(nothing, EnrollmentFacts::default());
 
     store
@@ -25,10 +25,7 @@ pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificat
         .create_tokens(&[token(1, "IP20000001")], &[])
         .await
         .unwrap();
-    let fresh = store
-        .enrollment_facts(&query("IP20000001", Some(&[1; 32]), Some(&[7; 32])))
-        .await
-        .unwrap();
+    let fresh = facts(query("IP20000001", Some(&[1; 32]), Some(&[7; 32]))).await;
     assert_eq!(fresh.device, store.device("IP20000001").await.unwrap());
     assert_eq!(fresh.token, store.token(&[1; 32]).await.unwrap());
     assert_eq!(
@@ -41,10 +38,7 @@ pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificat
         .commit_issuance(&issuance("f1", "IP20000001", Some(vec![1; 32])), 1_500)
         .await
         .unwrap();
-    let enrolled = store
-        .enrollment_facts(&query("IP20000001", Some(&[1; 32]), Some(&[7; 32])))
-        .await
-        .unwrap();
+    let enrolled = facts(query("IP20000001", Some(&[1; 32]), Some(&[7; 32]))).await;
     assert_eq!(enrolled.token.unwrap().used_at, Some(1_500));
     assert_eq!(enrolled.key_holder.as_deref(), Some("IP20000001"));
     assert_eq!(
@@ -56,10 +50,7 @@ pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificat
     );
     // Another device asking with the same key sees the holder, but holds nothing itself; a
     // token that is not presented is not looked up.
-    let other = store
-        .enrollment_facts(&query("IP20000002", None, Some(&[7; 32])))
-        .await
-        .unwrap();
+    let other = facts(query("IP20000002", None, Some(&[7; 32]))).await;
     assert_eq!(other.key_holder.as_deref(), Some("IP20000001"));
     assert_eq!((other.held, other.token), (None, None));
 
@@ -68,19 +59,33 @@ pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificat
         .set_status("f1", CertificateStatus::Revoked, None, 1_550)
         .await
         .unwrap();
-    let revoked = store
-        .enrollment_facts(&query("IP20000001", None, None))
-        .await
-        .unwrap();
+    let revoked = facts(query("IP20000001", None, None)).await;
     assert_eq!((revoked.held, revoked.key_holder), (None, None));
 
     store
         .create_station(&station("st1"), &event("station.created"))
         .await
         .unwrap();
-    let station = store
-        .enrollment_facts(&query("st1", None, None))
-        .await
-        .unwrap();
+    let station = facts(query("st1", None, None)).await;
     assert!(station.is_station && station.device.is_none());
+
+    // Several lookups in one query answer in order, each as if asked alone.
+    let queries = [
+        query("st1", None, None),
+        query("IP20000002", None, Some(&[7; 32])),
+        query("IP29999999", Some(&[1; 32]), None),
+        query("IP20000001", Some(&[1; 32]), Some(&[7; 32])),
+    ];
+    let together = store.enrollment_facts(&queries).await.unwrap();
+    let mut alone = Vec::new();
+    for q in &queries {
+        alone.push(facts(q.clone()).await);
+    }
+    assert_eq!(together, alone);
+    assert!(together[0].is_station);
+    assert_eq!(together[2].device, None);
+    assert_eq!(
+        together[2].token.as_ref().unwrap().device_serial,
+        "IP20000001"
+    );
 }

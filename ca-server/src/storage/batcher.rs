@@ -1,0 +1,56 @@
+//! A request batcher: callers queue a request and wait; one task takes everything queued (up
+//! to a bound), serves it with one call, and answers each caller. While one batch is in the
+//! database the next fills up, so the number of round trips (and thread hand-offs to the
+//! database driver) grows with the number of batches, not with the number of requests.
+
+use std::future::Future;
+
+use tokio::sync::{mpsc, oneshot};
+
+/// One queued request and where its answer goes.
+type Pending<Req, Resp> = (Req, oneshot::Sender<Resp>);
+
+/// Handle to a batching task; cheap to clone.
+#[derive(Debug)]
+pub(super) struct Batcher<Req, Resp> {
+    queue: mpsc::Sender<Pending<Req, Resp>>,
+}
+
+impl<Req, Resp> Clone for Batcher<Req, Resp> {
+    fn clone(&self) -> Self {
+        Batcher {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
+    /// Starts the task on the current tokio runtime. `serve` answers a batch with one response
+    /// per request, in order.
+    pub(super) fn start<F, Fut>(max_batch: usize, mut serve: F) -> Batcher<Req, Resp>
+    where
+        F: FnMut(Vec<Req>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<Resp>> + Send,
+    {
+        let (queue, mut pending) = mpsc::channel::<Pending<Req, Resp>>(4 * max_batch);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(max_batch);
+            while pending.recv_many(&mut batch, max_batch).await > 0 {
+                let (requests, answers): (Vec<Req>, Vec<_>) = batch.drain(..).unzip();
+                let responses = serve(requests).await;
+                for (answer, response) in answers.into_iter().zip(responses) {
+                    // A caller that gave up (client gone) no longer listens.
+                    let _ = answer.send(response);
+                }
+            }
+        });
+        Batcher { queue }
+    }
+
+    /// Queues a request and waits for its answer; `None` if the task has stopped.
+    pub(super) async fn call(&self, request: Req) -> Option<Resp> {
+        let (answer, response) = oneshot::channel();
+        self.queue.send((request, answer)).await.ok()?;
+        response.await.ok()
+    }
+}
