@@ -20,3 +20,9 @@ pub mod startup;
 pub mod stations;
 pub mod storage;
 pub mod tls;
+
+/// Every process that runs the CA (the `ca-server` binary, the benchmark's server, the test
+/// servers) allocates with mimalloc: under concurrent issuance glibc's malloc spent about a
+/// seventh of the CPU consolidating chunks freed on other threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
