@@ -60,6 +60,8 @@ pub struct Authority {
     store: Arc<dyn Store>,
     /// Enrollment reads and issuance writes go through the batching reader and writer.
     commits: GroupCommit,
+    /// Station certificates whose chain already verified.
+    station_chains: chain::VerifiedChains,
     urls: PublicUrls,
 }
 
@@ -156,6 +158,7 @@ impl Authority {
             policies,
             ca,
             commits: GroupCommit::start(store.clone()),
+            station_chains: chain::VerifiedChains::default(),
             store,
             urls,
         }

@@ -144,12 +144,9 @@ impl Authority {
         leaf: &CertificateDer<'static>,
         now: OffsetDateTime,
     ) -> Result<(), String> {
-        super::chain::verify_client_certificate(
-            leaf,
-            &self.ca.station.cert_der,
-            now.unix_timestamp(),
-        )
-        .map_err(|reason| format!("it was not issued by the station CA ({reason})"))
+        self.station_chains
+            .verify(leaf, &self.ca.station.cert_der, now.unix_timestamp())
+            .map_err(|reason| format!("it was not issued by the station CA ({reason})"))
     }
 
     /// The hour this issuance counts in and the station's limit (its own, else the product
