@@ -79,6 +79,8 @@ pub struct LoadResult {
     pub error_samples: Vec<String>,
     /// The workload ran out of requests before the window ended.
     pub exhausted: bool,
+    /// Connections opened (warm-up included): `concurrency` when keep-alive holds.
+    pub connections: usize,
     /// Server CPU time over the window.
     pub server_cpu: Option<Duration>,
     /// This process's CPU time over the window.
@@ -126,6 +128,7 @@ struct Shared<W> {
 /// One worker's tally.
 #[derive(Default)]
 struct Tally {
+    connections: usize,
     ok: usize,
     warmup_ok: usize,
     latencies_us: Vec<u32>,
@@ -186,6 +189,7 @@ pub async fn run<W: Workload>(workload: Arc<W>, options: LoadOptions) -> LoadRes
 }
 
 fn merge(result: &mut LoadResult, tally: Tally) {
+    result.connections += tally.connections;
     result.ok += tally.ok;
     result.warmup_ok += tally.warmup_ok;
     result.latencies_us.extend(tally.latencies_us);
@@ -227,7 +231,10 @@ async fn worker<W: Workload>(shared: Arc<Shared<W>>) -> Tally {
         let mut sender = match connection.take().filter(|s| !s.is_closed()) {
             Some(sender) => sender,
             None => match connect(shared.options.addr, shared.workload.transport(index)).await {
-                Ok(sender) => sender,
+                Ok(sender) => {
+                    tally.connections += 1;
+                    sender
+                }
                 Err(error) => {
                     tally.fail("connect".into(), format!("connect: {error}"));
                     continue;

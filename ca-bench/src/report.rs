@@ -65,6 +65,7 @@ pub fn print_load(prefix: &str, result: &LoadResult, server_rss_mb: Option<f64>)
         "{prefix}.client_cpu_us_per_op: {:.0}",
         result.client_cpu.as_secs_f64() * 1e6 / ops
     );
+    println!("{prefix}.connections: {}", result.connections);
     println!("{prefix}.exhausted: {}", result.exhausted);
     println!("{prefix}.errors: {}", result.error_count());
     if result.exhausted {
