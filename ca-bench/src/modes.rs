@@ -34,18 +34,34 @@ impl Load {
     }
 }
 
+/// What one `enroll` run does.
+#[derive(Debug, Clone, Copy)]
+pub struct EnrollRun<'a> {
+    /// Devices (and requests) prepared.
+    pub devices: usize,
+    /// A PostgreSQL server for a fresh database; SQLite when `None`.
+    pub database: Option<&'a str>,
+    /// Run cfssl with the same CSRs afterwards.
+    pub compare_cfssl: bool,
+    /// Certificates stored before the run.
+    pub prefill: usize,
+}
+
+/// The device that owns the certificates stored by `--prefill` (outside the enrolled range).
+const PREFILL_DEVICE: &str = "IP29999999";
+
 /// `enroll`: token enrollment over HTTPS keep-alive; cfssl with the same CSRs if asked.
-pub async fn enroll(
-    load: &Load,
-    devices: usize,
-    database: Option<&str>,
-    compare_cfssl: bool,
-) -> anyhow::Result<Outcome> {
+pub async fn enroll(load: &Load, run: &EnrollRun<'_>) -> anyhow::Result<Outcome> {
+    let EnrollRun {
+        devices,
+        database,
+        compare_cfssl,
+        prefill,
+    } = *run;
     let cfssl_binary = if compare_cfssl {
-        Some(cfssl::binary().with_context(|| {
-            format!(
-                "--compare-cfssl: cfssl not found at {} (apt-get install golang-cfssl, or set CFSSL)",
-                cfssl::CFSSL
+        Some(cfssl::binary().map_err(|path| {
+            anyhow::anyhow!(
+                "--compare-cfssl: `{path} version` does not run (apt-get install golang-cfssl, or set CFSSL=/path/to/cfssl)"
             )
         })?)
     } else {
@@ -59,6 +75,19 @@ pub async fn enroll(
     eprintln!("enroll: creating a CA ({backend}), registering {devices} devices with tokens");
     let ca = Ca::create(database).await?;
     let credentials = ca.register_with_tokens(devices)?;
+    if prefill > 0 {
+        eprintln!("enroll: storing {prefill} certificates first (bulk INSERT, untimed)");
+        ca.cli(&[
+            "device",
+            "register",
+            "--serial",
+            PREFILL_DEVICE,
+            "--product",
+            crate::setup::PRODUCT,
+        ])?;
+        crate::crl::fill(&ca.database_url()?, PREFILL_DEVICE, prefill, false).await?;
+        println!("ours.prefilled_certificates: {prefill}");
+    }
     eprintln!("enroll: generating {devices} P-256 keys and CSRs");
     let serials: Vec<String> = credentials.iter().map(|(s, _)| s.clone()).collect();
     let csrs = tokio::task::block_in_place(|| est::keys_and_csrs(&serials))?;
@@ -86,6 +115,7 @@ pub async fn enroll(
 
     let mut outcome = Outcome {
         request_errors: ours.error_count(),
+        rate: ours.rate(),
         ..Outcome::default()
     };
     let measure = format!(
@@ -240,6 +270,7 @@ pub async fn reenroll(
             format!("{}/s (p99 {p99:.1} ms)", report::thousands(result.rate())),
             Some(result.rate() >= 1500.0),
         )],
+        rate: result.rate(),
         summary: format!(
             "reenroll: ours={:.0} reenrollments/s p99={p99:.1} ms",
             result.rate()

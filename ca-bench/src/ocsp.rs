@@ -105,6 +105,7 @@ pub async fn run(
             format!("{}/s (p99 {p99:.1} ms)", report::thousands(result.rate())),
             Some(result.rate() >= 20_000.0),
         )],
+        rate: result.rate(),
         summary: format!(
             "ocsp: ours={:.0} responses/s p99={p99:.1} ms",
             result.rate()

@@ -40,6 +40,8 @@ pub struct Outcome {
     pub rows: Vec<Row>,
     /// The one-line summary printed last.
     pub summary: String,
+    /// The headline rate (per second), for comparisons between runs.
+    pub rate: f64,
 }
 
 /// Prints the figures of one load run as `prefix.key: value` lines; errors go to stderr.
