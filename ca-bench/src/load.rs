@@ -60,6 +60,8 @@ pub struct LoadOptions {
     pub warmup: usize,
     /// The server process, for its CPU time over the window.
     pub server_pid: Option<u32>,
+    /// The server's PostgreSQL database, whose backends' CPU time is measured too.
+    pub database_name: Option<String>,
 }
 
 /// What a run measured.
@@ -85,6 +87,8 @@ pub struct LoadResult {
     pub server_cpu: Option<Duration>,
     /// This process's CPU time over the window.
     pub client_cpu: Duration,
+    /// CPU time of the PostgreSQL backends over the window.
+    pub database_cpu: Option<Duration>,
 }
 
 impl LoadResult {
@@ -122,7 +126,29 @@ struct Shared<W> {
     next: AtomicUsize,
     exhausted: AtomicBool,
     /// Start of the measured window, with the CPU samples taken then.
-    window: OnceLock<(Instant, Option<CpuSample>, CpuSample)>,
+    window: OnceLock<WindowStart>,
+}
+
+/// The moment the measured window opened, and the CPU counters then.
+struct WindowStart {
+    at: Instant,
+    server: Option<CpuSample>,
+    client: CpuSample,
+    database: Option<BTreeMap<u32, CpuSample>>,
+}
+
+impl WindowStart {
+    fn now(options: &LoadOptions) -> WindowStart {
+        WindowStart {
+            at: Instant::now(),
+            server: options.server_pid.map(CpuSample::take),
+            client: CpuSample::take(std::process::id()),
+            database: options
+                .database_name
+                .as_deref()
+                .map(procstat::postgres_backends),
+        }
+    }
 }
 
 /// One worker's tally.
@@ -172,14 +198,16 @@ pub async fn run<W: Workload>(workload: Arc<W>, options: LoadOptions) -> LoadRes
             }
         }
     }
-    let end = Instant::now();
-    let client_now = CpuSample::take(std::process::id());
-    let server_now = options.server_pid.map(CpuSample::take);
-    if let Some((start, server_start, client_start)) = shared.window.get() {
-        result.window = end.duration_since(*start);
-        result.client_cpu = client_start.until(&client_now);
-        result.server_cpu = match (server_start, server_now) {
+    let end = WindowStart::now(&options);
+    if let Some(start) = shared.window.get() {
+        result.window = end.at.duration_since(start.at);
+        result.client_cpu = start.client.until(&end.client);
+        result.server_cpu = match (start.server, end.server) {
             (Some(a), Some(b)) => Some(a.until(&b)),
+            _ => None,
+        };
+        result.database_cpu = match (&start.database, &end.database) {
+            (Some(a), Some(b)) => Some(procstat::group_cpu(a, b)),
             _ => None,
         };
     }
@@ -208,8 +236,8 @@ async fn worker<W: Workload>(shared: Arc<Shared<W>>) -> Tally {
     let mut connection: Option<SendRequest<Full<Bytes>>> = None;
     let fresh = shared.workload.fresh_connections();
     loop {
-        if let Some((start, _, _)) = shared.window.get()
-            && start.elapsed() >= shared.options.duration
+        if let Some(start) = shared.window.get()
+            && start.at.elapsed() >= shared.options.duration
         {
             break;
         }
@@ -220,12 +248,7 @@ async fn worker<W: Workload>(shared: Arc<Shared<W>>) -> Tally {
         }
         if index == shared.warmup {
             // Exactly one worker draws this index: it opens the measured window.
-            let pid = shared.options.server_pid;
-            let _ = shared.window.set((
-                Instant::now(),
-                pid.map(CpuSample::take),
-                CpuSample::take(std::process::id()),
-            ));
+            let _ = shared.window.set(WindowStart::now(&shared.options));
         }
         let started = Instant::now();
         let mut sender = match connection.take().filter(|s| !s.is_closed()) {

@@ -23,13 +23,20 @@ pub struct Load {
 }
 
 impl Load {
-    fn options(&self, addr: std::net::SocketAddr, pid: Option<u32>) -> LoadOptions {
+    /// Options against `addr`, observing the server `pid` and its PostgreSQL database.
+    pub fn options(
+        &self,
+        addr: std::net::SocketAddr,
+        pid: Option<u32>,
+        database_name: Option<String>,
+    ) -> LoadOptions {
         LoadOptions {
             addr,
             concurrency: self.concurrency,
             duration: self.duration,
             warmup: self.warmup,
             server_pid: pid,
+            database_name,
         }
     }
 }
@@ -106,7 +113,11 @@ pub async fn enroll(load: &Load, run: &EnrollRun<'_>) -> anyhow::Result<Outcome>
         &csrs,
         false,
     )?);
-    let ours = load::run(workload, load.options(ca.https, Some(server.pid()))).await;
+    let ours = load::run(
+        workload,
+        load.options(ca.https, Some(server.pid()), ca.database_name()),
+    )
+    .await;
     let ours_rss = load::peak_rss_mb(Some(server.pid()));
     server.stop();
     ca.cleanup().await?;
@@ -191,7 +202,7 @@ async fn run_cfssl(
         cfssl.addr, load.concurrency, load.duration
     );
     let workload = Arc::new(cfssl::Sign::new(&cfssl, csrs)?);
-    let result = load::run(workload, load.options(cfssl.addr, Some(cfssl.pid()))).await;
+    let result = load::run(workload, load.options(cfssl.addr, Some(cfssl.pid()), None)).await;
     let rss = load::peak_rss_mb(Some(cfssl.pid()));
     drop(cfssl);
     report::print_load("cfssl", &result, rss);
@@ -230,7 +241,7 @@ pub async fn reenroll(
         duration: Duration::from_secs(3600),
         ..load.clone()
     };
-    let enrolled = load::run(enroll.clone(), setup_load.options(ca.https, None)).await;
+    let enrolled = load::run(enroll.clone(), setup_load.options(ca.https, None, None)).await;
     if enrolled.error_count() > 0 {
         report::print_load("reenroll.setup", &enrolled, None);
         anyhow::bail!("{} initial enrollments failed", enrolled.error_count());
@@ -256,7 +267,11 @@ pub async fn reenroll(
         "reenroll: simplereenroll, fresh mTLS connection each, c={} for {:?}",
         load.concurrency, load.duration
     );
-    let result = load::run(workload, load.options(ca.https, Some(server.pid()))).await;
+    let result = load::run(
+        workload,
+        load.options(ca.https, Some(server.pid()), ca.database_name()),
+    )
+    .await;
     let rss = load::peak_rss_mb(Some(server.pid()));
     server.stop();
     ca.cleanup().await?;

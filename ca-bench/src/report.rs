@@ -60,6 +60,12 @@ pub fn print_load(prefix: &str, result: &LoadResult, server_rss_mb: Option<f64>)
             cpu.as_secs_f64() * 1e6 / ops
         );
     }
+    if let Some(cpu) = result.database_cpu {
+        println!(
+            "{prefix}.database_cpu_us_per_op: {:.0}",
+            cpu.as_secs_f64() * 1e6 / ops
+        );
+    }
     if let Some(rss) = server_rss_mb {
         println!("{prefix}.server_peak_rss_mb: {rss:.1}");
     }
