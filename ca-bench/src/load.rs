@@ -342,6 +342,86 @@ pub fn peak_rss_mb(pid: Option<u32>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HOST;
+
+    /// Even indexes ask for `/ok` (200), odd ones for `/no` (401).
+    struct Alternating;
+
+    impl Workload for Alternating {
+        fn capacity(&self) -> Option<usize> {
+            Some(40)
+        }
+        fn request(&self, index: usize) -> Request<Full<Bytes>> {
+            let path = if index.is_multiple_of(2) {
+                "/ok"
+            } else {
+                "/no"
+            };
+            Request::builder()
+                .uri(path)
+                .header(HOST, "127.0.0.1")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
+        fn check(&self, _: usize, body: &Bytes) -> Result<(), String> {
+            if body.as_ref() == b"ok" {
+                Ok(())
+            } else {
+                Err("unexpected body".into())
+            }
+        }
+        fn transport(&self, _: usize) -> Transport {
+            Transport::Plain
+        }
+    }
+
+    async fn serve_alternating() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let service = hyper::service::service_fn(|request: Request<_>| async move {
+                    let ok = request.uri().path() == "/ok";
+                    let mut response = hyper::Response::new(Full::new(Bytes::from_static(if ok {
+                        b"ok"
+                    } else {
+                        b"no"
+                    })));
+                    if !ok {
+                        *response.status_mut() = StatusCode::UNAUTHORIZED;
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service),
+                );
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn failed_answers_are_counted_by_status_on_kept_alive_connections() {
+        let addr = serve_alternating().await;
+        let options = LoadOptions {
+            addr,
+            concurrency: 4,
+            duration: Duration::from_secs(10),
+            warmup: 10,
+            server_pid: None,
+            database_name: None,
+        };
+        let result = run(Arc::new(Alternating), options).await;
+        assert_eq!(result.ok + result.warmup_ok, 20);
+        assert_eq!(result.warmup_ok, 2); // indexes 0 and 2 of the first 40 / 10 = 4
+        assert_eq!(result.errors.get("HTTP 401"), Some(&20));
+        assert_eq!(result.error_count(), 20);
+        assert!(result.exhausted);
+        assert_eq!(result.connections, 4);
+        assert!(result.error_samples[0].contains("401"));
+    }
 
     #[test]
     fn percentiles_pick_from_sorted_latencies() {
