@@ -233,6 +233,7 @@ async fn run(mode: Mode) -> anyhow::Result<Outcome> {
                 database: a.db.database.as_deref(),
                 compare_cfssl: a.compare_cfssl,
                 prefill: a.prefill,
+                label: "ours",
             };
             modes::enroll(&a.load.load(), &run).await
         }
@@ -257,6 +258,7 @@ async fn all(a: AllArgs) -> anyhow::Result<Outcome> {
         database: None,
         compare_cfssl: true,
         prefill: 0,
+        label: "ours",
     };
     let headline = modes::enroll(&load, &run).await?;
     let empty_rate = headline.rate;
@@ -267,6 +269,7 @@ async fn all(a: AllArgs) -> anyhow::Result<Outcome> {
             &load,
             &modes::EnrollRun {
                 database: Some(url),
+                label: "postgres",
                 ..run
             },
         )
@@ -279,6 +282,7 @@ async fn all(a: AllArgs) -> anyhow::Result<Outcome> {
             &load,
             &modes::EnrollRun {
                 prefill: a.prefill,
+                label: "prefilled",
                 ..run
             },
         )

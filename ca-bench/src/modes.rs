@@ -52,6 +52,8 @@ pub struct EnrollRun<'a> {
     pub compare_cfssl: bool,
     /// Certificates stored before the run.
     pub prefill: usize,
+    /// Prefix of the result keys (`ours` for the headline run).
+    pub label: &'a str,
 }
 
 /// The device that owns the certificates stored by `--prefill` (outside the enrolled range).
@@ -64,6 +66,7 @@ pub async fn enroll(load: &Load, run: &EnrollRun<'_>) -> anyhow::Result<Outcome>
         database,
         compare_cfssl,
         prefill,
+        label,
     } = *run;
     let cfssl_binary = if compare_cfssl {
         Some(cfssl::binary().map_err(|path| {
@@ -93,7 +96,7 @@ pub async fn enroll(load: &Load, run: &EnrollRun<'_>) -> anyhow::Result<Outcome>
             crate::setup::PRODUCT,
         ])?;
         crate::crl::fill(&ca.database_url()?, PREFILL_DEVICE, prefill, false).await?;
-        println!("ours.prefilled_certificates: {prefill}");
+        println!("{label}.prefilled_certificates: {prefill}");
     }
     eprintln!("enroll: generating {devices} P-256 keys and CSRs");
     let serials: Vec<String> = credentials.iter().map(|(s, _)| s.clone()).collect();
@@ -121,8 +124,8 @@ pub async fn enroll(load: &Load, run: &EnrollRun<'_>) -> anyhow::Result<Outcome>
     let ours_rss = load::peak_rss_mb(Some(server.pid()));
     server.stop();
     ca.cleanup().await?;
-    report::print_load("ours", &ours, ours_rss);
-    println!("ours.storage: {backend}, durable (every answer after its commit)");
+    report::print_load(label, &ours, ours_rss);
+    println!("{label}.storage: {backend}, durable (every answer after its commit)");
 
     let mut outcome = Outcome {
         request_errors: ours.error_count(),
@@ -145,7 +148,7 @@ pub async fn enroll(load: &Load, run: &EnrollRun<'_>) -> anyhow::Result<Outcome>
         Some(ours.rate() >= floor),
     );
     let p99 = ours.latency_ms(0.99);
-    outcome.summary = format!("enroll: ours={:.0} certs/s p99={p99:.1} ms", ours.rate());
+    outcome.summary = format!("enroll: {label}={:.0} certs/s p99={p99:.1} ms", ours.rate());
 
     if let Some(binary) = cfssl_binary {
         let theirs = run_cfssl(&binary, load, &csrs).await?;
