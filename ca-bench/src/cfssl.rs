@@ -25,15 +25,15 @@ const SIGN_PATH: &str = "/api/v1/cfssl/sign";
 const CONFIG: &str =
     r#"{"signing":{"default":{"usages":["digital signature","client auth"],"expiry":"8760h"}}}"#;
 
-/// The cfssl binary to run: `$CFSSL` if set, else [`CFSSL`]; `None` if it does not run.
-pub fn binary() -> Option<String> {
+/// The cfssl binary to run: `$CFSSL` if set, else [`CFSSL`]; `Err(path tried)` if it does
+/// not run.
+pub fn binary() -> Result<String, String> {
     let path = std::env::var("CFSSL").unwrap_or_else(|_| CFSSL.to_owned());
-    Command::new(&path)
+    let runs = Command::new(&path)
         .arg("version")
         .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| path)
+        .is_ok_and(|o| o.status.success());
+    if runs { Ok(path) } else { Err(path) }
 }
 
 /// A running `cfssl serve` (killed when dropped) and the trust for its TLS certificate.

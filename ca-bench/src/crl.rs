@@ -35,7 +35,7 @@ pub async fn run(revoked: usize, database: Option<&str>) -> anyhow::Result<Outco
     ])?;
     let url = ca.database_url()?;
     let started = Instant::now();
-    fill(&url, &device, revoked).await?;
+    fill(&url, &device, revoked, true).await?;
     eprintln!(
         "crl: stored in {:.1} s (bulk INSERT, untimed); publishing the Basic CA's CRL {ROUNDS} times",
         started.elapsed().as_secs_f64()
@@ -80,6 +80,7 @@ pub async fn run(revoked: usize, database: Option<&str>) -> anyhow::Result<Outco
             format!("{:.0} ms ({:.1} MB)", ms(best), der.len() as f64 / 1e6),
             Some(best <= Duration::from_secs(1)),
         )],
+        rate: 0.0,
         summary: format!(
             "crl: {entries} entries published in {:.0} ms (best of {ROUNDS}), {} bytes",
             ms(best),
@@ -88,15 +89,15 @@ pub async fn run(revoked: usize, database: Option<&str>) -> anyhow::Result<Outco
     })
 }
 
-/// Inserts `count` revoked certificates of the Basic CA for `device` in one transaction.
-/// Straight SQL: the storage API writes one certificate per transaction, which would take
-/// minutes for 100,000 rows; only the timed path has to be the real one.
-async fn fill(url: &str, device: &str, count: usize) -> anyhow::Result<()> {
+/// Inserts `count` synthetic certificates of the Basic CA for `device` (revoked, or valid) in
+/// one transaction. Straight SQL: the storage API writes one certificate per transaction, which
+/// would take minutes for 100,000 rows; only the timed path has to be the real one.
+pub async fn fill(url: &str, device: &str, count: usize, revoked: bool) -> anyhow::Result<()> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let statements: Vec<String> = (0..count)
         .collect::<Vec<_>>()
         .chunks(ROWS_PER_INSERT)
-        .map(|chunk| insert_statement(device, now, chunk))
+        .map(|chunk| insert_statement(device, now, chunk, revoked))
         .collect();
     // Both backends run the same statements; only the connection type differs.
     macro_rules! insert_all {
@@ -123,7 +124,7 @@ async fn fill(url: &str, device: &str, count: usize) -> anyhow::Result<()> {
 
 /// One multi-row INSERT. Serials are distinct 128-bit hex values with the top bit clear, like
 /// the CA's; the DER and key hash columns are empty (a CRL needs neither).
-fn insert_statement(device: &str, now: i64, indexes: &[usize]) -> String {
+fn insert_statement(device: &str, now: i64, indexes: &[usize], revoked: bool) -> String {
     let mut sql = String::from(
         "INSERT INTO certificates (serial, issuer, device_serial, product, policy_oid, \
          not_before, not_after, spki_sha256, der, status, revoked_at, revocation_reason, \
@@ -135,17 +136,21 @@ fn insert_statement(device: &str, now: i64, indexes: &[usize]) -> String {
             (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
         );
         let reason = if i % 3 == 0 {
-            "keyCompromise"
+            "'keyCompromise'"
         } else {
-            "cessationOfOperation"
+            "'cessationOfOperation'"
         };
-        let revoked_at = now - i as i64;
+        let (status, revoked_at, reason) = if revoked {
+            ("revoked", (now - i as i64).to_string(), reason)
+        } else {
+            ("valid", "NULL".to_owned(), "NULL")
+        };
         if n > 0 {
             sql.push(',');
         }
         sql.push_str(&format!(
             "('{serial}','basic','{device}','{PRODUCT}','1.3.6.1.4.1.32473.98.1.1',{nb},{na},'','',\
-             'revoked',{revoked_at},'{reason}','token',{nb})",
+             '{status}',{revoked_at},{reason},'token',{nb})",
             nb = now - 86_400,
             na = now + 86_400 * 365,
         ));
@@ -159,7 +164,7 @@ mod tests {
 
     #[test]
     fn insert_statement_lists_distinct_serials() {
-        let sql = insert_statement("IP20000000", 1_700_000_000, &[0, 1, 2]);
+        let sql = insert_statement("IP20000000", 1_700_000_000, &[0, 1, 2], true);
         assert_eq!(sql.matches("'revoked'").count(), 3);
         let serial = |i: u128| format!("4{:031x}", (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         assert_ne!(serial(0), serial(1));

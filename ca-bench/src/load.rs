@@ -60,6 +60,8 @@ pub struct LoadOptions {
     pub warmup: usize,
     /// The server process, for its CPU time over the window.
     pub server_pid: Option<u32>,
+    /// The server's PostgreSQL database, whose backends' CPU time is measured too.
+    pub database_name: Option<String>,
 }
 
 /// What a run measured.
@@ -79,10 +81,14 @@ pub struct LoadResult {
     pub error_samples: Vec<String>,
     /// The workload ran out of requests before the window ended.
     pub exhausted: bool,
+    /// Connections opened (warm-up included): `concurrency` when keep-alive holds.
+    pub connections: usize,
     /// Server CPU time over the window.
     pub server_cpu: Option<Duration>,
     /// This process's CPU time over the window.
     pub client_cpu: Duration,
+    /// CPU time of the PostgreSQL backends over the window.
+    pub database_cpu: Option<Duration>,
 }
 
 impl LoadResult {
@@ -120,12 +126,35 @@ struct Shared<W> {
     next: AtomicUsize,
     exhausted: AtomicBool,
     /// Start of the measured window, with the CPU samples taken then.
-    window: OnceLock<(Instant, Option<CpuSample>, CpuSample)>,
+    window: OnceLock<WindowStart>,
+}
+
+/// The moment the measured window opened, and the CPU counters then.
+struct WindowStart {
+    at: Instant,
+    server: Option<CpuSample>,
+    client: CpuSample,
+    database: Option<BTreeMap<u32, CpuSample>>,
+}
+
+impl WindowStart {
+    fn now(options: &LoadOptions) -> WindowStart {
+        WindowStart {
+            at: Instant::now(),
+            server: options.server_pid.map(CpuSample::take),
+            client: CpuSample::take(std::process::id()),
+            database: options
+                .database_name
+                .as_deref()
+                .map(procstat::postgres_backends),
+        }
+    }
 }
 
 /// One worker's tally.
 #[derive(Default)]
 struct Tally {
+    connections: usize,
     ok: usize,
     warmup_ok: usize,
     latencies_us: Vec<u32>,
@@ -169,14 +198,16 @@ pub async fn run<W: Workload>(workload: Arc<W>, options: LoadOptions) -> LoadRes
             }
         }
     }
-    let end = Instant::now();
-    let client_now = CpuSample::take(std::process::id());
-    let server_now = options.server_pid.map(CpuSample::take);
-    if let Some((start, server_start, client_start)) = shared.window.get() {
-        result.window = end.duration_since(*start);
-        result.client_cpu = client_start.until(&client_now);
-        result.server_cpu = match (server_start, server_now) {
+    let end = WindowStart::now(&options);
+    if let Some(start) = shared.window.get() {
+        result.window = end.at.duration_since(start.at);
+        result.client_cpu = start.client.until(&end.client);
+        result.server_cpu = match (start.server, end.server) {
             (Some(a), Some(b)) => Some(a.until(&b)),
+            _ => None,
+        };
+        result.database_cpu = match (&start.database, &end.database) {
+            (Some(a), Some(b)) => Some(procstat::group_cpu(a, b)),
             _ => None,
         };
     }
@@ -186,6 +217,7 @@ pub async fn run<W: Workload>(workload: Arc<W>, options: LoadOptions) -> LoadRes
 }
 
 fn merge(result: &mut LoadResult, tally: Tally) {
+    result.connections += tally.connections;
     result.ok += tally.ok;
     result.warmup_ok += tally.warmup_ok;
     result.latencies_us.extend(tally.latencies_us);
@@ -204,8 +236,8 @@ async fn worker<W: Workload>(shared: Arc<Shared<W>>) -> Tally {
     let mut connection: Option<SendRequest<Full<Bytes>>> = None;
     let fresh = shared.workload.fresh_connections();
     loop {
-        if let Some((start, _, _)) = shared.window.get()
-            && start.elapsed() >= shared.options.duration
+        if let Some(start) = shared.window.get()
+            && start.at.elapsed() >= shared.options.duration
         {
             break;
         }
@@ -216,18 +248,16 @@ async fn worker<W: Workload>(shared: Arc<Shared<W>>) -> Tally {
         }
         if index == shared.warmup {
             // Exactly one worker draws this index: it opens the measured window.
-            let pid = shared.options.server_pid;
-            let _ = shared.window.set((
-                Instant::now(),
-                pid.map(CpuSample::take),
-                CpuSample::take(std::process::id()),
-            ));
+            let _ = shared.window.set(WindowStart::now(&shared.options));
         }
         let started = Instant::now();
         let mut sender = match connection.take().filter(|s| !s.is_closed()) {
             Some(sender) => sender,
             None => match connect(shared.options.addr, shared.workload.transport(index)).await {
-                Ok(sender) => sender,
+                Ok(sender) => {
+                    tally.connections += 1;
+                    sender
+                }
                 Err(error) => {
                     tally.fail("connect".into(), format!("connect: {error}"));
                     continue;
@@ -312,6 +342,86 @@ pub fn peak_rss_mb(pid: Option<u32>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HOST;
+
+    /// Even indexes ask for `/ok` (200), odd ones for `/no` (401).
+    struct Alternating;
+
+    impl Workload for Alternating {
+        fn capacity(&self) -> Option<usize> {
+            Some(40)
+        }
+        fn request(&self, index: usize) -> Request<Full<Bytes>> {
+            let path = if index.is_multiple_of(2) {
+                "/ok"
+            } else {
+                "/no"
+            };
+            Request::builder()
+                .uri(path)
+                .header(HOST, "127.0.0.1")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
+        fn check(&self, _: usize, body: &Bytes) -> Result<(), String> {
+            if body.as_ref() == b"ok" {
+                Ok(())
+            } else {
+                Err("unexpected body".into())
+            }
+        }
+        fn transport(&self, _: usize) -> Transport {
+            Transport::Plain
+        }
+    }
+
+    async fn serve_alternating() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let service = hyper::service::service_fn(|request: Request<_>| async move {
+                    let ok = request.uri().path() == "/ok";
+                    let mut response = hyper::Response::new(Full::new(Bytes::from_static(if ok {
+                        b"ok"
+                    } else {
+                        b"no"
+                    })));
+                    if !ok {
+                        *response.status_mut() = StatusCode::UNAUTHORIZED;
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service),
+                );
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn failed_answers_are_counted_by_status_on_kept_alive_connections() {
+        let addr = serve_alternating().await;
+        let options = LoadOptions {
+            addr,
+            concurrency: 4,
+            duration: Duration::from_secs(10),
+            warmup: 10,
+            server_pid: None,
+            database_name: None,
+        };
+        let result = run(Arc::new(Alternating), options).await;
+        assert_eq!(result.ok + result.warmup_ok, 20);
+        assert_eq!(result.warmup_ok, 2); // indexes 0 and 2 of the first 40 / 10 = 4
+        assert_eq!(result.errors.get("HTTP 401"), Some(&20));
+        assert_eq!(result.error_count(), 20);
+        assert!(result.exhausted);
+        assert_eq!(result.connections, 4);
+        assert!(result.error_samples[0].contains("401"));
+    }
 
     #[test]
     fn percentiles_pick_from_sorted_latencies() {

@@ -67,6 +67,11 @@ struct LoadArgs {
     /// Worker threads of the load generator (the rest of the cores are left to the server).
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+}
+
+/// Where the server keeps its records.
+#[derive(Debug, Clone, Args)]
+struct DatabaseArgs {
     /// Run the server on PostgreSQL: a fresh database is created on this server (e.g.
     /// postgres://postgres@127.0.0.1:5432) and dropped at the end. Default: SQLite.
     #[arg(long, value_name = "URL")]
@@ -87,6 +92,8 @@ impl LoadArgs {
 struct EnrollArgs {
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    db: DatabaseArgs,
     /// Devices registered, each with a token and a pre-generated CSR (one request each).
     #[arg(long, short = 'n', default_value_t = 100_000)]
     devices: usize,
@@ -94,12 +101,18 @@ struct EnrollArgs {
     /// concurrency and duration, and print the ratio.
     #[arg(long)]
     compare_cfssl: bool,
+    /// Certificates stored before the run (bulk-inserted, untimed), to measure issuance into
+    /// a full database (issue #7: 1,000,000).
+    #[arg(long, default_value_t = 0)]
+    prefill: usize,
 }
 
 #[derive(Debug, Args)]
 struct ReenrollArgs {
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    db: DatabaseArgs,
     /// Devices enrolled before the window; each re-enrolls at most once.
     #[arg(long, short = 'n', default_value_t = 25_000)]
     devices: usize,
@@ -109,6 +122,8 @@ struct ReenrollArgs {
 struct OcspArgs {
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    db: DatabaseArgs,
     /// Devices enrolled (their certificates are queried in turn).
     #[arg(long, short = 'n', default_value_t = 1000)]
     devices: usize,
@@ -140,6 +155,14 @@ struct AllArgs {
     /// Revoked entries for the CRL mode.
     #[arg(long, default_value_t = 100_000)]
     revoked: usize,
+    /// Also measure enrollment with this many certificates already stored (0: skip; the
+    /// issue's figure is 1,000,000).
+    #[arg(long, default_value_t = 0)]
+    prefill: usize,
+    /// Also measure enrollment on a fresh database of this PostgreSQL server (e.g.
+    /// postgres://postgres@127.0.0.1:5432); everything else runs on SQLite.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -205,14 +228,20 @@ impl EnrollArgs {
 async fn run(mode: Mode) -> anyhow::Result<Outcome> {
     match mode {
         Mode::Enroll(a) => {
-            let db = a.load.database.as_deref();
-            modes::enroll(&a.load.load(), a.devices, db, a.compare_cfssl).await
+            let run = modes::EnrollRun {
+                devices: a.devices,
+                database: a.db.database.as_deref(),
+                compare_cfssl: a.compare_cfssl,
+                prefill: a.prefill,
+                label: "ours",
+            };
+            modes::enroll(&a.load.load(), &run).await
         }
         Mode::Reenroll(a) => {
-            modes::reenroll(&a.load.load(), a.devices, a.load.database.as_deref()).await
+            modes::reenroll(&a.load.load(), a.devices, a.db.database.as_deref()).await
         }
         Mode::Ocsp(a) => {
-            let db = a.load.database.as_deref();
+            let db = a.db.database.as_deref();
             ocsp::run(&a.load.load(), a.devices, a.revoked, db).await
         }
         Mode::Crl(a) => crl::run(a.revoked, a.database.as_deref()).await,
@@ -224,12 +253,63 @@ async fn run(mode: Mode) -> anyhow::Result<Outcome> {
 /// Every mode in turn; a setup failure stops the series, request errors are summed.
 async fn all(a: AllArgs) -> anyhow::Result<Outcome> {
     let load = a.load.load();
-    let db = a.load.database.as_deref();
-    let mut parts = Vec::new();
-    parts.push(modes::enroll(&load, a.devices, db, true).await?);
-    parts.push(modes::reenroll(&load, a.reenroll_devices, db).await?);
-    parts.push(ocsp::run(&load, 1000, 10, db).await?);
-    parts.push(crl::run(a.revoked, db).await?);
+    let mut run = modes::EnrollRun {
+        devices: a.devices,
+        database: None,
+        compare_cfssl: true,
+        prefill: 0,
+        label: "ours",
+    };
+    let headline = modes::enroll(&load, &run).await?;
+    let empty_rate = headline.rate;
+    let mut parts = vec![headline];
+    run.compare_cfssl = false;
+    if let Some(url) = a.postgres.as_deref() {
+        let mut pg = modes::enroll(
+            &load,
+            &modes::EnrollRun {
+                database: Some(url),
+                label: "postgres",
+                ..run
+            },
+        )
+        .await?;
+        pg.rows.truncate(1); // the rate; latency, RSS and CPU rows are the SQLite run's
+        parts.push(pg);
+    }
+    if a.prefill > 0 {
+        let mut full = modes::enroll(
+            &load,
+            &modes::EnrollRun {
+                prefill: a.prefill,
+                label: "prefilled",
+                ..run
+            },
+        )
+        .await?;
+        let share = if empty_rate > 0.0 {
+            full.rate / empty_rate
+        } else {
+            0.0
+        };
+        full.rows = vec![report::Row::new(
+            &format!(
+                "issuance rate with {} certificates already stored",
+                report::thousands(a.prefill as f64)
+            ),
+            "≥ 90 % of the empty-database rate",
+            format!(
+                "{} certs/s ({:.0} %)",
+                report::thousands(full.rate),
+                share * 100.0
+            ),
+            Some(share >= 0.9),
+        )];
+        parts.push(full);
+    }
+    parts.push(modes::reenroll(&load, a.reenroll_devices, None).await?);
+    parts.push(ocsp::run(&load, 1000, 10, None).await?);
+    parts.push(crl::run(a.revoked, None).await?);
     let rows: Vec<_> = parts.iter().flat_map(|p| p.rows.clone()).collect();
     println!();
     print!("{}", report::markdown(&rows));
@@ -240,6 +320,7 @@ async fn all(a: AllArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome {
         request_errors: parts.iter().map(|p| p.request_errors).sum(),
         rows,
+        rate: empty_rate,
         summary: parts.first().map(|p| p.summary.clone()).unwrap_or_default(),
     })
 }

@@ -23,29 +23,55 @@ pub struct Load {
 }
 
 impl Load {
-    fn options(&self, addr: std::net::SocketAddr, pid: Option<u32>) -> LoadOptions {
+    /// Options against `addr`, observing the server `pid` and its PostgreSQL database.
+    pub fn options(
+        &self,
+        addr: std::net::SocketAddr,
+        pid: Option<u32>,
+        database_name: Option<String>,
+    ) -> LoadOptions {
         LoadOptions {
             addr,
             concurrency: self.concurrency,
             duration: self.duration,
             warmup: self.warmup,
             server_pid: pid,
+            database_name,
         }
     }
 }
 
+/// What one `enroll` run does.
+#[derive(Debug, Clone, Copy)]
+pub struct EnrollRun<'a> {
+    /// Devices (and requests) prepared.
+    pub devices: usize,
+    /// A PostgreSQL server for a fresh database; SQLite when `None`.
+    pub database: Option<&'a str>,
+    /// Run cfssl with the same CSRs afterwards.
+    pub compare_cfssl: bool,
+    /// Certificates stored before the run.
+    pub prefill: usize,
+    /// Prefix of the result keys (`ours` for the headline run).
+    pub label: &'a str,
+}
+
+/// The device that owns the certificates stored by `--prefill` (outside the enrolled range).
+const PREFILL_DEVICE: &str = "IP29999999";
+
 /// `enroll`: token enrollment over HTTPS keep-alive; cfssl with the same CSRs if asked.
-pub async fn enroll(
-    load: &Load,
-    devices: usize,
-    database: Option<&str>,
-    compare_cfssl: bool,
-) -> anyhow::Result<Outcome> {
+pub async fn enroll(load: &Load, run: &EnrollRun<'_>) -> anyhow::Result<Outcome> {
+    let EnrollRun {
+        devices,
+        database,
+        compare_cfssl,
+        prefill,
+        label,
+    } = *run;
     let cfssl_binary = if compare_cfssl {
-        Some(cfssl::binary().with_context(|| {
-            format!(
-                "--compare-cfssl: cfssl not found at {} (apt-get install golang-cfssl, or set CFSSL)",
-                cfssl::CFSSL
+        Some(cfssl::binary().map_err(|path| {
+            anyhow::anyhow!(
+                "--compare-cfssl: `{path} version` does not run (apt-get install golang-cfssl, or set CFSSL=/path/to/cfssl)"
             )
         })?)
     } else {
@@ -59,6 +85,19 @@ pub async fn enroll(
     eprintln!("enroll: creating a CA ({backend}), registering {devices} devices with tokens");
     let ca = Ca::create(database).await?;
     let credentials = ca.register_with_tokens(devices)?;
+    if prefill > 0 {
+        eprintln!("enroll: storing {prefill} certificates first (bulk INSERT, untimed)");
+        ca.cli(&[
+            "device",
+            "register",
+            "--serial",
+            PREFILL_DEVICE,
+            "--product",
+            crate::setup::PRODUCT,
+        ])?;
+        crate::crl::fill(&ca.database_url()?, PREFILL_DEVICE, prefill, false).await?;
+        println!("{label}.prefilled_certificates: {prefill}");
+    }
     eprintln!("enroll: generating {devices} P-256 keys and CSRs");
     let serials: Vec<String> = credentials.iter().map(|(s, _)| s.clone()).collect();
     let csrs = tokio::task::block_in_place(|| est::keys_and_csrs(&serials))?;
@@ -77,15 +116,20 @@ pub async fn enroll(
         &csrs,
         false,
     )?);
-    let ours = load::run(workload, load.options(ca.https, Some(server.pid()))).await;
+    let ours = load::run(
+        workload,
+        load.options(ca.https, Some(server.pid()), ca.database_name()),
+    )
+    .await;
     let ours_rss = load::peak_rss_mb(Some(server.pid()));
     server.stop();
     ca.cleanup().await?;
-    report::print_load("ours", &ours, ours_rss);
-    println!("ours.storage: {backend}, durable (every answer after its commit)");
+    report::print_load(label, &ours, ours_rss);
+    println!("{label}.storage: {backend}, durable (every answer after its commit)");
 
     let mut outcome = Outcome {
         request_errors: ours.error_count(),
+        rate: ours.rate(),
         ..Outcome::default()
     };
     let measure = format!(
@@ -104,7 +148,7 @@ pub async fn enroll(
         Some(ours.rate() >= floor),
     );
     let p99 = ours.latency_ms(0.99);
-    outcome.summary = format!("enroll: ours={:.0} certs/s p99={p99:.1} ms", ours.rate());
+    outcome.summary = format!("enroll: {label}={:.0} certs/s p99={p99:.1} ms", ours.rate());
 
     if let Some(binary) = cfssl_binary {
         let theirs = run_cfssl(&binary, load, &csrs).await?;
@@ -161,7 +205,7 @@ async fn run_cfssl(
         cfssl.addr, load.concurrency, load.duration
     );
     let workload = Arc::new(cfssl::Sign::new(&cfssl, csrs)?);
-    let result = load::run(workload, load.options(cfssl.addr, Some(cfssl.pid()))).await;
+    let result = load::run(workload, load.options(cfssl.addr, Some(cfssl.pid()), None)).await;
     let rss = load::peak_rss_mb(Some(cfssl.pid()));
     drop(cfssl);
     report::print_load("cfssl", &result, rss);
@@ -200,7 +244,7 @@ pub async fn reenroll(
         duration: Duration::from_secs(3600),
         ..load.clone()
     };
-    let enrolled = load::run(enroll.clone(), setup_load.options(ca.https, None)).await;
+    let enrolled = load::run(enroll.clone(), setup_load.options(ca.https, None, None)).await;
     if enrolled.error_count() > 0 {
         report::print_load("reenroll.setup", &enrolled, None);
         anyhow::bail!("{} initial enrollments failed", enrolled.error_count());
@@ -226,7 +270,11 @@ pub async fn reenroll(
         "reenroll: simplereenroll, fresh mTLS connection each, c={} for {:?}",
         load.concurrency, load.duration
     );
-    let result = load::run(workload, load.options(ca.https, Some(server.pid()))).await;
+    let result = load::run(
+        workload,
+        load.options(ca.https, Some(server.pid()), ca.database_name()),
+    )
+    .await;
     let rss = load::peak_rss_mb(Some(server.pid()));
     server.stop();
     ca.cleanup().await?;
@@ -240,6 +288,7 @@ pub async fn reenroll(
             format!("{}/s (p99 {p99:.1} ms)", report::thousands(result.rate())),
             Some(result.rate() >= 1500.0),
         )],
+        rate: result.rate(),
         summary: format!(
             "reenroll: ours={:.0} reenrollments/s p99={p99:.1} ms",
             result.rate()

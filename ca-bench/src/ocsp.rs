@@ -14,7 +14,7 @@ use iomt_core::ocsp::Status;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::est::{self, Enroll};
-use crate::load::{self, LoadOptions, Transport, Workload};
+use crate::load::{self, Transport, Workload};
 use crate::modes::Load;
 use crate::report::{self, Outcome, Row};
 use crate::setup::Ca;
@@ -43,13 +43,12 @@ pub async fn run(
         &csrs,
         true,
     )?);
-    let setup = LoadOptions {
-        addr: ca.https,
-        concurrency: load.concurrency,
+    let setup = Load {
         duration: Duration::from_secs(3600),
         warmup: 0,
-        server_pid: None,
-    };
+        ..load.clone()
+    }
+    .options(ca.https, None, None);
     let enrolled = load::run(enroll.clone(), setup).await;
     if enrolled.error_count() > 0 {
         report::print_load("ocsp.setup", &enrolled, None);
@@ -84,13 +83,7 @@ pub async fn run(
         host: HeaderValue::from_str(&ca.http.to_string())?,
         queries,
     });
-    let options = LoadOptions {
-        addr: ca.http,
-        concurrency: load.concurrency,
-        duration: load.duration,
-        warmup: load.warmup,
-        server_pid: Some(server.pid()),
-    };
+    let options = load.options(ca.http, Some(server.pid()), ca.database_name());
     let result = load::run(workload, options).await;
     let rss = load::peak_rss_mb(Some(server.pid()));
     server.stop();
@@ -105,6 +98,7 @@ pub async fn run(
             format!("{}/s (p99 {p99:.1} ms)", report::thousands(result.rate())),
             Some(result.rate() >= 20_000.0),
         )],
+        rate: result.rate(),
         summary: format!(
             "ocsp: ours={:.0} responses/s p99={p99:.1} ms",
             result.rate()

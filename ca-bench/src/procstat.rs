@@ -1,6 +1,7 @@
 //! Readers for `/proc`: CPU time and peak resident memory of a process (the server child, or
 //! this process for the load generator's own cost).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -32,6 +33,35 @@ impl CpuSample {
         let from_sched = later.sched_ns.saturating_sub(self.sched_ns);
         Duration::from_nanos(from_ticks.max(from_sched))
     }
+}
+
+/// CPU samples of the PostgreSQL backends serving database `name` (their process titles read
+/// `postgres: ... <user> <name> <client> <state>`), by pid.
+pub fn postgres_backends(name: &str) -> BTreeMap<u32, CpuSample> {
+    let needle = format!(" {name} ");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                let title = String::from_utf8_lossy(&raw).replace('\0', " ");
+                title.starts_with("postgres:") && title.contains(&needle)
+            })
+        })
+        .map(|pid| (pid, CpuSample::take(pid)))
+        .collect()
+}
+
+/// CPU time the processes of `later` spent since `earlier` (a process absent from `earlier`
+/// counts from its start).
+pub fn group_cpu(earlier: &BTreeMap<u32, CpuSample>, later: &BTreeMap<u32, CpuSample>) -> Duration {
+    later
+        .iter()
+        .map(|(pid, end)| earlier.get(pid).copied().unwrap_or_default().until(end))
+        .sum()
 }
 
 /// Peak resident set size (`VmHWM`) of `pid` in kB.

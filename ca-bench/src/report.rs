@@ -40,6 +40,8 @@ pub struct Outcome {
     pub rows: Vec<Row>,
     /// The one-line summary printed last.
     pub summary: String,
+    /// The headline rate (per second), for comparisons between runs.
+    pub rate: f64,
 }
 
 /// Prints the figures of one load run as `prefix.key: value` lines; errors go to stderr.
@@ -58,6 +60,12 @@ pub fn print_load(prefix: &str, result: &LoadResult, server_rss_mb: Option<f64>)
             cpu.as_secs_f64() * 1e6 / ops
         );
     }
+    if let Some(cpu) = result.database_cpu {
+        println!(
+            "{prefix}.database_cpu_us_per_op: {:.0}",
+            cpu.as_secs_f64() * 1e6 / ops
+        );
+    }
     if let Some(rss) = server_rss_mb {
         println!("{prefix}.server_peak_rss_mb: {rss:.1}");
     }
@@ -65,6 +73,7 @@ pub fn print_load(prefix: &str, result: &LoadResult, server_rss_mb: Option<f64>)
         "{prefix}.client_cpu_us_per_op: {:.0}",
         result.client_cpu.as_secs_f64() * 1e6 / ops
     );
+    println!("{prefix}.connections: {}", result.connections);
     println!("{prefix}.exhausted: {}", result.exhausted);
     println!("{prefix}.errors: {}", result.error_count());
     if result.exhausted {

@@ -148,6 +148,11 @@ impl Ca {
         }
     }
 
+    /// The PostgreSQL database's name, if the CA runs on one.
+    pub fn database_name(&self) -> Option<String> {
+        self.database.as_ref().map(|db| db.name.clone())
+    }
+
     /// The root certificate (trust anchor of the HTTPS listener and of every chain).
     pub fn root_der(&self) -> anyhow::Result<CertificateDer<'static>> {
         read_cert(&self.data.join("root.pem"))
