@@ -8,15 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ca_server::pki::CaMaterial;
 use ca_server::revocation::Revocation;
+use ca_server::storage::{AuditEvent, CertificateRecord, CertificateStatus, Issuance, MAX_BATCH};
 use iomt_core::policy::PolicySet;
-use sqlx::Connection;
 use x509_parser::prelude::{CertificateRevocationList, FromDer};
 
 use crate::report::{Outcome, Row};
 use crate::setup::{Ca, PRODUCT, device_serial};
 
-/// Rows per INSERT statement while filling the table.
-const ROWS_PER_INSERT: usize = 1000;
 /// Timed publications (the best and the first are reported).
 const ROUNDS: usize = 3;
 
@@ -37,7 +35,7 @@ pub async fn run(revoked: usize, database: Option<&str>) -> anyhow::Result<Outco
     let started = Instant::now();
     fill(&url, &device, revoked, true).await?;
     eprintln!(
-        "crl: stored in {:.1} s (bulk INSERT, untimed); publishing the Basic CA's CRL {ROUNDS} times",
+        "crl: stored in {:.1} s (group commit, untimed); publishing the Basic CA's CRL {ROUNDS} times",
         started.elapsed().as_secs_f64()
     );
 
@@ -89,73 +87,100 @@ pub async fn run(revoked: usize, database: Option<&str>) -> anyhow::Result<Outco
     })
 }
 
-/// Inserts `count` synthetic certificates of the Basic CA for `device` (revoked, or valid) in
-/// one transaction. Straight SQL: the storage API writes one certificate per transaction, which
-/// would take minutes for 100,000 rows; only the timed path has to be the real one.
+/// Stores `count` synthetic certificates of the Basic CA for `device` through the storage API
+/// (group commit: [`MAX_BATCH`] per transaction, the same path issuance takes), then revokes
+/// them in bulk when asked (every third for key compromise). Untimed set-up.
 pub async fn fill(url: &str, device: &str, count: usize, revoked: bool) -> anyhow::Result<()> {
+    let store = ca_server::startup::open_store(url).await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let statements: Vec<String> = (0..count)
-        .collect::<Vec<_>>()
-        .chunks(ROWS_PER_INSERT)
-        .map(|chunk| insert_statement(device, now, chunk, revoked))
-        .collect();
-    // Both backends run the same statements; only the connection type differs.
-    macro_rules! insert_all {
-        ($connection:ty) => {{
-            let mut conn = <$connection>::connect(url).await?;
-            let mut tx = conn.begin().await?;
-            for statement in statements {
-                // Built from integers and our own fixed strings only.
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                    .execute(&mut *tx)
-                    .await
-                    .context("inserting revoked certificates")?;
-            }
-            tx.commit().await?;
-        }};
+    let mut serials = Vec::new();
+    for start in (0..count).step_by(MAX_BATCH) {
+        let batch: Vec<Issuance> = (start..count.min(start + MAX_BATCH))
+            .map(|i| synthetic(device, i, now))
+            .collect();
+        for verdict in store.commit_batch(&batch, now).await? {
+            verdict.context("storing a synthetic certificate")?;
+        }
+        if revoked {
+            serials.extend(batch.into_iter().map(|i| i.certificate.serial));
+        }
     }
-    if url.starts_with("sqlite:") {
-        insert_all!(sqlx::SqliteConnection);
-    } else {
-        insert_all!(sqlx::PgConnection);
+    let mut compromised = Vec::new();
+    let mut retired = Vec::new();
+    for (i, serial) in serials.into_iter().enumerate() {
+        if i % 3 == 0 {
+            compromised.push(serial);
+        } else {
+            retired.push(serial);
+        }
+    }
+    for (serials, reason) in [
+        (compromised, "keyCompromise"),
+        (retired, "cessationOfOperation"),
+    ] {
+        if serials.is_empty() {
+            continue;
+        }
+        let audit = AuditEvent {
+            at: now,
+            actor: "ca-bench".into(),
+            action: "certificates.revoked".into(),
+            object: format!("device:{device}"),
+            details: format!(r#"{{"count":{},"reason":"{reason}"}}"#, serials.len()),
+        };
+        store
+            .change_status_many(
+                &serials,
+                CertificateStatus::Revoked,
+                Some(reason),
+                now,
+                &[audit],
+            )
+            .await?;
     }
     Ok(())
 }
 
-/// One multi-row INSERT. Serials are distinct 128-bit hex values with the top bit clear, like
-/// the CA's; the DER and key hash columns are empty (a CRL needs neither).
-fn insert_statement(device: &str, now: i64, indexes: &[usize], revoked: bool) -> String {
-    let mut sql = String::from(
-        "INSERT INTO certificates (serial, issuer, device_serial, product, policy_oid, \
-         not_before, not_after, spki_sha256, der, status, revoked_at, revocation_reason, \
-         authorized_by, issued_at) VALUES ",
+/// Synthetic DER stand-in: the size of a real device certificate, so tables and pages are as
+/// large as in production (nothing on these paths parses it).
+const FILLER_DER_LEN: usize = 640;
+
+/// The `i`th synthetic certificate: a distinct 128-bit serial with the top bit clear (like the
+/// CA's) and a distinct key hash, so every index is as large as a real one.
+fn synthetic(device: &str, i: usize, now: i64) -> Issuance {
+    let serial = format!(
+        "4{:031x}",
+        (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     );
-    for (n, &i) in indexes.iter().enumerate() {
-        let serial = format!(
-            "4{:031x}",
-            (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        );
-        let reason = if i % 3 == 0 {
-            "'keyCompromise'"
-        } else {
-            "'cessationOfOperation'"
-        };
-        let (status, revoked_at, reason) = if revoked {
-            ("revoked", (now - i as i64).to_string(), reason)
-        } else {
-            ("valid", "NULL".to_owned(), "NULL")
-        };
-        if n > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!(
-            "('{serial}','basic','{device}','{PRODUCT}','1.3.6.1.4.1.32473.98.1.1',{nb},{na},'','',\
-             '{status}',{revoked_at},{reason},'token',{nb})",
-            nb = now - 86_400,
-            na = now + 86_400 * 365,
-        ));
+    let spki_sha256 = ring::digest::digest(&ring::digest::SHA256, serial.as_bytes())
+        .as_ref()
+        .to_vec();
+    Issuance {
+        certificate: CertificateRecord {
+            serial: serial.clone(),
+            issuer: "basic".into(),
+            device_serial: device.into(),
+            product: PRODUCT.into(),
+            policy_oid: "1.3.6.1.4.1.32473.98.1.1".into(),
+            not_before: now - 86_400,
+            not_after: now + 365 * 86_400,
+            spki_sha256,
+            der: vec![0x30; FILLER_DER_LEN],
+            status: CertificateStatus::Valid,
+            authorized_by: "token".into(),
+            supersedes: None,
+            issued_at: now - 86_400,
+        },
+        consume_token: None,
+        station_quota: None,
+        audit: AuditEvent {
+            at: now,
+            actor: "ca-bench".into(),
+            action: "certificate.issued".into(),
+            object: format!("certificate:{serial}"),
+            details: "{}".into(),
+        },
     }
-    sql
 }
 
 #[cfg(test)]
@@ -163,11 +188,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn insert_statement_lists_distinct_serials() {
-        let sql = insert_statement("IP20000000", 1_700_000_000, &[0, 1, 2], true);
-        assert_eq!(sql.matches("'revoked'").count(), 3);
-        let serial = |i: u128| format!("4{:031x}", (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        assert_ne!(serial(0), serial(1));
-        assert!(sql.contains(&serial(2)));
+    fn synthetic_certificates_have_distinct_serials_and_keys() {
+        let a = synthetic("IP20000000", 0, 1_700_000_000).certificate;
+        let b = synthetic("IP20000000", 1, 1_700_000_000).certificate;
+        assert_ne!(a.serial, b.serial);
+        assert_ne!(a.spki_sha256, b.spki_sha256);
+        assert_eq!(a.serial.len(), 32);
     }
 }

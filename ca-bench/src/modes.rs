@@ -86,7 +86,7 @@ pub async fn enroll(load: &Load, run: &EnrollRun<'_>) -> anyhow::Result<Outcome>
     let ca = Ca::create(database).await?;
     let credentials = ca.register_with_tokens(devices)?;
     if prefill > 0 {
-        eprintln!("enroll: storing {prefill} certificates first (bulk INSERT, untimed)");
+        eprintln!("enroll: storing {prefill} certificates first (group commit, untimed)");
         ca.cli(&[
             "device",
             "register",

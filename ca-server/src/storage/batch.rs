@@ -294,3 +294,43 @@ pub(super) fn admitted<'a>(
         .filter_map(|(issuance, verdict)| verdict.is_ok().then_some(issuance))
         .collect()
 }
+
+/// Revokes (or holds) many certificates with one statement per chunk of serials.
+pub(super) async fn change_status_many<DB>(
+    conn: &mut DB::Connection,
+    serials: &[String],
+    status: super::CertificateStatus,
+    reason: Option<&str>,
+    at: i64,
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
+{
+    let revoked_at = (status != super::CertificateStatus::Valid).then_some(at);
+    for chunk in serials.chunks(MAX_BATCH * 4) {
+        let mut query = QueryBuilder::<DB>::new("UPDATE certificates SET status = ");
+        query
+            .push_bind(status.as_str())
+            .push(", revocation_reason = ")
+            .push_bind(reason)
+            .push(", revoked_at = ")
+            .push_bind(revoked_at)
+            .push(" WHERE serial IN (");
+        let mut list = query.separated(", ");
+        for serial in chunk {
+            list.push_bind(serial.as_str());
+        }
+        query.push(")");
+        query
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(super::classify)?;
+    }
+    Ok(())
+}

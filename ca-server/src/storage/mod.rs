@@ -396,6 +396,16 @@ pub trait Store: StationStore + Send + Sync + 'static {
         at: i64,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
+    /// Changes the state of many certificates at once (a recalled lot, a compromised line)
+    /// and appends the audit events, in one transaction; unknown serials are skipped.
+    async fn change_status_many(
+        &self,
+        serials: &[String],
+        status: CertificateStatus,
+        reason: Option<&str>,
+        at: i64,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
     /// Atomically takes the next CRL number of `issuer` and the revoked (and held) certificates
     /// as of that moment: a higher number never sees fewer changes than a lower one.
     async fn crl_snapshot(&self, issuer: &str) -> Result<CrlSnapshot, StoreError>;

@@ -382,6 +382,20 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
+    async fn change_status_many(
+        &self,
+        serials: &[String],
+        status: CertificateStatus,
+        reason: Option<&str>,
+        at: i64,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        batch::change_status_many::<Postgres>(&mut tx, serials, status, reason, at).await?;
+        append_events(&mut tx, audit).await?;
+        tx.commit().await.map_err(classify)
+    }
+
     async fn crl_snapshot(&self, issuer: &str) -> Result<CrlSnapshot, StoreError> {
         let mut tx = self.begin().await?;
         // The row lock taken here orders concurrent snapshots of one issuer (in every replica):

@@ -405,6 +405,20 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn change_status_many(
+        &self,
+        serials: &[String],
+        status: CertificateStatus,
+        reason: Option<&str>,
+        at: i64,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        batch::change_status_many::<Sqlite>(&mut tx, serials, status, reason, at).await?;
+        append_events(&mut tx, audit).await?;
+        tx.commit().await.map_err(classify)
+    }
+
     async fn crl_snapshot(&self, issuer: &str) -> Result<CrlSnapshot, StoreError> {
         let mut tx = self.begin().await?;
         // The write comes first so the snapshot below is taken under SQLite's write lock.

@@ -151,3 +151,48 @@ pub(super) async fn failed_batch_writes_nothing_and_is_retried_one_by_one(store:
     );
     assert_chain_intact(&store.audit_events().await.unwrap());
 }
+
+pub(super) async fn many_certificates_change_state_in_one_transaction(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    let batch: Vec<Issuance> = (0..5)
+        .map(|n| issuance(&format!("e{n}"), "IP20000001", None))
+        .collect();
+    assert!(
+        store
+            .commit_batch(&batch, 1_500)
+            .await
+            .unwrap()
+            .iter()
+            .all(Result::is_ok)
+    );
+    let serials: Vec<String> = ["e0", "e2", "e4", "ff99"].map(String::from).to_vec();
+    store
+        .change_status_many(
+            &serials,
+            CertificateStatus::Revoked,
+            Some("keyCompromise"),
+            1_700,
+            &[event("certificates.revoked")],
+        )
+        .await
+        .unwrap();
+    let snapshot = store.crl_snapshot("basic").await.unwrap();
+    let listed: Vec<&str> = snapshot.entries.iter().map(|e| e.serial.as_str()).collect();
+    assert_eq!(listed, ["e0", "e2", "e4"]);
+    assert!(
+        snapshot
+            .entries
+            .iter()
+            .all(|e| e.revoked_at == 1_700 && e.reason.as_deref() == Some("keyCompromise"))
+    );
+    assert_eq!(
+        store.certificate("e1").await.unwrap().unwrap().status,
+        CertificateStatus::Valid
+    );
+    let events = store.audit_events().await.unwrap();
+    assert_eq!(events.last().unwrap().event.action, "certificates.revoked");
+    assert_chain_intact(&events);
+}
