@@ -2,6 +2,7 @@
 //! chain against the trusted root and writes the credential files atomically.
 
 pub mod cli;
+pub mod device_files;
 pub mod enroll;
 pub mod error;
 pub mod est;

@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use iomt_core::files::{PRIVATE, PUBLIC, sync_dir, write_new};
 use rcgen::KeyPair;
 use rustls_pki_types::CertificateDer;
 
+use crate::device_files::{DeviceFiles, GroupWriter};
 use crate::enroll::{
     Server, build_csr, client_identity, generate_key, read_root, verify_chain, verify_leaf,
 };
 use crate::error::ClientError;
 use crate::est::EstClient;
-use crate::keystore::{self, CERT_FILE, CHAIN_FILE, KEY_FILE};
+use crate::keystore::{self, CERT_FILE};
 
 /// How often a device is retried after a transient failure (CA unreachable, 5xx, 429).
 const ATTEMPTS: u32 = 4;
@@ -62,10 +62,11 @@ struct Batch {
     root: CertificateDer<'static>,
     ca_certs: Vec<Vec<u8>>,
     requirements: iomt_core::wire::CsrRequirements,
-    out: PathBuf,
     ca_name: String,
     /// The issuing CA a leaf of this batch was verified through, up to the root.
     verified_issuer: Mutex<Option<CertificateDer<'static>>>,
+    /// Writes finished devices' folders, made durable in groups.
+    files: GroupWriter,
 }
 
 /// Reads the serials file: trimmed, without blanks, comments and repeats, in file order.
@@ -122,9 +123,9 @@ pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, Cl
         root,
         ca_certs,
         requirements,
-        out: request.out.clone(),
         ca_name,
         verified_issuer: Mutex::new(None),
+        files: GroupWriter::start(request.out.clone())?,
     });
     let queue = Arc::new(Mutex::new(pending.into_iter()));
     let failures = Arc::new(Mutex::new(Vec::new()));
@@ -241,57 +242,13 @@ async fn provision_one(batch: &Batch, serial: &str) -> Result<(), ClientError> {
         .first()
         .ok_or_else(|| ClientError::BadResponse("the CA returned no certificate".into()))?;
     let chain = batch.verify(leaf, &key)?;
-    let files = DeviceFiles::new(&key, leaf, &chain);
-    let (out, serial) = (batch.out.clone(), serial.to_owned());
-    // File writes and fsyncs are millisecond work: off the async workers.
-    tokio::task::spawn_blocking(move || files.write(&out, &serial))
+    batch
+        .files
+        .write(serial, DeviceFiles::new(&key, leaf, &chain))
         .await
-        .map_err(|e| ClientError::Local(format!("writer failed: {e}")))?
 }
 
-/// The PEM files of one device.
-struct DeviceFiles {
-    key_pem: String,
-    cert_pem: String,
-    chain_pem: String,
-}
-
-impl DeviceFiles {
-    fn new(key: &KeyPair, leaf: &[u8], chain: &[CertificateDer<'static>]) -> DeviceFiles {
-        DeviceFiles {
-            key_pem: key.serialize_pem(),
-            cert_pem: keystore::certificates_pem([leaf]),
-            chain_pem: keystore::certificates_pem(chain.iter().map(|c| c.as_ref())),
-        }
-    }
-
-    /// Writes into a private temporary directory, fsyncs, then renames it to `out/serial`.
-    fn write(&self, out: &Path, serial: &str) -> Result<(), ClientError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ClientError::Io { path, source }
-        };
-        let staging = out.join(format!(".{serial}.partial"));
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
-        }
-        create_dir(&staging)?;
-        for (name, contents, mode) in [
-            (KEY_FILE, &self.key_pem, PRIVATE),
-            (CERT_FILE, &self.cert_pem, PUBLIC),
-            (CHAIN_FILE, &self.chain_pem, PUBLIC),
-        ] {
-            let path = staging.join(name);
-            write_new(&path, contents.as_bytes(), mode).map_err(io(&path))?;
-        }
-        sync_dir(&staging).map_err(io(&staging))?;
-        let target = out.join(serial);
-        std::fs::rename(&staging, &target).map_err(io(&target))?;
-        sync_dir(out).map_err(io(out))
-    }
-}
-
-fn create_dir(dir: &Path) -> Result<(), ClientError> {
+pub(crate) fn create_dir(dir: &Path) -> Result<(), ClientError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
