@@ -5,7 +5,9 @@
 
 use std::future::Future;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// One queued request and where its answer goes.
 type Pending<Req, Resp> = (Req, oneshot::Sender<Resp>);
@@ -26,22 +28,39 @@ impl<Req, Resp> Clone for Batcher<Req, Resp> {
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts the task on the current tokio runtime. `serve` answers a batch with one response
-    /// per request, in order.
-    pub(super) fn start<F, Fut>(max_batch: usize, mut serve: F) -> Batcher<Req, Resp>
+    /// per request, in order; at most `in_flight` batches are served at once (1 for writes,
+    /// which SQLite serializes anyway; more for reads, which WAL lets run side by side).
+    pub(super) fn start<F, Fut>(max_batch: usize, in_flight: usize, serve: F) -> Batcher<Req, Resp>
     where
-        F: FnMut(Vec<Req>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<Resp>> + Send,
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Resp>> + Send + 'static,
     {
         let (queue, mut pending) = mpsc::channel::<Pending<Req, Resp>>(4 * max_batch);
+        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(max_batch);
-            while pending.recv_many(&mut batch, max_batch).await > 0 {
-                let (requests, answers): (Vec<Req>, Vec<_>) = batch.drain(..).unzip();
-                let responses = serve(requests).await;
-                for (answer, response) in answers.into_iter().zip(responses) {
-                    // A caller that gave up (client gone) no longer listens.
-                    let _ = answer.send(response);
+            // A slot first, then the batch: requests keep queuing while every slot is busy.
+            while let Ok(slot) = slots.clone().acquire_owned().await
+                && pending.recv_many(&mut batch, max_batch).await > 0
+            {
+                // Let the requests already running on this worker reach the queue too: one
+                // yield costs less than the round trip a second, smaller batch would.
+                tokio::task::yield_now().await;
+                while batch.len() < max_batch
+                    && let Ok(more) = pending.try_recv()
+                {
+                    batch.push(more);
                 }
+                let (requests, answers): (Vec<Req>, Vec<_>) = batch.drain(..).unzip();
+                let served = serve(requests);
+                tokio::spawn(async move {
+                    let responses = served.await;
+                    drop(slot);
+                    for (answer, response) in answers.into_iter().zip(responses) {
+                        // A caller that gave up (client gone) no longer listens.
+                        let _ = answer.send(response);
+                    }
+                });
             }
         });
         Batcher { queue }

@@ -11,6 +11,9 @@ use super::batch::MAX_BATCH;
 use super::batcher::Batcher;
 use super::{EnrollmentFacts, FactsQuery, Issuance, Store, StoreError};
 
+/// Read batches served at once (each on its own pooled connection).
+const READERS: usize = 2;
+
 /// Handle to the issuance writer; cheap to share.
 #[derive(Debug, Clone)]
 pub struct GroupCommit {
@@ -22,7 +25,7 @@ impl GroupCommit {
     /// Starts the writer and the reader on the current tokio runtime.
     pub fn start(store: Arc<dyn Store>) -> GroupCommit {
         let write_store = store.clone();
-        let writer = Batcher::start(MAX_BATCH, move |batch: Vec<Issuance>| {
+        let writer = Batcher::start(MAX_BATCH, 1, move |batch: Vec<Issuance>| {
             let store = write_store.clone();
             async move {
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -31,7 +34,7 @@ impl GroupCommit {
                 verdicts
             }
         });
-        let reader = Batcher::start(MAX_BATCH, move |queries: Vec<FactsQuery>| {
+        let reader = Batcher::start(MAX_BATCH, READERS, move |queries: Vec<FactsQuery>| {
             let store = store.clone();
             async move { read_facts(store.as_ref(), &queries).await }
         });
