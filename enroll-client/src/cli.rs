@@ -182,6 +182,11 @@ pub struct ProvisionArgs {
     /// Enrollments in flight at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
+    /// Also write `device.p12` in each folder (key, certificate and chain for key-injection
+    /// tools), encrypted with the password in this file (PBES2 AES-256-CBC, HMAC-SHA-256; the
+    /// first line, at least 8 characters).
+    #[arg(long, value_name = "FILE")]
+    pub pkcs12_password_file: Option<PathBuf>,
     /// EST label: a product id or level (selects /.well-known/est/<label>/).
     #[arg(long)]
     pub label: Option<String>,
@@ -278,6 +283,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
                 serials: args.serials,
                 out: args.out,
                 concurrency: usize::from(args.concurrency),
+                pkcs12_password: args
+                    .pkcs12_password_file
+                    .as_deref()
+                    .map(crate::device_files::read_pkcs12_password)
+                    .transpose()?,
                 progress: !args.quiet,
             })
             .await?;

@@ -21,22 +21,85 @@ use crate::keystore::{self, CERT_FILE, CHAIN_FILE, KEY_FILE};
 /// The most devices made durable by one `syncfs`.
 const MAX_GROUP: usize = 512;
 
-/// The PEM files of one device.
+/// The file of the optional PKCS#12 bundle in a device folder.
+pub const PKCS12_FILE: &str = "device.p12";
+/// PBKDF2 iterations for the bundle's encryption and MAC keys (OpenSSL's default for PKCS#12):
+/// the password protects the key on its way to the injection tool, and each device costs
+/// about a millisecond of the station's CPU at this count.
+const PKCS12_ITERATIONS: u32 = 2048;
+
+/// The files of one device: PEM always, PKCS#12 when a password was given.
 pub struct DeviceFiles {
     key_pem: String,
     cert_pem: String,
     chain_pem: String,
+    pkcs12: Option<Vec<u8>>,
 }
 
 impl DeviceFiles {
-    /// The device's key, its certificate, and the chain up to the root.
-    pub fn new(key: &KeyPair, leaf: &[u8], chain: &[CertificateDer<'static>]) -> DeviceFiles {
-        DeviceFiles {
+    /// The device's key, its certificate, and the chain up to the root; with `pkcs12_password`
+    /// also a PKCS#12 bundle of all three (millisecond work: call it off the async workers).
+    pub fn new(
+        key: &KeyPair,
+        leaf: &[u8],
+        chain: &[CertificateDer<'static>],
+        pkcs12_password: Option<&str>,
+    ) -> Result<DeviceFiles, ClientError> {
+        Ok(DeviceFiles {
             key_pem: key.serialize_pem(),
             cert_pem: keystore::certificates_pem([leaf]),
             chain_pem: keystore::certificates_pem(chain.iter().map(|c| c.as_ref())),
-        }
+            pkcs12: pkcs12_password
+                .map(|password| pkcs12_bundle(key, leaf, chain, password))
+                .transpose()?,
+        })
     }
+}
+
+/// Reads the bundle password: the file's first line, at least 8 characters.
+pub fn read_pkcs12_password(path: &Path) -> Result<String, ClientError> {
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    let password = text.lines().next().unwrap_or_default().to_owned();
+    if password.chars().count() < 8 {
+        return Err(ClientError::Local(format!(
+            "{}: the PKCS#12 password must be at least 8 characters on the first line",
+            path.display()
+        )));
+    }
+    Ok(password)
+}
+
+/// Key, leaf and chain (leaf first, root last) as one password-protected PKCS#12, with the
+/// device certificate's SHA-256 as the local key id.
+fn pkcs12_bundle(
+    key: &KeyPair,
+    leaf: &[u8],
+    chain: &[CertificateDer<'static>],
+    password: &str,
+) -> Result<Vec<u8>, ClientError> {
+    let failed = |e: p12_keystore::error::Error| ClientError::Local(format!("PKCS#12: {e}"));
+    let private_key = p12_keystore::PrivateKey::from_der(&key.serialize_der()).map_err(failed)?;
+    let certificates = std::iter::once(leaf)
+        .chain(chain.iter().map(|c| c.as_ref()))
+        .map(p12_keystore::Certificate::from_der)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    let key_id = ring::digest::digest(&ring::digest::SHA256, leaf);
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(
+        "device",
+        p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+            key_id.as_ref(),
+            private_key,
+            certificates,
+        )),
+    );
+    store
+        .writer(password)
+        .encryption_iterations(PKCS12_ITERATIONS)
+        .mac_iterations(PKCS12_ITERATIONS)
+        .write()
+        .map_err(failed)
 }
 
 /// A device waiting to be written, and where its outcome goes.
@@ -136,13 +199,18 @@ fn stage(out: &Path, serial: &str, files: &DeviceFiles) -> Result<PathBuf, Clien
         std::fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
     }
     crate::provision::create_dir(&staging)?;
-    for (name, contents, mode) in [
-        (KEY_FILE, &files.key_pem, PRIVATE),
-        (CERT_FILE, &files.cert_pem, PUBLIC),
-        (CHAIN_FILE, &files.chain_pem, PUBLIC),
-    ] {
+    let pems = [
+        (KEY_FILE, files.key_pem.as_bytes(), PRIVATE),
+        (CERT_FILE, files.cert_pem.as_bytes(), PUBLIC),
+        (CHAIN_FILE, files.chain_pem.as_bytes(), PUBLIC),
+    ];
+    let bundle = files
+        .pkcs12
+        .as_deref()
+        .map(|der| (PKCS12_FILE, der, PRIVATE));
+    for (name, contents, mode) in pems.into_iter().chain(bundle) {
         let path = staging.join(name);
-        write_unsynced(&path, contents.as_bytes(), mode).map_err(io_error(&path))?;
+        write_unsynced(&path, contents, mode).map_err(io_error(&path))?;
     }
     Ok(staging)
 }
@@ -185,7 +253,7 @@ mod tests {
             .expect("params")
             .self_signed(&key)
             .expect("cert");
-        DeviceFiles::new(&key, cert.der(), &[cert.der().clone()])
+        DeviceFiles::new(&key, cert.der(), &[cert.der().clone()], None).expect("files")
     }
 
     #[tokio::test]
@@ -218,5 +286,18 @@ mod tests {
             assert!(chain.starts_with("-----BEGIN CERTIFICATE-----"));
         }
         assert!(!out.path().join(".IP20000002.partial").exists());
+    }
+
+    #[test]
+    fn pkcs12_password_is_the_first_line_and_not_too_short() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "correct horse\nignored\n").expect("write");
+        assert_eq!(
+            read_pkcs12_password(&path).expect("password"),
+            "correct horse"
+        );
+        std::fs::write(&path, "short\n").expect("write");
+        assert!(read_pkcs12_password(&path).is_err());
     }
 }

@@ -34,6 +34,8 @@ pub struct ProvisionRequest {
     pub serials: PathBuf,
     pub out: PathBuf,
     pub concurrency: usize,
+    /// Also write `device.p12` (key, certificate, chain) protected by this password.
+    pub pkcs12_password: Option<String>,
     /// Draw a progress bar (rate and ETA) on the terminal.
     pub progress: bool,
 }
@@ -67,6 +69,7 @@ struct Batch {
     verified_issuer: Mutex<Option<CertificateDer<'static>>>,
     /// Writes finished devices' folders, made durable in groups.
     files: GroupWriter,
+    pkcs12_password: Option<Arc<str>>,
 }
 
 /// Reads the serials file: trimmed, without blanks, comments and repeats, in file order.
@@ -126,6 +129,7 @@ pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, Cl
         ca_name,
         verified_issuer: Mutex::new(None),
         files: GroupWriter::start(request.out.clone())?,
+        pkcs12_password: request.pkcs12_password.as_deref().map(Arc::from),
     });
     let queue = Arc::new(Mutex::new(pending.into_iter()));
     let failures = Arc::new(Mutex::new(Vec::new()));
@@ -242,10 +246,19 @@ async fn provision_one(batch: &Batch, serial: &str) -> Result<(), ClientError> {
         .first()
         .ok_or_else(|| ClientError::BadResponse("the CA returned no certificate".into()))?;
     let chain = batch.verify(leaf, &key)?;
-    batch
-        .files
-        .write(serial, DeviceFiles::new(&key, leaf, &chain))
-        .await
+    let files = match batch.pkcs12_password.clone() {
+        None => DeviceFiles::new(&key, leaf, &chain, None)?,
+        // Key derivation for the bundle is millisecond work: off the async workers.
+        Some(password) => {
+            let leaf = leaf.clone();
+            tokio::task::spawn_blocking(move || {
+                DeviceFiles::new(&key, &leaf, &chain, Some(&password))
+            })
+            .await
+            .map_err(|e| ClientError::Local(format!("PKCS#12 worker failed: {e}")))??
+        }
+    };
+    batch.files.write(serial, files).await
 }
 
 pub(crate) fn create_dir(dir: &Path) -> Result<(), ClientError> {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use enroll_client::error::ClientError;
 use enroll_client::keystore;
 use enroll_client::provision::{ProvisionRequest, provision};
-use iomt_tests::{MONITOR, PUMP, TestApp, p256_csr, read_pem_certs, webpki_verify};
+use iomt_tests::{
+    MONITOR, PUMP, TestApp, p256_csr, read_pem_certs, require_tool, run_tool, webpki_verify,
+};
 
 const PKCS10: &str = "application/pkcs10";
 
@@ -79,6 +81,7 @@ fn provision_request(
         serials: list,
         out: out.to_path_buf(),
         concurrency: 4,
+        pkcs12_password: None,
         progress: false,
     }
 }
@@ -185,6 +188,54 @@ async fn station_provisions_a_batch_resumably_and_names_failures() {
 }
 
 #[tokio::test]
+async fn provisioned_pkcs12_bundle_opens_with_openssl_and_holds_the_same_identity() {
+    if !require_tool("openssl", &["version"]) {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let station_dir = station(&app, "plant1-line1-st04", MONITOR, &[]).await;
+    let serials = vec!["PM70000200".to_owned(), "PM70000201".to_owned()];
+    register_monitors(&app, &serials).await;
+    let out = app.dir.path().join("p12-out");
+    let mut request = provision_request(&app, &station_dir, &serials, &out);
+    request.pkcs12_password = Some("line-1 injection secret".into());
+    let report = provision(&request).await.unwrap();
+    assert_eq!(report.done, 2, "{:?}", report.failed);
+    for serial in &serials {
+        let dir = out.join(serial);
+        let bundle = dir.join("device.p12");
+        let mode = std::fs::metadata(&bundle).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{serial} device.p12");
+        let opened = run_tool(
+            std::process::Command::new("openssl")
+                .args(["pkcs12", "-in"])
+                .arg(&bundle)
+                .args(["-passin", "pass:line-1 injection secret", "-nodes"]),
+        );
+        assert_eq!(opened.matches("BEGIN CERTIFICATE").count(), 3, "{opened}");
+        assert!(opened.contains("BEGIN PRIVATE KEY"));
+        // The bundle's first certificate is the device's, and its key is the device's key.
+        let from_bundle = pem::parse_many(&opened).unwrap();
+        let cert_pem = std::fs::read_to_string(dir.join("cert.pem")).unwrap();
+        assert!(from_bundle.iter().any(|p| p.tag() == "CERTIFICATE"
+            && p.contents() == pem::parse(&cert_pem).unwrap().contents()));
+        let key_pem = std::fs::read_to_string(dir.join("key.pem")).unwrap();
+        let key = from_bundle
+            .iter()
+            .find(|p| p.tag() == "PRIVATE KEY")
+            .unwrap();
+        assert_eq!(key.contents(), pem::parse(&key_pem).unwrap().contents());
+        let wrong = std::process::Command::new("openssl")
+            .args(["pkcs12", "-in"])
+            .arg(&bundle)
+            .args(["-passin", "pass:not the password", "-nodes"])
+            .output()
+            .unwrap();
+        assert!(!wrong.status.success(), "a wrong password must not open it");
+    }
+}
+
+#[tokio::test]
 async fn provision_command_exits_non_zero_when_a_device_fails() {
     let app = TestApp::spawn().await;
     let station_dir = station(&app, "plant1-line1-st03", MONITOR, &[]).await;
@@ -198,6 +249,7 @@ async fn provision_command_exits_non_zero_when_a_device_fails() {
             station: request.station.clone(),
             serials: request.serials.clone(),
             out: request.out.clone(),
+            pkcs12_password_file: None,
             concurrency: 2,
             label: None,
             quiet: true,
