@@ -174,12 +174,14 @@ impl Reenroll {
         next: &[KeyAndCsr],
     ) -> anyhow::Result<Reenroll> {
         let mut identities = Vec::with_capacity(current.len());
+        let verifier = crate::verifier::RememberingVerifier::new(roots.clone())?;
         for (cert, key) in current {
             let chain = vec![CertificateDer::from(cert), issuing_ca.clone()];
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
             let config = ClientConfig::builder_with_provider(crate::setup::provider())
                 .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots.clone())
+                .dangerous()
+                .with_custom_certificate_verifier(verifier.clone())
                 .with_client_auth_cert(chain, key)?;
             identities.push(Arc::new(config));
         }

@@ -13,6 +13,7 @@ mod ocsp;
 mod procstat;
 mod report;
 mod setup;
+mod verifier;
 
 use std::process::ExitCode;
 use std::time::Duration;
