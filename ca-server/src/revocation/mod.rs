@@ -18,7 +18,9 @@ pub use reason::{REASON_NAMES, Reason};
 use responder::Responder;
 
 use crate::pki::{CaMaterial, IssuingCa, PkiError, ROOT_CA, STATION_CA};
-use crate::storage::{AuditEvent, CertificateStatus, CrlSnapshot, PublishedCrl, Store, StoreError};
+use crate::storage::{
+    AuditEvent, CertificateStatus, CrlSnapshot, PublishedCrl, StatusReader, Store, StoreError,
+};
 
 /// Why a revocation operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,8 @@ struct IssuerHashes {
 pub struct Revocation {
     ca: Arc<CaMaterial>,
     store: Arc<dyn Store>,
+    /// OCSP's certificate-state lookups, batched across concurrent requests.
+    states: StatusReader,
     policies: Arc<PolicySet>,
     responders: RwLock<BTreeMap<Level, Arc<Responder>>>,
     hashes: Vec<IssuerHashes>,
@@ -123,6 +127,7 @@ impl Revocation {
         }
         Ok(Revocation {
             ca,
+            states: StatusReader::start(store.clone()),
             store,
             policies,
             responders: RwLock::new(responders),
@@ -381,20 +386,17 @@ impl Revocation {
         let mut answers = Vec::with_capacity(queries.len());
         for query in queries {
             let serial = hex::encode(&query.serial);
-            let status = match self.store.certificate(&serial).await? {
-                Some(record) if record.issuer == level.as_str() => match record.status {
+            let status = match self.states.state(serial).await? {
+                Some(state) if state.issuer == level.as_str() => match state.status {
                     CertificateStatus::Valid => Status::Good,
-                    CertificateStatus::OnHold | CertificateStatus::Revoked => {
-                        let entry = self.store.revocation_of(&serial).await?;
-                        Status::Revoked {
-                            at: entry.as_ref().map_or(now, |e| e.revoked_at),
-                            reason: entry
-                                .and_then(|e| e.reason)
-                                .as_deref()
-                                .and_then(Reason::parse)
-                                .map(Reason::code),
-                        }
-                    }
+                    CertificateStatus::OnHold | CertificateStatus::Revoked => Status::Revoked {
+                        at: state.revoked_at.unwrap_or(now),
+                        reason: state
+                            .reason
+                            .as_deref()
+                            .and_then(Reason::parse)
+                            .map(Reason::code),
+                    },
                 },
                 _ => Status::Unknown,
             };

@@ -144,3 +144,61 @@ where
         held,
     })
 }
+
+/// What OCSP needs of a certificate: who issued it and its revocation state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateState {
+    pub serial: String,
+    pub issuer: String,
+    pub status: super::CertificateStatus,
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 reason name.
+    pub reason: Option<String>,
+}
+
+/// The states of several certificates with one query; `None` for a serial not on record.
+pub(super) async fn fetch_states<'e, DB, E>(
+    executor: E,
+    serials: &[String],
+) -> Result<Vec<Option<CertificateState>>, StoreError>
+where
+    DB: Database,
+    E: Executor<'e, Database = DB>,
+    <DB as Database>::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB> + Decode<'a, DB> + ColumnIndex<DB::Row>,
+    for<'a> Option<i64>: Decode<'a, DB> + Type<DB>,
+    for<'a> Option<String>: Decode<'a, DB>,
+    for<'a> String: Decode<'a, DB> + Type<DB>,
+{
+    if serials.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut builder = sqlx::QueryBuilder::<DB>::new(
+        "SELECT serial, issuer, status, revoked_at, revocation_reason FROM certificates \
+         WHERE serial IN (",
+    );
+    let mut list = builder.separated(", ");
+    for serial in serials {
+        list.push_bind(serial.as_str());
+    }
+    builder.push(")");
+    let rows = builder
+        .build()
+        .fetch_all(executor)
+        .await
+        .map_err(classify)?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let state = CertificateState {
+            serial: row.try_get("serial").map_err(classify)?,
+            issuer: row.try_get("issuer").map_err(classify)?,
+            status: super::CertificateStatus::parse(
+                row.try_get::<&str, _>("status").map_err(classify)?,
+            ),
+            revoked_at: row.try_get("revoked_at").map_err(classify)?,
+            reason: row.try_get("revocation_reason").map_err(classify)?,
+        };
+        found.insert(state.serial.clone(), state);
+    }
+    Ok(serials.iter().map(|s| found.get(s).cloned()).collect())
+}

@@ -5,11 +5,13 @@
 //! of being capped at one fsync per certificate. Nobody is answered before the commit that
 //! holds their record.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use super::batch::MAX_BATCH;
 use super::batcher::Batcher;
-use super::{EnrollmentFacts, FactsQuery, Issuance, Store, StoreError};
+use super::{CertificateState, EnrollmentFacts, FactsQuery, Issuance, Store, StoreError};
 
 /// Read batches served at once (each on its own pooled connection).
 const READERS: usize = 2;
@@ -36,7 +38,7 @@ impl GroupCommit {
         });
         let reader = Batcher::start(MAX_BATCH, READERS, move |queries: Vec<FactsQuery>| {
             let store = store.clone();
-            async move { read_facts(store.as_ref(), &queries).await }
+            async move { read_each_on_failure(store.as_ref(), &queries).await }
         });
         GroupCommit { writer, reader }
     }
@@ -58,30 +60,76 @@ impl GroupCommit {
     }
 }
 
-/// One query for the batch; if it fails, one per request so each gets its own error.
-async fn read_facts(
+/// Batched certificate-state lookups for OCSP: every status asked while the previous query ran
+/// is read with the next one, so a responder's per-answer database cost is a share of one
+/// round trip. The state is read from the database every time: a revocation shows at once.
+#[derive(Debug, Clone)]
+pub struct StatusReader {
+    reader: Batcher<String, Result<Option<CertificateState>, StoreError>>,
+}
+
+impl StatusReader {
+    /// Starts the reader on the current tokio runtime.
+    pub fn start(store: Arc<dyn Store>) -> StatusReader {
+        let reader = Batcher::start(MAX_BATCH, READERS, move |serials: Vec<String>| {
+            let store = store.clone();
+            async move { read_each_on_failure(store.as_ref(), &serials).await }
+        });
+        StatusReader { reader }
+    }
+
+    /// The issuer and revocation state of a certificate (`None`: not on record).
+    pub async fn state(&self, serial: String) -> Result<Option<CertificateState>, StoreError> {
+        self.reader
+            .call(serial)
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+}
+
+/// What a store's batched read returns.
+type ReadFuture<'a, A> = Pin<Box<dyn Future<Output = Result<Vec<A>, StoreError>> + Send + 'a>>;
+
+/// A lookup the store answers for a whole batch with one query, one answer per lookup.
+trait BatchRead: Sized + Sync {
+    type Answer: Default + Send;
+    fn read<'a>(store: &'a dyn Store, batch: &'a [Self]) -> ReadFuture<'a, Self::Answer>;
+}
+
+impl BatchRead for FactsQuery {
+    type Answer = EnrollmentFacts;
+    fn read<'a>(store: &'a dyn Store, batch: &'a [Self]) -> ReadFuture<'a, EnrollmentFacts> {
+        store.enrollment_facts(batch)
+    }
+}
+
+/// A certificate serial, for its state.
+impl BatchRead for String {
+    type Answer = Option<CertificateState>;
+    fn read<'a>(store: &'a dyn Store, batch: &'a [Self]) -> ReadFuture<'a, Self::Answer> {
+        store.certificate_states(batch)
+    }
+}
+
+/// One read for the whole batch; if it fails, one read per lookup so each gets its own error.
+async fn read_each_on_failure<Q: BatchRead>(
     store: &dyn Store,
-    queries: &[FactsQuery],
-) -> Vec<Result<EnrollmentFacts, StoreError>> {
+    queries: &[Q],
+) -> Vec<Result<Q::Answer, StoreError>> {
     if queries.len() > 1 {
-        match store.enrollment_facts(queries).await {
-            Ok(facts) => return facts.into_iter().map(Ok).collect(),
-            Err(error) => {
-                tracing::warn!(%error, "batched enrollment read failed; reading one by one")
-            }
+        match Q::read(store, queries).await {
+            Ok(answers) => return answers.into_iter().map(Ok).collect(),
+            Err(error) => tracing::warn!(%error, "batched read failed; reading one by one"),
         }
     }
     let mut answers = Vec::with_capacity(queries.len());
     for query in queries {
-        answers.push(
-            store
-                .enrollment_facts(std::slice::from_ref(query))
-                .await
-                .map(|mut facts| facts.pop().unwrap_or_default()),
-        );
+        let one = Q::read(store, std::slice::from_ref(query)).await;
+        answers.push(one.map(|mut answer| answer.pop().unwrap_or_default()));
     }
     answers
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,8 @@ pub mod testing;
 use async_trait::async_trait;
 
 pub use batch::MAX_BATCH;
-pub use facts::{EnrollmentFacts, FactsQuery, HeldCertificate};
-pub use group_commit::GroupCommit;
+pub use facts::{CertificateState, EnrollmentFacts, FactsQuery, HeldCertificate};
+pub use group_commit::{GroupCommit, StatusReader};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use stations::{
@@ -377,6 +377,12 @@ pub trait Store: StationStore + Send + Sync + 'static {
         &self,
         queries: &[FactsQuery],
     ) -> Result<Vec<EnrollmentFacts>, StoreError>;
+    /// Issuer and revocation state of several certificates in one round trip (`None` for a
+    /// serial not on record), in the order asked.
+    async fn certificate_states(
+        &self,
+        serials: &[String],
+    ) -> Result<Vec<Option<CertificateState>>, StoreError>;
     /// A certificate by hex serial.
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Sets a certificate's revocation state (revoke, hold, release); false if unknown.

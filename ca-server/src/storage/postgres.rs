@@ -324,6 +324,13 @@ impl Store for PostgresStore {
         super::facts::fetch::<Postgres, _>(&self.pool, queries).await
     }
 
+    async fn certificate_states(
+        &self,
+        serials: &[String],
+    ) -> Result<Vec<Option<super::CertificateState>>, StoreError> {
+        super::facts::fetch_states::<Postgres, _>(&self.pool, serials).await
+    }
+
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = $1");
         let row = sqlx::query(AssertSqlSafe(sql))

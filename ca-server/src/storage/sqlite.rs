@@ -347,6 +347,13 @@ impl Store for SqliteStore {
         super::facts::fetch::<Sqlite, _>(&self.pool, queries).await
     }
 
+    async fn certificate_states(
+        &self,
+        serials: &[String],
+    ) -> Result<Vec<Option<super::CertificateState>>, StoreError> {
+        super::facts::fetch_states::<Sqlite, _>(&self.pool, serials).await
+    }
+
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         let sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = ?");
         let row = sqlx::query(AssertSqlSafe(sql))

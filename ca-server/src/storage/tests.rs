@@ -553,7 +553,8 @@ macro_rules! storage_suite {
             batch_counts_station_quota_per_issuance,
             failed_batch_writes_nothing_and_is_retried_one_by_one,
             enrollment_facts_gather_device_token_key_and_held_certificate,
-            many_certificates_change_state_in_one_transaction);
+            many_certificates_change_state_in_one_transaction,
+            certificate_states_answer_in_order_with_revocation_details);
     };
     (@tests $open:expr; $($name:ident),*) => {
         $(

@@ -89,3 +89,46 @@ pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificat
         "IP20000001"
     );
 }
+
+pub(super) async fn certificate_states_answer_in_order_with_revocation_details(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    for serial in ["s1", "s2"] {
+        store
+            .commit_issuance(&issuance(serial, "IP20000001", None), 1_500)
+            .await
+            .unwrap();
+    }
+    store
+        .set_status(
+            "s2",
+            CertificateStatus::Revoked,
+            Some("keyCompromise"),
+            1_600,
+        )
+        .await
+        .unwrap();
+    let asked: Vec<String> = ["s2", "zz", "s1", "s2"].map(String::from).to_vec();
+    let states = store.certificate_states(&asked).await.unwrap();
+    assert_eq!(states.len(), 4);
+    let revoked = states[0].as_ref().unwrap();
+    assert_eq!(
+        (
+            revoked.status,
+            revoked.revoked_at,
+            revoked.reason.as_deref()
+        ),
+        (
+            CertificateStatus::Revoked,
+            Some(1_600),
+            Some("keyCompromise")
+        )
+    );
+    assert_eq!(revoked.issuer, "basic");
+    assert!(states[1].is_none());
+    assert_eq!(states[2].as_ref().unwrap().status, CertificateStatus::Valid);
+    assert_eq!(states[3], states[0]);
+    assert!(store.certificate_states(&[]).await.unwrap().is_empty());
+}
