@@ -334,3 +334,119 @@ where
     }
     Ok(())
 }
+
+/// Counts one issuance against its station's hour, or refuses it when the hour is full (the
+/// row is only updated below the limit; `RETURNING` tells which happened on both backends).
+pub(super) async fn take_station_quota<DB>(
+    conn: &mut DB::Connection,
+    quota: &super::StationQuota,
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB> + sqlx::Decode<'a, DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let mut query = QueryBuilder::<DB>::new(
+        "INSERT INTO station_usage (station, window_start, issued) VALUES (",
+    );
+    query
+        .push_bind(quota.station.as_str())
+        .push(", ")
+        .push_bind(quota.window_start)
+        .push(
+            ", 1) ON CONFLICT (station, window_start) DO UPDATE \
+             SET issued = station_usage.issued + 1 WHERE station_usage.issued < ",
+        )
+        .push_bind(i64::from(quota.limit))
+        .push(" RETURNING issued");
+    let counted = query
+        .build_query_scalar::<i64>()
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(super::classify)?;
+    match counted {
+        Some(_) => Ok(()),
+        None => Err(StoreError::StationRateLimited {
+            station: quota.station.clone(),
+        }),
+    }
+}
+
+/// The hash at the head of the audit chain (empty before the first event), after running
+/// `lock` if given (PostgreSQL: the advisory lock that makes replicas append in turn).
+pub(super) async fn chain_head<DB>(
+    conn: &mut DB::Connection,
+    lock: Option<&'static str>,
+) -> Result<Vec<u8>, StoreError>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    (Vec<u8>,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    if let Some(lock) = lock {
+        sqlx::query::<DB>(lock)
+            .execute(&mut *conn)
+            .await
+            .map_err(super::classify)?;
+    }
+    Ok(
+        sqlx::query_scalar::<DB, Vec<u8>>(
+            "SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(super::classify)?
+        .unwrap_or_default(),
+    )
+}
+
+/// A whole group commit inside an open transaction, for either backend: claims read under
+/// the write lock (`token_lock` appended to the token query: PostgreSQL's ` FOR UPDATE`),
+/// admission, station quotas, then the admitted issuances written after the chain head
+/// (read after `chain_lock`). The caller commits.
+pub(super) async fn commit_in<DB>(
+    conn: &mut DB::Connection,
+    batch: &[Issuance],
+    now: i64,
+    token_lock: &str,
+    chain_lock: Option<&'static str>,
+) -> Result<Vec<Result<(), StoreError>>, StoreError>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB> + sqlx::Decode<'a, DB>,
+    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (Vec<u8>,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let (consumable, superseded) = read_claims::<DB>(conn, batch, now, token_lock).await?;
+    let mut verdicts = admit(
+        batch,
+        &Claims {
+            consumable_tokens: consumable.iter().map(Vec::as_slice).collect(),
+            superseded: superseded.iter().map(String::as_str).collect(),
+        },
+    );
+    for (issuance, verdict) in batch.iter().zip(verdicts.iter_mut()) {
+        if let (Ok(()), Some(quota)) = (&verdict, &issuance.station_quota) {
+            match take_station_quota::<DB>(conn, quota).await {
+                Err(refused @ StoreError::StationRateLimited { .. }) => *verdict = Err(refused),
+                other => other?,
+            }
+        }
+    }
+    let admitted = admitted(batch, &verdicts);
+    if !admitted.is_empty() {
+        let head = chain_head::<DB>(conn, chain_lock).await?;
+        write_admitted::<DB>(conn, &admitted, now, head).await?;
+    }
+    Ok(verdicts)
+}

@@ -50,7 +50,7 @@ pub(super) async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
-    let mut prev = lock_audit_chain(tx).await?;
+    let mut prev = batch::chain_head::<Postgres>(tx, Some(AUDIT_CHAIN_LOCK)).await?;
     for event in events {
         let hash = chain_hash(&prev, event);
         sqlx::query(
@@ -72,21 +72,8 @@ pub(super) async fn append_events(
     Ok(())
 }
 
-/// Takes the audit chain for this transaction and returns the newest event's hash (empty for the
-/// first event). One chain for the whole database: appenders in every replica take turns.
-async fn lock_audit_chain(tx: &mut Transaction<'static, Postgres>) -> Result<Vec<u8>, StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(7001)")
-        .execute(&mut **tx)
-        .await
-        .map_err(classify)?;
-    Ok(
-        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(classify)?
-            .unwrap_or_default(),
-    )
-}
+/// Appenders in every replica take turns on the one audit chain (transaction-scoped).
+const AUDIT_CHAIN_LOCK: &str = "SELECT pg_advisory_xact_lock(7001)";
 
 fn device_from_row(row: &PgRow) -> Result<Device, sqlx::Error> {
     Ok(Device {
@@ -247,7 +234,7 @@ impl Store for PostgresStore {
             }
         }
         if let Some(quota) = &issuance.station_quota {
-            super::stations_postgres::take_station_quota(&mut tx, quota).await?;
+            batch::take_station_quota::<Postgres>(&mut tx, quota).await?;
         }
         let cert = &issuance.certificate;
         let sql = format!(
@@ -287,33 +274,19 @@ impl Store for PostgresStore {
         batch: &[Issuance],
         now: i64,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut tx = self.begin().await?;
         // FOR UPDATE: another replica cannot consume these tokens before this commit. A
         // certificate superseded concurrently by another replica trips the unique index at the
         // insert, and the batch is then retried one issuance at a time.
-        let (consumable, superseded) =
-            batch::read_claims::<Postgres>(&mut tx, batch, now, " FOR UPDATE").await?;
-        let mut verdicts = batch::admit(
+        let mut tx = self.begin().await?;
+        let verdicts = batch::commit_in::<Postgres>(
+            &mut tx,
             batch,
-            &batch::Claims {
-                consumable_tokens: consumable.iter().map(Vec::as_slice).collect(),
-                superseded: superseded.iter().map(String::as_str).collect(),
-            },
-        );
-        for (issuance, verdict) in batch.iter().zip(verdicts.iter_mut()) {
-            if let (Ok(()), Some(quota)) = (&verdict, &issuance.station_quota) {
-                match super::stations_postgres::take_station_quota(&mut tx, quota).await {
-                    Err(refused @ StoreError::StationRateLimited { .. }) => *verdict = Err(refused),
-                    other => other?,
-                }
-            }
-        }
-        let admitted = batch::admitted(batch, &verdicts);
-        if !admitted.is_empty() {
-            let prev_hash = lock_audit_chain(&mut tx).await?;
-            batch::write_admitted::<Postgres>(&mut tx, &admitted, now, prev_hash).await?;
-            tx.commit().await.map_err(classify)?;
-        }
+            now,
+            " FOR UPDATE",
+            Some(AUDIT_CHAIN_LOCK),
+        )
+        .await?;
+        tx.commit().await.map_err(classify)?;
         Ok(verdicts)
     }
 

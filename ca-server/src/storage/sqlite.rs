@@ -73,7 +73,7 @@ pub(super) async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
-    let mut prev = last_audit_hash(tx).await?;
+    let mut prev = batch::chain_head::<Sqlite>(tx, None).await?;
     for event in events {
         let hash = chain_hash(&prev, event);
         sqlx::query(
@@ -93,17 +93,6 @@ pub(super) async fn append_events(
         prev = hash;
     }
     Ok(())
-}
-
-/// The hash of the newest audit event (empty for the first event).
-async fn last_audit_hash(tx: &mut Transaction<'static, Sqlite>) -> Result<Vec<u8>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(classify)?
-            .unwrap_or_default(),
-    )
 }
 
 fn device_from_row(row: &SqliteRow) -> Result<Device, sqlx::Error> {
@@ -272,7 +261,7 @@ impl Store for SqliteStore {
             }
         }
         if let Some(quota) = &issuance.station_quota {
-            super::stations_sqlite::take_station_quota(&mut tx, quota).await?;
+            batch::take_station_quota::<Sqlite>(&mut tx, quota).await?;
         }
         let cert = &issuance.certificate;
         let sql = format!(
@@ -312,31 +301,10 @@ impl Store for SqliteStore {
         batch: &[Issuance],
         now: i64,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        // BEGIN IMMEDIATE: the claims read below cannot change before the commit.
+        // BEGIN IMMEDIATE: the claims read in the batch cannot change before the commit.
         let mut tx = self.begin().await?;
-        let (consumable, superseded) =
-            batch::read_claims::<Sqlite>(&mut tx, batch, now, "").await?;
-        let mut verdicts = batch::admit(
-            batch,
-            &batch::Claims {
-                consumable_tokens: consumable.iter().map(Vec::as_slice).collect(),
-                superseded: superseded.iter().map(String::as_str).collect(),
-            },
-        );
-        for (issuance, verdict) in batch.iter().zip(verdicts.iter_mut()) {
-            if let (Ok(()), Some(quota)) = (&verdict, &issuance.station_quota) {
-                match super::stations_sqlite::take_station_quota(&mut tx, quota).await {
-                    Err(refused @ StoreError::StationRateLimited { .. }) => *verdict = Err(refused),
-                    other => other?,
-                }
-            }
-        }
-        let admitted = batch::admitted(batch, &verdicts);
-        if !admitted.is_empty() {
-            let prev_hash = last_audit_hash(&mut tx).await?;
-            batch::write_admitted::<Sqlite>(&mut tx, &admitted, now, prev_hash).await?;
-            tx.commit().await.map_err(classify)?;
-        }
+        let verdicts = batch::commit_in::<Sqlite>(&mut tx, batch, now, "", None).await?;
+        tx.commit().await.map_err(classify)?;
         Ok(verdicts)
     }
 

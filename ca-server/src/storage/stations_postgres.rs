@@ -1,14 +1,14 @@
 //! Stations in the PostgreSQL backend (statements mirror the SQLite backend).
 
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
 
 use super::postgres::append_events;
 use super::stations::{join_products, split_products};
 use super::{
-    AuditEvent, PostgresStore, Station, StationCertificate, StationIssuance, StationQuota,
-    StationStatus, StationStore, StationToken, StoreError, classify,
+    AuditEvent, PostgresStore, Station, StationCertificate, StationIssuance, StationStatus,
+    StationStore, StationToken, StoreError, classify,
 };
 
 fn station_from_row(row: &PgRow) -> Result<Station, sqlx::Error> {
@@ -43,31 +43,6 @@ fn station_certificate_from_row(row: &PgRow) -> Result<StationCertificate, sqlx:
         revoked: row.try_get::<&str, _>("status")? != "valid",
         issued_at: row.try_get("issued_at")?,
     })
-}
-
-/// Counts one issuance against the station's hour, or refuses when the hour is full.
-pub(super) async fn take_station_quota(
-    tx: &mut Transaction<'static, Postgres>,
-    quota: &StationQuota,
-) -> Result<(), StoreError> {
-    let counted = sqlx::query(
-        "INSERT INTO station_usage (station, window_start, issued) VALUES ($1, $2, 1) \
-         ON CONFLICT (station, window_start) DO UPDATE SET issued = station_usage.issued + 1 \
-         WHERE station_usage.issued < $3",
-    )
-    .bind(&quota.station)
-    .bind(quota.window_start)
-    .bind(i64::from(quota.limit))
-    .execute(&mut **tx)
-    .await
-    .map_err(classify)?;
-    if counted.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::StationRateLimited {
-            station: quota.station.clone(),
-        })
-    }
 }
 
 #[async_trait]
