@@ -300,7 +300,7 @@ impl Authority {
             now,
             // A key held in this process was matched to its certificate at load; a token
             // (HSM) signature is checked every time, since the token is outside our control.
-            verify_signature: issuer.issuer.key().custody() != "file",
+            verify_signature: !issuer.issuer.key().is_in_process(),
         });
         if let Some(current) = request.same_identity_as
             && !same_identity(current, &signed.der)

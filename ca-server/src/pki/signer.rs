@@ -21,6 +21,12 @@ impl CaKey {
             CaKey::Token(_) => "pkcs11",
         }
     }
+
+    /// True for a key held in this process, whose signatures need no re-verification once the
+    /// key was matched to its certificate at load (a token's signatures come from outside).
+    pub fn is_in_process(&self) -> bool {
+        matches!(self, CaKey::File(_))
+    }
 }
 
 impl std::fmt::Debug for CaKey {
