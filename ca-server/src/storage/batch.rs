@@ -59,76 +59,72 @@ pub(super) fn superseded_serials(batch: &[Issuance]) -> Vec<&str> {
         .collect()
 }
 
-/// `SELECT token_hash FROM enrollment_tokens WHERE <unused, unexpired> AND token_hash IN (...)`,
-/// with `suffix` appended (PostgreSQL adds `FOR UPDATE`).
-pub(super) fn select_consumable<'a, DB>(
-    hashes: &'a [&'a [u8]],
+/// Appends `SELECT token_hash FROM enrollment_tokens WHERE <unused, unexpired> AND token_hash
+/// IN (...)`, with `suffix` appended (PostgreSQL adds `FOR UPDATE`).
+pub(super) fn push_select_consumable<'a, DB>(
+    query: &mut QueryBuilder<DB>,
+    hashes: &[&'a [u8]],
     now: i64,
     suffix: &str,
-) -> QueryBuilder<DB>
-where
+) where
     DB: Database,
-    <DB as Database>::Arguments: Default,
     i64: Encode<'a, DB> + Type<DB>,
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
-    let mut query = QueryBuilder::new(
-        "SELECT token_hash FROM enrollment_tokens WHERE used_at IS NULL AND expires_at > ",
-    );
+    query.push("SELECT token_hash FROM enrollment_tokens WHERE used_at IS NULL AND expires_at > ");
     query.push_bind(now).push(" AND token_hash IN (");
     let mut list = query.separated(", ");
     for hash in hashes {
         list.push_bind(*hash);
     }
     query.push(")").push(suffix);
-    query
 }
 
-/// `SELECT supersedes FROM certificates WHERE supersedes IN (...)`.
-pub(super) fn select_superseded<'a, DB>(serials: &'a [&'a str]) -> QueryBuilder<DB>
+/// Appends `SELECT supersedes FROM certificates WHERE supersedes IN (...)`.
+pub(super) fn push_select_superseded<'a, DB>(query: &mut QueryBuilder<DB>, serials: &[&'a str])
 where
     DB: Database,
-    <DB as Database>::Arguments: Default,
     &'a str: Encode<'a, DB> + Type<DB>,
 {
-    let mut query = QueryBuilder::new("SELECT supersedes FROM certificates WHERE supersedes IN (");
+    query.push("SELECT supersedes FROM certificates WHERE supersedes IN (");
     let mut list = query.separated(", ");
     for serial in serials {
         list.push_bind(*serial);
     }
     query.push(")");
-    query
 }
 
-/// Marks the admitted issuances' tokens used.
-pub(super) fn consume_tokens<'a, DB>(hashes: &[&'a [u8]], now: i64) -> QueryBuilder<DB>
-where
+/// Appends the statement that marks the admitted issuances' tokens used.
+pub(super) fn push_consume_tokens<'a, DB>(
+    query: &mut QueryBuilder<DB>,
+    hashes: &[&'a [u8]],
+    now: i64,
+) where
     DB: Database,
-    <DB as Database>::Arguments: Default,
     i64: Encode<'a, DB> + Type<DB>,
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
-    let mut query = QueryBuilder::new("UPDATE enrollment_tokens SET used_at = ");
+    query.push("UPDATE enrollment_tokens SET used_at = ");
     query.push_bind(now).push(" WHERE token_hash IN (");
     let mut list = query.separated(", ");
     for hash in hashes {
         list.push_bind(*hash);
     }
     query.push(")");
-    query
 }
 
-/// One multi-row INSERT for the admitted certificates.
-pub(super) fn insert_certificates<'a, DB>(records: &[&'a CertificateRecord]) -> QueryBuilder<DB>
-where
+/// Appends one multi-row INSERT for the admitted certificates.
+pub(super) fn push_insert_certificates<'a, DB>(
+    query: &mut QueryBuilder<DB>,
+    records: &[&'a CertificateRecord],
+) where
     DB: Database,
-    <DB as Database>::Arguments: Default,
     i64: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
     Option<&'a str>: Encode<'a, DB> + Type<DB>,
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
-    let mut query = QueryBuilder::new(format!(
+    query.push(format_args!(
         "INSERT INTO certificates ({}) ",
         super::CERTIFICATE_COLUMNS
     ));
@@ -147,7 +143,6 @@ where
             .push_bind(cert.supersedes.as_deref())
             .push_bind(cert.issued_at);
     });
-    query
 }
 
 /// An audit event with its place in the chain.
@@ -174,18 +169,17 @@ pub(super) fn chain<'a>(
         .collect()
 }
 
-/// One multi-row INSERT for chained audit events.
-pub(super) fn insert_audit<'a, DB>(events: &'a [ChainedEvent<'a>]) -> QueryBuilder<DB>
-where
+/// Appends one multi-row INSERT for chained audit events.
+pub(super) fn push_insert_audit<'a, DB>(
+    query: &mut QueryBuilder<DB>,
+    events: &'a [ChainedEvent<'a>],
+) where
     DB: Database,
-    <DB as Database>::Arguments: Default,
     i64: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
-    let mut query = QueryBuilder::new(
-        "INSERT INTO audit_events (at, actor, action, object, details, prev_hash, hash) ",
-    );
+    query.push("INSERT INTO audit_events (at, actor, action, object, details, prev_hash, hash) ");
     query.push_values(events.iter(), |mut row, chained| {
         row.push_bind(chained.event.at)
             .push_bind(chained.event.actor.as_str())
@@ -195,7 +189,6 @@ where
             .push_bind(chained.prev_hash.as_slice())
             .push_bind(chained.hash.as_slice());
     });
-    query
 }
 
 /// Reads a batch's claims inside the transaction: the consumable tokens and the already
@@ -221,7 +214,9 @@ where
     let consumable = if hashes.is_empty() {
         Vec::new()
     } else {
-        select_consumable::<DB>(&hashes, now, lock)
+        let mut query = QueryBuilder::<DB>::new("");
+        push_select_consumable(&mut query, &hashes, now, lock);
+        query
             .build_query_scalar::<Vec<u8>>()
             .fetch_all(&mut *conn)
             .await
@@ -231,7 +226,9 @@ where
     let superseded = if serials.is_empty() {
         Vec::new()
     } else {
-        select_superseded::<DB>(&serials)
+        let mut query = QueryBuilder::<DB>::new("");
+        push_select_superseded(&mut query, &serials);
+        query
             .build_query_scalar::<String>()
             .fetch_all(&mut *conn)
             .await
@@ -262,20 +259,26 @@ where
         .filter_map(|i| i.consume_token.as_deref())
         .collect();
     if !tokens.is_empty() {
-        consume_tokens::<DB>(&tokens, now)
+        let mut query = QueryBuilder::<DB>::new("");
+        push_consume_tokens(&mut query, &tokens, now);
+        query
             .build()
             .execute(&mut *conn)
             .await
             .map_err(super::classify)?;
     }
     let certificates: Vec<&CertificateRecord> = admitted.iter().map(|i| &i.certificate).collect();
-    insert_certificates::<DB>(&certificates)
+    let mut query = QueryBuilder::<DB>::new("");
+    push_insert_certificates(&mut query, &certificates);
+    query
         .build()
         .execute(&mut *conn)
         .await
         .map_err(super::classify)?;
     let chained = chain(prev_hash, admitted.iter().map(|i| &i.audit));
-    insert_audit::<DB>(&chained)
+    let mut query = QueryBuilder::<DB>::new("");
+    push_insert_audit(&mut query, &chained);
+    query
         .build()
         .execute(&mut *conn)
         .await

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,11 +20,14 @@ use super::{
 };
 
 mod admin;
+mod group_write;
 
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// The group-commit writer's own connection (see [`group_write`]).
+    writer: Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>,
 }
 
 impl SqliteStore {
@@ -45,14 +49,19 @@ impl SqliteStore {
             // stay in memory instead of being re-read from the OS on every lookup.
             .pragma("cache_size", "-8192")
             .busy_timeout(Duration::from_secs(5));
+        // Readers and administration share the pool; the group-commit writer has its own.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(3)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(classify)?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let writer = group_write::connect(&options).await?;
+        Ok(SqliteStore {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+        })
     }
 
     /// Begins a write transaction. `BEGIN IMMEDIATE` takes the write lock up front (waiting up to
@@ -301,11 +310,7 @@ impl Store for SqliteStore {
         batch: &[Issuance],
         now: i64,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        // BEGIN IMMEDIATE: the claims read in the batch cannot change before the commit.
-        let mut tx = self.begin().await?;
-        let verdicts = batch::commit_in::<Sqlite>(&mut tx, batch, now, "", None).await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(verdicts)
+        group_write::commit(&mut *self.writer.lock().await, batch, now).await
     }
 
     async fn enrollment_facts(

@@ -1,0 +1,137 @@
+//! SQLite's group commit in two round trips to the driver's thread. A statement sent through
+//! sqlx waits for that thread to be scheduled and for its answer to be polled, which on a busy
+//! machine costs more than the statement itself; so a batch sends its reads (the write lock
+//! taken first) as one multi-statement query and its writes with the `COMMIT` as another. The
+//! writer owns its connection, so its page cache is never invalidated by another writer.
+//!
+//! The decisions are the shared ones in [`batch`]: the same admission, the same statements.
+
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use crate::storage::batch::{self, Claims};
+use crate::storage::{CertificateRecord, Issuance, StoreError, classify};
+
+/// The kind of each row of the claims query (its first column).
+const CONSUMABLE_TOKEN: i64 = 0;
+const SUPERSEDED: i64 = 1;
+const CHAIN_HEAD: i64 = 2;
+
+/// Writes a batch in one transaction on `conn`; on any error the transaction is rolled back
+/// and nothing of the batch is stored.
+pub(super) async fn commit(
+    conn: &mut SqliteConnection,
+    batch: &[Issuance],
+    now: i64,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let outcome = commit_in_transaction(conn, batch, now).await;
+    if outcome.is_err() {
+        // The transaction may be open (a write failed) or not (BEGIN failed): ROLLBACK either
+        // ends it or is refused harmlessly.
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    }
+    outcome
+}
+
+async fn commit_in_transaction(
+    conn: &mut SqliteConnection,
+    batch: &[Issuance],
+    now: i64,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let claims = read_claims(conn, batch, now).await?;
+    let mut verdicts = batch::admit(
+        batch,
+        &Claims {
+            consumable_tokens: claims.tokens.iter().map(Vec::as_slice).collect(),
+            superseded: claims.superseded.iter().map(String::as_str).collect(),
+        },
+    );
+    for (issuance, verdict) in batch.iter().zip(verdicts.iter_mut()) {
+        if let (Ok(()), Some(quota)) = (&verdict, &issuance.station_quota) {
+            match batch::take_station_quota::<Sqlite>(conn, quota).await {
+                Err(refused @ StoreError::StationRateLimited { .. }) => *verdict = Err(refused),
+                other => other?,
+            }
+        }
+    }
+    let admitted = batch::admitted(batch, &verdicts);
+    let mut writes = QueryBuilder::<Sqlite>::new("");
+    let tokens: Vec<&[u8]> = admitted
+        .iter()
+        .filter_map(|i| i.consume_token.as_deref())
+        .collect();
+    if !tokens.is_empty() {
+        batch::push_consume_tokens(&mut writes, &tokens, now);
+        writes.push("; ");
+    }
+    let chained = batch::chain(claims.chain_head, admitted.iter().map(|i| &i.audit));
+    if !admitted.is_empty() {
+        let certificates: Vec<&CertificateRecord> =
+            admitted.iter().map(|i| &i.certificate).collect();
+        batch::push_insert_certificates(&mut writes, &certificates);
+        writes.push("; ");
+        batch::push_insert_audit(&mut writes, &chained);
+        writes.push("; ");
+    }
+    writes.push("COMMIT");
+    writes.build().execute(&mut *conn).await.map_err(classify)?;
+    Ok(verdicts)
+}
+
+/// What the database says about a batch, read after the write lock is taken.
+struct StoredClaims {
+    tokens: Vec<Vec<u8>>,
+    superseded: Vec<String>,
+    chain_head: Vec<u8>,
+}
+
+/// `BEGIN IMMEDIATE` and every read of the batch, in one round trip; each row is tagged with
+/// the read it answers.
+async fn read_claims(
+    conn: &mut SqliteConnection,
+    batch: &[Issuance],
+    now: i64,
+) -> Result<StoredClaims, StoreError> {
+    let mut reads = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
+    let hashes = batch::token_hashes(batch);
+    if !hashes.is_empty() {
+        reads.push(format_args!("SELECT {CONSUMABLE_TOKEN}, token_hash FROM ("));
+        batch::push_select_consumable(&mut reads, &hashes, now, "");
+        reads.push("); ");
+    }
+    let serials = batch::superseded_serials(batch);
+    if !serials.is_empty() {
+        reads.push(format_args!("SELECT {SUPERSEDED}, supersedes FROM ("));
+        batch::push_select_superseded(&mut reads, &serials);
+        reads.push("); ");
+    }
+    reads.push(format_args!(
+        "SELECT {CHAIN_HEAD}, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+    ));
+    let rows = reads
+        .build()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let mut claims = StoredClaims {
+        tokens: Vec::new(),
+        superseded: Vec::new(),
+        chain_head: Vec::new(),
+    };
+    for row in rows {
+        match row.try_get::<i64, _>(0).map_err(classify)? {
+            CONSUMABLE_TOKEN => claims.tokens.push(row.try_get(1).map_err(classify)?),
+            SUPERSEDED => claims.superseded.push(row.try_get(1).map_err(classify)?),
+            _ => claims.chain_head = row.try_get(1).map_err(classify)?,
+        }
+    }
+    Ok(claims)
+}
+
+/// Opens the writer's own connection.
+pub(super) async fn connect(
+    options: &sqlx::sqlite::SqliteConnectOptions,
+) -> Result<SqliteConnection, StoreError> {
+    SqliteConnection::connect_with(options)
+        .await
+        .map_err(classify)
+}
