@@ -552,6 +552,7 @@ macro_rules! storage_suite {
             batch_writes_the_admitted_and_refuses_the_rest,
             batch_counts_station_quota_per_issuance,
             failed_batch_writes_nothing_and_is_retried_one_by_one,
+            batch_refused_whole_writes_nothing_and_the_next_commits,
             enrollment_facts_gather_device_token_key_and_held_certificate,
             many_certificates_change_state_in_one_transaction,
             certificate_states_answer_in_order_with_revocation_details);

@@ -127,11 +127,13 @@ async fn read_claims(
     Ok(claims)
 }
 
-/// Opens the writer's own connection.
+/// Opens the writer's own connection. Its page cache is 4 MiB: a bigger one made no measurable
+/// difference to throughput (the pages a certificate dirties are random index leaves) and kept
+/// the server's resident memory above the 64 MB it is held to.
 pub(super) async fn connect(
     options: &sqlx::sqlite::SqliteConnectOptions,
 ) -> Result<SqliteConnection, StoreError> {
-    SqliteConnection::connect_with(options)
+    SqliteConnection::connect_with(&options.clone().pragma("cache_size", "-4096"))
         .await
         .map_err(classify)
 }

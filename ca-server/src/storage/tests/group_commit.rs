@@ -152,6 +152,25 @@ pub(super) async fn failed_batch_writes_nothing_and_is_retried_one_by_one(store:
     assert_chain_intact(&store.audit_events().await.unwrap());
 }
 
+/// A batch whose every issuance is refused still ends its transaction: nothing is written, and
+/// the next batch takes the write lock and commits.
+pub(super) async fn batch_refused_whole_writes_nothing_and_the_next_commits(store: &dyn Store) {
+    store
+        .register_devices(&[device("IP20000001")], &[])
+        .await
+        .unwrap();
+    let refused = [issuance("r1", "IP20000001", Some(vec![7; 32]))]; // no such token
+    let verdicts = store.commit_batch(&refused, 1_500).await.unwrap();
+    assert!(matches!(verdicts[0], Err(StoreError::TokenNotConsumable)));
+    assert!(store.certificate("r1").await.unwrap().is_none());
+    assert!(store.audit_events().await.unwrap().is_empty());
+
+    let next = [issuance("r2", "IP20000001", None)];
+    assert!(store.commit_batch(&next, 1_600).await.unwrap()[0].is_ok());
+    assert!(store.certificate("r2").await.unwrap().is_some());
+    assert_chain_intact(&store.audit_events().await.unwrap());
+}
+
 pub(super) async fn many_certificates_change_state_in_one_transaction(store: &dyn Store) {
     store
         .register_devices(&[device("IP20000001")], &[])
