@@ -5,6 +5,10 @@
 //! writer owns its connection, so its page cache is never invalidated by another writer.
 //!
 //! The decisions are the shared ones in [`batch`]: the same admission, the same statements.
+//!
+//! sqlx runs a multi-statement SQLite query's statements in order with the bound arguments
+//! spread across them. It calls that SQLite-only behaviour deprecated; the storage suite's
+//! group-commit tests run through this path and are what would catch its removal on an upgrade.
 
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
