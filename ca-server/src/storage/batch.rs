@@ -378,6 +378,32 @@ where
     }
 }
 
+/// Counts each issuance admitted so far against its station's hour, in batch order; one that
+/// finds the hour full is refused and the others go on.
+pub(super) async fn take_station_quotas<DB>(
+    conn: &mut DB::Connection,
+    batch: &[Issuance],
+    verdicts: &mut [Result<(), StoreError>],
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB> + sqlx::Decode<'a, DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    for (issuance, verdict) in batch.iter().zip(verdicts.iter_mut()) {
+        if let (Ok(()), Some(quota)) = (&verdict, &issuance.station_quota) {
+            match take_station_quota::<DB>(conn, quota).await {
+                Err(refused @ StoreError::StationRateLimited { .. }) => *verdict = Err(refused),
+                other => other?,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The hash at the head of the audit chain (empty before the first event), after running
 /// `lock` if given (PostgreSQL: the advisory lock that makes replicas append in turn).
 pub(super) async fn chain_head<DB>(
@@ -438,14 +464,7 @@ where
             superseded: superseded.iter().map(String::as_str).collect(),
         },
     );
-    for (issuance, verdict) in batch.iter().zip(verdicts.iter_mut()) {
-        if let (Ok(()), Some(quota)) = (&verdict, &issuance.station_quota) {
-            match take_station_quota::<DB>(conn, quota).await {
-                Err(refused @ StoreError::StationRateLimited { .. }) => *verdict = Err(refused),
-                other => other?,
-            }
-        }
-    }
+    take_station_quotas::<DB>(conn, batch, &mut verdicts).await?;
     let admitted = admitted(batch, &verdicts);
     if !admitted.is_empty() {
         let head = chain_head::<DB>(conn, chain_lock).await?;

@@ -49,14 +49,7 @@ async fn commit_in_transaction(
             superseded: claims.superseded.iter().map(String::as_str).collect(),
         },
     );
-    for (issuance, verdict) in batch.iter().zip(verdicts.iter_mut()) {
-        if let (Ok(()), Some(quota)) = (&verdict, &issuance.station_quota) {
-            match batch::take_station_quota::<Sqlite>(conn, quota).await {
-                Err(refused @ StoreError::StationRateLimited { .. }) => *verdict = Err(refused),
-                other => other?,
-            }
-        }
-    }
+    batch::take_station_quotas::<Sqlite>(conn, batch, &mut verdicts).await?;
     let admitted = batch::admitted(batch, &verdicts);
     let mut writes = QueryBuilder::<Sqlite>::new("");
     let tokens: Vec<&[u8]> = admitted
