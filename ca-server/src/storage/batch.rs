@@ -59,6 +59,22 @@ pub(super) fn superseded_serials(batch: &[Issuance]) -> Vec<&str> {
         .collect()
 }
 
+/// Appends `(?, ?, …)`: one bound parameter per item.
+pub(super) fn push_in_list<'a, DB, T>(
+    query: &mut QueryBuilder<DB>,
+    items: impl IntoIterator<Item = T>,
+) where
+    DB: Database,
+    T: Encode<'a, DB> + Type<DB>,
+{
+    query.push("(");
+    let mut list = query.separated(", ");
+    for item in items {
+        list.push_bind(item);
+    }
+    query.push(")");
+}
+
 /// Appends `SELECT token_hash FROM enrollment_tokens WHERE <unused, unexpired> AND token_hash
 /// IN (...)`, with `suffix` appended (PostgreSQL adds `FOR UPDATE`).
 pub(super) fn push_select_consumable<'a, DB>(
@@ -72,12 +88,9 @@ pub(super) fn push_select_consumable<'a, DB>(
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
     query.push("SELECT token_hash FROM enrollment_tokens WHERE used_at IS NULL AND expires_at > ");
-    query.push_bind(now).push(" AND token_hash IN (");
-    let mut list = query.separated(", ");
-    for hash in hashes {
-        list.push_bind(*hash);
-    }
-    query.push(")").push(suffix);
+    query.push_bind(now).push(" AND token_hash IN ");
+    push_in_list(query, hashes.iter().copied());
+    query.push(suffix);
 }
 
 /// Appends `SELECT supersedes FROM certificates WHERE supersedes IN (...)`.
@@ -86,12 +99,8 @@ where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
 {
-    query.push("SELECT supersedes FROM certificates WHERE supersedes IN (");
-    let mut list = query.separated(", ");
-    for serial in serials {
-        list.push_bind(*serial);
-    }
-    query.push(")");
+    query.push("SELECT supersedes FROM certificates WHERE supersedes IN ");
+    push_in_list(query, serials.iter().copied());
 }
 
 /// Appends the statement that marks the admitted issuances' tokens used.
@@ -105,12 +114,8 @@ pub(super) fn push_consume_tokens<'a, DB>(
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
     query.push("UPDATE enrollment_tokens SET used_at = ");
-    query.push_bind(now).push(" WHERE token_hash IN (");
-    let mut list = query.separated(", ");
-    for hash in hashes {
-        list.push_bind(*hash);
-    }
-    query.push(")");
+    query.push_bind(now).push(" WHERE token_hash IN ");
+    push_in_list(query, hashes.iter().copied());
 }
 
 /// Appends one multi-row INSERT for the admitted certificates.
@@ -323,12 +328,8 @@ where
             .push_bind(reason)
             .push(", revoked_at = ")
             .push_bind(revoked_at)
-            .push(" WHERE serial IN (");
-        let mut list = query.separated(", ");
-        for serial in chunk {
-            list.push_bind(serial.as_str());
-        }
-        query.push(")");
+            .push(" WHERE serial IN ");
+        push_in_list(&mut query, chunk.iter().map(String::as_str));
         query
             .build()
             .execute(&mut *conn)

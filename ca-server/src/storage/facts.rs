@@ -175,13 +175,9 @@ where
     }
     let mut builder = sqlx::QueryBuilder::<DB>::new(
         "SELECT serial, issuer, status, revoked_at, revocation_reason FROM certificates \
-         WHERE serial IN (",
+         WHERE serial IN ",
     );
-    let mut list = builder.separated(", ");
-    for serial in serials {
-        list.push_bind(serial.as_str());
-    }
-    builder.push(")");
+    super::batch::push_in_list(&mut builder, serials.iter().map(String::as_str));
     let rows = builder
         .build()
         .fetch_all(executor)
