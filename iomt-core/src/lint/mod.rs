@@ -18,6 +18,7 @@
 //! (ENC-05, VAL-05, CHN-04).
 
 mod chain;
+mod curve_point;
 mod extensions;
 mod names;
 mod structure;

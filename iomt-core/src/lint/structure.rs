@@ -1,7 +1,6 @@
 //! Encoding, certificate serial, subject key and validity rules (IOMT-ENC, -SER, -KEY, -VAL).
 
 use der::Decode;
-use ring::agreement;
 use time::Duration;
 use time::macros::{datetime, time};
 use x509_cert::time::Time;
@@ -9,8 +8,8 @@ use x509_parser::asn1_rs::Tag;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::x509::{AlgorithmIdentifier, X509Version};
 
+use super::curve_point::check_point;
 use super::{Context, Findings, SubjectKey};
-use crate::policy::Curve;
 
 /// IOMT-ENC-01 to -04: v3, matching signature algorithms, strict DER, time encodings.
 pub(super) fn encoding(ctx: &Context<'_>, der: &[u8], out: &mut Findings) {
@@ -172,23 +171,6 @@ pub(super) fn subject_key(ctx: &Context<'_>, out: &mut Findings) {
             format!("{} is not in the policy's key allow-list", ctx.key),
         );
     }
-}
-
-/// An uncompressed point that ring accepts as a peer key (on the curve, not the identity).
-fn check_point(curve: Curve, point: &[u8]) -> Result<(), &'static str> {
-    let (algorithm, length) = match curve {
-        Curve::P256 => (&agreement::ECDH_P256, 65),
-        Curve::P384 => (&agreement::ECDH_P384, 97),
-    };
-    if point.len() != length || point.first() != Some(&0x04) {
-        return Err("is not an uncompressed point of the curve's size");
-    }
-    // ring validates a peer public key fully before key agreement; that is the check we want.
-    let rng = ring::rand::SystemRandom::new();
-    let ours = agreement::EphemeralPrivateKey::generate(algorithm, &rng)
-        .map_err(|_| "could not be validated (no randomness)")?;
-    let peer = agreement::UnparsedPublicKey::new(algorithm, point);
-    agreement::agree_ephemeral(ours, &peer, |_| ()).map_err(|_| "is not a point on the curve")
 }
 
 /// IOMT-VAL-01 to -04: lifetime, no 9999 expiry, issuer expiry and algorithm sunset.
