@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,14 +19,15 @@ use super::{
 };
 
 mod admin;
+mod checkpoint;
 mod group_write;
 
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
-    /// The group-commit writer's own connection (see [`group_write`]).
-    writer: Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>,
+    /// The group-commit writer (see [`group_write`]).
+    writer: group_write::GroupWriter,
 }
 
 impl SqliteStore {
@@ -57,11 +57,8 @@ impl SqliteStore {
             .await
             .map_err(classify)?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        let writer = group_write::connect(&options).await?;
-        Ok(SqliteStore {
-            pool,
-            writer: Arc::new(tokio::sync::Mutex::new(writer)),
-        })
+        let writer = group_write::GroupWriter::open(&options).await?;
+        Ok(SqliteStore { pool, writer })
     }
 
     /// Begins a write transaction. `BEGIN IMMEDIATE` takes the write lock up front (waiting up to
@@ -310,7 +307,7 @@ impl Store for SqliteStore {
         batch: &[Issuance],
         now: i64,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        group_write::commit(&mut *self.writer.lock().await, batch, now).await
+        self.writer.commit(batch, now).await
     }
 
     async fn enrollment_facts(

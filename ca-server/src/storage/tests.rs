@@ -578,6 +578,50 @@ mod sqlite {
     }
 
     storage_suite!(open());
+
+    fn wal_size(dir: &tempfile::TempDir) -> u64 {
+        std::fs::metadata(dir.path().join("ca.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// The writer's commits leave checkpointing to the checkpointer; once it has copied the
+    /// WAL, the next commit starts the WAL over, so under steady commits the file stops growing
+    /// (without the checkpointer it grows by every batch).
+    #[tokio::test]
+    async fn wal_stops_growing_under_steady_commits() {
+        use crate::storage::Store;
+        let (dir, store) = open().await.unwrap();
+        store
+            .register_devices(&[super::device("IP20000001")], &[])
+            .await
+            .unwrap();
+        let mut sizes = Vec::new();
+        for round in 0..8 {
+            let batch: Vec<_> = (0..40)
+                .map(|n| {
+                    let mut issuance =
+                        super::issuance(&format!("{round:02x}{n:02x}"), "IP20000001", None);
+                    issuance.certificate.der = vec![round; 1_000];
+                    issuance
+                })
+                .collect();
+            let verdicts = store.commit_issuances(&batch, 1_500).await;
+            assert!(verdicts.iter().all(Result::is_ok));
+            // Longer than the checkpointer's pause and its work.
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            sizes.push(wal_size(&dir));
+        }
+        assert!(sizes[1] > 0, "the writer writes through the WAL: {sizes:?}");
+        assert!(
+            sizes[7] < 2 * sizes[1],
+            "the WAL kept growing: {sizes:?} bytes after each round"
+        );
+        assert_eq!(
+            store.certificate("0727").await.unwrap().unwrap().der,
+            vec![7; 1_000]
+        );
+    }
 }
 
 mod postgres {
