@@ -553,6 +553,9 @@ macro_rules! storage_suite {
             batch_counts_station_quota_per_issuance,
             failed_batch_writes_nothing_and_is_retried_one_by_one,
             batch_refused_whole_writes_nothing_and_the_next_commits,
+            consecutive_token_batches_consume_and_chain,
+            token_batch_with_one_used_token_refuses_only_it,
+            batch_after_an_outside_audit_event_chains_after_it,
             enrollment_facts_gather_device_token_key_and_held_certificate,
             many_certificates_change_state_in_one_transaction,
             certificate_states_answer_in_order_with_revocation_details);

@@ -171,6 +171,101 @@ pub(super) async fn batch_refused_whole_writes_nothing_and_the_next_commits(stor
     assert_chain_intact(&store.audit_events().await.unwrap());
 }
 
+/// Token batches one after another: each consumes its tokens and extends the audit chain, and
+/// a consumed token is refused in a later batch.
+pub(super) async fn consecutive_token_batches_consume_and_chain(store: &dyn Store) {
+    let serials = ["IP20000001", "IP20000002", "IP20000003"];
+    let devices: Vec<Device> = serials.iter().map(|s| device(s)).collect();
+    store.register_devices(&devices, &[]).await.unwrap();
+    let tokens: Vec<TokenRecord> = (1u8..=3)
+        .map(|n| token(n, serials[usize::from(n) - 1]))
+        .collect();
+    store.create_tokens(&tokens, &[]).await.unwrap();
+    let first = [issuance("f1", "IP20000001", Some(vec![1; 32]))];
+    assert!(store.commit_batch(&first, 1_500).await.unwrap()[0].is_ok());
+    let second = [
+        issuance("f2", "IP20000002", Some(vec![2; 32])),
+        issuance("f3", "IP20000003", Some(vec![3; 32])),
+    ];
+    let verdicts = store.commit_batch(&second, 1_600).await.unwrap();
+    assert!(verdicts.iter().all(Result::is_ok), "{verdicts:?}");
+    for (hash, serial) in [(2u8, "f2"), (3, "f3")] {
+        assert_eq!(
+            store.token(&[hash; 32]).await.unwrap().unwrap().used_at,
+            Some(1_600)
+        );
+        assert!(store.certificate(serial).await.unwrap().is_some());
+    }
+    let again = [issuance("f4", "IP20000002", Some(vec![2; 32]))];
+    let verdicts = store.commit_batch(&again, 1_700).await.unwrap();
+    assert!(matches!(verdicts[0], Err(StoreError::TokenNotConsumable)));
+    assert!(store.certificate("f4").await.unwrap().is_none());
+    let events = store.audit_events().await.unwrap();
+    assert_eq!(events.len(), 3);
+    assert_chain_intact(&events);
+}
+
+/// A token used up between the enrollment read and the commit: the rest of the batch is still
+/// written and that issuance alone is refused, with nothing of it stored.
+pub(super) async fn token_batch_with_one_used_token_refuses_only_it(store: &dyn Store) {
+    let serials = ["IP20000001", "IP20000002", "IP20000003"];
+    let devices: Vec<Device> = serials.iter().map(|s| device(s)).collect();
+    store.register_devices(&devices, &[]).await.unwrap();
+    let tokens: Vec<TokenRecord> = (1u8..=3)
+        .map(|n| token(n, serials[usize::from(n) - 1]))
+        .collect();
+    store.create_tokens(&tokens, &[]).await.unwrap();
+    let first = [issuance("u0", "IP20000002", Some(vec![2; 32]))];
+    assert!(store.commit_batch(&first, 1_500).await.unwrap()[0].is_ok());
+    let batch = [
+        issuance("u1", "IP20000001", Some(vec![1; 32])),
+        issuance("u2", "IP20000002", Some(vec![2; 32])), // used by u0
+        issuance("u3", "IP20000003", Some(vec![3; 32])),
+    ];
+    let verdicts = store.commit_batch(&batch, 1_600).await.unwrap();
+    assert!(verdicts[0].is_ok() && verdicts[2].is_ok(), "{verdicts:?}");
+    assert!(matches!(verdicts[1], Err(StoreError::TokenNotConsumable)));
+    assert!(store.certificate("u2").await.unwrap().is_none());
+    assert_eq!(
+        store.token(&[2; 32]).await.unwrap().unwrap().used_at,
+        Some(1_500)
+    );
+    let events = store.audit_events().await.unwrap();
+    assert_eq!(events.len(), 3);
+    assert_chain_intact(&events);
+}
+
+/// An audit event appended outside the writer (an administrative action) between two batches:
+/// the second batch chains after it, not after the head the writer last wrote.
+pub(super) async fn batch_after_an_outside_audit_event_chains_after_it(store: &dyn Store) {
+    let serials = ["IP20000001", "IP20000002"];
+    let devices: Vec<Device> = serials.iter().map(|s| device(s)).collect();
+    store.register_devices(&devices, &[]).await.unwrap();
+    store
+        .create_tokens(&[token(1, serials[0]), token(2, serials[1])], &[])
+        .await
+        .unwrap();
+    let first = [issuance("h1", "IP20000001", Some(vec![1; 32]))];
+    assert!(store.commit_batch(&first, 1_500).await.unwrap()[0].is_ok());
+    store
+        .append_audit(&[event("device.disabled")])
+        .await
+        .unwrap();
+    let second = [issuance("h2", "IP20000002", Some(vec![2; 32]))];
+    assert!(store.commit_batch(&second, 1_600).await.unwrap()[0].is_ok());
+    let events = store.audit_events().await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.event.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "certificate.issued",
+            "device.disabled",
+            "certificate.issued"
+        ]
+    );
+    assert_chain_intact(&events);
+}
+
 pub(super) async fn many_certificates_change_state_in_one_transaction(store: &dyn Store) {
     store
         .register_devices(&[device("IP20000001")], &[])
