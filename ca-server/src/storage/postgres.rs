@@ -16,6 +16,7 @@ use super::{
 };
 
 mod admin;
+mod group_write;
 
 /// The PostgreSQL store shared by replicas.
 #[derive(Debug, Clone)]
@@ -73,7 +74,14 @@ pub(super) async fn append_events(
 }
 
 /// Appenders in every replica take turns on the one audit chain (transaction-scoped).
-const AUDIT_CHAIN_LOCK: &str = "SELECT pg_advisory_xact_lock(7001)";
+macro_rules! audit_chain_lock {
+    () => {
+        "SELECT pg_advisory_xact_lock(7001)"
+    };
+}
+const AUDIT_CHAIN_LOCK: &str = audit_chain_lock!();
+/// A transaction that takes the audit chain's lock as it begins (the group commit's).
+const BEGIN_WITH_CHAIN_LOCK: &str = concat!("BEGIN; ", audit_chain_lock!());
 
 fn device_from_row(row: &PgRow) -> Result<Device, sqlx::Error> {
     Ok(Device {
@@ -274,20 +282,9 @@ impl Store for PostgresStore {
         batch: &[Issuance],
         now: i64,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        // FOR UPDATE: another replica cannot consume these tokens before this commit. A
-        // certificate superseded concurrently by another replica trips the unique index at the
-        // insert, and the batch is then retried one issuance at a time.
-        let mut tx = self.begin().await?;
-        let verdicts = batch::commit_in::<Postgres>(
-            &mut tx,
-            batch,
-            now,
-            " FOR UPDATE",
-            Some(AUDIT_CHAIN_LOCK),
-        )
-        .await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(verdicts)
+        // A certificate superseded concurrently by another replica trips the unique index at
+        // the insert, and the batch is then retried one issuance at a time.
+        group_write::commit(&self.pool, batch, now, BEGIN_WITH_CHAIN_LOCK).await
     }
 
     async fn enrollment_facts(

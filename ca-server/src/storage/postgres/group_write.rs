@@ -1,0 +1,121 @@
+//! PostgreSQL's group commit in four round trips, whatever the batch size: `BEGIN` with the
+//! audit chain's advisory lock; every read of the batch (consumable tokens locked `FOR UPDATE`,
+//! certificates already superseded, the chain head) as one tagged query; every write (tokens
+//! consumed, certificates, audit events) as one statement of data-modifying CTEs; `COMMIT`.
+//! The generic path took eight, and each waits for the server and for the driver's task.
+//!
+//! The chain head is read by a statement after the one that took the lock, so under READ
+//! COMMITTED its snapshot includes whatever the previous holder committed. The decisions are
+//! the shared ones in [`batch`]: the same admission, the same statements.
+
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use crate::storage::batch::{self, Claims};
+use crate::storage::{CertificateRecord, Issuance, StoreError, classify};
+
+/// The kind of each row of the claims query (its first column).
+const CONSUMABLE_TOKEN: i64 = 0;
+const SUPERSEDED: i64 = 1;
+const CHAIN_HEAD: i64 = 2;
+
+/// Writes a batch in one transaction (rolled back on any error: nothing of the batch is then
+/// stored).
+pub(in crate::storage) async fn commit(
+    pool: &PgPool,
+    batch: &[Issuance],
+    now: i64,
+    begin_with_chain_lock: &'static str,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut tx = pool
+        .begin_with(begin_with_chain_lock)
+        .await
+        .map_err(classify)?;
+    let claims = read_claims(&mut tx, batch, now).await?;
+    let mut verdicts = batch::admit(
+        batch,
+        &Claims {
+            consumable_tokens: claims.tokens.iter().map(Vec::as_slice).collect(),
+            superseded: claims.superseded.iter().map(String::as_str).collect(),
+        },
+    );
+    batch::take_station_quotas::<Postgres>(&mut tx, batch, &mut verdicts).await?;
+    let admitted = batch::admitted(batch, &verdicts);
+    if !admitted.is_empty() {
+        let mut writes = QueryBuilder::<Postgres>::new("WITH ");
+        let tokens: Vec<&[u8]> = admitted
+            .iter()
+            .filter_map(|i| i.consume_token.as_deref())
+            .collect();
+        if !tokens.is_empty() {
+            writes.push("consumed AS (");
+            batch::push_consume_tokens(&mut writes, &tokens, now);
+            writes.push("), ");
+        }
+        writes.push("issued AS (");
+        let certificates: Vec<&CertificateRecord> =
+            admitted.iter().map(|i| &i.certificate).collect();
+        batch::push_insert_certificates(&mut writes, &certificates);
+        writes.push(") ");
+        let chained = batch::chain(claims.chain_head, admitted.iter().map(|i| &i.audit));
+        batch::push_insert_audit(&mut writes, &chained);
+        writes.build().execute(&mut *tx).await.map_err(classify)?;
+    }
+    tx.commit().await.map_err(classify)?;
+    Ok(verdicts)
+}
+
+/// What the database says about a batch, read after the chain lock is taken.
+struct StoredClaims {
+    tokens: Vec<Vec<u8>>,
+    superseded: Vec<String>,
+    chain_head: Vec<u8>,
+}
+
+/// Every read of the batch in one query; each row is tagged with the read it answers.
+async fn read_claims(
+    conn: &mut sqlx::PgConnection,
+    batch: &[Issuance],
+    now: i64,
+) -> Result<StoredClaims, StoreError> {
+    let mut reads = QueryBuilder::<Postgres>::new("");
+    let hashes = batch::token_hashes(batch);
+    if !hashes.is_empty() {
+        // FOR UPDATE: another replica cannot consume these tokens before this commit.
+        reads.push("WITH consumable AS (");
+        batch::push_select_consumable(&mut reads, &hashes, now, " FOR UPDATE");
+        reads.push(format_args!(
+            ") SELECT {CONSUMABLE_TOKEN}::bigint AS kind, token_hash AS hash, NULL::text AS serial \
+             FROM consumable UNION ALL "
+        ));
+    }
+    let serials = batch::superseded_serials(batch);
+    if !serials.is_empty() {
+        reads.push(format_args!(
+            "SELECT {SUPERSEDED}::bigint, NULL::bytea, supersedes FROM ("
+        ));
+        batch::push_select_superseded(&mut reads, &serials);
+        reads.push(") superseded UNION ALL ");
+    }
+    reads.push(format_args!(
+        "(SELECT {CHAIN_HEAD}::bigint, hash, NULL::text FROM audit_events \
+         ORDER BY seq DESC LIMIT 1)"
+    ));
+    let rows = reads
+        .build()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let mut claims = StoredClaims {
+        tokens: Vec::new(),
+        superseded: Vec::new(),
+        chain_head: Vec::new(),
+    };
+    for row in rows {
+        match row.try_get::<i64, _>(0).map_err(classify)? {
+            CONSUMABLE_TOKEN => claims.tokens.push(row.try_get(1).map_err(classify)?),
+            SUPERSEDED => claims.superseded.push(row.try_get(2).map_err(classify)?),
+            _ => claims.chain_head = row.try_get(1).map_err(classify)?,
+        }
+    }
+    Ok(claims)
+}
