@@ -46,3 +46,36 @@ pub fn eku_oid(name: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// True when a parsed OID is the dotted one, compared arc by arc: the linter looks extensions
+/// and attributes up by OID many times per certificate, and formatting every candidate as a
+/// string cost more than the rest of the lookup.
+pub fn is_dotted(oid: &x509_parser::oid_registry::Oid<'_>, dotted: &str) -> bool {
+    let Some(mut arcs) = oid.iter() else {
+        // An arc beyond 64 bits: no OID the profile names has one.
+        return false;
+    };
+    dotted
+        .split('.')
+        .all(|part| part.parse::<u64>().ok() == arcs.next())
+        && arcs.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_dotted;
+    use x509_parser::oid_registry::Oid;
+
+    #[test]
+    fn matches_only_the_same_arcs() {
+        let san = Oid::from(&[2, 5, 29, 17]).unwrap();
+        assert!(is_dotted(&san, "2.5.29.17"));
+        assert!(!is_dotted(&san, "2.5.29.1"));
+        assert!(!is_dotted(&san, "2.5.29.17.0"));
+        assert!(!is_dotted(&san, "2.5.29"));
+        assert!(!is_dotted(&san, "2.5.29.x"));
+        let any_policy = Oid::from(&[2, 5, 29, 32, 0]).unwrap();
+        assert!(is_dotted(&any_policy, "2.5.29.32.0"));
+        assert!(!is_dotted(&any_policy, "2.5.29.32"));
+    }
+}

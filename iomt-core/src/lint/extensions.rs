@@ -458,11 +458,13 @@ fn authority_info_access(ctx: &Context<'_>, out: &mut Findings) {
 /// IOMT-EXT-01 (nothing outside the profile) and -02 (MASA URL).
 pub(super) fn other_extensions(ctx: &Context<'_>, out: &mut Findings) {
     for ext in ctx.cert.extensions() {
-        let dotted = ext.oid.to_id_string();
-        if !ALLOWED.contains(&dotted.as_str()) {
+        if !ALLOWED
+            .iter()
+            .any(|allowed| crate::oids::is_dotted(&ext.oid, allowed))
+        {
             out.push(
                 "IOMT-EXT-01",
-                format!("extension {dotted} is not in the profile"),
+                format!("extension {} is not in the profile", ext.oid),
             );
         }
     }

@@ -176,7 +176,7 @@ mod oid {
 fn extension<'c, 'a>(cert: &'c X509Certificate<'a>, dotted: &str) -> Option<&'c X509Extension<'a>> {
     cert.extensions()
         .iter()
-        .find(|ext| ext.oid.to_id_string() == dotted)
+        .find(|ext| crate::oids::is_dotted(&ext.oid, dotted))
 }
 
 /// True for a `http://` URI, the only scheme allowed for revocation and AIA pointers.

@@ -125,7 +125,7 @@ fn attribute<'c, 'a>(
     dotted: &str,
 ) -> Option<&'c AttributeTypeAndValue<'a>> {
     name.iter_attributes()
-        .find(|attribute| attribute.attr_type().to_id_string() == dotted)
+        .find(|attribute| crate::oids::is_dotted(attribute.attr_type(), dotted))
 }
 
 /// The value when it is a PrintableString holding only PrintableString characters.

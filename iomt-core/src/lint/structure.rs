@@ -35,16 +35,16 @@ pub(super) fn encoding(ctx: &Context<'_>, der: &[u8], out: &mut Findings) {
             "issuerUniqueID or subjectUniqueID is present",
         );
     }
-    let mut seen: Vec<String> = Vec::new();
+    let mut seen = Vec::new();
     for ext in cert.extensions() {
-        let oid = ext.oid.to_id_string();
+        let oid = &ext.oid;
         if seen.contains(&oid) {
             out.push(
                 "IOMT-ENC-03",
                 format!("extension {oid} appears more than once"),
             );
         } else {
-            seen.push(oid.clone());
+            seen.push(oid);
         }
         if let ParsedExtension::ParseError { error } = ext.parsed_extension() {
             out.push(
