@@ -20,6 +20,54 @@ pub(super) struct Claims<'a> {
     pub superseded: HashSet<&'a str>,
 }
 
+/// The tag in the first column of a batch's claims query; each row is `(tag, hash, serial)`.
+pub(super) const CONSUMABLE_TOKEN: i64 = 0;
+pub(super) const SUPERSEDED: i64 = 1;
+pub(super) const CHAIN_HEAD: i64 = 2;
+
+/// What the database says about a batch, read in one tagged query under the write lock.
+pub(super) struct StoredClaims {
+    tokens: Vec<Vec<u8>>,
+    superseded: Vec<String>,
+    /// The audit chain's head (empty before the first event).
+    pub chain_head: Vec<u8>,
+}
+
+impl StoredClaims {
+    /// Sorts the rows of a claims query by their tag.
+    pub(super) fn from_rows<R: sqlx::Row>(rows: &[R]) -> Result<StoredClaims, StoreError>
+    where
+        usize: sqlx::ColumnIndex<R>,
+        for<'r> i64: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> String: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let mut claims = StoredClaims {
+            tokens: Vec::new(),
+            superseded: Vec::new(),
+            chain_head: Vec::new(),
+        };
+        for row in rows {
+            match row.try_get::<i64, _>(0).map_err(super::classify)? {
+                CONSUMABLE_TOKEN => claims.tokens.push(row.try_get(1).map_err(super::classify)?),
+                SUPERSEDED => claims
+                    .superseded
+                    .push(row.try_get(2).map_err(super::classify)?),
+                _ => claims.chain_head = row.try_get(1).map_err(super::classify)?,
+            }
+        }
+        Ok(claims)
+    }
+
+    /// The claims as admission reads them.
+    pub(super) fn claims(&self) -> Claims<'_> {
+        Claims {
+            consumable_tokens: self.tokens.iter().map(Vec::as_slice).collect(),
+            superseded: self.superseded.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
 /// One verdict per issuance, in order: `Ok` when it may be written. Within the batch a token is
 /// consumed and a certificate superseded at most once (the first request wins).
 pub(super) fn admit(batch: &[Issuance], claims: &Claims<'_>) -> Vec<Result<(), StoreError>> {

@@ -8,15 +8,10 @@
 //! COMMITTED its snapshot includes whatever the previous holder committed. The decisions are
 //! the shared ones in [`batch`]: the same admission, the same statements.
 
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use crate::storage::batch::{self, Claims};
+use crate::storage::batch::{self, CHAIN_HEAD, CONSUMABLE_TOKEN, SUPERSEDED, StoredClaims};
 use crate::storage::{CertificateRecord, Issuance, StoreError, classify};
-
-/// The kind of each row of the claims query (its first column).
-const CONSUMABLE_TOKEN: i64 = 0;
-const SUPERSEDED: i64 = 1;
-const CHAIN_HEAD: i64 = 2;
 
 /// Writes a batch in one transaction (rolled back on any error: nothing of the batch is then
 /// stored).
@@ -31,13 +26,7 @@ pub(in crate::storage) async fn commit(
         .await
         .map_err(classify)?;
     let claims = read_claims(&mut tx, batch, now).await?;
-    let mut verdicts = batch::admit(
-        batch,
-        &Claims {
-            consumable_tokens: claims.tokens.iter().map(Vec::as_slice).collect(),
-            superseded: claims.superseded.iter().map(String::as_str).collect(),
-        },
-    );
+    let mut verdicts = batch::admit(batch, &claims.claims());
     batch::take_station_quotas::<Postgres>(&mut tx, batch, &mut verdicts).await?;
     let admitted = batch::admitted(batch, &verdicts);
     if !admitted.is_empty() {
@@ -62,13 +51,6 @@ pub(in crate::storage) async fn commit(
     }
     tx.commit().await.map_err(classify)?;
     Ok(verdicts)
-}
-
-/// What the database says about a batch, read after the chain lock is taken.
-struct StoredClaims {
-    tokens: Vec<Vec<u8>>,
-    superseded: Vec<String>,
-    chain_head: Vec<u8>,
 }
 
 /// Every read of the batch in one query; each row is tagged with the read it answers.
@@ -105,17 +87,5 @@ async fn read_claims(
         .fetch_all(&mut *conn)
         .await
         .map_err(classify)?;
-    let mut claims = StoredClaims {
-        tokens: Vec::new(),
-        superseded: Vec::new(),
-        chain_head: Vec::new(),
-    };
-    for row in rows {
-        match row.try_get::<i64, _>(0).map_err(classify)? {
-            CONSUMABLE_TOKEN => claims.tokens.push(row.try_get(1).map_err(classify)?),
-            SUPERSEDED => claims.superseded.push(row.try_get(2).map_err(classify)?),
-            _ => claims.chain_head = row.try_get(1).map_err(classify)?,
-        }
-    }
-    Ok(claims)
+    StoredClaims::from_rows(&rows)
 }

@@ -16,17 +16,12 @@
 use std::sync::Arc;
 
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::Mutex;
 
 use super::checkpoint::Checkpointer;
-use crate::storage::batch::{self, Claims};
+use crate::storage::batch::{self, CHAIN_HEAD, CONSUMABLE_TOKEN, SUPERSEDED, StoredClaims};
 use crate::storage::{CertificateRecord, Issuance, StoreError, classify};
-
-/// The kind of each row of the claims query (its first column).
-const CONSUMABLE_TOKEN: i64 = 0;
-const SUPERSEDED: i64 = 1;
-const CHAIN_HEAD: i64 = 2;
 
 /// The group-commit writer: its own connection and the checkpointer that follows its commits.
 #[derive(Debug, Clone)]
@@ -83,13 +78,7 @@ async fn commit_in_transaction(
     now: i64,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let claims = read_claims(conn, batch, now).await?;
-    let mut verdicts = batch::admit(
-        batch,
-        &Claims {
-            consumable_tokens: claims.tokens.iter().map(Vec::as_slice).collect(),
-            superseded: claims.superseded.iter().map(String::as_str).collect(),
-        },
-    );
+    let mut verdicts = batch::admit(batch, &claims.claims());
     batch::take_station_quotas::<Sqlite>(conn, batch, &mut verdicts).await?;
     let admitted = batch::admitted(batch, &verdicts);
     let mut writes = QueryBuilder::<Sqlite>::new("");
@@ -115,13 +104,6 @@ async fn commit_in_transaction(
     Ok(verdicts)
 }
 
-/// What the database says about a batch, read after the write lock is taken.
-struct StoredClaims {
-    tokens: Vec<Vec<u8>>,
-    superseded: Vec<String>,
-    chain_head: Vec<u8>,
-}
-
 /// `BEGIN IMMEDIATE` and every read of the batch, in one round trip; each row is tagged with
 /// the read it answers.
 async fn read_claims(
@@ -132,35 +114,25 @@ async fn read_claims(
     let mut reads = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
     let hashes = batch::token_hashes(batch);
     if !hashes.is_empty() {
-        reads.push(format_args!("SELECT {CONSUMABLE_TOKEN}, token_hash FROM ("));
+        reads.push(format_args!(
+            "SELECT {CONSUMABLE_TOKEN}, token_hash, NULL FROM ("
+        ));
         batch::push_select_consumable(&mut reads, &hashes, now, "");
         reads.push("); ");
     }
     let serials = batch::superseded_serials(batch);
     if !serials.is_empty() {
-        reads.push(format_args!("SELECT {SUPERSEDED}, supersedes FROM ("));
+        reads.push(format_args!("SELECT {SUPERSEDED}, NULL, supersedes FROM ("));
         batch::push_select_superseded(&mut reads, &serials);
         reads.push("); ");
     }
     reads.push(format_args!(
-        "SELECT {CHAIN_HEAD}, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+        "SELECT {CHAIN_HEAD}, hash, NULL FROM audit_events ORDER BY seq DESC LIMIT 1"
     ));
     let rows = reads
         .build()
         .fetch_all(&mut *conn)
         .await
         .map_err(classify)?;
-    let mut claims = StoredClaims {
-        tokens: Vec::new(),
-        superseded: Vec::new(),
-        chain_head: Vec::new(),
-    };
-    for row in rows {
-        match row.try_get::<i64, _>(0).map_err(classify)? {
-            CONSUMABLE_TOKEN => claims.tokens.push(row.try_get(1).map_err(classify)?),
-            SUPERSEDED => claims.superseded.push(row.try_get(1).map_err(classify)?),
-            _ => claims.chain_head = row.try_get(1).map_err(classify)?,
-        }
-    }
-    Ok(claims)
+    StoredClaims::from_rows(&rows)
 }
