@@ -171,9 +171,8 @@ pub(super) async fn batch_refused_whole_writes_nothing_and_the_next_commits(stor
     assert_chain_intact(&store.audit_events().await.unwrap());
 }
 
-/// Token batches one after another: each consumes its tokens and extends the audit chain, and
-/// a consumed token is refused in a later batch.
-pub(super) async fn consecutive_token_batches_consume_and_chain(store: &dyn Store) {
+/// Devices IP20000001 to -3, each with its token: hash `[n; 32]` for device n.
+async fn register_three_with_tokens(store: &dyn Store) {
     let serials = ["IP20000001", "IP20000002", "IP20000003"];
     let devices: Vec<Device> = serials.iter().map(|s| device(s)).collect();
     store.register_devices(&devices, &[]).await.unwrap();
@@ -181,6 +180,12 @@ pub(super) async fn consecutive_token_batches_consume_and_chain(store: &dyn Stor
         .map(|n| token(n, serials[usize::from(n) - 1]))
         .collect();
     store.create_tokens(&tokens, &[]).await.unwrap();
+}
+
+/// Token batches one after another: each consumes its tokens and extends the audit chain, and
+/// a consumed token is refused in a later batch.
+pub(super) async fn consecutive_token_batches_consume_and_chain(store: &dyn Store) {
+    register_three_with_tokens(store).await;
     let first = [issuance("f1", "IP20000001", Some(vec![1; 32]))];
     assert!(store.commit_batch(&first, 1_500).await.unwrap()[0].is_ok());
     let second = [
@@ -208,13 +213,7 @@ pub(super) async fn consecutive_token_batches_consume_and_chain(store: &dyn Stor
 /// A token used up between the enrollment read and the commit: the rest of the batch is still
 /// written and that issuance alone is refused, with nothing of it stored.
 pub(super) async fn token_batch_with_one_used_token_refuses_only_it(store: &dyn Store) {
-    let serials = ["IP20000001", "IP20000002", "IP20000003"];
-    let devices: Vec<Device> = serials.iter().map(|s| device(s)).collect();
-    store.register_devices(&devices, &[]).await.unwrap();
-    let tokens: Vec<TokenRecord> = (1u8..=3)
-        .map(|n| token(n, serials[usize::from(n) - 1]))
-        .collect();
-    store.create_tokens(&tokens, &[]).await.unwrap();
+    register_three_with_tokens(store).await;
     let first = [issuance("u0", "IP20000002", Some(vec![2; 32]))];
     assert!(store.commit_batch(&first, 1_500).await.unwrap()[0].is_ok());
     let batch = [
