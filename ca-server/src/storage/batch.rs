@@ -222,6 +222,28 @@ pub(super) fn chain<'a>(
         .collect()
 }
 
+/// What a batch writes for its admitted issuances: the tokens to mark used, the certificates,
+/// and the audit events chained after the head read under the lock. Each backend assembles the
+/// statements in its own shape.
+pub(super) struct Writes<'a> {
+    pub tokens: Vec<&'a [u8]>,
+    pub certificates: Vec<&'a CertificateRecord>,
+    pub events: Vec<ChainedEvent<'a>>,
+}
+
+impl<'a> Writes<'a> {
+    pub(super) fn of(admitted: &[&'a Issuance], chain_head: Vec<u8>) -> Writes<'a> {
+        Writes {
+            tokens: admitted
+                .iter()
+                .filter_map(|i| i.consume_token.as_deref())
+                .collect(),
+            certificates: admitted.iter().map(|i| &i.certificate).collect(),
+            events: chain(chain_head, admitted.iter().map(|i| &i.audit)),
+        }
+    }
+}
+
 /// Appends one multi-row INSERT for chained audit events.
 pub(super) fn push_insert_audit<'a, DB>(
     query: &mut QueryBuilder<DB>,

@@ -10,8 +10,8 @@
 
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use crate::storage::batch::{self, CHAIN_HEAD, CONSUMABLE_TOKEN, SUPERSEDED, StoredClaims};
-use crate::storage::{CertificateRecord, Issuance, StoreError, classify};
+use crate::storage::batch::{self, CHAIN_HEAD, CONSUMABLE_TOKEN, SUPERSEDED, StoredClaims, Writes};
+use crate::storage::{Issuance, StoreError, classify};
 
 /// Writes a batch in one transaction (rolled back on any error: nothing of the batch is then
 /// stored).
@@ -30,24 +30,18 @@ pub(in crate::storage) async fn commit(
     batch::take_station_quotas::<Postgres>(&mut tx, batch, &mut verdicts).await?;
     let admitted = batch::admitted(batch, &verdicts);
     if !admitted.is_empty() {
-        let mut writes = QueryBuilder::<Postgres>::new("WITH ");
-        let tokens: Vec<&[u8]> = admitted
-            .iter()
-            .filter_map(|i| i.consume_token.as_deref())
-            .collect();
-        if !tokens.is_empty() {
-            writes.push("consumed AS (");
-            batch::push_consume_tokens(&mut writes, &tokens, now);
-            writes.push("), ");
+        let writes = Writes::of(&admitted, claims.chain_head);
+        let mut query = QueryBuilder::<Postgres>::new("WITH ");
+        if !writes.tokens.is_empty() {
+            query.push("consumed AS (");
+            batch::push_consume_tokens(&mut query, &writes.tokens, now);
+            query.push("), ");
         }
-        writes.push("issued AS (");
-        let certificates: Vec<&CertificateRecord> =
-            admitted.iter().map(|i| &i.certificate).collect();
-        batch::push_insert_certificates(&mut writes, &certificates);
-        writes.push(") ");
-        let chained = batch::chain(claims.chain_head, admitted.iter().map(|i| &i.audit));
-        batch::push_insert_audit(&mut writes, &chained);
-        writes.build().execute(&mut *tx).await.map_err(classify)?;
+        query.push("issued AS (");
+        batch::push_insert_certificates(&mut query, &writes.certificates);
+        query.push(") ");
+        batch::push_insert_audit(&mut query, &writes.events);
+        query.build().execute(&mut *tx).await.map_err(classify)?;
     }
     tx.commit().await.map_err(classify)?;
     Ok(verdicts)

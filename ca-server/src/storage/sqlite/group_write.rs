@@ -20,8 +20,8 @@ use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::Mutex;
 
 use super::checkpoint::Checkpointer;
-use crate::storage::batch::{self, CHAIN_HEAD, CONSUMABLE_TOKEN, SUPERSEDED, StoredClaims};
-use crate::storage::{CertificateRecord, Issuance, StoreError, classify};
+use crate::storage::batch::{self, CHAIN_HEAD, CONSUMABLE_TOKEN, SUPERSEDED, StoredClaims, Writes};
+use crate::storage::{Issuance, StoreError, classify};
 
 /// The group-commit writer: its own connection and the checkpointer that follows its commits.
 #[derive(Debug, Clone)]
@@ -81,26 +81,20 @@ async fn commit_in_transaction(
     let mut verdicts = batch::admit(batch, &claims.claims());
     batch::take_station_quotas::<Sqlite>(conn, batch, &mut verdicts).await?;
     let admitted = batch::admitted(batch, &verdicts);
-    let mut writes = QueryBuilder::<Sqlite>::new("");
-    let tokens: Vec<&[u8]> = admitted
-        .iter()
-        .filter_map(|i| i.consume_token.as_deref())
-        .collect();
-    if !tokens.is_empty() {
-        batch::push_consume_tokens(&mut writes, &tokens, now);
-        writes.push("; ");
-    }
-    let chained = batch::chain(claims.chain_head, admitted.iter().map(|i| &i.audit));
+    let mut query = QueryBuilder::<Sqlite>::new("");
     if !admitted.is_empty() {
-        let certificates: Vec<&CertificateRecord> =
-            admitted.iter().map(|i| &i.certificate).collect();
-        batch::push_insert_certificates(&mut writes, &certificates);
-        writes.push("; ");
-        batch::push_insert_audit(&mut writes, &chained);
-        writes.push("; ");
+        let writes = Writes::of(&admitted, claims.chain_head);
+        if !writes.tokens.is_empty() {
+            batch::push_consume_tokens(&mut query, &writes.tokens, now);
+            query.push("; ");
+        }
+        batch::push_insert_certificates(&mut query, &writes.certificates);
+        query.push("; ");
+        batch::push_insert_audit(&mut query, &writes.events);
+        query.push("; ");
     }
-    writes.push("COMMIT");
-    writes.build().execute(&mut *conn).await.map_err(classify)?;
+    query.push("COMMIT");
+    query.build().execute(&mut *conn).await.map_err(classify)?;
     Ok(verdicts)
 }
 
