@@ -9,7 +9,7 @@ use anyhow::Context;
 use ca_server::pki::CaMaterial;
 use ca_server::revocation::Revocation;
 use ca_server::storage::{AuditEvent, CertificateRecord, CertificateStatus, Issuance, MAX_BATCH};
-use iomt_core::policy::PolicySet;
+use iomt_core::policy::{PolicySet, SerialNumberRules};
 use x509_parser::prelude::{CertificateRevocationList, FromDer};
 
 use crate::report::{Outcome, Row};
@@ -17,6 +17,10 @@ use crate::setup::{Ca, PRODUCT, device_serial};
 
 /// Timed publications (the best and the first are reported).
 const ROUNDS: usize = 3;
+
+/// The synthetic certificates were issued evenly over the year before the run, as a CA in
+/// service would hold them; their serials begin with their issuance time like real ones.
+const HISTORY_SECONDS: i64 = 365 * 86_400;
 
 /// Measures CRL publication with `revoked` entries, on SQLite or a fresh PostgreSQL database.
 pub async fn run(revoked: usize, database: Option<&str>) -> anyhow::Result<Outcome> {
@@ -96,8 +100,11 @@ pub async fn fill(url: &str, device: &str, count: usize, revoked: bool) -> anyho
     let mut serials = Vec::new();
     for start in (0..count).step_by(MAX_BATCH) {
         let batch: Vec<Issuance> = (start..count.min(start + MAX_BATCH))
-            .map(|i| synthetic(device, i, now))
-            .collect();
+            .map(|i| {
+                let issued_at = now - HISTORY_SECONDS + HISTORY_SECONDS * i as i64 / count as i64;
+                synthetic(device, issued_at, now)
+            })
+            .collect::<anyhow::Result<_>>()?;
         for verdict in store.commit_batch(&batch, now).await? {
             verdict.context("storing a synthetic certificate")?;
         }
@@ -145,31 +152,30 @@ pub async fn fill(url: &str, device: &str, count: usize, revoked: bool) -> anyho
 /// large as in production (nothing on these paths parses it).
 const FILLER_DER_LEN: usize = 640;
 
-/// The `i`th synthetic certificate: a distinct 128-bit serial with the top bit clear (like the
-/// CA's) and a distinct key hash, so every index is as large as a real one.
-fn synthetic(device: &str, i: usize, now: i64) -> Issuance {
-    let serial = format!(
-        "4{:031x}",
-        (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    );
+/// A synthetic certificate issued at `issued_at`: a serial made as the CA makes them and a
+/// distinct key hash, so every index is as large, and ordered, as a real one.
+fn synthetic(device: &str, issued_at: i64, now: i64) -> anyhow::Result<Issuance> {
+    let issued = time::OffsetDateTime::from_unix_timestamp(issued_at)?;
+    let serial = ca_server::pki::issuance_serial(issued, SerialNumberRules::FLOOR_RANDOM_BITS)?;
+    let serial = hex::encode(serial.as_ref());
     let spki_sha256 = ring::digest::digest(&ring::digest::SHA256, serial.as_bytes())
         .as_ref()
         .to_vec();
-    Issuance {
+    Ok(Issuance {
         certificate: CertificateRecord {
             serial: serial.clone(),
             issuer: "basic".into(),
             device_serial: device.into(),
             product: PRODUCT.into(),
             policy_oid: "1.3.6.1.4.1.32473.98.1.1".into(),
-            not_before: now - 86_400,
+            not_before: issued_at,
             not_after: now + 365 * 86_400,
             spki_sha256,
             der: vec![0x30; FILLER_DER_LEN],
             status: CertificateStatus::Valid,
             authorized_by: "token".into(),
             supersedes: None,
-            issued_at: now - 86_400,
+            issued_at,
         },
         consume_token: None,
         station_quota: None,
@@ -180,7 +186,7 @@ fn synthetic(device: &str, i: usize, now: i64) -> Issuance {
             object: format!("certificate:{serial}"),
             details: "{}".into(),
         },
-    }
+    })
 }
 
 #[cfg(test)]
@@ -189,8 +195,12 @@ mod tests {
 
     #[test]
     fn synthetic_certificates_have_distinct_serials_and_keys() {
-        let a = synthetic("IP20000000", 0, 1_700_000_000).certificate;
-        let b = synthetic("IP20000000", 1, 1_700_000_000).certificate;
+        let a = synthetic("IP20000000", 1_690_000_000, 1_700_000_000)
+            .unwrap()
+            .certificate;
+        let b = synthetic("IP20000000", 1_690_000_000, 1_700_000_000)
+            .unwrap()
+            .certificate;
         assert_ne!(a.serial, b.serial);
         assert_ne!(a.spki_sha256, b.spki_sha256);
         assert_eq!(a.serial.len(), 32);

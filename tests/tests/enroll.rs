@@ -39,7 +39,11 @@ async fn enroll_with_token_writes_a_verified_credential() {
         subject,
         "C=US, O=Example Medical Devices, Inc., CN=IP200-IP20000001, serialNumber=IP20000001"
     );
-    assert_eq!(cert.raw_serial().len(), 16, "128-bit random serial");
+    assert_eq!(
+        cert.raw_serial().len(),
+        16,
+        "issuance time and 72 random bits"
+    );
     let lifetime = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
     assert!(
         lifetime <= 365 * 86_400,
@@ -125,6 +129,46 @@ async fn enroll_with_token_writes_a_verified_credential() {
         );
     }
     app.stop().await;
+}
+
+/// The serial begins with the issuance time in milliseconds (so the registry's serial index
+/// grows at its end) and carries the random bits the policy asks for: 72 under the shipped
+/// 64-bit minimum, a longer all-random serial when a policy asks for 128.
+#[tokio::test]
+async fn serials_carry_the_issuance_time_and_the_policys_random_bits() {
+    let serial_of = |dir: &std::path::Path| {
+        let leaf = read_pem_certs(&dir.join("cert.pem")).remove(0);
+        let (_, cert) = X509Certificate::from_der(&leaf).unwrap();
+        cert.raw_serial().to_vec()
+    };
+    let millis = || time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+
+    let app = TestApp::spawn().await;
+    let token = app.pump_with_token("IP20000001").await;
+    let out = app.dir.path().join("device");
+    let before = millis();
+    app.enroll("IP20000001", &token, &out).await.unwrap();
+    let after = millis();
+    let serial = serial_of(&out);
+    assert_eq!(serial.len(), 16);
+    assert_eq!(serial[0], 0x40);
+    let mut stamp = [0u8; 16];
+    stamp[10..].copy_from_slice(&serial[1..7]);
+    let issued = i128::from_be_bytes(stamp);
+    assert!(
+        (before..=after).contains(&issued),
+        "{before} <= {issued} <= {after}"
+    );
+
+    let app = TestApp::spawn_with_policies(|_, text| {
+        text.replace("min_random_bits = 64", "min_random_bits = 128")
+    })
+    .await;
+    let token = app.pump_with_token("IP20000001").await;
+    let out = app.dir.path().join("device");
+    app.enroll("IP20000001", &token, &out).await.unwrap();
+    let serial = serial_of(&out);
+    assert_eq!(serial.len(), 17, "1 fixed octet and 16 random ones");
 }
 
 #[tokio::test]

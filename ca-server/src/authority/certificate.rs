@@ -11,7 +11,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime, Time};
 
-use crate::pki::{IssuingCa, PublicUrls, random_serial};
+use crate::pki::{IssuingCa, PublicUrls, issuance_serial};
 
 /// How far notBefore is set back to tolerate device clock skew (well inside the policy cap).
 const BACKDATE: Duration = Duration::minutes(5);
@@ -65,7 +65,7 @@ pub fn build_and_sign(inputs: &CertificateInputs<'_>) -> Result<SignedCertificat
     } = *inputs;
     let public_key = SubjectPublicKeyInfo::from_der(inputs.spki_der).map_err(BuildError::Key)?;
     let mut params = CertificateParams::default();
-    let serial = random_serial()?;
+    let serial = issuance_serial(now, policy.serial_number.min_random_bits)?;
     let serial_hex = hex::encode(serial.as_ref());
     params.serial_number = Some(serial);
 

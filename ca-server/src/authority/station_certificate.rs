@@ -3,6 +3,7 @@
 
 use iomt_core::extensions::{authority_info_access, certificate_policies, key_identifier};
 use iomt_core::identity::Identity;
+use iomt_core::policy::SerialNumberRules;
 use rcgen::{
     CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, DnValue,
     ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyUsagePurpose, SubjectPublicKeyInfo,
@@ -11,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::certificate::{BuildError, SignedCertificate, public_key_bits};
-use crate::pki::{IssuingCa, PublicUrls, STATION_POLICY_OID, random_serial};
+use crate::pki::{IssuingCa, PublicUrls, STATION_POLICY_OID, issuance_serial};
 
 /// A station certificate lives at most a year (PROFILES.md §3.4).
 pub const STATION_VALIDITY: Duration = Duration::days(365);
@@ -62,7 +63,7 @@ pub fn build_station_certificate(
 ) -> Result<SignedCertificate, BuildError> {
     let public_key = SubjectPublicKeyInfo::from_der(spki_der).map_err(BuildError::Key)?;
     let mut params = CertificateParams::default();
-    let serial = random_serial()?;
+    let serial = issuance_serial(now, SerialNumberRules::FLOOR_RANDOM_BITS)?;
     let serial_hex = hex::encode(serial.as_ref());
     params.serial_number = Some(serial);
     let not_before = now - BACKDATE;

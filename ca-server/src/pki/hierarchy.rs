@@ -15,7 +15,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::external::CsrSet;
 use super::keystore::KeyStore;
-use super::material::{PkiError, random_serial};
+use super::material::PkiError;
+use super::serial::random_serial;
 use super::signer::CaKey;
 use super::{PublicUrls, ROOT_CA, STATION_CA, STATION_POLICY_OID, TLS_CERT, issuing_ca_name};
 

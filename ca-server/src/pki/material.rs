@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use iomt_core::policy::Level;
-use rcgen::{Issuer, PublicKeyData, SerialNumber};
+use rcgen::{Issuer, PublicKeyData};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -33,6 +33,8 @@ pub enum PkiError {
     Extension(#[from] iomt_core::extensions::ExtensionError),
     #[error("no randomness available: {0}")]
     Random(String),
+    #[error("the policy asks for {0} random serial bits; a serial holds at most 152")]
+    SerialRandomness(u32),
     #[error("{path}: wrong CA passphrase (or a damaged key file); nothing was changed")]
     WrongPassphrase { path: PathBuf },
     #[error(
@@ -227,16 +229,4 @@ fn issuing_ca(ca_dir: &Path, name: &str, key: CaKey) -> Result<IssuingCa, PkiErr
         issuer,
         not_after,
     })
-}
-
-/// A positive random certificate serial of 128 bits from the system CSPRNG (>= 64 required).
-pub fn random_serial() -> Result<SerialNumber, PkiError> {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| PkiError::Random("the system random generator failed".into()))?;
-    bytes[0] &= 0x7f; // positive
-    bytes[0] |= 0x40; // exactly 16 octets: no leading-zero trimming can shorten it
-    Ok(SerialNumber::from_slice(&bytes))
 }

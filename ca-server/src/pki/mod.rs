@@ -8,6 +8,7 @@ mod keystore;
 mod material;
 pub mod pkcs11;
 mod sealed;
+mod serial;
 mod signer;
 
 pub use custody::KeyAccess;
@@ -15,8 +16,9 @@ pub use external::{CSR_DIR, OPENSSL_CONFIG, SIGN_SCRIPT};
 pub use hierarchy::{HierarchyParams, create_hierarchy};
 pub use import::{ImportError, ImportRequest, import};
 pub use keystore::{KeyStore, TokenOptions};
-pub use material::{CaMaterial, IssuingCa, PkiError, ROOT_CRL_FILE, random_serial};
+pub use material::{CaMaterial, IssuingCa, PkiError, ROOT_CRL_FILE};
 pub use sealed::{PBKDF2_ITERATIONS, Passphrase, SEALED_TAG};
+pub use serial::{issuance_serial, random_serial};
 pub use signer::CaKey;
 
 use iomt_core::policy::Level;

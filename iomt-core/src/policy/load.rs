@@ -305,6 +305,28 @@ mod tests {
         let err = PolicySet::from_sources(sources).expect_err("missing table");
         assert!(err.to_string().contains("serial_number"), "{err}");
     }
+
+    #[test]
+    fn serial_randomness_beyond_what_a_serial_holds_is_refused() {
+        for (bits, refused) in [(63, true), (64, false), (152, false), (153, true)] {
+            let mut sources = crate::policy::shipped_sources();
+            let basic = sources
+                .iter_mut()
+                .find(|s| s.name.contains("iomt-basic"))
+                .expect("basic");
+            basic.text = basic.text.replace(
+                "min_random_bits = 64\n",
+                &format!("min_random_bits = {bits}\n"),
+            );
+            match PolicySet::from_sources(sources) {
+                Err(err) => {
+                    assert!(refused, "{bits} bits: {err}");
+                    assert!(err.to_string().contains("min_random_bits"), "{err}");
+                }
+                Ok(_) => assert!(!refused, "{bits} bits were accepted"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -268,6 +268,14 @@ pub struct SerialNumberRules {
     pub min_random_bits: u32,
 }
 
+impl SerialNumberRules {
+    /// CA/Browser Forum Baseline Requirements §7.1: at least 64 bits of CSPRNG output.
+    pub const FLOOR_RANDOM_BITS: u32 = 64;
+    /// The most a serial can carry: 20 octets (RFC 5280 §4.1.2.2), the first of them fixed to
+    /// keep it positive and of constant length.
+    pub const MAX_RANDOM_BITS: u32 = 19 * 8;
+}
+
 /// `[subject]`: the DN template, always `C, O, CN, serialNumber` in that order.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,7 +6,7 @@ use der::asn1::ObjectIdentifier;
 use regex::Regex;
 
 use super::error::Violation;
-use super::model::{KeyAlgorithm, Policy, Presence, SubjectAttribute};
+use super::model::{KeyAlgorithm, Policy, Presence, SerialNumberRules, SubjectAttribute};
 use super::template::{KNOWN_VARIABLES, bind_product, variables};
 
 /// Rules for a base level file.
@@ -125,6 +125,20 @@ fn common(policy: &Policy) -> Vec<Violation> {
     }
     for oid in cp.required_oids.iter().chain(&cp.optional_oids) {
         check_oid(&mut out, "extensions.certificate_policies", oid);
+    }
+    let random_bits = policy.serial_number.min_random_bits;
+    if !(SerialNumberRules::FLOOR_RANDOM_BITS..=SerialNumberRules::MAX_RANDOM_BITS)
+        .contains(&random_bits)
+    {
+        out.push(Violation::new(
+            "serial_number.min_random_bits",
+            format!(
+                "{random_bits} is outside {}..={} (at least 64 CSPRNG bits; a serial has at \
+                 most 20 octets)",
+                SerialNumberRules::FLOOR_RANDOM_BITS,
+                SerialNumberRules::MAX_RANDOM_BITS
+            ),
+        ));
     }
     if policy.keys.allowed.is_empty() {
         out.push(Violation::new(
