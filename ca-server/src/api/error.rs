@@ -177,3 +177,23 @@ impl From<EnrollError> for ApiError {
         ApiError::new(status, code, message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stopped writer or an unreachable database is the client's cue to retry, not a defect.
+    #[test]
+    fn storage_outages_answer_503_with_a_stable_code() {
+        for error in [
+            StoreError::WriterStopped,
+            StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+        ] {
+            let api = ApiError::from(EnrollError::Store(error));
+            assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(api.code, "storage.unavailable");
+            let response = api.into_response();
+            assert_eq!(response.headers()["x-error-code"], "storage.unavailable");
+        }
+    }
+}

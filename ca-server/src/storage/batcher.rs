@@ -73,3 +73,39 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         response.await.ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every caller of a batch gets its own answer, in the order of the batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_caller_gets_its_own_answer() {
+        let batcher = Batcher::start(8, 1, |batch: Vec<u32>| async move {
+            batch.into_iter().map(|n| n * 2).collect::<Vec<_>>()
+        });
+        let calls: Vec<_> = (0..100)
+            .map(|n| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { (n, batcher.call(n).await) })
+            })
+            .collect();
+        for call in calls {
+            let (n, answer) = call.await.unwrap();
+            assert_eq!(answer, Some(n * 2));
+        }
+    }
+
+    /// A batch whose serving panics (a crashed database driver) answers its callers `None`,
+    /// which the storage turns into `WriterStopped` and the API into a 503; the batcher goes
+    /// on serving the next batch.
+    #[tokio::test]
+    async fn a_failed_batch_answers_none_and_the_next_one_is_served() {
+        let batcher = Batcher::start(8, 1, |batch: Vec<u32>| async move {
+            assert!(!batch.contains(&0), "the driver crashed");
+            batch.into_iter().map(|n| n * 2).collect::<Vec<_>>()
+        });
+        assert_eq!(batcher.call(0).await, None);
+        assert_eq!(batcher.call(21).await, Some(42));
+    }
+}
