@@ -33,7 +33,10 @@ pub enum PkiError {
     Extension(#[from] iomt_core::extensions::ExtensionError),
     #[error("no randomness available: {0}")]
     Random(String),
-    #[error("the policy asks for {0} random serial bits; a serial holds at most 152")]
+    #[error(
+        "the policy asks for {0} random serial bits; a serial holds at most {max}",
+        max = iomt_core::policy::SerialNumberRules::MAX_RANDOM_BITS
+    )]
     SerialRandomness(u32),
     #[error("{path}: wrong CA passphrase (or a damaged key file); nothing was changed")]
     WrongPassphrase { path: PathBuf },

@@ -1,6 +1,6 @@
-//! Certificate serial numbers: positive, exactly 16 octets, with at least 64 bits from the
-//! system CSPRNG (RFC 5280 §4.1.2.2 allows up to 20 octets; the CA/Browser Forum's Baseline
-//! Requirements §7.1 ask for 64 unpredictable bits).
+//! Certificate serial numbers: positive, 16 octets (up to 20 when a policy asks for more random
+//! bits), with at least 64 bits from the system CSPRNG (RFC 5280 §4.1.2.2 allows up to 20
+//! octets; the CA/Browser Forum's Baseline Requirements §7.1 ask for 64 unpredictable bits).
 
 use iomt_core::policy::SerialNumberRules;
 use rcgen::SerialNumber;
