@@ -292,16 +292,20 @@ mod tests {
         assert!(text.contains("max_per_shift"), "{text}");
     }
 
-    #[test]
-    fn base_file_missing_a_table_is_refused() {
+    /// The shipped policies with `from` replaced by `to` in the Basic level's file.
+    fn basic_edited(from: &str, to: &str) -> Vec<PolicySource> {
         let mut sources = crate::policy::shipped_sources();
         let basic = sources
             .iter_mut()
             .find(|s| s.name.contains("iomt-basic"))
             .expect("basic");
-        basic.text = basic
-            .text
-            .replace("[serial_number]\nmin_random_bits = 64\n", "");
+        basic.text = basic.text.replace(from, to);
+        sources
+    }
+
+    #[test]
+    fn base_file_missing_a_table_is_refused() {
+        let sources = basic_edited("[serial_number]\nmin_random_bits = 64\n", "");
         let err = PolicySet::from_sources(sources).expect_err("missing table");
         assert!(err.to_string().contains("serial_number"), "{err}");
     }
@@ -309,12 +313,7 @@ mod tests {
     #[test]
     fn serial_randomness_beyond_what_a_serial_holds_is_refused() {
         for (bits, refused) in [(63, true), (64, false), (152, false), (153, true)] {
-            let mut sources = crate::policy::shipped_sources();
-            let basic = sources
-                .iter_mut()
-                .find(|s| s.name.contains("iomt-basic"))
-                .expect("basic");
-            basic.text = basic.text.replace(
+            let sources = basic_edited(
                 "min_random_bits = 64\n",
                 &format!("min_random_bits = {bits}\n"),
             );
