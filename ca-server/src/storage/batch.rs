@@ -20,6 +20,36 @@ pub(super) struct Claims<'a> {
     pub superseded: HashSet<&'a str>,
 }
 
+/// What a batch's write statement does when one of its rows breaks a constraint. Either way the
+/// batch is then rolled back and retried one issuance at a time, so each request gets its own
+/// error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnViolation {
+    /// The statement fails (PostgreSQL: the transaction can then only be rolled back).
+    FailStatement,
+    /// The whole transaction is rolled back at once (SQLite's `OR ROLLBACK`). SQLite then keeps
+    /// no statement journal for a multi-row statement (a copy of every page it is about to
+    /// change, spilled to a temporary file past 64 KiB) provided the table's foreign keys are
+    /// deferred, as the certificates table's are.
+    RollBackTransaction,
+}
+
+impl OnViolation {
+    fn insert(self) -> &'static str {
+        match self {
+            OnViolation::FailStatement => "INSERT",
+            OnViolation::RollBackTransaction => "INSERT OR ROLLBACK",
+        }
+    }
+
+    fn update(self) -> &'static str {
+        match self {
+            OnViolation::FailStatement => "UPDATE",
+            OnViolation::RollBackTransaction => "UPDATE OR ROLLBACK",
+        }
+    }
+}
+
 /// The tag in the first column of a batch's claims query; each row is `(tag, hash, serial)`.
 pub(super) const CONSUMABLE_TOKEN: i64 = 0;
 pub(super) const SUPERSEDED: i64 = 1;
@@ -156,12 +186,14 @@ pub(super) fn push_consume_tokens<'a, DB>(
     query: &mut QueryBuilder<DB>,
     hashes: &[&'a [u8]],
     now: i64,
+    on_violation: OnViolation,
 ) where
     DB: Database,
     i64: Encode<'a, DB> + Type<DB>,
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
-    query.push("UPDATE enrollment_tokens SET used_at = ");
+    query.push(on_violation.update());
+    query.push(" enrollment_tokens SET used_at = ");
     query.push_bind(now).push(" WHERE token_hash IN ");
     push_in_list(query, hashes.iter().copied());
 }
@@ -170,6 +202,7 @@ pub(super) fn push_consume_tokens<'a, DB>(
 pub(super) fn push_insert_certificates<'a, DB>(
     query: &mut QueryBuilder<DB>,
     records: &[&'a CertificateRecord],
+    on_violation: OnViolation,
 ) where
     DB: Database,
     i64: Encode<'a, DB> + Type<DB>,
@@ -178,7 +211,8 @@ pub(super) fn push_insert_certificates<'a, DB>(
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
     query.push(format_args!(
-        "INSERT INTO certificates ({}) ",
+        "{} INTO certificates ({}) ",
+        on_violation.insert(),
         super::CERTIFICATE_COLUMNS
     ));
     query.push_values(records.iter().copied(), |mut row, cert| {
@@ -248,13 +282,17 @@ impl<'a> Writes<'a> {
 pub(super) fn push_insert_audit<'a, DB>(
     query: &mut QueryBuilder<DB>,
     events: &'a [ChainedEvent<'a>],
+    on_violation: OnViolation,
 ) where
     DB: Database,
     i64: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
-    query.push("INSERT INTO audit_events (at, actor, action, object, details, prev_hash, hash) ");
+    query.push(format_args!(
+        "{} INTO audit_events (at, actor, action, object, details, prev_hash, hash) ",
+        on_violation.insert()
+    ));
     query.push_values(events.iter(), |mut row, chained| {
         row.push_bind(chained.event.at)
             .push_bind(chained.event.actor.as_str())
@@ -407,4 +445,44 @@ where
         .map_err(super::classify)?
         .unwrap_or_default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Postgres, QueryBuilder, Sqlite};
+
+    use super::*;
+
+    /// SQLite's writes roll the transaction back on a broken constraint (and so keep no
+    /// statement journal); PostgreSQL's keep the standard statement failure.
+    #[test]
+    fn write_statements_carry_the_backends_violation_policy() {
+        let hashes: [&[u8]; 1] = [&[1; 32]];
+        let mut sqlite = QueryBuilder::<Sqlite>::new("");
+        push_consume_tokens(&mut sqlite, &hashes, 1, OnViolation::RollBackTransaction);
+        sqlite.push("; ");
+        let event = AuditEvent {
+            at: 1,
+            actor: "ca".into(),
+            action: "certificate.issued".into(),
+            object: "c1".into(),
+            details: "{}".into(),
+        };
+        let events = chain(Vec::new(), std::iter::once(&event));
+        push_insert_audit(&mut sqlite, &events, OnViolation::RollBackTransaction);
+        let sql = sqlite.sql().as_str().to_owned();
+        assert!(
+            sql.starts_with("UPDATE OR ROLLBACK enrollment_tokens"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("; INSERT OR ROLLBACK INTO audit_events"),
+            "{sql}"
+        );
+
+        let mut postgres = QueryBuilder::<Postgres>::new("");
+        push_consume_tokens(&mut postgres, &hashes, 1, OnViolation::FailStatement);
+        let sql = postgres.sql().as_str().to_owned();
+        assert!(sql.starts_with("UPDATE enrollment_tokens"), "{sql}");
+    }
 }

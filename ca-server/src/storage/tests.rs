@@ -4,6 +4,7 @@ use super::*;
 
 mod facts;
 mod group_commit;
+mod sqlite_migration;
 use facts::*;
 use group_commit::*;
 
@@ -85,15 +86,17 @@ async fn register_is_all_or_nothing(store: &dyn Store) {
     );
 }
 
+/// Registers `serial` with the token whose hash is `[n; 32]`.
+async fn register_with_token(store: &dyn Store, serial: &str, n: u8) {
+    store
+        .register_devices(&[device(serial)], &[])
+        .await
+        .unwrap();
+    store.create_tokens(&[token(n, serial)], &[]).await.unwrap();
+}
+
 async fn token_is_consumed_once(store: &dyn Store) {
-    store
-        .register_devices(&[device("IP20000001")], &[])
-        .await
-        .unwrap();
-    store
-        .create_tokens(&[token(1, "IP20000001")], &[])
-        .await
-        .unwrap();
+    register_with_token(store, "IP20000001", 1).await;
     store
         .commit_issuance(&issuance("aa01", "IP20000001", Some(vec![1; 32])), 1_500)
         .await
@@ -552,6 +555,7 @@ macro_rules! storage_suite {
             batch_writes_the_admitted_and_refuses_the_rest,
             batch_counts_station_quota_per_issuance,
             failed_batch_writes_nothing_and_is_retried_one_by_one,
+            batch_with_an_unregistered_device_fails_at_commit_and_is_retried,
             batch_refused_whole_writes_nothing_and_the_next_commits,
             consecutive_token_batches_consume_and_chain,
             token_batch_with_one_used_token_refuses_only_it,

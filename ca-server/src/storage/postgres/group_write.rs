@@ -10,8 +10,13 @@
 
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use crate::storage::batch::{self, CHAIN_HEAD, CONSUMABLE_TOKEN, SUPERSEDED, StoredClaims, Writes};
+use crate::storage::batch::{
+    self, CHAIN_HEAD, CONSUMABLE_TOKEN, OnViolation, SUPERSEDED, StoredClaims, Writes,
+};
 use crate::storage::{Issuance, StoreError, classify};
+
+/// A broken constraint fails the statement, and with it the transaction.
+const ON_VIOLATION: OnViolation = OnViolation::FailStatement;
 
 /// Writes a batch in one transaction (rolled back on any error: nothing of the batch is then
 /// stored).
@@ -34,13 +39,13 @@ pub(in crate::storage) async fn commit(
         let mut query = QueryBuilder::<Postgres>::new("WITH ");
         if !writes.tokens.is_empty() {
             query.push("consumed AS (");
-            batch::push_consume_tokens(&mut query, &writes.tokens, now);
+            batch::push_consume_tokens(&mut query, &writes.tokens, now, ON_VIOLATION);
             query.push("), ");
         }
         query.push("issued AS (");
-        batch::push_insert_certificates(&mut query, &writes.certificates);
+        batch::push_insert_certificates(&mut query, &writes.certificates, ON_VIOLATION);
         query.push(") ");
-        batch::push_insert_audit(&mut query, &writes.events);
+        batch::push_insert_audit(&mut query, &writes.events, ON_VIOLATION);
         query.build().execute(&mut *tx).await.map_err(classify)?;
     }
     tx.commit().await.map_err(classify)?;

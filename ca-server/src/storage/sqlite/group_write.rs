@@ -20,8 +20,15 @@ use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::Mutex;
 
 use super::checkpoint::Checkpointer;
-use crate::storage::batch::{self, CHAIN_HEAD, CONSUMABLE_TOKEN, SUPERSEDED, StoredClaims, Writes};
+use crate::storage::batch::{
+    self, CHAIN_HEAD, CONSUMABLE_TOKEN, OnViolation, SUPERSEDED, StoredClaims, Writes,
+};
 use crate::storage::{Issuance, StoreError, classify};
+
+/// A broken constraint rolls the whole batch back at once, which spares SQLite the statement
+/// journal of each multi-row write; [`GroupWriter::commit`] then finds no transaction to roll
+/// back, and the batch is retried one issuance at a time as with any failure.
+const ON_VIOLATION: OnViolation = OnViolation::RollBackTransaction;
 
 /// The group-commit writer: its own connection and the checkpointer that follows its commits.
 #[derive(Debug, Clone)]
@@ -85,12 +92,12 @@ async fn commit_in_transaction(
     if !admitted.is_empty() {
         let writes = Writes::of(&admitted, claims.chain_head);
         if !writes.tokens.is_empty() {
-            batch::push_consume_tokens(&mut query, &writes.tokens, now);
+            batch::push_consume_tokens(&mut query, &writes.tokens, now, ON_VIOLATION);
             query.push("; ");
         }
-        batch::push_insert_certificates(&mut query, &writes.certificates);
+        batch::push_insert_certificates(&mut query, &writes.certificates, ON_VIOLATION);
         query.push("; ");
-        batch::push_insert_audit(&mut query, &writes.events);
+        batch::push_insert_audit(&mut query, &writes.events, ON_VIOLATION);
         query.push("; ");
     }
     query.push("COMMIT");

@@ -123,28 +123,55 @@ pub(super) async fn batch_counts_station_quota_per_issuance(store: &dyn Store) {
     assert!(store.certificate("c2").await.unwrap().is_none());
 }
 
+/// The batch's transaction fails: `serial` (its first certificate) is not stored, the token
+/// `[1; 32]` stays unused and the audit trail empty.
+async fn assert_batch_fails_whole(store: &dyn Store, batch: &[Issuance], serial: &str) {
+    assert!(store.commit_batch(batch, 1_500).await.is_err());
+    assert!(store.certificate(serial).await.unwrap().is_none());
+    assert_eq!(store.token(&[1; 32]).await.unwrap().unwrap().used_at, None);
+    assert!(store.audit_events().await.unwrap().is_empty());
+}
+
 pub(super) async fn failed_batch_writes_nothing_and_is_retried_one_by_one(store: &dyn Store) {
-    store
-        .register_devices(&[device("IP20000001")], &[])
-        .await
-        .unwrap();
-    store
-        .create_tokens(&[token(1, "IP20000001")], &[])
-        .await
-        .unwrap();
+    register_with_token(store, "IP20000001", 1).await;
     // Two certificates with one serial: the multi-row insert fails as a whole.
     let batch = [
         issuance("d1", "IP20000001", Some(vec![1; 32])),
         issuance("d1", "IP20000001", None),
     ];
-    assert!(store.commit_batch(&batch, 1_500).await.is_err());
-    assert!(store.certificate("d1").await.unwrap().is_none());
-    assert_eq!(store.token(&[1; 32]).await.unwrap().unwrap().used_at, None);
-    assert!(store.audit_events().await.unwrap().is_empty());
+    assert_batch_fails_whole(store, &batch, "d1").await;
 
     let verdicts = store.commit_issuances(&batch, 1_500).await;
     assert!(verdicts[0].is_ok());
     assert!(matches!(verdicts[1], Err(StoreError::SerialCollision(ref s)) if s == "d1"));
+    assert_eq!(
+        store.token(&[1; 32]).await.unwrap().unwrap().used_at,
+        Some(1_500)
+    );
+    assert_chain_intact(&store.audit_events().await.unwrap());
+}
+
+/// A certificate for a device the registry does not hold breaks a reference that is checked at
+/// `COMMIT`: the whole batch is rolled back (the other issuance's token stays unused), and one
+/// by one the registered device's certificate is written and the other refused alone.
+pub(super) async fn batch_with_an_unregistered_device_fails_at_commit_and_is_retried(
+    store: &dyn Store,
+) {
+    register_with_token(store, "IP20000001", 1).await;
+    let batch = [
+        issuance("e1", "IP20000001", Some(vec![1; 32])),
+        issuance("e2", "IP29999999", None),
+    ];
+    assert_batch_fails_whole(store, &batch, "e1").await;
+
+    let verdicts = store.commit_issuances(&batch, 1_500).await;
+    assert!(verdicts[0].is_ok(), "{verdicts:?}");
+    assert!(
+        matches!(verdicts[1], Err(StoreError::Database(_))),
+        "{verdicts:?}"
+    );
+    assert!(store.certificate("e1").await.unwrap().is_some());
+    assert!(store.certificate("e2").await.unwrap().is_none());
     assert_eq!(
         store.token(&[1; 32]).await.unwrap().unwrap().used_at,
         Some(1_500)
