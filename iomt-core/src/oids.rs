@@ -47,22 +47,63 @@ pub fn eku_oid(name: &str) -> Option<&'static str> {
     }
 }
 
-/// True when a parsed OID is the dotted one, compared arc by arc: the linter looks extensions
-/// and attributes up by OID many times per certificate, and formatting every candidate as a
-/// string cost more than the rest of the lookup.
+/// True when a parsed OID is the dotted one. The linter looks extensions and attributes up by
+/// OID many times per certificate, so the dotted form is encoded arc by arc as it is read and
+/// compared with the OID's DER content octets, without allocating and stopping at the first
+/// octet that differs (formatting every candidate as a string, or decoding its arcs, cost more
+/// than the rest of the lookup).
 pub fn is_dotted(oid: &x509_parser::oid_registry::Oid<'_>, dotted: &str) -> bool {
-    let Some(mut arcs) = oid.iter() else {
-        // An arc beyond 64 bits: no OID the profile names has one.
+    let mut der = oid.as_bytes();
+    let mut arcs = dotted.as_bytes().split(|&byte| byte == b'.').map(arc);
+    let (Some(Some(first)), Some(Some(second))) = (arcs.next(), arcs.next()) else {
         return false;
     };
-    dotted
-        .split('.')
-        .all(|part| part.parse::<u64>().ok() == arcs.next())
-        && arcs.next().is_none()
+    // X.690 §8.19.4: the first two arcs share one subidentifier, 40 × first + second.
+    if first > 2 || (first < 2 && second >= 40) {
+        return false;
+    }
+    let Some(head) = second.checked_add(40 * first) else {
+        return false;
+    };
+    take_subidentifier(&mut der, head)
+        && arcs.all(|arc| arc.is_some_and(|arc| take_subidentifier(&mut der, arc)))
+        && der.is_empty()
+}
+
+/// One decimal arc of a dotted OID; `None` when empty, not decimal or beyond 64 bits.
+fn arc(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &byte| {
+        let digit = char::from(byte).to_digit(10)?;
+        value.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// Consumes `value`'s subidentifier (base 128, most significant group first, the high bit set
+/// on all but the last octet) from the front of `der`; false when `der` does not start with it.
+fn take_subidentifier(der: &mut &[u8], value: u64) -> bool {
+    let groups = (64 - (value | 1).leading_zeros()).div_ceil(7) as usize;
+    let Some((head, rest)) = der.split_at_checked(groups) else {
+        return false;
+    };
+    let matches = head.iter().enumerate().all(|(i, &octet)| {
+        let shift = 7 * (groups - 1 - i);
+        let continuation = if i + 1 < groups { 0x80 } else { 0 };
+        u64::from(octet) == ((value >> shift) & 0x7f) | continuation
+    });
+    if matches {
+        *der = rest;
+    }
+    matches
 }
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+    use std::str::FromStr;
+
     use super::is_dotted;
     use x509_parser::oid_registry::Oid;
 
@@ -77,5 +118,49 @@ mod tests {
         let any_policy = Oid::from(&[2, 5, 29, 32, 0]).unwrap();
         assert!(is_dotted(&any_policy, "2.5.29.32.0"));
         assert!(!is_dotted(&any_policy, "2.5.29.32"));
+        assert!(!is_dotted(&any_policy, "2.5.29..32.0"));
+        assert!(!is_dotted(&any_policy, ""));
+        assert!(!is_dotted(&any_policy, "2"));
+    }
+
+    /// Arcs of several octets, the shared first subidentifier, and arcs too large for 64 bits
+    /// agree with the OIDs as x509-parser decodes them.
+    #[test]
+    fn multi_octet_and_joint_arcs_agree_with_the_parser() {
+        for dotted in [
+            "1.2.840.113549.1.1.11",
+            "1.2.840.10045.4.3.2",
+            "2.16.840.1.101.3.4.2.1",
+            "1.39.128.16383.16384.18446744073709551615",
+            "0.0",
+        ] {
+            let oid = Oid::from_str(dotted).unwrap();
+            assert!(is_dotted(&oid, dotted), "{dotted}");
+            assert!(!is_dotted(&oid, &format!("{dotted}.1")), "{dotted}.1");
+        }
+        let sha256 = Oid::from_str("2.16.840.1.101.3.4.2.1").unwrap();
+        assert!(!is_dotted(&sha256, "2.16.840.1.101.3.4.2.2"));
+        assert!(
+            !is_dotted(&sha256, "1.56.840.1.101.3.4.2.1"),
+            "40 × 1 + 56 ≠ 40 × 2 + 16"
+        );
+        assert!(!is_dotted(
+            &sha256,
+            "2.16.840.1.101.3.4.2.18446744073709551616"
+        ));
+        // 2.999.3: the joint subidentifier 1079 takes two octets.
+        let joint = Oid::new(Cow::Borrowed(&[0x88, 0x37, 0x03]));
+        assert!(is_dotted(&joint, "2.999.3"));
+        assert!(!is_dotted(&joint, "2.999"));
+        // 2.25.(2^128 − 1): an arc beyond 64 bits matches no dotted form this code can read.
+        let mut uuid = vec![0x69, 0x83];
+        uuid.extend([0xff; 17]);
+        uuid.push(0x7f);
+        let huge = Oid::new(Cow::Owned(uuid));
+        assert!(!is_dotted(&huge, "2.25.18446744073709551615"));
+        assert!(!is_dotted(
+            &huge,
+            "2.25.340282366920938463463374607431768211455"
+        ));
     }
 }
