@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::enroll::{EnrollRequest, Server, enroll};
 use crate::error::ClientError;
 use crate::provision::{ProvisionRequest, provision};
-use crate::rotation::{RenewOutcome, RunOptions, RunOutcome, Schedule, renew, run as run_loop};
+use crate::rotation::{
+    RenewOutcome, RunOptions, RunOutcome, Schedule, Watch, renew, run_watching as run_loop,
+};
 use crate::verify::{RevocationCheck, Verdict, VerifyRequest, verify};
 
 /// IoMT device enrollment client (EST, RFC 7030). The private key is generated here and never
@@ -34,7 +36,9 @@ pub enum Command {
     Enroll(EnrollArgs),
     /// Renew the credential in --out if its renewal window has opened (--force: now).
     Renew(RenewArgs),
-    /// Stay running and renew in time, through outages and restarts; stops on SIGTERM.
+    /// Stay running and renew in time, through outages and restarts; stops on SIGTERM, renews at
+    /// once on SIGHUP. Checks its own certificate by OCSP (--ocsp-interval): exits 10 when it is
+    /// revoked, waits while it is on hold.
     Run(RunArgs),
     /// Provision a batch of registered devices on a manufacturing station: a key per device made
     /// here, enrolled with the station's certificate, written to OUT/<serial>/ (key.pem 0600,
@@ -113,9 +117,14 @@ pub struct RunArgs {
     /// First retry delay after a failed renewal; doubles each failure up to --retry-max.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub retry_min: std::time::Duration,
-    /// Longest retry delay.
+    /// Longest single wait of any kind: retries, a CA's Retry-After (honoured up to this), and
+    /// the steps of the wait for the renewal window. Every wait is jittered and logged.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub retry_max: std::time::Duration,
+    /// How often to ask the certificate's OCSP responder (from its AIA) for its status; "0s"
+    /// turns the check off.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub ocsp_interval: std::time::Duration,
     /// Shell command to run after each successful renewal, e.g. "systemctl reload my-service".
     #[arg(long)]
     pub exec: Option<String>,
@@ -195,6 +204,31 @@ pub struct ProvisionArgs {
     pub quiet: bool,
 }
 
+/// Logs to stderr, filtered by `ENROLL_LOG` (default `warn`: problems, and clock advice).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ENROLL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// What the binary does once the command line is parsed: runs it, reports on stdout, prints a
+/// failure as one `error:` line on stderr, and returns the exit code.
+pub async fn execute(cli: Cli) -> u8 {
+    let mut stdout = std::io::stdout();
+    match run(cli, &mut stdout).await {
+        Ok(()) => 0,
+        Err(ClientError::Verdict(code)) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            error.exit_code()
+        }
+    }
+}
+
 /// Runs the command; the report goes to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientError> {
     match cli.command {
@@ -217,6 +251,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
                 for file in &enrolled.files {
                     writeln!(out, "wrote {}", file.display())?;
                 }
+                if let Some(warning) = &enrolled.clock_warning {
+                    writeln!(out, "warning: {warning}")?;
+                }
                 Ok(())
             };
             report(out).map_err(|e| ClientError::Local(e.to_string()))
@@ -238,8 +275,13 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
                         .unwrap_or_default()
                 ),
                 RenewOutcome::Renewed(enrolled) => format!(
-                    "renewed: certificate {} valid until {}",
-                    enrolled.certificate_serial, enrolled.not_after
+                    "renewed: certificate {} valid until {}{}",
+                    enrolled.certificate_serial,
+                    enrolled.not_after,
+                    enrolled
+                        .clock_warning
+                        .map(|w| format!("\nwarning: {w}"))
+                        .unwrap_or_default()
                 ),
             };
             writeln!(out, "{line}").map_err(|e| ClientError::Local(e.to_string()))
@@ -317,6 +359,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
             }
         }
         Command::Run(args) => {
+            let watch = Watch {
+                ocsp_interval: args.ocsp_interval,
+                ..Watch::default()
+            };
+            spawn_renew_on_sighup(watch.renew_now.clone());
             let options = RunOptions {
                 server: args.server.server(),
                 dir: args.server.out.clone(),
@@ -325,13 +372,28 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
                 retry_max: args.retry_max,
                 exec: args.exec,
             };
-            match run_loop(&options, shutdown_signal()).await? {
+            match run_loop(&options, &watch, shutdown_signal()).await? {
                 RunOutcome::Stopped => Ok(()),
                 RunOutcome::NeedsReprovisioning(reason) => {
                     Err(ClientError::NeedsReprovisioning(reason))
                 }
             }
         }
+    }
+}
+
+/// Renews at once on each SIGHUP (e.g. `systemctl reload`, or an operator told by the CA).
+fn spawn_renew_on_sighup(renew_now: std::sync::Arc<tokio::sync::Notify>) {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: renewing now");
+                    renew_now.notify_one();
+                }
+            });
+        }
+        Err(error) => tracing::warn!(%error, "SIGHUP cannot trigger a renewal"),
     }
 }
 

@@ -8,9 +8,11 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, Publ
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::clock;
 use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::keystore::{self, Credential};
+use crate::staging::{self, Purpose, Staged};
 
 /// Where the CA is and how to trust it.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub struct Enrolled {
     pub certificate_serial: String,
     pub not_after: String,
     pub files: Vec<PathBuf>,
+    /// Set when the certificate was valid only by the CA's clock: what is wrong and what to do.
+    pub clock_warning: Option<String>,
 }
 
 /// Reads the first certificate of a PEM file.
@@ -65,7 +69,8 @@ pub fn read_root(path: &Path) -> Result<CertificateDer<'static>, ClientError> {
     Ok(CertificateDer::from(block.into_contents()))
 }
 
-/// First enrollment with a one-time token.
+/// First enrollment with a one-time token. The key and CSR are staged in `out` first; a rerun
+/// for the same serial (after a crash or a lost answer) sends the same CSR again.
 pub async fn enroll(request: &EnrollRequest) -> Result<Enrolled, ClientError> {
     let server = Server {
         url: request.server.clone(),
@@ -75,27 +80,107 @@ pub async fn enroll(request: &EnrollRequest) -> Result<Enrolled, ClientError> {
     let root = read_root(&server.ca_cert)?;
     let client = EstClient::new(&server.url, &root, &ca_name(&server), None)?;
     let label = server.label.as_deref();
-    let key = generate_key(&client.csrattrs(label).await?)?;
-    let csr_der = build_csr(&key, &request.serial)?;
+    let purpose = Purpose::Enroll(request.serial.clone());
+    let staged = match staging::load(&request.out)? {
+        Some(staged) if staged.purpose == purpose => {
+            tracing::info!(serial = %request.serial, "sending the staged enrollment request again");
+            staged
+        }
+        _ => {
+            let key = generate_key(&client.csrattrs(label).await?)?;
+            let csr_der = build_csr(&key, &request.serial)?;
+            let staged = Staged {
+                purpose,
+                key,
+                csr_der,
+            };
+            staging::stage(&request.out, &staged)?;
+            staged
+        }
+    };
     let issued = client
-        .simpleenroll(label, &request.serial, &request.token, &csr_der)
-        .await?;
-    install(&client, &server, &root, &key, issued, &request.out).await
+        .simpleenroll(label, &request.serial, &request.token, &staged.csr_der)
+        .await
+        .inspect_err(|error| forget_if_refused(&request.out, error))?;
+    let enrolled = install(&client, &server, &root, &staged.key, issued, &request.out).await?;
+    staging::clear(&request.out);
+    Ok(enrolled)
 }
 
-/// Re-enrollment with the credential in `dir`: a new key, `simplereenroll` over mutual TLS with
-/// the current certificate, then the set replaced atomically.
+/// Re-enrollment with the credential in `dir`: a new key (staged in `dir` first, or the one a
+/// previous attempt staged for this same certificate), `simplereenroll` over mutual TLS with the
+/// current certificate, then the set replaced atomically and the staged request cleared.
 pub async fn reenroll(server: &Server, dir: &Path) -> Result<Enrolled, ClientError> {
     let root = read_root(&server.ca_cert)?;
     let current = keystore::load(dir)?;
     let identity = client_identity(&current)?;
     let serial = subject_serial(&identity.0[0])?;
+    let from = certificate_serial(&identity.0[0])?;
     let client = EstClient::new(&server.url, &root, &ca_name(server), Some(identity))?;
     let label = server.label.as_deref();
-    let key = generate_key(&client.csrattrs(label).await?)?;
-    let csr_der = build_csr(&key, &serial)?;
-    let issued = client.simplereenroll(label, &csr_der).await?;
-    install(&client, server, &root, &key, issued, dir).await
+    let staged = match pending_renewal(dir)? {
+        Some(staged) => {
+            tracing::info!(from = %from, "sending the staged renewal request again");
+            staged
+        }
+        None => {
+            let key = generate_key(&client.csrattrs(label).await?)?;
+            let csr_der = build_csr(&key, &serial)?;
+            let staged = Staged {
+                purpose: Purpose::Renew(from),
+                key,
+                csr_der,
+            };
+            staging::stage(dir, &staged)?;
+            staged
+        }
+    };
+    let issued = client
+        .simplereenroll(label, &staged.csr_der)
+        .await
+        .inspect_err(|error| forget_if_refused(dir, error))?;
+    let enrolled = install(&client, server, &root, &staged.key, issued, dir).await?;
+    staging::clear(dir);
+    Ok(enrolled)
+}
+
+/// The renewal request staged for the current certificate in `dir` and not yet installed, if
+/// any. A staged request that is stale (for another certificate, or already installed) is removed.
+pub fn pending_renewal(dir: &Path) -> Result<Option<Staged>, ClientError> {
+    let Some(staged) = staging::load(dir)? else {
+        return Ok(None);
+    };
+    let current = keystore::load(dir)?;
+    let block = pem::parse(&current.cert_pem)
+        .map_err(|e| ClientError::Local(format!("current certificate: {e}")))?;
+    let leaf = CertificateDer::from(block.into_contents());
+    if staged.purpose == Purpose::Renew(certificate_serial(&leaf)?) {
+        return Ok(Some(staged));
+    }
+    // Installed already (a crash after the switch) or left from another identity.
+    tracing::debug!(purpose = ?staged.purpose, "removing a stale staged request");
+    staging::clear(dir);
+    Ok(None)
+}
+
+/// A CA refusal of the CSR itself (its key, subject or encoding) will refuse it again: the
+/// staged request is dropped so the next attempt starts from a new key.
+fn forget_if_refused(dir: &Path, error: &ClientError) {
+    if refuses_csr(error) {
+        tracing::info!(%error, "the CA refused the staged request itself; dropping it");
+        staging::clear(dir);
+    }
+}
+
+/// True when the CA refused a request for its CSR (key, subject, encoding): sending the same CSR
+/// again can never succeed.
+pub(crate) fn refuses_csr(error: &ClientError) -> bool {
+    match error {
+        ClientError::Forbidden { code, .. } | ClientError::Server { code, .. } => {
+            code.starts_with("csr.") || code == "reenroll.key_reuse"
+        }
+        _ => false,
+    }
 }
 
 fn ca_name(server: &Server) -> String {
@@ -115,6 +200,7 @@ async fn install(
         .ok_or_else(|| ClientError::BadResponse("the CA returned no certificate".into()))?;
     let ca_certs = client.cacerts(server.label.as_deref()).await?;
     let chain = verify_chain(leaf, &ca_certs, root, key, &ca_name(server))?;
+    let clock_warning = clock_warning(leaf);
     let (_, parsed) =
         X509Certificate::from_der(leaf).map_err(|e| ClientError::BadResponse(e.to_string()))?;
     let serial = hex_serial(&parsed);
@@ -128,7 +214,34 @@ async fn install(
         certificate_serial: serial,
         not_after: parsed.validity().not_after.to_string(),
         files,
+        clock_warning,
     })
+}
+
+/// When `leaf` is not valid by the device clock (it was accepted by the CA's), what to say.
+fn clock_warning(leaf: &[u8]) -> Option<String> {
+    let (_, parsed) = X509Certificate::from_der(leaf).ok()?;
+    let now = clock::device_now();
+    let validity = parsed.validity();
+    let (from, to) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    if (from..=to).contains(&now) {
+        return None;
+    }
+    let skew = clock::skew()?;
+    Some(clock::skew_advice(
+        skew,
+        "the new certificate is valid by the CA's clock, not yet by the device's; installed",
+    ))
+}
+
+/// The hex serial of a certificate.
+pub(crate) fn certificate_serial(cert: &[u8]) -> Result<String, ClientError> {
+    let (_, parsed) = X509Certificate::from_der(cert)
+        .map_err(|e| ClientError::Local(format!("current certificate: {e}")))?;
+    Ok(hex_serial(&parsed))
 }
 
 fn hex_serial(cert: &X509Certificate<'_>) -> String {
@@ -250,7 +363,9 @@ pub fn verify_chain(
 /// Verifies that `leaf` certifies `key` and chains to `anchor` (through `intermediates`) for TLS
 /// client use. A batch that has verified one leaf through an issuing CA up to the root may pass
 /// that issuing CA as the anchor for the next leaves (one P-256 verification instead of a P-384
-/// one more).
+/// one more). Time is the device clock; a certificate valid only by the CA's clock (measured
+/// from its answers) is accepted with a warning: the CA committed it, and the device's clock,
+/// not the certificate, is wrong.
 pub fn verify_leaf(
     leaf: &[u8],
     key: &KeyPair,
@@ -274,16 +389,53 @@ pub fn verify_leaf(
         webpki::EndEntityCert::try_from(&leaf_der).map_err(|e| untrusted(format!("{e:?}")))?;
     let anchor =
         webpki::anchor_from_trusted_cert(anchor).map_err(|e| untrusted(format!("{e:?}")))?;
-    end_entity
-        .verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &[anchor],
-            intermediates,
-            UnixTime::now(),
-            webpki::KeyUsage::client_auth(),
-            None,
-            None,
-        )
-        .map_err(|e| untrusted(format!("{e:?}")))?;
-    Ok(())
+    let verify_at = |at: UnixTime| {
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                std::slice::from_ref(&anchor),
+                intermediates,
+                at,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map(|_| ())
+    };
+    match verify_at(clock::device_unix_time()) {
+        Ok(()) => Ok(()),
+        Err(error) if is_time_error(&error) => {
+            let Some(skew) = clock::skew().filter(|s| s.abs() > clock::SKEW_TOLERANCE_SECS) else {
+                return Err(untrusted(format!(
+                    "{error:?} by the device clock ({}); check the device's time",
+                    time::OffsetDateTime::from_unix_timestamp(clock::device_now())
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                )));
+            };
+            let ca_time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                clock::ca_now().max(0) as u64,
+            ));
+            verify_at(ca_time).map_err(|e| {
+                untrusted(format!("{e:?} (also by the CA's clock, {skew:+} s away)"))
+            })?;
+            tracing::warn!(
+                skew_secs = skew,
+                "{}",
+                clock::skew_advice(
+                    skew,
+                    "the issued certificate is valid by the CA's clock only"
+                )
+            );
+            Ok(())
+        }
+        Err(error) => Err(untrusted(format!("{error:?}"))),
+    }
+}
+
+fn is_time_error(error: &webpki::Error) -> bool {
+    matches!(
+        error,
+        webpki::Error::CertNotValidYet { .. } | webpki::Error::CertExpired { .. }
+    )
 }

@@ -25,6 +25,8 @@ pub enum ClientError {
         status: u16,
         code: String,
         message: String,
+        /// The `Retry-After` of a 503, in seconds.
+        retry_after_secs: Option<u64>,
     },
     #[error("the CA's response is not usable: {0}")]
     BadResponse(String),

@@ -1,6 +1,5 @@
 //! A small EST (RFC 7030) client over rustls with ring, trusting only the given root.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -33,23 +32,7 @@ impl EstClient {
         ca_cert_name: &str,
         identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     ) -> Result<EstClient, ClientError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(root.clone()).map_err(|e| {
-            ClientError::Local(format!("{ca_cert_name} is not a usable trust anchor: {e}"))
-        })?;
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Local(e.to_string()))?
-            .with_root_certificates(roots);
-        let tls = match identity {
-            Some((chain, key)) => tls.with_client_auth_cert(chain, key).map_err(|e| {
-                ClientError::Local(format!(
-                    "the current certificate and key cannot be used: {e}"
-                ))
-            })?,
-            None => tls.with_no_client_auth(),
-        };
+        let tls = crate::tls::client_config(root, ca_cert_name, identity)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(CONNECT_TIMEOUT)
@@ -163,21 +146,27 @@ impl EstClient {
             .await
             .map_err(|e| self.transport_error(&url, &e))?;
         let status = response.status();
+        if let Some(date) = response
+            .headers()
+            .get(header::DATE)
+            .and_then(|v| v.to_str().ok())
+        {
+            crate::clock::record_ca_date(date);
+        }
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let bytes = response
-            .bytes()
+            .and_then(crate::clock::parse_retry_after);
+        let bytes = read_limited(response, RESPONSE_LIMIT)
             .await
-            .map_err(|e| self.transport_error(&url, &e))?;
-        if bytes.len() > RESPONSE_LIMIT {
-            return Err(ClientError::BadResponse(format!(
-                "{operation}: response of {} bytes is too large",
-                bytes.len()
-            )));
-        }
+            .map_err(|e| match e {
+                BodyError::Transport(e) => self.transport_error(&url, &e),
+                BodyError::TooLarge { read } => ClientError::BadResponse(format!(
+                    "{operation}: the answer is larger than {RESPONSE_LIMIT} bytes \
+                     (stopped reading after {read})"
+                )),
+            })?;
         if status == StatusCode::NO_CONTENT
             || (operation == "csrattrs" && status == StatusCode::NOT_FOUND)
         {
@@ -202,6 +191,8 @@ impl EstClient {
                     status: status.as_u16(),
                     code,
                     message,
+                    retry_after_secs: retry_after
+                        .filter(|_| status == StatusCode::SERVICE_UNAVAILABLE),
                 },
             });
         }
@@ -253,6 +244,38 @@ impl EstClient {
             reason: chain(error),
         }
     }
+}
+
+/// Why a body could not be read.
+pub(crate) enum BodyError {
+    Transport(reqwest::Error),
+    /// More than the limit arrived; reading stopped there (the connection is dropped).
+    TooLarge {
+        read: usize,
+    },
+}
+
+/// Reads a response body chunk by chunk, giving up as soon as it passes `limit` bytes (or its
+/// `Content-Length` says it will), so a hostile or broken answer cannot grow the client's memory.
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if let Some(length) = response.content_length()
+        && length > limit as u64
+    {
+        return Err(BodyError::TooLarge { read: 0 });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge {
+                read: body.len() + chunk.len(),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn chain(error: &dyn std::error::Error) -> String {

@@ -2,6 +2,8 @@
 //! chain against the trusted root and writes the credential files atomically.
 
 pub mod cli;
+pub mod clock;
+pub mod daemon;
 pub mod device_files;
 pub mod enroll;
 pub mod error;
@@ -9,4 +11,7 @@ pub mod est;
 pub mod keystore;
 pub mod provision;
 pub mod rotation;
+pub mod staging;
+pub mod status;
+pub mod tls;
 pub mod verify;

@@ -1,7 +1,9 @@
 //! Batch provisioning on a manufacturing station: for every serial, a key generated here, a CSR,
 //! `simpleenroll` authorized by the station's certificate, the chain verified, and the
 //! device's files written as one directory (`OUT/<serial>/`, renamed into place complete).
-//! Resumable: serials whose directory exists are skipped.
+//! Resumable: serials whose complete directory exists are skipped, and each device's key and CSR
+//! are staged durably (`OUT/.staging/<serial>.pem`) before its request leaves, so a station killed
+//! at any moment sends the same request again on its next run and gets the same certificate.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -13,11 +15,13 @@ use rustls_pki_types::CertificateDer;
 
 use crate::device_files::{DeviceFiles, GroupWriter};
 use crate::enroll::{
-    Server, build_csr, client_identity, generate_key, read_root, verify_chain, verify_leaf,
+    Server, build_csr, client_identity, generate_key, read_root, refuses_csr, verify_chain,
+    verify_leaf,
 };
 use crate::error::ClientError;
 use crate::est::EstClient;
-use crate::keystore::{self, CERT_FILE};
+use crate::keystore::{self, CERT_FILE, CHAIN_FILE, KEY_FILE};
+use crate::staging::{BatchStaging, Purpose, Staged};
 
 /// How often a device is retried after a transient failure (CA unreachable, 5xx, 429).
 const ATTEMPTS: u32 = 4;
@@ -69,6 +73,8 @@ struct Batch {
     verified_issuer: Mutex<Option<CertificateDer<'static>>>,
     /// Writes finished devices' folders, made durable in groups.
     files: GroupWriter,
+    /// Makes each device's key and CSR durable before its request is sent.
+    staging: BatchStaging,
     pkcs12_password: Option<Arc<str>>,
 }
 
@@ -88,10 +94,13 @@ pub fn read_serials(path: &Path) -> Result<Vec<String>, ClientError> {
         .collect())
 }
 
-/// True when `serial` was provisioned by an earlier run (its directory is only ever renamed
-/// into place complete).
+/// True when `serial` was provisioned by an earlier run: its folder holds the key, certificate
+/// and chain (it is only ever renamed into place complete and durable).
 fn already_done(out: &Path, serial: &str) -> bool {
-    out.join(serial).join(CERT_FILE).is_file()
+    let folder = out.join(serial);
+    [KEY_FILE, CERT_FILE, CHAIN_FILE]
+        .iter()
+        .all(|name| folder.join(name).is_file())
 }
 
 /// Provisions every serial not yet done; per-device failures are collected, not fatal.
@@ -118,6 +127,10 @@ pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, Cl
         .cloned()
         .collect();
     let skipped = serials.len() - pending.len();
+    let staging = BatchStaging::start(&request.out)?;
+    for serial in serials.iter().filter(|s| already_done(&request.out, s)) {
+        staging.clear(serial); // a run killed after the folder landed, before the clean-up
+    }
 
     let bar = progress_bar(pending.len(), request.progress);
     let batch = Arc::new(Batch {
@@ -129,6 +142,7 @@ pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, Cl
         ca_name,
         verified_issuer: Mutex::new(None),
         files: GroupWriter::start(request.out.clone())?,
+        staging,
         pkcs12_password: request.pkcs12_password.as_deref().map(Arc::from),
     });
     let queue = Arc::new(Mutex::new(pending.into_iter()));
@@ -213,35 +227,29 @@ impl Batch {
 
 /// One device: key, CSR, enrollment (retrying transient failures), verification, files.
 async fn provision_one(batch: &Batch, serial: &str) -> Result<(), ClientError> {
-    let key = generate_key(&batch.requirements)?;
-    let csr_der = build_csr(&key, serial)?;
-    let mut attempt = 1;
-    let issued = loop {
-        match batch
-            .client
-            .simpleenroll_as_station(batch.label.as_deref(), &csr_der)
-            .await
-        {
-            Ok(issued) => break issued,
-            Err(error) if attempt < ATTEMPTS => {
-                let wait = match &error {
-                    ClientError::TooSoon {
-                        retry_after_secs, ..
-                    } if Duration::from_secs(*retry_after_secs) <= MAX_RETRY_WAIT => {
-                        Duration::from_secs(*retry_after_secs)
-                    }
-                    ClientError::Unreachable { .. } => Duration::from_millis(250 << attempt),
-                    ClientError::Server { status, .. } if *status >= 500 => {
-                        Duration::from_millis(250 << attempt)
-                    }
-                    _ => return Err(error),
-                };
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            Err(error) => return Err(error),
+    let purpose = Purpose::Station(serial.to_owned());
+    let staged = match batch.staging.load(serial)? {
+        Some(staged) if staged.purpose == purpose => staged,
+        _ => {
+            let key = generate_key(&batch.requirements)?;
+            let csr_der = build_csr(&key, serial)?;
+            let staged = Staged {
+                purpose,
+                key,
+                csr_der,
+            };
+            batch.staging.stage(serial, &staged).await?;
+            staged
         }
     };
+    let Staged { key, csr_der, .. } = staged;
+    let issued = enroll_with_retries(batch, &csr_der)
+        .await
+        .inspect_err(|error| {
+            if refuses_csr(error) {
+                batch.staging.clear(serial); // refused for its key or subject: a new key next run
+            }
+        })?;
     let leaf = issued
         .first()
         .ok_or_else(|| ClientError::BadResponse("the CA returned no certificate".into()))?;
@@ -258,7 +266,39 @@ async fn provision_one(batch: &Batch, serial: &str) -> Result<(), ClientError> {
             .map_err(|e| ClientError::Local(format!("PKCS#12 worker failed: {e}")))??
         }
     };
-    batch.files.write(serial, files).await
+    batch.files.write(serial, files).await?;
+    batch.staging.clear(serial);
+    Ok(())
+}
+
+/// `simpleenroll` as the station, retrying transient failures (unreachable, 5xx, a short 429).
+async fn enroll_with_retries(batch: &Batch, csr_der: &[u8]) -> Result<Vec<Vec<u8>>, ClientError> {
+    let mut attempt = 1;
+    loop {
+        let error = match batch
+            .client
+            .simpleenroll_as_station(batch.label.as_deref(), csr_der)
+            .await
+        {
+            Ok(issued) => return Ok(issued),
+            Err(error) if attempt >= ATTEMPTS => return Err(error),
+            Err(error) => error,
+        };
+        let wait = match &error {
+            ClientError::TooSoon {
+                retry_after_secs, ..
+            } if Duration::from_secs(*retry_after_secs) <= MAX_RETRY_WAIT => {
+                Duration::from_secs(*retry_after_secs)
+            }
+            ClientError::Unreachable { .. } => Duration::from_millis(250 << attempt),
+            ClientError::Server { status, .. } if *status >= 500 => {
+                Duration::from_millis(250 << attempt)
+            }
+            _ => return Err(error),
+        };
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
 }
 
 pub(crate) fn create_dir(dir: &Path) -> Result<(), ClientError> {

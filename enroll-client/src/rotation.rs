@@ -1,15 +1,14 @@
-//! Unattended renewal: when a certificate is due, `renew` once, and the `run` loop that keeps a
-//! device's identity valid for years through outages and restarts.
+//! Unattended renewal: when a certificate is due, `renew` once; which answers are final; and
+//! (re-exported from [`crate::daemon`]) the `run` loop that keeps the identity valid for years.
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use ring::rand::SecureRandom;
-use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::enroll::{Enrolled, Server, reenroll};
+use crate::clock;
+pub use crate::daemon::{RunOptions, RunOutcome, Watch, run, run_watching};
+use crate::enroll::{Enrolled, Server, pending_renewal, reenroll};
 use crate::error::ClientError;
 use crate::keystore;
 
@@ -58,7 +57,7 @@ impl Schedule {
 }
 
 /// A uniform draw in `[0, 1)` from the system CSPRNG (0 if it is unavailable).
-fn draw() -> f64 {
+pub(crate) fn draw() -> f64 {
     let mut bytes = [0u8; 4];
     match ring::rand::SystemRandom::new().fill(&mut bytes) {
         Ok(()) => f64::from(u32::from_be_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
@@ -76,7 +75,8 @@ pub enum RenewOutcome {
     Renewed(Enrolled),
 }
 
-/// Renews once if the window has opened (or `force`).
+/// Renews once if the window has opened (or `force`, or a renewal staged by an interrupted run
+/// is waiting to be sent again). An answer no retry can change is `NeedsReprovisioning` (exit 10).
 pub async fn renew(
     server: &Server,
     dir: &Path,
@@ -89,110 +89,44 @@ pub async fn renew(
         ..schedule
     }
     .renewal_point(validity, 0.0);
-    if !force && OffsetDateTime::now_utc().unix_timestamp() < at {
+    // A renewal staged by an earlier, interrupted run is finished whatever the window says.
+    let pending = pending_renewal(dir)?.is_some();
+    if !force && !pending && clock::ca_now() < at {
         return Ok(RenewOutcome::NotDue { at });
     }
-    Ok(RenewOutcome::Renewed(reenroll(server, dir).await?))
-}
-
-/// Settings of the `run` loop.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub server: Server,
-    pub dir: PathBuf,
-    pub schedule: Schedule,
-    /// First retry delay after a failure; doubles up to `retry_max`.
-    pub retry_min: Duration,
-    pub retry_max: Duration,
-    /// Shell command run after each successful renewal (e.g. reload the service using the files).
-    pub exec: Option<String>,
-}
-
-/// How the `run` loop ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunOutcome {
-    /// Asked to stop (SIGTERM/SIGINT).
-    Stopped,
-    /// The CA will not renew this identity (expired beyond grace, revoked, superseded...).
-    NeedsReprovisioning(String),
+    match reenroll(server, dir).await {
+        Ok(enrolled) => Ok(RenewOutcome::Renewed(enrolled)),
+        Err(error) => Err(match permanent(&error) {
+            Some(reason) => ClientError::NeedsReprovisioning(reason),
+            None => error,
+        }),
+    }
 }
 
 /// Error codes after which retrying cannot help: the device needs a new initial enrollment.
-const PERMANENT: [&str; 6] = [
-    "reenroll.expired",
-    "reenroll.revoked",
-    "reenroll.unknown_certificate",
-    "reenroll.identity_changed",
-    "reenroll.superseded",
+const PERMANENT: [&str; 8] = [
+    "device.disabled",
     "device.not_registered",
+    "device.unknown",
+    "reenroll.expired",
+    "reenroll.identity_changed",
+    "reenroll.revoked",
+    "reenroll.superseded",
+    "reenroll.unknown_certificate",
 ];
 
-/// Keeps the identity in `options.dir` renewed until `shutdown` resolves. Works out its state
-/// from the files alone, so a restart at any point resumes correctly.
-pub async fn run(
-    options: &RunOptions,
-    shutdown: impl Future<Output = ()>,
-) -> Result<RunOutcome, ClientError> {
-    tokio::pin!(shutdown);
-    let mut backoff = options.retry_min;
-    loop {
-        // A stop request is honoured between renewals, never in the middle of one.
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(RunOutcome::Stopped),
-            () = std::future::ready(()) => {}
+/// The one-line reason when `error` is an answer the device can never recover from by
+/// retrying (revoked, superseded with nothing staged to replay, expired beyond grace, device
+/// disabled or unknown): only a new initial enrollment helps.
+pub fn permanent(error: &ClientError) -> Option<String> {
+    match error {
+        ClientError::Forbidden { code, message } | ClientError::Server { code, message, .. }
+            if PERMANENT.contains(&code.as_str()) =>
+        {
+            Some(format!("{code}: {message}"))
         }
-        let validity = current_validity(&options.dir)?;
-        let due = options.schedule.renewal_point(validity, draw());
-        let wait = due - OffsetDateTime::now_utc().unix_timestamp();
-        if wait > 0 {
-            tracing::info!(renew_at = due, "next renewal scheduled");
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(wait as u64)) => {}
-                () = &mut shutdown => return Ok(RunOutcome::Stopped),
-            }
-        }
-        let pause = match reenroll(&options.server, &options.dir).await {
-            Ok(enrolled) => {
-                tracing::info!(certificate = %enrolled.certificate_serial, not_after = %enrolled.not_after, "renewed");
-                if let Some(command) = &options.exec {
-                    run_exec(command).await;
-                }
-                backoff = options.retry_min;
-                continue;
-            }
-            Err(ClientError::Forbidden { code, message }) if PERMANENT.contains(&code.as_str()) => {
-                return Ok(RunOutcome::NeedsReprovisioning(format!(
-                    "{code}: {message}"
-                )));
-            }
-            Err(ClientError::TooSoon {
-                retry_after_secs, ..
-            }) => Duration::from_secs(retry_after_secs),
-            Err(error) => {
-                let pause = backoff.mul_f64(1.0 + draw() / 2.0).min(options.retry_max);
-                tracing::warn!(%error, retry_in = ?pause, "renewal failed; keeping the current certificate");
-                backoff = (backoff * 2).min(options.retry_max);
-                pause
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = &mut shutdown => return Ok(RunOutcome::Stopped),
-        }
-    }
-}
-
-async fn run_exec(command: &str) {
-    match tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .status()
-        .await
-    {
-        Ok(status) if status.success() => tracing::info!(command, "post-renewal command succeeded"),
-        Ok(status) => tracing::warn!(command, %status, "post-renewal command failed"),
-        Err(error) => tracing::warn!(command, %error, "post-renewal command could not start"),
+        ClientError::NeedsReprovisioning(reason) => Some(reason.clone()),
+        _ => None,
     }
 }
 

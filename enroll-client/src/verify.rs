@@ -225,7 +225,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn reason_name(code: Option<u8>) -> &'static str {
+pub(crate) fn reason_name(code: Option<u8>) -> &'static str {
     match code {
         Some(0) => "unspecified",
         Some(1) => "keyCompromise",
@@ -341,7 +341,7 @@ fn conformance(
     .collect()
 }
 
-fn revocation_urls(cert: &X509Certificate<'_>) -> (Option<String>, Option<String>) {
+pub(crate) fn revocation_urls(cert: &X509Certificate<'_>) -> (Option<String>, Option<String>) {
     let mut ocsp = None;
     let mut crl = None;
     for ext in cert.extensions() {
