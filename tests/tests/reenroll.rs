@@ -510,6 +510,7 @@ async fn certificate_expired_beyond_grace_is_refused() {
                 certificate: record,
                 consume_token: None,
                 station_quota: None,
+                initial: false,
                 audit,
             },
             0,

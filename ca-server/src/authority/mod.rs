@@ -7,8 +7,10 @@ mod chain;
 mod csr;
 mod error;
 mod reenroll;
+mod replay;
 mod station;
 mod station_certificate;
+mod token;
 
 use std::sync::Arc;
 
@@ -25,25 +27,16 @@ pub use certificate::{BuildError, CertificateInputs, SignedCertificate, build_an
 pub use csr::{Csr, CsrError, KeyNotAllowed, SubjectKey};
 pub use error::{EnrollError, ReenrollProblem, StationProblem, TokenProblem};
 pub use reenroll::Reenrollment;
+use replay::Attempt;
 pub use station::StationEnrollment;
 pub use station_certificate::STATION_VALIDITY;
+pub use token::TokenEnrollment;
 
-use crate::auth::token;
 use crate::pki::{CaMaterial, PublicUrls};
 use crate::storage::{
-    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, FactsQuery,
-    GroupCommit, HeldCertificate, Issuance, StationQuota, Store, StoreError, TokenRecord,
+    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, GroupCommit,
+    HeldCertificate, Issuance, StationQuota, Store, StoreError,
 };
-
-/// A token-authorized enrollment request, parsed from the transport.
-pub struct TokenEnrollment<'a> {
-    /// The `/.well-known/est/<label>/` segment, if any.
-    pub label: Option<&'a str>,
-    pub serial: &'a str,
-    /// The secret; only its hash is ever looked up or stored.
-    pub token: &'a str,
-    pub csr_der: &'a [u8],
-}
 
 /// A certificate that was issued and committed.
 #[derive(Debug, Clone)]
@@ -208,70 +201,10 @@ impl Authority {
         Ok(csr::requirements(policy))
     }
 
-    /// Enrolls a device with a one-time token (DESIGN.md flow 3).
-    #[tracing::instrument(skip_all, fields(serial = request.serial, label = request.label))]
-    pub async fn enroll_with_token(
-        &self,
-        request: TokenEnrollment<'_>,
-    ) -> Result<Issued, EnrollError> {
-        let now = OffsetDateTime::now_utc();
-        let token_hash = token::hash(request.token);
-        // The CSR is parsed up front only so its key is looked up with everything else; a
-        // CSR that does not parse is still reported after the device and token checks.
-        let csr = Csr::parse(request.csr_der);
-        let spki = csr.as_ref().ok().map(Csr::spki_sha256);
-        let facts = self
-            .commits
-            .facts(FactsQuery {
-                serial: request.serial.to_owned(),
-                token_hash: Some(token_hash.clone()),
-                spki_sha256: spki,
-                now: now.unix_timestamp(),
-            })
-            .await?;
-        if facts.is_station
-            && let Some(station) = self.store.station(request.serial).await?
-        {
-            return self.enroll_station_key(station, &request, now).await;
-        }
-        let (device, policy) = self.check_registered(request.serial, facts.device)?;
-        if let Some(label) = request.label {
-            self.check_label(label, &device, policy)?;
-        }
-        allow_token_enrollment(policy)?;
-        check_token(facts.token.as_ref(), &device, now)?;
-
-        let VettedCsr {
-            csr,
-            sunset,
-            identity,
-            spki_sha256,
-        } = vet_csr(policy, &device, csr?)?;
-        check_key_unused(facts.key_holder, &device)?;
-        self.check_not_enrolled(
-            &device,
-            facts.held,
-            &format!("device:{}", device.serial),
-            now,
-        )
-        .await?;
-
-        self.issue(IssueRequest {
-            device: &device,
-            policy,
-            identity: &identity,
-            csr: &csr,
-            sunset,
-            spki_sha256,
-            now,
-            authorization: Authorization::Token(token_hash),
-            same_identity_as: None,
-        })
-        .await
-    }
-
-    /// Builds, signs, lints and commits one certificate (shared by every enrollment route).
-    async fn issue(&self, request: IssueRequest<'_>) -> Result<Issued, EnrollError> {
+    /// Builds, signs, lints and commits one certificate (shared by every enrollment route). A
+    /// refusal at commit because a concurrent request committed first is a lost race: the
+    /// route then decides again on the committed state ([`replay::settle`]).
+    async fn issue(&self, request: IssueRequest<'_>) -> Result<Issued, Attempt> {
         let IssueRequest {
             device,
             policy,
@@ -291,7 +224,8 @@ impl Authority {
             issuer,
             urls: &self.urls,
             now,
-        })?;
+        })
+        .map_err(EnrollError::from)?;
         let findings = lint_device_certificate(&LintInput {
             certificate_der: &signed.der,
             issuer_der: &issuer.cert_der,
@@ -305,12 +239,12 @@ impl Authority {
         if let Some(current) = request.same_identity_as
             && !same_identity(current, &signed.der)
         {
-            return Err(EnrollError::Reenroll(ReenrollProblem::IdentityChanged));
+            return Err(EnrollError::Reenroll(ReenrollProblem::IdentityChanged).into());
         }
         if !findings.is_empty() {
             let error = EnrollError::Defect { findings };
             tracing::error!(%error, "issuance defect: refusing to return a non-conformant certificate");
-            return Err(error);
+            return Err(error.into());
         }
 
         let device_actor = format!("device:{}", device.serial);
@@ -341,6 +275,7 @@ impl Authority {
                     "certificate.issued",
                 ),
             };
+        let initial = consume_token.is_some() || station_quota.is_some();
         let issuance = Issuance {
             certificate: CertificateRecord {
                 serial: signed.serial_hex.clone(),
@@ -359,6 +294,7 @@ impl Authority {
             },
             consume_token,
             station_quota,
+            initial,
             audit: AuditEvent {
                 at: now.unix_timestamp(),
                 actor,
@@ -374,10 +310,11 @@ impl Authority {
                 .to_string(),
             },
         };
+        let lost_race = |error: EnrollError| Err(Attempt::LostRace(error));
         match self.commits.commit(issuance).await {
             Ok(()) => {}
             Err(StoreError::TokenNotConsumable) => {
-                return Err(EnrollError::Token {
+                return lost_race(EnrollError::Token {
                     problem: TokenProblem::Used,
                 });
             }
@@ -385,14 +322,27 @@ impl Authority {
                 return Err(EnrollError::Station(StationProblem::RateLimited {
                     station,
                     retry_after_secs: seconds_to_next_hour(now),
-                }));
+                })
+                .into());
             }
             Err(StoreError::AlreadySuperseded(serial)) => {
-                return Err(EnrollError::Reenroll(ReenrollProblem::Superseded {
+                return lost_race(EnrollError::Reenroll(ReenrollProblem::Superseded {
                     serial,
                 }));
             }
-            Err(e) => return Err(e.into()),
+            Err(StoreError::KeyHeld { holder }) => {
+                return lost_race(EnrollError::DuplicateKey {
+                    same_device: holder == device.serial,
+                    holder,
+                });
+            }
+            Err(StoreError::DeviceHoldsCertificate(serial)) => {
+                return lost_race(EnrollError::AlreadyEnrolled {
+                    serial,
+                    certificate: "issued concurrently".to_owned(),
+                });
+            }
+            Err(e) => return Err(EnrollError::from(e).into()),
         }
         tracing::info!(certificate = %signed.serial_hex, product = %device.product, action, "certificate issued");
         Ok(Issued {
@@ -501,35 +451,5 @@ impl Authority {
             serial: device.serial.clone(),
             certificate: held.serial,
         })
-    }
-}
-
-/// The token must exist, belong to this device, and be unused and unexpired.
-fn check_token(
-    token: Option<&TokenRecord>,
-    device: &Device,
-    now: OffsetDateTime,
-) -> Result<(), EnrollError> {
-    let problem = match token {
-        None => Some(TokenProblem::Unknown),
-        Some(record) if record.device_serial != device.serial => Some(TokenProblem::OtherDevice),
-        Some(record) if record.used_at.is_some() => Some(TokenProblem::Used),
-        Some(record) if record.expires_at <= now.unix_timestamp() => Some(TokenProblem::Expired),
-        Some(_) => None,
-    };
-    match problem {
-        Some(problem) => Err(EnrollError::Token { problem }),
-        None => Ok(()),
-    }
-}
-
-/// A public key certifies one device only: refused when any device already holds it.
-fn check_key_unused(key_holder: Option<String>, device: &Device) -> Result<(), EnrollError> {
-    match key_holder {
-        None => Ok(()),
-        Some(holder) => Err(EnrollError::DuplicateKey {
-            same_device: holder == device.serial,
-            holder,
-        }),
     }
 }

@@ -5,11 +5,12 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::replay::{self, Attempt, RESEND_WINDOW_SECS, Repeat};
 use super::{
     Authority, Authorization, EnrollError, IssueRequest, Issued, ReenrollProblem, VettedCsr,
     vet_csr,
 };
-use crate::storage::{CertificateRecord, CertificateStatus};
+use crate::storage::{CertificateRecord, CertificateStatus, Device};
 use iomt_core::policy::{Policy, Strength};
 
 /// A `simplereenroll` request, parsed from the transport.
@@ -28,6 +29,10 @@ impl Authority {
     /// Re-enrolls a device with its current certificate (DESIGN.md flow 5).
     #[tracing::instrument(skip_all, fields(label = request.label))]
     pub async fn reenroll(&self, request: Reenrollment<'_>) -> Result<Issued, EnrollError> {
+        replay::settle(|| self.reenroll_attempt(&request)).await
+    }
+
+    async fn reenroll_attempt(&self, request: &Reenrollment<'_>) -> Result<Issued, Attempt> {
         let now = OffsetDateTime::now_utc();
         let leaf = request
             .peer_chain
@@ -38,9 +43,13 @@ impl Authority {
         if let Some(label) = request.label {
             self.check_label(label, &device, policy)?;
         }
+        if self.store.successor(&current.serial).await?.is_some() {
+            return Ok(self
+                .resend_successor(&current, &device, policy, request.csr_der, now)
+                .await?);
+        }
         check_validity(&current, policy, now)?;
-        self.check_interval(&current.device_serial, policy, now)
-            .await?;
+        check_interval(&current, policy, now)?;
 
         let VettedCsr {
             csr,
@@ -64,8 +73,48 @@ impl Authority {
         .await
     }
 
+    /// A renewal repeated with the certificate it already superseded, and a CSR for its
+    /// successor's key, within a day: the successor again (the device never installed it).
+    /// Anything else from a superseded certificate is refused.
+    async fn resend_successor(
+        &self,
+        current: &CertificateRecord,
+        device: &Device,
+        policy: &Policy,
+        csr_der: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Issued, EnrollError> {
+        let superseded = || {
+            refuse(ReenrollProblem::Superseded {
+                serial: current.serial.clone(),
+            })
+        };
+        let Ok(vetted) = super::Csr::parse(csr_der)
+            .map_err(EnrollError::from)
+            .and_then(|csr| vet_csr(policy, device, csr))
+        else {
+            return Err(superseded());
+        };
+        let resent = self
+            .resend(
+                Repeat {
+                    device,
+                    spki_sha256: &vetted.spki_sha256,
+                    authorized_by: &format!("certificate:{}", current.serial),
+                    issued_between: (
+                        now.unix_timestamp() - RESEND_WINDOW_SECS,
+                        now.unix_timestamp(),
+                    ),
+                    actor: &format!("device:{}", device.serial),
+                },
+                now,
+            )
+            .await?;
+        resent.ok_or_else(superseded)
+    }
+
     /// Finds the presented certificate in the registry and checks it chains to the issuing CA
-    /// that issued it, its state, and that it was not already renewed.
+    /// that issued it and its state.
     async fn current_certificate(
         &self,
         leaf: &CertificateDer<'static>,
@@ -99,36 +148,7 @@ impl Authority {
             CertificateStatus::OnHold => return Err(refuse(ReenrollProblem::OnHold)),
             CertificateStatus::Revoked => return Err(refuse(ReenrollProblem::Revoked)),
         }
-        if self.store.successor(&record.serial).await?.is_some() {
-            return Err(refuse(ReenrollProblem::Superseded {
-                serial: record.serial,
-            }));
-        }
         Ok(record)
-    }
-
-    async fn check_interval(
-        &self,
-        device_serial: &str,
-        policy: &Policy,
-        now: OffsetDateTime,
-    ) -> Result<(), EnrollError> {
-        let min_interval = i64::from(policy.renewal.min_reenroll_interval_minutes) * 60;
-        let latest = self
-            .store
-            .certificates_for_device(device_serial)
-            .await?
-            .first()
-            .map(|c| c.issued_at);
-        if let Some(latest) = latest {
-            let wait = latest + min_interval - now.unix_timestamp();
-            if wait > 0 {
-                return Err(refuse(ReenrollProblem::TooSoon {
-                    retry_after_secs: wait as u64,
-                }));
-            }
-        }
-        Ok(())
     }
 
     /// The policy's re-key rule (PROFILES.md §2.3.11), and clone detection for a new key.
@@ -178,6 +198,27 @@ impl Authority {
         }
         Ok(())
     }
+}
+
+/// The policy's minimum interval counts between re-enrollments: a certificate from an initial
+/// enrollment may be renewed at once (a device, or a factory test, renewing right after it
+/// enrolled), a renewed one only `min_reenroll_interval_minutes` after it was issued.
+fn check_interval(
+    current: &CertificateRecord,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<(), EnrollError> {
+    if current.supersedes.is_none() {
+        return Ok(());
+    }
+    let min_interval = i64::from(policy.renewal.min_reenroll_interval_minutes) * 60;
+    let wait = current.issued_at + min_interval - now.unix_timestamp();
+    if wait > 0 {
+        return Err(refuse(ReenrollProblem::TooSoon {
+            retry_after_secs: wait as u64,
+        }));
+    }
+    Ok(())
 }
 
 fn check_validity(

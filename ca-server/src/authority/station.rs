@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::csr::{KeyNotAllowed, SubjectKey};
+use super::replay::{self, Attempt, RESEND_WINDOW_SECS, Repeat};
 use super::station_certificate::{build_station_certificate, station_identity};
 use super::{
     Authority, Authorization, Csr, EnrollError, IssueRequest, Issued, StationProblem,
@@ -38,6 +39,10 @@ impl Authority {
         &self,
         request: StationEnrollment<'_>,
     ) -> Result<Issued, EnrollError> {
+        replay::settle(|| self.station_attempt(&request)).await
+    }
+
+    async fn station_attempt(&self, request: &StationEnrollment<'_>) -> Result<Issued, Attempt> {
         let now = OffsetDateTime::now_utc();
         let leaf = request.peer_chain.first().ok_or_else(|| {
             refuse(StationProblem::NotAStationCertificate {
@@ -70,7 +75,8 @@ impl Authority {
             return Err(refuse(StationProblem::OutOfScope {
                 station: station.name,
                 product: device.product,
-            }));
+            })
+            .into());
         }
         allow_station_enrollment(policy)?;
         let quota = Authority::station_quota(&station, policy, now);
@@ -81,14 +87,32 @@ impl Authority {
             identity,
             spki_sha256,
         } = vet_csr(policy, &device, csr)?;
-        super::check_key_unused(facts.key_holder, &device)?;
-        self.check_not_enrolled(
-            &device,
-            facts.held,
-            &format!("station:{}", station.name),
-            now,
-        )
-        .await?;
+        let actor = format!("station:{}", station.name);
+        if facts
+            .held
+            .as_ref()
+            .is_some_and(|held| held.authorized_by == actor)
+            && let Some(issued) = self
+                .resend(
+                    Repeat {
+                        device: &device,
+                        spki_sha256: &spki_sha256,
+                        authorized_by: &actor,
+                        issued_between: (
+                            now.unix_timestamp() - RESEND_WINDOW_SECS,
+                            now.unix_timestamp(),
+                        ),
+                        actor: &actor,
+                    },
+                    now,
+                )
+                .await?
+        {
+            return Ok(issued);
+        }
+        super::token::check_key_unused(facts.key_holder, &device)?;
+        self.check_not_enrolled(&device, facts.held, &actor, now)
+            .await?;
 
         self.issue(IssueRequest {
             device: &device,

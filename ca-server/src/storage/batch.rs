@@ -2,7 +2,7 @@
 //! the multi-row statements that write them. A batch is one transaction and one durable commit
 //! however many certificates it carries; an issuance refused here does not hold up the others.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
@@ -18,6 +18,11 @@ pub(super) struct Claims<'a> {
     pub consumable_tokens: HashSet<&'a [u8]>,
     /// Certificate serials that some stored certificate already supersedes.
     pub superseded: HashSet<&'a str>,
+    /// The devices holding a certificate for each requested public key (SPKI SHA-256).
+    pub key_holders: HashMap<&'a [u8], Vec<&'a str>>,
+    /// Devices (of the batch's initial enrollments) that hold a certificate neither revoked
+    /// nor expired.
+    pub holding: HashSet<&'a str>,
 }
 
 /// What a batch's write statement does when one of its rows breaks a constraint. Either way the
@@ -54,11 +59,17 @@ impl OnViolation {
 pub(super) const CONSUMABLE_TOKEN: i64 = 0;
 pub(super) const SUPERSEDED: i64 = 1;
 pub(super) const CHAIN_HEAD: i64 = 2;
+/// `(tag, spki_sha256, device_serial)`: a device holding a certificate for a requested key.
+pub(super) const KEY_HOLDER: i64 = 3;
+/// `(tag, NULL, device_serial)`: a device of an initial enrollment that already holds one.
+pub(super) const HOLDING: i64 = 4;
 
 /// What the database says about a batch, read in one tagged query under the write lock.
 pub(super) struct StoredClaims {
     tokens: Vec<Vec<u8>>,
     superseded: Vec<String>,
+    key_holders: Vec<(Vec<u8>, String)>,
+    holding: Vec<String>,
     /// The audit chain's head (empty before the first event).
     pub chain_head: Vec<u8>,
 }
@@ -75,15 +86,19 @@ impl StoredClaims {
         let mut claims = StoredClaims {
             tokens: Vec::new(),
             superseded: Vec::new(),
+            key_holders: Vec::new(),
+            holding: Vec::new(),
             chain_head: Vec::new(),
         };
         for row in rows {
+            let hash = || row.try_get::<Vec<u8>, _>(1).map_err(super::classify);
+            let serial = || row.try_get::<String, _>(2).map_err(super::classify);
             match row.try_get::<i64, _>(0).map_err(super::classify)? {
-                CONSUMABLE_TOKEN => claims.tokens.push(row.try_get(1).map_err(super::classify)?),
-                SUPERSEDED => claims
-                    .superseded
-                    .push(row.try_get(2).map_err(super::classify)?),
-                _ => claims.chain_head = row.try_get(1).map_err(super::classify)?,
+                CONSUMABLE_TOKEN => claims.tokens.push(hash()?),
+                SUPERSEDED => claims.superseded.push(serial()?),
+                KEY_HOLDER => claims.key_holders.push((hash()?, serial()?)),
+                HOLDING => claims.holding.push(serial()?),
+                _ => claims.chain_head = hash()?,
             }
         }
         Ok(claims)
@@ -94,27 +109,71 @@ impl StoredClaims {
         Claims {
             consumable_tokens: self.tokens.iter().map(Vec::as_slice).collect(),
             superseded: self.superseded.iter().map(String::as_str).collect(),
+            key_holders: self.key_holders.iter().fold(
+                HashMap::new(),
+                |mut holders: HashMap<&[u8], Vec<&str>>, (key, device)| {
+                    holders.entry(key.as_slice()).or_default().push(device);
+                    holders
+                },
+            ),
+            holding: self.holding.iter().map(String::as_str).collect(),
         }
     }
 }
 
-/// One verdict per issuance, in order: `Ok` when it may be written. Within the batch a token is
-/// consumed and a certificate superseded at most once (the first request wins).
+/// One verdict per issuance, in order: `Ok` when it may be written. The CA's invariants are
+/// decided here, under the write lock and against everything committed before, so no
+/// interleaving of requests (or replicas) slips past them:
+/// - a token is consumed and a certificate superseded at most once;
+/// - a public key certifies one device only (a re-enrollment may repeat its own device's key;
+///   an initial enrollment may not repeat any key);
+/// - an initial enrollment (token or station) is refused for a device that holds a certificate
+///   neither revoked nor expired (read under the lock at the batch's time).
+///
+/// Within the batch the first request wins.
 pub(super) fn admit(batch: &[Issuance], claims: &Claims<'_>) -> Vec<Result<(), StoreError>> {
     let mut tokens_taken = HashSet::new();
     let mut supersedes_taken = HashSet::new();
+    let mut keys_taken: HashMap<&[u8], &str> = HashMap::new();
+    let mut devices_taken = HashSet::new();
     batch
         .iter()
         .map(|issuance| {
+            let certificate = &issuance.certificate;
+            let device = certificate.device_serial.as_str();
+            let initial = issuance.initial;
             if let Some(hash) = issuance.consume_token.as_deref()
-                && (!claims.consumable_tokens.contains(hash) || !tokens_taken.insert(hash))
+                && (!claims.consumable_tokens.contains(hash) || tokens_taken.contains(hash))
             {
                 return Err(StoreError::TokenNotConsumable);
             }
-            if let Some(old) = issuance.certificate.supersedes.as_deref()
-                && (claims.superseded.contains(old) || !supersedes_taken.insert(old))
+            if let Some(old) = certificate.supersedes.as_deref()
+                && (claims.superseded.contains(old) || supersedes_taken.contains(old))
             {
                 return Err(StoreError::AlreadySuperseded(old.to_owned()));
+            }
+            let key = certificate.spki_sha256.as_slice();
+            let stored = claims.key_holders.get(key).into_iter().flatten().copied();
+            if let Some(holder) = stored
+                .chain(keys_taken.get(key).copied())
+                .find(|holder| initial || *holder != device)
+            {
+                return Err(StoreError::KeyHeld {
+                    holder: holder.to_owned(),
+                });
+            }
+            if initial && (claims.holding.contains(device) || devices_taken.contains(device)) {
+                return Err(StoreError::DeviceHoldsCertificate(device.to_owned()));
+            }
+            if let Some(hash) = issuance.consume_token.as_deref() {
+                tokens_taken.insert(hash);
+            }
+            if let Some(old) = certificate.supersedes.as_deref() {
+                supersedes_taken.insert(old);
+            }
+            keys_taken.insert(key, device);
+            if initial {
+                devices_taken.insert(device);
             }
             Ok(())
         })
@@ -135,6 +194,53 @@ pub(super) fn superseded_serials(batch: &[Issuance]) -> Vec<&str> {
         .iter()
         .filter_map(|i| i.certificate.supersedes.as_deref())
         .collect()
+}
+
+/// The public keys a batch certifies.
+pub(super) fn keys(batch: &[Issuance]) -> Vec<&[u8]> {
+    batch
+        .iter()
+        .map(|i| i.certificate.spki_sha256.as_slice())
+        .collect()
+}
+
+/// The devices of a batch's initial enrollments.
+pub(super) fn initially_enrolled(batch: &[Issuance]) -> Vec<&str> {
+    batch
+        .iter()
+        .filter(|i| i.initial)
+        .map(|i| i.certificate.device_serial.as_str())
+        .collect()
+}
+
+/// Appends `SELECT DISTINCT spki_sha256, device_serial FROM certificates WHERE spki_sha256 IN
+/// (...)`: every device holding a certificate (in any state) for one of the keys.
+pub(super) fn push_select_key_holders<'a, DB>(query: &mut QueryBuilder<DB>, keys: &[&'a [u8]])
+where
+    DB: Database,
+    &'a [u8]: Encode<'a, DB> + Type<DB>,
+{
+    query
+        .push("SELECT DISTINCT spki_sha256, device_serial FROM certificates WHERE spki_sha256 IN ");
+    push_in_list(query, keys.iter().copied());
+}
+
+/// Appends `SELECT DISTINCT device_serial FROM certificates WHERE device_serial IN (...)` for
+/// certificates neither revoked nor expired at `now`.
+pub(super) fn push_select_holding<'a, DB>(
+    query: &mut QueryBuilder<DB>,
+    devices: &[&'a str],
+    now: i64,
+) where
+    DB: Database,
+    i64: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    query.push(
+        "SELECT DISTINCT device_serial FROM certificates WHERE status <> 'revoked' AND not_after > ",
+    );
+    query.push_bind(now).push(" AND device_serial IN ");
+    push_in_list(query, devices.iter().copied());
 }
 
 /// Appends `(?, ?, …)`: one bound parameter per item.

@@ -157,6 +157,7 @@ mod tests {
             },
             consume_token: Some(vec![token; 32]),
             station_quota: None,
+            initial: false,
             audit: AuditEvent {
                 at: 1_000,
                 actor: "test".into(),

@@ -284,6 +284,10 @@ pub struct Issuance {
     pub consume_token: Option<Vec<u8>>,
     /// The station hour this issuance counts against, if a station authorized it.
     pub station_quota: Option<StationQuota>,
+    /// An initial enrollment (token or station): refused at commit while the device holds a
+    /// certificate neither revoked nor expired, and for a key certified before for any device.
+    /// Any issuance is refused for a key certified for another device.
+    pub initial: bool,
     pub audit: AuditEvent,
 }
 
@@ -300,6 +304,10 @@ pub enum StoreError {
     SerialCollision(String),
     #[error("certificate {0} has already been superseded by a re-enrollment")]
     AlreadySuperseded(String),
+    #[error("the public key is already certified for device {holder}")]
+    KeyHeld { holder: String },
+    #[error("device {0} already holds a certificate that is neither revoked nor expired")]
+    DeviceHoldsCertificate(String),
     #[error("station {0} already exists")]
     StationExists(String),
     #[error("station {0} does not exist or is disabled")]
@@ -341,8 +349,20 @@ pub trait Store: StationStore + Send + Sync + 'static {
     async fn token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
     /// The device serials holding a certificate for this public key (SHA-256 of the SPKI).
     async fn key_holders(&self, spki_sha256: &[u8]) -> Result<Vec<String>, StoreError>;
-    /// Stores a certificate, consumes its token and appends its audit event in one transaction.
-    async fn commit_issuance(&self, issuance: &Issuance, now: i64) -> Result<(), StoreError>;
+    /// Stores a certificate, consumes its token and appends its audit event in one transaction:
+    /// a batch of one, so a single issuance passes the same admission under the same lock.
+    async fn commit_issuance(&self, issuance: &Issuance, now: i64) -> Result<(), StoreError> {
+        match self.commit_batch(std::slice::from_ref(issuance), now).await {
+            Ok(mut verdicts) => verdicts.pop().unwrap_or(Ok(())),
+            // Admission already ruled out every other unique key (tokens, supersedes).
+            Err(StoreError::Database(sqlx::Error::Database(db))) if db.is_unique_violation() => {
+                Err(StoreError::SerialCollision(
+                    issuance.certificate.serial.clone(),
+                ))
+            }
+            Err(error) => Err(error),
+        }
+    }
     /// Commits a whole batch in one transaction (group commit), all or nothing: one verdict per
     /// issuance, in order, where a refused issuance (token already used, certificate already
     /// superseded, station over its limit) is simply left out. `Err` when the transaction

@@ -222,61 +222,6 @@ impl Store for PostgresStore {
             .map_err(classify)
     }
 
-    async fn commit_issuance(&self, issuance: &Issuance, now: i64) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        // The conditional UPDATE takes the token's row lock: of two replicas presenting the same
-        // token at once, exactly one sees `used_at IS NULL`.
-        if let Some(token_hash) = &issuance.consume_token {
-            let consumed = sqlx::query(
-                "UPDATE enrollment_tokens SET used_at = $1 \
-                 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $3",
-            )
-            .bind(now)
-            .bind(token_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-            if consumed.rows_affected() != 1 {
-                return Err(StoreError::TokenNotConsumable);
-            }
-        }
-        if let Some(quota) = &issuance.station_quota {
-            batch::take_station_quota::<Postgres>(&mut tx, quota).await?;
-        }
-        let cert = &issuance.certificate;
-        let sql = format!(
-            "INSERT INTO certificates ({CERTIFICATE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(&cert.serial)
-            .bind(&cert.issuer)
-            .bind(&cert.device_serial)
-            .bind(&cert.product)
-            .bind(&cert.policy_oid)
-            .bind(cert.not_before)
-            .bind(cert.not_after)
-            .bind(&cert.spki_sha256)
-            .bind(&cert.der)
-            .bind(cert.status.as_str())
-            .bind(&cert.authorized_by)
-            .bind(&cert.supersedes)
-            .bind(cert.issued_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(db) if db.is_unique_violation() => {
-                    match (&cert.supersedes, db.message().contains("supersedes")) {
-                        (Some(old), true) => StoreError::AlreadySuperseded(old.clone()),
-                        _ => StoreError::SerialCollision(cert.serial.clone()),
-                    }
-                }
-                _ => classify(e),
-            })?;
-        append_events(&mut tx, std::slice::from_ref(&issuance.audit)).await?;
-        tx.commit().await.map_err(classify)
-    }
-
     async fn commit_batch(
         &self,
         batch: &[Issuance],

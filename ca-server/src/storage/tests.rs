@@ -4,9 +4,11 @@ use super::*;
 
 mod facts;
 mod group_commit;
+mod invariants;
 mod sqlite_migration;
 use facts::*;
 use group_commit::*;
+use invariants::*;
 
 fn device(serial: &str) -> Device {
     Device {
@@ -49,7 +51,8 @@ fn issuance(serial: &str, device_serial: &str, token_hash: Option<Vec<u8>>) -> I
             policy_oid: "1.2.3".into(),
             not_before: 1_000,
             not_after: 5_000,
-            spki_sha256: vec![7; 32],
+            // A key of its own: one key certifies one device.
+            spki_sha256: serial.as_bytes().to_vec(),
             der: vec![0x30, 0x00],
             status: CertificateStatus::Valid,
             authorized_by: "token".into(),
@@ -58,6 +61,7 @@ fn issuance(serial: &str, device_serial: &str, token_hash: Option<Vec<u8>>) -> I
         },
         consume_token: token_hash,
         station_quota: None,
+        initial: false,
         audit: event("certificate.issued"),
     }
 }
@@ -150,7 +154,7 @@ async fn issued_certificate_is_found_by_key_and_device(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.key_holders(&[7; 32]).await.unwrap(),
+        store.key_holders(b"cc01").await.unwrap(),
         vec!["IP20000001".to_owned()]
     );
     let certs = store.certificates_for_device("IP20000001").await.unwrap();
@@ -554,6 +558,9 @@ macro_rules! storage_suite {
             audit_pages_continue_after_a_sequence_number,
             batch_writes_the_admitted_and_refuses_the_rest,
             batch_counts_station_quota_per_issuance,
+            one_key_certifies_one_device_within_a_batch,
+            one_key_certifies_one_device_across_batches,
+            second_initial_certificate_of_a_device_is_refused,
             failed_batch_writes_nothing_and_is_retried_one_by_one,
             batch_with_an_unregistered_device_fails_at_commit_and_is_retried,
             batch_refused_whole_writes_nothing_and_the_next_commits,

@@ -11,7 +11,8 @@
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::storage::batch::{
-    self, CHAIN_HEAD, CONSUMABLE_TOKEN, OnViolation, SUPERSEDED, StoredClaims, Writes,
+    self, CHAIN_HEAD, CONSUMABLE_TOKEN, HOLDING, KEY_HOLDER, OnViolation, SUPERSEDED, StoredClaims,
+    Writes,
 };
 use crate::storage::{Issuance, StoreError, classify};
 
@@ -76,6 +77,19 @@ async fn read_claims(
         ));
         batch::push_select_superseded(&mut reads, &serials);
         reads.push(") superseded UNION ALL ");
+    }
+    reads.push(format_args!(
+        "SELECT {KEY_HOLDER}::bigint, spki_sha256, device_serial FROM ("
+    ));
+    batch::push_select_key_holders(&mut reads, &batch::keys(batch));
+    reads.push(") key_holders UNION ALL ");
+    let devices = batch::initially_enrolled(batch);
+    if !devices.is_empty() {
+        reads.push(format_args!(
+            "SELECT {HOLDING}::bigint, NULL::bytea, device_serial FROM ("
+        ));
+        batch::push_select_holding(&mut reads, &devices, now);
+        reads.push(") holding UNION ALL ");
     }
     reads.push(format_args!(
         "(SELECT {CHAIN_HEAD}::bigint, hash, NULL::text FROM audit_events \

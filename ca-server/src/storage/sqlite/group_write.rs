@@ -21,7 +21,8 @@ use tokio::sync::Mutex;
 
 use super::checkpoint::Checkpointer;
 use crate::storage::batch::{
-    self, CHAIN_HEAD, CONSUMABLE_TOKEN, OnViolation, SUPERSEDED, StoredClaims, Writes,
+    self, CHAIN_HEAD, CONSUMABLE_TOKEN, HOLDING, KEY_HOLDER, OnViolation, SUPERSEDED, StoredClaims,
+    Writes,
 };
 use crate::storage::{Issuance, StoreError, classify};
 
@@ -125,6 +126,17 @@ async fn read_claims(
     if !serials.is_empty() {
         reads.push(format_args!("SELECT {SUPERSEDED}, NULL, supersedes FROM ("));
         batch::push_select_superseded(&mut reads, &serials);
+        reads.push("); ");
+    }
+    reads.push(format_args!(
+        "SELECT {KEY_HOLDER}, spki_sha256, device_serial FROM ("
+    ));
+    batch::push_select_key_holders(&mut reads, &batch::keys(batch));
+    reads.push("); ");
+    let devices = batch::initially_enrolled(batch);
+    if !devices.is_empty() {
+        reads.push(format_args!("SELECT {HOLDING}, NULL, device_serial FROM ("));
+        batch::push_select_holding(&mut reads, &devices, now);
         reads.push("); ");
     }
     reads.push(format_args!(

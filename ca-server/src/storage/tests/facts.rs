@@ -33,12 +33,12 @@ pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificat
         (None, None, false)
     );
 
-    // IP20000001 now holds a certificate for key [7; 32], valid until 5_000.
+    // IP20000001 now holds a certificate for key `f1` (the fixture's key), valid until 5_000.
     store
         .commit_issuance(&issuance("f1", "IP20000001", Some(vec![1; 32])), 1_500)
         .await
         .unwrap();
-    let enrolled = facts(query("IP20000001", Some(&[1; 32]), Some(&[7; 32]))).await;
+    let enrolled = facts(query("IP20000001", Some(&[1; 32]), Some(b"f1"))).await;
     assert_eq!(enrolled.token.unwrap().used_at, Some(1_500));
     assert_eq!(enrolled.key_holder.as_deref(), Some("IP20000001"));
     assert_eq!(
@@ -50,7 +50,7 @@ pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificat
     );
     // Another device asking with the same key sees the holder, but holds nothing itself; a
     // token that is not presented is not looked up.
-    let other = facts(query("IP20000002", None, Some(&[7; 32]))).await;
+    let other = facts(query("IP20000002", None, Some(b"f1"))).await;
     assert_eq!(other.key_holder.as_deref(), Some("IP20000001"));
     assert_eq!((other.held, other.token), (None, None));
 
@@ -72,9 +72,9 @@ pub(super) async fn enrollment_facts_gather_device_token_key_and_held_certificat
     // Several lookups in one query answer in order, each as if asked alone.
     let queries = [
         query("st1", None, None),
-        query("IP20000002", None, Some(&[7; 32])),
+        query("IP20000002", None, Some(b"f1")),
         query("IP29999999", Some(&[1; 32]), None),
-        query("IP20000001", Some(&[1; 32]), Some(&[7; 32])),
+        query("IP20000001", Some(&[1; 32]), Some(b"f1")),
     ];
     let together = store.enrollment_facts(&queries).await.unwrap();
     let mut alone = Vec::new();

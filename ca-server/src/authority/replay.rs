@@ -1,0 +1,148 @@
+//! One request, one answer: a request the CA already committed, repeated by the same party for
+//! the same device and the same public key, gets the certificate it was issued (the answer was
+//! lost to a crash, a timeout or a client that choked on it). And a request that lost a race at
+//! commit is decided again from what the winner committed, so it gets the answer the second of
+//! two sequential requests would.
+
+use std::future::Future;
+
+use iomt_core::identity::IdentityError;
+use iomt_core::policy::Level;
+use time::OffsetDateTime;
+
+use super::csr::{CsrError, KeyNotAllowed};
+use super::{Authority, EnrollError, Issued, SignedCertificate};
+use crate::storage::{AuditEvent, CertificateStatus, Device, StoreError};
+
+/// How long a station's or a re-enrollment's answer may be sent again.
+pub(super) const RESEND_WINDOW_SECS: i64 = 24 * 3600;
+
+/// What a repeated request must match to be answered with the certificate already issued.
+pub(super) struct Repeat<'a> {
+    pub device: &'a Device,
+    pub spki_sha256: &'a [u8],
+    /// The certificate's `authorized_by`: `token`, `station:<name>` or `certificate:<serial>`.
+    pub authorized_by: &'a str,
+    /// The certificate must have been issued within this range (Unix seconds, inclusive).
+    pub issued_between: (i64, i64),
+    /// Who is asking, for the audit trail.
+    pub actor: &'a str,
+}
+
+/// How one attempt at an enrollment route ended without a certificate.
+pub(super) enum Attempt {
+    /// Refused by a check: the final answer.
+    Refused(EnrollError),
+    /// Refused at commit because a concurrent request committed first: decide again.
+    LostRace(EnrollError),
+}
+
+impl From<EnrollError> for Attempt {
+    fn from(error: EnrollError) -> Attempt {
+        Attempt::Refused(error)
+    }
+}
+
+impl From<StoreError> for Attempt {
+    fn from(error: StoreError) -> Attempt {
+        Attempt::Refused(error.into())
+    }
+}
+
+impl From<CsrError> for Attempt {
+    fn from(error: CsrError) -> Attempt {
+        Attempt::Refused(error.into())
+    }
+}
+
+impl From<KeyNotAllowed> for Attempt {
+    fn from(error: KeyNotAllowed) -> Attempt {
+        Attempt::Refused(error.into())
+    }
+}
+
+impl From<IdentityError> for Attempt {
+    fn from(error: IdentityError) -> Attempt {
+        Attempt::Refused(error.into())
+    }
+}
+
+/// Runs a route; if it lost a race at commit, runs it once more on the committed state (which
+/// then answers with a resend, or with the refusal a sequential request gets).
+pub(super) async fn settle<F, Fut>(attempt: F) -> Result<Issued, EnrollError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Issued, Attempt>>,
+{
+    match attempt().await {
+        Ok(issued) => Ok(issued),
+        Err(Attempt::Refused(error)) => Err(error),
+        Err(Attempt::LostRace(error)) => {
+            tracing::debug!(%error, "lost a race at commit; deciding again");
+            match attempt().await {
+                Ok(issued) => Ok(issued),
+                Err(Attempt::Refused(error) | Attempt::LostRace(error)) => Err(error),
+            }
+        }
+    }
+}
+
+impl Authority {
+    /// The certificate already issued for this exact request, if it is the device's newest,
+    /// valid, carries the requested key and was authorized the same way; the resend is audited
+    /// (`certificate.resent`).
+    pub(super) async fn resend(
+        &self,
+        repeat: Repeat<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Option<Issued>, EnrollError> {
+        let newest = self
+            .store
+            .certificates_for_device(&repeat.device.serial)
+            .await?
+            .into_iter()
+            .next();
+        let Some(record) = newest else {
+            return Ok(None);
+        };
+        let (from, to) = repeat.issued_between;
+        let same_request = record.spki_sha256 == repeat.spki_sha256
+            && record.authorized_by == repeat.authorized_by
+            && record.status == CertificateStatus::Valid
+            && (from..=to).contains(&record.issued_at)
+            && record.not_after > now.unix_timestamp();
+        let stored = (
+            Level::parse(&record.issuer),
+            OffsetDateTime::from_unix_timestamp(record.not_before),
+            OffsetDateTime::from_unix_timestamp(record.not_after),
+        );
+        let (true, (Some(level), Ok(not_before), Ok(not_after))) = (same_request, stored) else {
+            return Ok(None);
+        };
+        let certificate = SignedCertificate {
+            not_before,
+            not_after,
+            serial_hex: record.serial.clone(),
+            der: record.der,
+        };
+        self.store
+            .append_audit(&[AuditEvent {
+                at: now.unix_timestamp(),
+                actor: repeat.actor.to_owned(),
+                action: "certificate.resent".to_owned(),
+                object: format!("certificate:{}", record.serial),
+                details: serde_json::json!({
+                    "device": repeat.device.serial,
+                    "authorized_by": record.authorized_by,
+                    "issued_at": record.issued_at,
+                })
+                .to_string(),
+            }])
+            .await?;
+        tracing::info!(certificate = %record.serial, device = %repeat.device.serial, "repeated request: certificate sent again");
+        Ok(Some(Issued {
+            certificate,
+            issuer_der: self.ca.issuing(level).cert_der.clone(),
+        }))
+    }
+}
