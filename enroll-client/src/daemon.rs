@@ -13,8 +13,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock;
-use crate::enroll::{Server, pending_renewal, reenroll};
+use crate::enroll::{Server, pending_renewal, read_root, reenroll};
 use crate::error::ClientError;
+use crate::est::EstClient;
 use crate::rotation::{Schedule, Validity, current_validity, draw, permanent};
 use crate::status::{OwnStatus, check_own_status};
 
@@ -81,6 +82,7 @@ pub async fn run_watching(
     let mut forced = false;
     // The renewal point of the certificate in place, drawn once per certificate.
     let mut plan: Option<(Validity, i64)> = None;
+    let mut just_probed = false;
     loop {
         // A stop request is honoured between renewals, never in the middle of one.
         tokio::select! {
@@ -159,7 +161,7 @@ pub async fn run_watching(
                     let pause = backoff.next(asked);
                     tracing::warn!(%error, "renewal failed; keeping the current certificate");
                     let reason = match asked {
-                        Some(asked) if asked > options.retry_max => {
+                        Some(asked) if asked >= options.retry_max => {
                             "the CA's Retry-After, capped at --retry-max"
                         }
                         Some(_) => "the CA's Retry-After",
@@ -175,6 +177,14 @@ pub async fn run_watching(
             }
             continue;
         }
+        // Before a wait planned by the device clock alone, learn the CA's (a device days slow
+        // would otherwise sleep past its window); once per wait step while it is unknown.
+        if clock::skew().is_none() && !just_probed {
+            probe_ca_clock(&options.server).await;
+            just_probed = true;
+            continue;
+        }
+        just_probed = false;
         let until_due = Duration::from_secs(due.saturating_sub(now).max(0) as u64);
         let until_check = if watch.ocsp_interval.is_zero() {
             Duration::MAX
@@ -202,6 +212,23 @@ pub async fn run_watching(
             }
             Woken::Elapsed => {}
         }
+    }
+}
+
+/// One cheap answer from the CA (`cacerts`) for its `Date`; failures only postpone the estimate.
+async fn probe_ca_clock(server: &Server) {
+    let probe = async {
+        let root = read_root(&server.ca_cert)?;
+        let client = EstClient::new(
+            &server.url,
+            &root,
+            &server.ca_cert.display().to_string(),
+            None,
+        )?;
+        client.cacerts(server.label.as_deref()).await
+    };
+    if let Err(error) = probe.await {
+        tracing::debug!(%error, "the CA's clock is not known yet");
     }
 }
 

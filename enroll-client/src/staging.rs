@@ -196,6 +196,15 @@ impl BatchStaging {
         let dir = out.join(BATCH_STAGING_DIR);
         create_private_dir(&dir)?;
         sync_dir(out).map_err(ClientError::io(out))?;
+        // Half-written files of a run killed before its group synced were never sent.
+        for entry in std::fs::read_dir(&dir)
+            .map_err(ClientError::io(&dir))?
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                remove(&entry.path());
+            }
+        }
         let (queue, pending) = mpsc::channel();
         let thread_dir = dir.clone();
         std::thread::Builder::new()
