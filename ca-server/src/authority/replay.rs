@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::csr::{CsrError, KeyNotAllowed};
 use super::{Authority, EnrollError, Issued, SignedCertificate};
-use crate::storage::{AuditEvent, CertificateStatus, Device, StoreError};
+use crate::storage::{AuditEvent, CertificateRecord, CertificateStatus, Device, StoreError};
 
 /// How long a station's or a re-enrollment's answer may be sent again.
 pub(super) const RESEND_WINDOW_SECS: i64 = 24 * 3600;
@@ -88,42 +88,49 @@ where
 }
 
 impl Authority {
-    /// The certificate already issued for this exact request, if it is the device's newest,
-    /// valid, carries the requested key and was authorized the same way; the resend is audited
-    /// (`certificate.resent`).
+    /// The certificate already issued for this exact request: the device's, carrying the
+    /// requested key, authorized the same way within the range, valid, unexpired and not
+    /// renewed since. The resend is audited (`certificate.resent`).
     pub(super) async fn resend(
         &self,
         repeat: Repeat<'_>,
         now: OffsetDateTime,
     ) -> Result<Option<Issued>, EnrollError> {
-        let newest = self
+        let certificates = self
             .store
             .certificates_for_device(&repeat.device.serial)
-            .await?
-            .into_iter()
-            .next();
-        let Some(record) = newest else {
+            .await?;
+        let (from, to) = repeat.issued_between;
+        let same_request = |record: &&CertificateRecord| {
+            record.spki_sha256 == repeat.spki_sha256
+                && record.authorized_by == repeat.authorized_by
+                && record.status == CertificateStatus::Valid
+                && (from..=to).contains(&record.issued_at)
+                && record.not_after > now.unix_timestamp()
+        };
+        let Some(record) = certificates.iter().find(same_request) else {
             return Ok(None);
         };
-        let (from, to) = repeat.issued_between;
-        let same_request = record.spki_sha256 == repeat.spki_sha256
-            && record.authorized_by == repeat.authorized_by
-            && record.status == CertificateStatus::Valid
-            && (from..=to).contains(&record.issued_at)
-            && record.not_after > now.unix_timestamp();
+        // Only the device's current certificate is sent again, never one already renewed.
+        if certificates
+            .iter()
+            .any(|c| c.supersedes.as_deref() == Some(record.serial.as_str()))
+        {
+            return Ok(None);
+        }
         let stored = (
             Level::parse(&record.issuer),
             OffsetDateTime::from_unix_timestamp(record.not_before),
             OffsetDateTime::from_unix_timestamp(record.not_after),
         );
-        let (true, (Some(level), Ok(not_before), Ok(not_after))) = (same_request, stored) else {
+        let (Some(level), Ok(not_before), Ok(not_after)) = stored else {
             return Ok(None);
         };
         let certificate = SignedCertificate {
             not_before,
             not_after,
             serial_hex: record.serial.clone(),
-            der: record.der,
+            der: record.der.clone(),
         };
         self.store
             .append_audit(&[AuditEvent {
