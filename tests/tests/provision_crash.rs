@@ -53,7 +53,7 @@ async fn provision_killed_five_times_then_rerun_finishes_every_device_once() {
     app.enroll(name, token.trim(), &station)
         .await
         .expect("station enrolls");
-    let serials: Vec<String> = (0..DEVICES).map(|i| format!("PM8{i:07}")).collect();
+    let serials: Vec<String> = (0..DEVICES).map(|i| format!("PM78{i:06}")).collect();
     let mut csv = String::from("serial,product\n");
     for serial in &serials {
         csv.push_str(&format!("{serial},{MONITOR}\n"));
