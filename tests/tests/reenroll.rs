@@ -194,6 +194,14 @@ async fn curl_reenrolls_with_the_current_certificate() {
 async fn refused_reenrollments_change_nothing() {
     let app = TestApp::spawn().await; // the shipped policies: one hour between re-enrollments
     let dir = enrolled(&app, "IP20000003").await;
+    // The interval counts between re-enrollments: renew once (at once), then it applies.
+    let schedule = enroll_client::rotation::Schedule {
+        window_percent: 70,
+        jitter_percent: 0,
+    };
+    enroll_client::rotation::renew(&app.est_server(), &dir, schedule, true)
+        .await
+        .expect("a renewal right after the initial enrollment");
     let current = current_serial(&dir);
     let credential = enroll_client::keystore::load(&dir).unwrap();
     let client = reqwest_with_identity(&app, Some(&credential));
@@ -223,7 +231,7 @@ async fn refused_reenrollments_change_nothing() {
     let (_, fresh_csr) = iomt_tests::p256_csr("IP20000003");
     let body = TestApp::est_body(&fresh_csr);
 
-    // Too soon: the certificate was issued a moment ago.
+    // Too soon: the current certificate was renewed a moment ago.
     let (status, code, retry) = post(client.clone(), body.clone()).await;
     assert_eq!((status, code.as_str()), (429, "reenroll.too_soon"));
     assert!(retry.unwrap().parse::<u64>().unwrap() > 3000);
@@ -287,8 +295,8 @@ async fn refused_reenrollments_change_nothing() {
     assert_eq!((status, code.as_str()), (403, "reenroll.revoked"));
     assert_eq!(
         app.certificates("IP20000003").await.len(),
-        1,
-        "nothing issued"
+        2,
+        "nothing issued after the renewal"
     );
 }
 
