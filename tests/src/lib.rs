@@ -26,6 +26,7 @@ pub const MONITOR: &str = "example-patient-monitor";
 
 pub mod client_process;
 pub mod custody;
+pub mod server_process;
 
 mod clap_free {
     /// Parses a `ca-server` command line as the binary would.
@@ -290,19 +291,7 @@ impl TestApp {
 
     /// An HTTPS client that trusts this CA's root.
     pub fn http_client(&self) -> reqwest::Client {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.root_der()).expect("root");
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .build()
-            .expect("client")
+        https_client(self.root_der())
     }
 
     /// An HTTPS client trusting this CA's root and presenting `credential` (its certificate and
@@ -430,6 +419,23 @@ async fn serve(settings: &Settings) -> Served {
         let _ = rx.await;
     }));
     (https, http, authority, revocation, tx, server)
+}
+
+/// An HTTPS client (rustls, ring) that trusts `root` only.
+pub fn https_client(root: CertificateDer<'static>) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).expect("root");
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .expect("client")
 }
 
 /// Policies with no minimum interval between re-enrollments (tests renew back to back).
