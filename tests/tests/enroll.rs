@@ -329,3 +329,39 @@ async fn client_reports_an_untrusted_server_as_a_tls_trust_failure() {
     assert_eq!(err.exit_code(), 4);
     assert!(!app.token_used(&token).await);
 }
+
+/// How far the device's certificate's notBefore lies before its issuance.
+async fn backdate(app: &TestApp, serial: &str) -> i64 {
+    let certificate = app.certificates(serial).await.remove(0);
+    certificate.issued_at - certificate.not_before
+}
+
+/// notBefore is set back an hour (for devices whose clock runs slow), never further than the
+/// product's `max_backdate_seconds`.
+#[tokio::test]
+async fn not_before_is_backdated_within_the_policy_cap() {
+    let app = TestApp::spawn().await;
+    let token = app.pump_with_token("IP20000061").await;
+    app.enroll("IP20000061", &token, &app.dir.path().join("d1"))
+        .await
+        .unwrap();
+    assert_eq!(backdate(&app, "IP20000061").await, 3_600);
+
+    let narrowed = TestApp::spawn_with_policies(|name, text| {
+        if name == "example-infusion-pump.toml" {
+            text.replace(
+                "max_days = 365",
+                "max_days = 365\nmax_backdate_seconds = 60",
+            )
+        } else {
+            text.to_owned()
+        }
+    })
+    .await;
+    let token = narrowed.pump_with_token("IP20000062").await;
+    narrowed
+        .enroll("IP20000062", &token, &narrowed.dir.path().join("d2"))
+        .await
+        .unwrap();
+    assert_eq!(backdate(&narrowed, "IP20000062").await, 60);
+}

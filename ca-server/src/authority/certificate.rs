@@ -13,8 +13,11 @@ use time::{Duration, OffsetDateTime, Time};
 
 use crate::pki::{IssuingCa, PublicUrls, issuance_serial};
 
-/// How far notBefore is set back to tolerate device clock skew (well inside the policy cap).
-const BACKDATE: Duration = Duration::minutes(5);
+/// How far notBefore is set back to tolerate a device clock that runs slow, capped by the
+/// policy's `max_backdate_seconds` (one day at every level; a product may narrow it). An hour
+/// covers the drift of a device that lost its time source for weeks, at a negligible cost in
+/// lifetime (the lifetime counts from notBefore).
+const BACKDATE: Duration = Duration::hours(1);
 
 /// Why a certificate could not be built or signed.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +72,10 @@ pub fn build_and_sign(inputs: &CertificateInputs<'_>) -> Result<SignedCertificat
     let serial_hex = hex::encode(serial.as_ref());
     params.serial_number = Some(serial);
 
-    let not_before = now - BACKDATE;
+    let backdate = BACKDATE.min(Duration::seconds(i64::from(
+        policy.validity.max_backdate_seconds,
+    )));
+    let not_before = now - backdate;
     let sunset_end = inputs
         .sunset
         .with_time(Time::from_hms(23, 59, 59).unwrap_or(Time::MIDNIGHT))
