@@ -23,6 +23,8 @@ const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.84
 
 /// Largest OCSP request accepted; real ones are about 100 bytes.
 pub const MAX_REQUEST: usize = 8 * 1024;
+/// RFC 9654 §2.1: `Nonce ::= OCTET STRING (SIZE(1..128))`.
+pub const NONCE_OCTETS: std::ops::RangeInclusive<usize> = 1..=128;
 
 /// The CertID hash algorithms this responder understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,35 @@ pub enum OcspRequestError {
     Empty,
     #[error("CertID hash algorithm {0} is not supported (use SHA-1 or SHA-256)")]
     UnsupportedHash(String),
+    /// RFC 9654: a nonce outside 1–128 octets (or not an OCTET STRING) is a malformed request.
+    #[error("the nonce extension must hold an OCTET STRING of 1 to 128 octets (RFC 9654)")]
+    BadNonce,
+}
+
+/// A request's nonce, checked against RFC 9654 (an OCTET STRING of 1–128 octets); only a checked
+/// nonce can be echoed in a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nonce {
+    /// The extension's `extnValue` contents: the DER OCTET STRING as the client encoded it.
+    encoded: Vec<u8>,
+}
+
+impl Nonce {
+    /// Checks an `id-pkix-ocsp-nonce` extension value.
+    pub fn parse(extn_value: &[u8]) -> Result<Nonce, OcspRequestError> {
+        let inner = OctetString::from_der(extn_value).map_err(|_| OcspRequestError::BadNonce)?;
+        if !NONCE_OCTETS.contains(&inner.as_bytes().len()) {
+            return Err(OcspRequestError::BadNonce);
+        }
+        Ok(Nonce {
+            encoded: extn_value.to_vec(),
+        })
+    }
+
+    /// The value to echo as the response's nonce `extnValue`.
+    pub fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
 }
 
 /// One certificate asked about.
@@ -70,8 +101,8 @@ pub struct Query {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedRequest {
     pub queries: Vec<Query>,
-    /// The nonce extension's value, echoed in the response.
-    pub nonce: Option<Vec<u8>>,
+    /// The nonce (RFC 9654), echoed in the response.
+    pub nonce: Option<Nonce>,
 }
 
 /// Parses a DER OCSPRequest (hostile input).
@@ -87,7 +118,8 @@ pub fn parse_request(der: &[u8]) -> Result<ParsedRequest, OcspRequestError> {
         .iter()
         .flatten()
         .find(|e| e.extn_id == ID_NONCE)
-        .map(|e| e.extn_value.as_bytes().to_vec());
+        .map(|e| Nonce::parse(e.extn_value.as_bytes()))
+        .transpose()?;
     let mut queries = Vec::new();
     for single in &request.tbs_request.request_list {
         let id = &single.req_cert;
@@ -169,7 +201,7 @@ pub fn build_response(
     responder_public_key: &[u8],
     produced_at: i64,
     answers: &[Answer<'_>],
-    nonce: Option<&[u8]>,
+    nonce: Option<&Nonce>,
     sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
 ) -> Result<Vec<u8>, OcspResponseError> {
     let mut responses = Vec::with_capacity(answers.len());
@@ -191,10 +223,10 @@ pub fn build_response(
         });
     }
     let response_extensions = match nonce {
-        Some(value) => Some(vec![Extension {
+        Some(nonce) => Some(vec![Extension {
             extn_id: ID_NONCE,
             critical: false,
-            extn_value: OctetString::new(value.to_vec())?,
+            extn_value: OctetString::new(nonce.encoded())?,
         }]),
         None => None,
     };
@@ -255,6 +287,45 @@ mod tests {
             parse_request(&vec![0x30; MAX_REQUEST + 1]),
             Err(OcspRequestError::TooLarge)
         );
+    }
+
+    /// RFC 9654: 1–128 octets are echoed, anything else (or a nonce that is not an OCTET
+    /// STRING) makes the request malformed.
+    #[test]
+    fn nonce_length_is_checked_against_rfc_9654() {
+        let issuer = issuer_der();
+        for (octets, accepted) in [
+            (0, false),
+            (1, true),
+            (16, true),
+            (128, true),
+            (129, false),
+            (4000, false),
+        ] {
+            let nonce = vec![0x5a; octets];
+            let request = build_request(&issuer, &[1, 2, 3], Some(&nonce)).unwrap();
+            let parsed = parse_request(&request);
+            match (accepted, parsed) {
+                (true, Ok(parsed)) => {
+                    let echoed = OctetString::from_der(parsed.nonce.unwrap().encoded()).unwrap();
+                    assert_eq!(echoed.as_bytes(), nonce.as_slice());
+                }
+                (false, Err(OcspRequestError::BadNonce)) => {}
+                (_, other) => panic!("{octets} octets: {other:?}"),
+            }
+        }
+        assert_eq!(Nonce::parse(&[0x5a; 16]), Err(OcspRequestError::BadNonce));
+        assert_eq!(
+            Nonce::parse(&[0x04, 0x01, 0x5a, 0x00]),
+            Err(OcspRequestError::BadNonce)
+        );
+    }
+
+    fn issuer_der() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().der().to_vec()
     }
 
     #[test]

@@ -332,6 +332,7 @@ impl Revocation {
                     OcspRequestError::Malformed(_)
                     | OcspRequestError::TooLarge
                     | OcspRequestError::Empty
+                    | OcspRequestError::BadNonce
                     | OcspRequestError::UnsupportedHash(_) => ErrorKind::Malformed,
                 });
             }
@@ -340,7 +341,7 @@ impl Revocation {
             return ocsp::error_response(ErrorKind::Unauthorized);
         };
         match self
-            .answer(level, &parsed.queries, parsed.nonce.as_deref())
+            .answer(level, &parsed.queries, parsed.nonce.as_ref())
             .await
         {
             Ok(response) => response,
@@ -379,7 +380,7 @@ impl Revocation {
         &self,
         level: Level,
         queries: &[Query],
-        nonce: Option<&[u8]>,
+        nonce: Option<&ocsp::Nonce>,
     ) -> Result<Vec<u8>, RevocationError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let next = now + OCSP_VALIDITY.whole_seconds();
