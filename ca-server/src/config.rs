@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,71 @@ pub struct ConfigFile {
     /// remove it to leave only the keys and operator certificates in the database.
     #[serde(default)]
     pub admin_token_sha256: Option<String>,
+    /// Timeouts and connection caps of both listeners (`[limits]`; defaults when absent).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[limits]`: how long a client may take and how many connections each listener holds. The
+/// same values apply to the HTTPS (EST, admin) and the plain-HTTP (CRL, OCSP, CA certificates)
+/// listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Seconds a client has to complete the TLS handshake (HTTPS).
+    pub handshake_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers, counted from the connection's start or
+    /// the end of its previous response: also how long an idle keep-alive connection stays open.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request body.
+    pub body_timeout_secs: u64,
+    /// Open connections per listener. Absent: derived from the open-file limit at start-up
+    /// (`RLIMIT_NOFILE`, see README "Limits"); a configured value is never allowed above that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            handshake_timeout_secs: 10,
+            header_timeout_secs: 10,
+            body_timeout_secs: 15,
+            max_connections: None,
+        }
+    }
+}
+
+impl Limits {
+    /// Time allowed for the TLS handshake.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// Time allowed for a request's headers (and a keep-alive connection's idle time).
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+
+    /// Time allowed for a request body.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let timeouts = [
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+        ];
+        if let Some((key, _)) = timeouts.iter().find(|(_, secs)| *secs == 0) {
+            return Err(format!("limits.{key} must be at least 1 second"));
+        }
+        if self.max_connections == Some(0) {
+            return Err("limits.max_connections must be at least 1".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// Why the configuration could not be read.
@@ -69,10 +135,17 @@ impl Settings {
             path: path.clone(),
             source,
         })?;
-        let config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let config: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        config
+            .limits
+            .check()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.clone(),
+                message,
+            })?;
         Ok(Settings {
             data_dir: data_dir.to_path_buf(),
             config,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod authority;
 pub mod cli;
 pub mod config;
+pub mod listener;
 pub mod pki;
 pub mod registry;
 pub mod reprovision;

@@ -185,6 +185,7 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
             .unwrap_or_else(|| "sqlite://ca.db".to_owned()),
         organization,
         country: options.country.clone(),
+        limits: Default::default(),
     };
     let config_text = format!(
         "# IoMT CA configuration, written by `ca-server init`.\n{}{}",

@@ -1,5 +1,6 @@
 //! `Application`: binds both listeners first (port 0 in tests), exposes the real addresses,
-//! then serves EST over rustls HTTPS and the public endpoints over plain HTTP until stopped.
+//! then serves EST over rustls HTTPS and the public endpoints over plain HTTP until stopped
+//! (both through `listener::serve`, with the configured timeouts and connection caps).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,35 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use iomt_core::policy::PolicySet;
-use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::api;
 use crate::auth::failures::FailureAudit;
 use crate::auth::operator::Authenticator;
 use crate::authority::Authority;
 use crate::config::{ConfigError, Settings};
+use crate::listener::{ConnectionLimits, Listener, Transport, stopped};
 use crate::pki::{CaMaterial, PkiError, PublicUrls};
 use crate::revocation::Revocation;
 use crate::storage::{PostgresStore, SqliteStore, Store, StoreError};
 use crate::tls::{TlsSetupError, server_config};
-
-/// Time a client has to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client has to send the request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time in-flight requests get to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// The client certificate chain a TLS peer presented, if any (stations and devices use it).
-#[derive(Debug, Clone, Default)]
-pub struct PeerCertificates(pub Option<Arc<Vec<CertificateDer<'static>>>>);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +58,7 @@ pub struct Application {
     public: Router,
     authority: Arc<Authority>,
     revocation: Arc<Revocation>,
+    limits: ConnectionLimits,
 }
 
 /// How often CRLs and OCSP responder certificates are checked for renewal.
@@ -131,6 +118,14 @@ impl Application {
             failures: Arc::new(FailureAudit::new(store)),
         };
 
+        let limits = settings.config.limits;
+        let connections = ConnectionLimits::from_config(&limits);
+        tracing::info!(
+            max_connections = connections.max_connections,
+            header_timeout_secs = limits.header_timeout_secs,
+            "listener limits (per listener)"
+        );
+        let body_timeout = limits.body_timeout();
         let (https, https_addr) = bind(settings.listen()?).await?;
         let (http, http_addr) = bind(settings.http_listen()?).await?;
         Ok(Application {
@@ -139,10 +134,12 @@ impl Application {
             https_addr,
             http_addr,
             tls,
-            est: api::est_router(authority.clone()).merge(api::admin_router(admin)),
-            public: api::public_router(ca, revocation.clone()),
+            est: api::est_router(authority.clone(), body_timeout)
+                .merge(api::admin_router(admin, body_timeout)),
+            public: api::public_router(ca, revocation.clone(), body_timeout),
             revocation,
             authority,
+            limits: connections,
         })
     }
 
@@ -189,84 +186,27 @@ impl Application {
                 }
             }
         });
-        let mut http_stop = stop_rx.clone();
-        let public = axum::serve(self.http, self.public).with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|stopped| *stopped).await;
-        });
-        let https = serve_https(self.https, self.tls, self.est, stop_rx);
-        let (public, https) = tokio::join!(async move { public.await }, https);
+        let public = crate::listener::serve(
+            Listener {
+                name: "http",
+                socket: self.http,
+                transport: Transport::Plain,
+                router: self.public,
+                limits: self.limits,
+            },
+            stop_rx.clone(),
+        );
+        let https = crate::listener::serve(
+            Listener {
+                name: "https",
+                socket: self.https,
+                transport: Transport::Tls(self.tls),
+                router: self.est,
+                limits: self.limits,
+            },
+            stop_rx,
+        );
+        let (public, https) = tokio::join!(public, https);
         public.and(https)
     }
-}
-
-/// Resolves once the stop flag is set (or its sender is gone).
-async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
-async fn serve_https(
-    listener: TcpListener,
-    tls: TlsAcceptor,
-    router: Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // Per-connection accept errors (e.g. EMFILE) must not stop the server.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopped(&mut stop) => break,
-        };
-        let tls = tls.clone();
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let peer_certs =
-                PeerCertificates(
-                    stream.get_ref().1.peer_certificates().map(|certs| {
-                        Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect())
-                    }),
-                );
-            let service =
-                router.map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(peer_certs.clone());
-                    request
-                });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let connection =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
-    }
-    Ok(())
 }

@@ -16,6 +16,22 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::pki::CaMaterial;
 
+/// The client certificate chain a TLS peer presented, if any (stations, devices, operators).
+/// **Unverified:** the handshake only proved possession of the leaf's key
+/// ([`DeferredChainVerifier`]); every route that relies on it verifies the chain itself.
+#[derive(Debug, Clone, Default)]
+pub struct UnverifiedClientChain(pub Option<Arc<Vec<CertificateDer<'static>>>>);
+
+impl UnverifiedClientChain {
+    /// The presented chain, leaf first; `None` when the client sent no certificate.
+    pub fn presented(&self) -> Option<&[CertificateDer<'static>]> {
+        self.0
+            .as_deref()
+            .map(Vec::as_slice)
+            .filter(|chain| !chain.is_empty())
+    }
+}
+
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {

@@ -60,6 +60,26 @@ impl TestApp {
         TestApp::spawn_inner(edit, None, None).await
     }
 
+    /// Like [`TestApp::spawn`], with the listeners' `[limits]` replaced (e.g. short timeouts and
+    /// a small connection cap, so tests need not wait or open thousands of sockets).
+    pub async fn spawn_with_limits(limits: ca_server::config::Limits) -> TestApp {
+        let dir = TestApp::init_dir(|_, text| text.to_owned(), None, &[])
+            .await
+            .expect("init");
+        let mut settings = Settings::load(&dir.path().join("ca")).expect("settings");
+        settings.config.limits = limits;
+        let (https, http, authority, revocation, shutdown, server) = serve(&settings).await;
+        TestApp {
+            dir,
+            https,
+            http,
+            authority,
+            revocation,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
     /// A CA whose registry lives in the given database (e.g. a fresh PostgreSQL database).
     pub async fn spawn_on_database(database_url: &str) -> TestApp {
         TestApp::spawn_inner(|_, text| text.to_owned(), None, Some(database_url)).await

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::error::ApiError;
 use crate::auth::token::parse_basic;
 use crate::authority::{Authority, Reenrollment, StationEnrollment, TokenEnrollment};
-use crate::startup::PeerCertificates;
+use crate::tls::UnverifiedClientChain;
 
 /// Largest EST request body accepted (a P-384 CSR is under 1 KiB; RSA-4096 about 2 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -59,7 +59,7 @@ fn render_csrattrs(authority: &Authority, label: Option<&str>) -> Result<Respons
 /// `POST simpleenroll` without a label.
 pub async fn simpleenroll(
     State(authority): State<Arc<Authority>>,
-    Extension(peer): Extension<PeerCertificates>,
+    Extension(peer): Extension<UnverifiedClientChain>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -70,7 +70,7 @@ pub async fn simpleenroll(
 pub async fn simpleenroll_labeled(
     State(authority): State<Arc<Authority>>,
     Path(label): Path<String>,
-    Extension(peer): Extension<PeerCertificates>,
+    Extension(peer): Extension<UnverifiedClientChain>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -82,7 +82,7 @@ pub async fn simpleenroll_labeled(
 async fn enroll(
     authority: &Authority,
     label: Option<&str>,
-    peer: &PeerCertificates,
+    peer: &UnverifiedClientChain,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -128,7 +128,7 @@ async fn enroll(
 /// `POST simplereenroll` without a label.
 pub async fn simplereenroll(
     State(authority): State<Arc<Authority>>,
-    Extension(peer): Extension<PeerCertificates>,
+    Extension(peer): Extension<UnverifiedClientChain>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -139,7 +139,7 @@ pub async fn simplereenroll(
 pub async fn simplereenroll_labeled(
     State(authority): State<Arc<Authority>>,
     Path(label): Path<String>,
-    Extension(peer): Extension<PeerCertificates>,
+    Extension(peer): Extension<UnverifiedClientChain>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -149,7 +149,7 @@ pub async fn simplereenroll_labeled(
 async fn reenroll(
     authority: &Authority,
     label: Option<&str>,
-    peer: &PeerCertificates,
+    peer: &UnverifiedClientChain,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -20,11 +20,9 @@ use crate::revocation::Revocation;
 
 pub use est::BODY_LIMIT;
 
-/// Time allowed to receive a request body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The EST routes under `/.well-known/est/`, with and without a label.
-pub fn est_router(authority: Arc<Authority>) -> Router {
+/// The EST routes under `/.well-known/est/`, with and without a label; a request body must
+/// arrive within `body_timeout` (config `limits.body_timeout_secs`).
+pub fn est_router(authority: Arc<Authority>, body_timeout: Duration) -> Router {
     Router::new()
         .route("/.well-known/est/cacerts", get(est::cacerts))
         .route("/.well-known/est/csrattrs", get(est::csrattrs))
@@ -47,7 +45,7 @@ pub fn est_router(authority: Arc<Authority>) -> Router {
             post(est::simplereenroll_labeled),
         )
         .with_state(authority)
-        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(TraceLayer::new_for_http())
 }
 
@@ -55,17 +53,21 @@ pub fn est_router(authority: Arc<Authority>) -> Router {
 pub const ADMIN_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 /// The admin routes (HTTPS; API key or operator certificate, with roles).
-pub fn admin_router(state: admin::AdminState) -> Router {
+pub fn admin_router(state: admin::AdminState, body_timeout: Duration) -> Router {
     admin::router(state)
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
-        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(TraceLayer::new_for_http())
 }
 
 pub use admin::{AdminState, OPENAPI, Route, routes as admin_routes};
 
 /// The plain-HTTP public routes: CA certificates, CRLs and OCSP.
-pub fn public_router(ca: Arc<CaMaterial>, revocation: Arc<Revocation>) -> Router {
+pub fn public_router(
+    ca: Arc<CaMaterial>,
+    revocation: Arc<Revocation>,
+    body_timeout: Duration,
+) -> Router {
     let revocation_routes = Router::new()
         .route("/crl/{file}", get(public::crl))
         .route("/ocsp/{ca}", post(public::ocsp_post))
@@ -75,6 +77,6 @@ pub fn public_router(ca: Arc<CaMaterial>, revocation: Arc<Revocation>) -> Router
         .route("/ca/{file}", get(public::ca_certificate))
         .with_state(ca)
         .merge(revocation_routes)
-        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(TraceLayer::new_for_http())
 }

@@ -26,7 +26,7 @@ use crate::auth::failures::{FailureAudit, Refusal};
 use crate::auth::operator::{AuthFailure, Authenticator, Capability, fingerprint};
 use crate::authority::Authority;
 use crate::revocation::Revocation;
-use crate::startup::PeerCertificates;
+use crate::tls::UnverifiedClientChain;
 
 /// The OpenAPI 3.1 description of every admin route.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -198,7 +198,7 @@ async fn guard(
     };
     let peer = request
         .extensions()
-        .get::<PeerCertificates>()
+        .get::<UnverifiedClientChain>()
         .and_then(|p| p.0.clone());
     let refused = |actor: String, reason: &'static str, needed: Option<&'static str>| Refusal {
         actor,
