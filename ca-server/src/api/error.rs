@@ -39,9 +39,24 @@ impl ApiError {
     }
 }
 
+/// The message with every control character (and Unicode line or paragraph separator) escaped,
+/// so whatever a client sent that the message echoes (a serial, a label, a file name), the
+/// body stays one line.
+fn one_line(message: &str) -> String {
+    let mut line = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = format!("{}: {}\n", self.code, self.message);
+        let body = format!("{}: {}\n", self.code, one_line(&self.message));
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -74,6 +89,21 @@ impl From<StoreError> for ApiError {
                 )
             }
             other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl ApiError {
+    /// An error of the token route (`simpleenroll` with HTTP Basic). Until the token is checked
+    /// the caller is a stranger, so an unknown serial answers exactly as an unknown token does:
+    /// the answer must not tell which serials are registered. The station and client-certificate
+    /// routes keep `device.not_registered`: their callers are authenticated.
+    pub fn from_token_route(error: EnrollError) -> ApiError {
+        match error {
+            EnrollError::UnknownDevice { .. } => ApiError::from(EnrollError::Token {
+                problem: TokenProblem::Unknown,
+            }),
+            other => ApiError::from(other),
         }
     }
 }
@@ -181,6 +211,49 @@ impl From<EnrollError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn render_with_control_characters_in_the_message_stays_one_line() {
+        let echoed = "IP1\nX-Injected: 1\r\n\u{1b}[31m\u{2028}end";
+        let response = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "device.not_registered",
+            format!("device {echoed} is not registered"),
+        )
+        .into_response();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert_eq!(body.lines().count(), 1, "{body:?}");
+        assert!(body.ends_with('\n') && !body[..body.len() - 1].contains(['\n', '\r']));
+        assert!(
+            body.contains(r"IP1\nX-Injected: 1\r\n\u{1b}[31m\u{2028}end"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn token_route_unknown_serial_answers_as_an_unknown_token() {
+        let unknown_serial = ApiError::from_token_route(EnrollError::UnknownDevice {
+            serial: "NOPE".into(),
+        });
+        let wrong_token = ApiError::from_token_route(EnrollError::Token {
+            problem: TokenProblem::Unknown,
+        });
+        assert_eq!(
+            (
+                unknown_serial.status,
+                unknown_serial.code,
+                &unknown_serial.message
+            ),
+            (wrong_token.status, wrong_token.code, &wrong_token.message)
+        );
+        let station_route = ApiError::from(EnrollError::UnknownDevice {
+            serial: "NOPE".into(),
+        });
+        assert_eq!(station_route.code, "device.not_registered");
+    }
 
     /// A stopped writer or an unreachable database is the client's cue to retry, not a defect.
     #[test]

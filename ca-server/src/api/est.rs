@@ -91,7 +91,7 @@ async fn enroll(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_basic);
-    let station_chain = peer.0.as_deref().filter(|chain| !chain.is_empty());
+    let station_chain = peer.presented();
     let issued = match (basic, station_chain) {
         (Some(credential), _) => {
             let csr_der = decode_base64_body(read_body(body).await?)?;
@@ -102,7 +102,8 @@ async fn enroll(
                     token: &credential.token,
                     csr_der: &csr_der,
                 })
-                .await?
+                .await
+                .map_err(ApiError::from_token_route)?
         }
         (None, Some(chain)) => {
             let csr_der = decode_base64_body(read_body(body).await?)?;
@@ -203,7 +204,8 @@ fn require_content_type(headers: &HeaderMap, expected: &'static str) -> Result<(
     }
 }
 
-/// EST bodies are base64 (RFC 8951 §3.2): whitespace and line breaks are ignored.
+/// EST bodies are base64 (RFC 8951 §3.2), with or without line breaks: whitespace (spaces, tabs,
+/// LF and CRLF) is ignored wherever it appears.
 fn decode_base64_body(body: Bytes) -> Result<Vec<u8>, ApiError> {
     let compact: Vec<u8> = body
         .iter()
@@ -227,14 +229,10 @@ fn certs_only_response(ders: &[&[u8]]) -> Result<Response, ApiError> {
     ))
 }
 
+/// RFC 8951 §3.2: EST answers are RFC 4648 base64, one line with no line breaks (a client
+/// built on a strict decoder fails on the 64-column lines of MIME).
 fn base64_response(content_type: &'static str, der: &[u8]) -> Response {
-    let encoded = STANDARD.encode(der);
-    let mut body = String::with_capacity(encoded.len() + encoded.len() / 64 + 1);
-    for line in encoded.as_bytes().chunks(64) {
-        body.push_str(std::str::from_utf8(line).unwrap_or_default());
-        body.push('\n');
-    }
-    let mut response = body.into_response();
+    let mut response = STANDARD.encode(der).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
