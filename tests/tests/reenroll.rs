@@ -173,6 +173,7 @@ async fn curl_reenrolls_with_the_current_certificate() {
     run_tool(Command::new("openssl").current_dir(&work).args([
         "base64",
         "-d",
+        "-A", // RFC 8951: the answer is one line of base64
         "-in",
         "new.p7.b64",
         "-out",
