@@ -83,7 +83,15 @@ async fn enroll_with_curl_and_openssl_only() {
 
     openssl(
         &work,
-        &["base64", "-d", "-A", "-in", "cert.p7.b64", "-out", "cert.p7.der"],
+        &[
+            "base64",
+            "-d",
+            "-A",
+            "-in",
+            "cert.p7.b64",
+            "-out",
+            "cert.p7.der",
+        ],
     );
     openssl(
         &work,
@@ -100,7 +108,15 @@ async fn enroll_with_curl_and_openssl_only() {
     );
     openssl(
         &work,
-        &["base64", "-d", "-A", "-in", "ca.p7.b64", "-out", "ca.p7.der"],
+        &[
+            "base64",
+            "-d",
+            "-A",
+            "-in",
+            "ca.p7.b64",
+            "-out",
+            "ca.p7.der",
+        ],
     );
     openssl(
         &work,
