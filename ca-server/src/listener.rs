@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
@@ -36,6 +36,22 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Time in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Connections the kernel queues for a listener while it is at its cap (tokio's default is 128;
+/// Linux caps the value at `net.core.somaxconn`, 4,096 by default).
+const BACKLOG: u32 = 1024;
+
+/// Binds a listening socket with a [`BACKLOG`]-deep accept queue, so clients beyond the cap wait
+/// in the queue instead of having their SYNs dropped and retried seconds later.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// What one listener enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

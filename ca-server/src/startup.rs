@@ -66,9 +66,8 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Binds a listener and reports the address it really got (port 0 picks one).
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })?;
+    let listener =
+        crate::listener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
     let local = listener
         .local_addr()
         .map_err(|source| StartupError::Bind { addr, source })?;
