@@ -158,7 +158,8 @@ async fn malformed_and_unauthorized_requests_change_nothing() {
             status: 401,
             code: "auth.token_wrong_device",
         },
-        // No oracle: without a valid token an unknown serial answers as an unknown token does.
+        // No oracle: the token is judged before the device, so an unknown serial with another
+        // device's token answers exactly as a registered one would.
         Case {
             name: "unregistered device",
             serial: "IP20009999",
@@ -166,7 +167,7 @@ async fn malformed_and_unauthorized_requests_change_nothing() {
             content_type: PKCS10,
             body: good.clone(),
             status: 401,
-            code: "auth.token_unknown",
+            code: "auth.token_wrong_device",
         },
     ];
     for case in cases {

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use iomt_tests::{PUMP, TestApp, p256_csr, require_tool, run_tool};
+use iomt_tests::{MONITOR, PUMP, TestApp, p256_csr, require_tool, run_tool};
 
 /// The body of a successful answer: one base64 line, no CR or LF anywhere, and it decodes to a
 /// certs-only PKCS#7.
@@ -102,6 +102,22 @@ async fn simpleenroll_with_unknown_serial_answers_exactly_as_a_wrong_token() {
     assert_eq!(
         unknown_serial, wrong_token,
         "status, code and body are identical"
+    );
+    // A device whose product enrolls only through a station is not revealed either: the token
+    // is judged before anything about the device.
+    app.register("PM72700401", MONITOR).await;
+    let (_key, csr) = p256_csr("PM72700401");
+    let station_only = app
+        .post_simpleenroll(
+            "PM72700401",
+            "guessed-token",
+            "application/pkcs10",
+            TestApp::est_body(&csr),
+        )
+        .await;
+    assert_eq!(
+        (station_only.0, station_only.1.as_str()),
+        (401, "auth.token_unknown")
     );
 }
 

@@ -54,20 +54,26 @@ impl Authority {
         {
             return Ok(self.enroll_station_key(station, request, now).await?);
         }
+        // The token is judged first: without one for this serial, a stranger learns nothing
+        // about the device (whether it exists, is disabled, or enrolls another way).
+        let used = match check_token(facts.token.as_ref(), request.serial, now) {
+            Ok(()) => None,
+            Err(
+                refused @ EnrollError::Token {
+                    problem: TokenProblem::Used,
+                },
+            ) => Some(refused),
+            Err(refused) => return Err(refused.into()),
+        };
         let (device, policy) = self.check_registered(request.serial, facts.device)?;
         if let Some(label) = request.label {
             self.check_label(label, &device, policy)?;
         }
         allow_token_enrollment(policy)?;
-        if let Err(refused) = check_token(facts.token.as_ref(), &device, now) {
-            let resent = match (&refused, facts.token.as_ref(), csr) {
-                (
-                    EnrollError::Token {
-                        problem: TokenProblem::Used,
-                    },
-                    Some(used),
-                    Ok(csr),
-                ) => {
+        if let Some(refused) = used {
+            // A used token: the same request again gets the certificate it was issued.
+            let resent = match (facts.token.as_ref(), csr) {
+                (Some(used), Ok(csr)) => {
                     self.resend_for_token(&device, policy, used, csr, now)
                         .await?
                 }
@@ -140,15 +146,15 @@ impl Authority {
     }
 }
 
-/// The token must exist, belong to this device, and be unused and unexpired.
+/// The token must exist, belong to the serial asked for, and be unused and unexpired.
 fn check_token(
     token: Option<&TokenRecord>,
-    device: &Device,
+    serial: &str,
     now: OffsetDateTime,
 ) -> Result<(), EnrollError> {
     let problem = match token {
         None => Some(TokenProblem::Unknown),
-        Some(record) if record.device_serial != device.serial => Some(TokenProblem::OtherDevice),
+        Some(record) if record.device_serial != serial => Some(TokenProblem::OtherDevice),
         Some(record) if record.used_at.is_some() => Some(TokenProblem::Used),
         Some(record) if record.expires_at <= now.unix_timestamp() => Some(TokenProblem::Expired),
         Some(_) => None,
