@@ -124,6 +124,46 @@ fn broken(stored: &StoredAuditEvent, problem: Problem, missing: Option<(i64, i64
     }
 }
 
+/// Why `serve` does not start on this audit trail.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error(
+        "the audit trail is broken ({} problem(s); the first: {}): refusing to serve. Inspect it with `ca-server audit verify` and `ca-server audit export`, and restore the database from a backup",
+        .0.breaks.len(),
+        .0.breaks.first().map(ToString::to_string).unwrap_or_default()
+    )]
+    Broken(Verification),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `serve` does with the trail before it answers anyone: re-creates any append-only
+/// trigger someone dropped (audited as `audit.protection_restored`), then verifies the whole
+/// chain and refuses to serve on a broken one.
+pub async fn guard_at_start(store: &dyn Store) -> Result<Verification, GuardError> {
+    let restored = store.restore_audit_protection().await?;
+    let verification = verify(store).await?;
+    if !verification.is_intact() {
+        return Err(GuardError::Broken(verification));
+    }
+    if !restored.is_empty() {
+        tracing::warn!(
+            ?restored,
+            "the audit trail's append-only triggers were missing and have been re-created"
+        );
+        store
+            .append_audit(&[crate::storage::AuditEvent {
+                at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                actor: "ca".to_owned(),
+                action: "audit.protection_restored".to_owned(),
+                object: "audit_events".to_owned(),
+                details: serde_json::json!({ "triggers": restored }).to_string(),
+            }])
+            .await?;
+    }
+    Ok(verification)
+}
+
 /// One exported event. `details` is the stored JSON text, byte for byte, so the chain can be
 /// recomputed from an export.
 #[derive(Debug, Serialize)]

@@ -43,6 +43,8 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Audit(#[from] crate::audit::GuardError),
     #[error("unsupported database URL `{0}` (use sqlite://PATH or postgres://...)")]
     DatabaseUrl(String),
 }
@@ -97,6 +99,8 @@ impl Application {
             &settings.key_access,
         )?);
         let store = open_store(&settings.database_url()).await?;
+        let trail = crate::audit::guard_at_start(store.as_ref()).await?;
+        tracing::info!(events = trail.events, head = ?trail.head_hash, "audit trail verified");
         let tls = TlsAcceptor::from(server_config(&ca)?);
         let urls = PublicUrls::new(&settings.config.public_url);
         let revocation = Arc::new(Revocation::new(

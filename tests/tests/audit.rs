@@ -266,3 +266,80 @@ async fn audit_export_writes_json_lines_that_recompute_the_chain() {
     assert_eq!(verify["intact"], true, "{verify}");
     assert!(verify["breaks"].as_array().unwrap().is_empty());
 }
+
+/// `serve` re-creates append-only triggers someone dropped (and audits it), and refuses to
+/// serve on a broken chain, naming the first break and the command to inspect it.
+async fn serve_guards_the_trail(mut app: TestApp, database_url: &str) {
+    device_life(&app).await;
+    let drop_triggers: &[&str] = if database_url.starts_with("postgres") {
+        &["ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"]
+    } else {
+        &[
+            "DROP TRIGGER audit_events_no_update",
+            "DROP TRIGGER audit_events_no_delete",
+        ]
+    };
+    app.stop_server().await;
+    tamper(database_url, drop_triggers).await;
+    app.restart().await;
+    assert!(seq_of(&app, "audit.protection_restored").await > 0);
+    let mut refused = Vec::new();
+    for sql in [
+        "DELETE FROM audit_events",
+        "UPDATE audit_events SET actor = 'x'",
+    ] {
+        if database_url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+            refused.push(
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .is_err(),
+            );
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+            refused.push(
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .is_err(),
+            );
+        }
+    }
+    assert_eq!(refused, [true, true], "the triggers are back");
+
+    app.stop_server().await;
+    let edited = seq_of(&app, "device.registered").await;
+    let mut statements = drop_triggers.to_vec();
+    let edit = format!("UPDATE audit_events SET actor = 'forged' WHERE seq = {edited}");
+    statements.push(&edit);
+    tamper(database_url, &statements).await;
+    let settings = ca_server::config::Settings::load(&app.data_dir()).unwrap();
+    let error = ca_server::startup::Application::build(&settings)
+        .await
+        .err()
+        .expect("a broken trail is refused")
+        .to_string();
+    assert!(error.contains("refusing to serve"), "{error}");
+    assert!(
+        error.contains(&format!("event {edited} (device.registered) was modified")),
+        "{error}"
+    );
+    assert!(error.contains("ca-server audit verify"), "{error}");
+}
+
+#[tokio::test]
+async fn serve_restores_triggers_and_refuses_a_broken_chain_on_sqlite() {
+    let app = TestApp::spawn().await;
+    let url = format!("sqlite://{}", app.data_dir().join("ca.db").display());
+    serve_guards_the_trail(app, &url).await;
+}
+
+#[tokio::test]
+async fn serve_restores_triggers_and_refuses_a_broken_chain_on_postgres() {
+    let Some(database) = ca_server::storage::testing::create().await else {
+        return;
+    };
+    let app = TestApp::spawn_on_database(&database.url).await;
+    serve_guards_the_trail(app, &database.url).await;
+}

@@ -452,6 +452,9 @@ pub trait Store: StationStore + Send + Sync + 'static {
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
     /// The audit trail in order.
     async fn audit_events(&self) -> Result<Vec<StoredAuditEvent>, StoreError>;
+    /// Re-creates the triggers that make `audit_events` append-only if any is missing (dropped
+    /// by someone with write access to the database); returns the names it re-created.
+    async fn restore_audit_protection(&self) -> Result<Vec<&'static str>, StoreError>;
     /// Up to `limit` audit events with `seq > after_seq`, in order.
     async fn audit_page(
         &self,

@@ -464,6 +464,10 @@ impl Store for PostgresStore {
             .map_err(classify)
     }
 
+    async fn restore_audit_protection(&self) -> Result<Vec<&'static str>, StoreError> {
+        admin::restore_audit_protection(self).await
+    }
+
     async fn audit_page(
         &self,
         after_seq: i64,

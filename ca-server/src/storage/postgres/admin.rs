@@ -11,6 +11,45 @@ use crate::storage::{
     StoreError, StoredAuditEvent, classify,
 };
 
+/// The append-only trigger of migration 0003 and its function.
+const AUDIT_TRIGGER: &str = "audit_events_append_only";
+const CREATE_AUDIT_TRIGGER: &str = "\
+CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_events is append-only';
+END;
+$$;
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();";
+
+pub(super) async fn restore_audit_protection(
+    store: &PostgresStore,
+) -> Result<Vec<&'static str>, StoreError> {
+    let present: Option<String> = sqlx::query_scalar(
+        "SELECT tgname::text FROM pg_trigger \
+         WHERE tgrelid = 'audit_events'::regclass AND tgname = $1 AND tgenabled <> 'D'",
+    )
+    .bind(AUDIT_TRIGGER)
+    .fetch_optional(&store.pool)
+    .await
+    .map_err(classify)?;
+    if present.is_some() {
+        return Ok(Vec::new());
+    }
+    // A disabled trigger is dropped and made again; one transaction, so a concurrent
+    // replica's restore cannot interleave (the second sees the first's trigger at commit).
+    let mut tx = store.pool.begin().await.map_err(classify)?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "LOCK TABLE audit_events IN SHARE ROW EXCLUSIVE MODE; \
+         DROP TRIGGER IF EXISTS {AUDIT_TRIGGER} ON audit_events; {CREATE_AUDIT_TRIGGER}"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
+    tx.commit().await.map_err(classify)?;
+    Ok(vec![AUDIT_TRIGGER])
+}
+
 pub(super) async fn audit_page(
     store: &PostgresStore,
     after_seq: i64,

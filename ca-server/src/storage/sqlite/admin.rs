@@ -10,6 +10,42 @@ use crate::storage::{
     StoreError, StoredAuditEvent, classify,
 };
 
+/// The append-only triggers of migration 0005, by name.
+const AUDIT_TRIGGERS: [(&str, &str); 2] = [
+    (
+        "audit_events_no_update",
+        "CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events \
+         BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+    ),
+    (
+        "audit_events_no_delete",
+        "CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events \
+         BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+    ),
+];
+
+pub(super) async fn restore_audit_protection(
+    store: &SqliteStore,
+) -> Result<Vec<&'static str>, StoreError> {
+    let present: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events'",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .map_err(classify)?;
+    let mut restored = Vec::new();
+    for (name, create) in AUDIT_TRIGGERS {
+        if !present.iter().any(|p| p == name) {
+            sqlx::query(create)
+                .execute(&store.pool)
+                .await
+                .map_err(classify)?;
+            restored.push(name);
+        }
+    }
+    Ok(restored)
+}
+
 pub(super) async fn audit_page(
     store: &SqliteStore,
     after_seq: i64,
