@@ -271,6 +271,35 @@ impl TestApp {
         self.token(serial).await
     }
 
+    /// Registers `count` pumps from `IP2{first:07}` in one CSV import and creates a token for
+    /// each; returns `(serial, token)` pairs.
+    pub async fn pumps_with_tokens(&self, first: usize, count: usize) -> Vec<(String, String)> {
+        let serials: Vec<String> = (first..first + count)
+            .map(|i| format!("IP2{i:07}"))
+            .collect();
+        let csv = self.dir.path().join(format!("devices-{first}.csv"));
+        let rows: String = serials.iter().map(|s| format!("{s},{PUMP}\n")).collect();
+        std::fs::write(&csv, format!("serial,product\n{rows}")).expect("csv");
+        self.cli(&["device", "register", "--csv", csv.to_str().expect("utf-8")])
+            .await
+            .expect("register");
+        let list = self.dir.path().join(format!("serials-{first}.txt"));
+        std::fs::write(&list, serials.join("\n")).expect("serials");
+        let out = self
+            .cli(&[
+                "token",
+                "create",
+                "--serials-file",
+                list.to_str().expect("utf-8"),
+            ])
+            .await
+            .expect("tokens");
+        out.lines()
+            .filter_map(|l| l.split_once(','))
+            .map(|(serial, token)| (serial.to_owned(), token.to_owned()))
+            .collect()
+    }
+
     /// Enrolls with the real client library.
     pub async fn enroll(
         &self,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ca_server::storage::testing;
-use iomt_tests::{PUMP, TestApp, p256_csr};
+use iomt_tests::{TestApp, p256_csr};
 
 const PKCS10: &str = "application/pkcs10";
 
@@ -43,35 +43,6 @@ async fn post(
     }
 }
 
-/// Registers `count` pumps in one CSV import and returns `(serial, token)` pairs.
-async fn pumps_with_tokens(app: &TestApp, first: u32, count: u32) -> Vec<(String, String)> {
-    let serials: Vec<String> = (first..first + count)
-        .map(|i| format!("IP2{i:07}"))
-        .collect();
-    let csv = app.dir.path().join(format!("devices-{first}.csv"));
-    let mut text = String::from("serial,product\n");
-    for serial in &serials {
-        text.push_str(&format!("{serial},{PUMP}\n"));
-    }
-    std::fs::write(&csv, text).unwrap();
-    app.cli(&["device", "register", "--csv", csv.to_str().unwrap()])
-        .await
-        .unwrap();
-    let list = app.dir.path().join(format!("serials-{first}.txt"));
-    std::fs::write(&list, serials.join("\n")).unwrap();
-    let out = app
-        .cli(&["token", "create", "--serials-file", list.to_str().unwrap()])
-        .await
-        .unwrap();
-    out.lines()
-        .map(|l| {
-            l.split_once(',')
-                .map(|(s, t)| (s.to_owned(), t.to_owned()))
-                .unwrap()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn two_replicas_share_one_postgres_registry() {
     let Some(database) = testing::create().await else {
@@ -84,7 +55,7 @@ async fn two_replicas_share_one_postgres_registry() {
     let replicas = [app.https, replica_https];
 
     // 500 devices enrolled concurrently through both replicas.
-    let devices = pumps_with_tokens(&app, 1, 500).await;
+    let devices = app.pumps_with_tokens(1, 500).await;
     let requests: Vec<_> = devices
         .iter()
         .map(|(serial, token)| (serial.clone(), token.clone(), p256_csr(serial).1))
@@ -112,7 +83,7 @@ async fn two_replicas_share_one_postgres_registry() {
     }
 
     // The same token at the same instant through both replicas: exactly one wins.
-    let racer = pumps_with_tokens(&app, 900, 1).await.remove(0);
+    let racer = app.pumps_with_tokens(900, 1).await.remove(0);
     let (a, b) = (p256_csr(&racer.0).1, p256_csr(&racer.0).1);
     let (first, second) = tokio::join!(
         post(&client, replicas[0], &racer.0, &racer.1, &a),
@@ -230,7 +201,7 @@ async fn database_outage_fails_fast_and_recovers_without_restart() {
     };
     let app = TestApp::spawn_on_database(&database.url).await;
     let client = app.http_client();
-    let devices = pumps_with_tokens(&app, 1, 120).await;
+    let devices = app.pumps_with_tokens(1, 120).await;
     let requests: Vec<_> = devices
         .iter()
         .map(|(serial, token)| (serial.clone(), token.clone(), p256_csr(serial).1))

@@ -53,31 +53,6 @@ fn simpleenroll(https: SocketAddr) -> String {
     )
 }
 
-/// Registers `count` pumps from `first` in one CSV import; returns `(serial, token)` pairs.
-async fn pumps_with_tokens(app: &TestApp, first: usize, count: usize) -> Vec<(String, String)> {
-    let serials: Vec<String> = (first..first + count)
-        .map(|i| format!("IP2{i:07}"))
-        .collect();
-    let csv = app.dir.path().join(format!("devices-{first}.csv"));
-    let rows: String = serials.iter().map(|s| format!("{s},{PUMP}\n")).collect();
-    std::fs::write(&csv, format!("serial,product\n{rows}")).unwrap();
-    app.cli(&["device", "register", "--csv", csv.to_str().unwrap()])
-        .await
-        .unwrap();
-    let list = app.dir.path().join(format!("serials-{first}.txt"));
-    std::fs::write(&list, serials.join("\n")).unwrap();
-    let out = app
-        .cli(&["token", "create", "--serials-file", list.to_str().unwrap()])
-        .await
-        .unwrap();
-    out.lines()
-        .map(|l| {
-            let (serial, token) = l.split_once(',').unwrap();
-            (serial.to_owned(), token.to_owned())
-        })
-        .collect()
-}
-
 /// A station for pumps, enrolled with the ordinary client; returns its credential directory.
 async fn pump_station(app: &TestApp, name: &str) -> PathBuf {
     let token = app
@@ -106,7 +81,7 @@ fn station_client(app: &TestApp, dir: &Path) -> reqwest::Client {
 async fn one_key_race(app: &TestApp, replicas: &[SocketAddr]) {
     let client = app.http_client();
     for trial in 0..TRIALS {
-        let devices = pumps_with_tokens(app, trial * CONCURRENT, CONCURRENT).await;
+        let devices = app.pumps_with_tokens(trial * CONCURRENT, CONCURRENT).await;
         let key = new_key();
         let mut tasks = tokio::task::JoinSet::new();
         for (i, (serial, token)) in devices.iter().enumerate() {
@@ -162,7 +137,9 @@ async fn one_device_race(
     let station_b = second.map(|dir| station_client(app, dir));
     let per_trial = CONCURRENT / 2;
     for trial in 0..TRIALS {
-        let devices = pumps_with_tokens(app, first_serial + trial * per_trial, per_trial).await;
+        let devices = app
+            .pumps_with_tokens(first_serial + trial * per_trial, per_trial)
+            .await;
         let mut tasks = tokio::task::JoinSet::new();
         for (i, (serial, token)) in devices.iter().enumerate() {
             let (one, other) = (

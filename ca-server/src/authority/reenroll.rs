@@ -5,7 +5,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::replay::{self, Attempt, RESEND_WINDOW_SECS, Repeat};
+use super::replay::{self, Attempt, Repeat};
 use super::{
     Authority, Authorization, EnrollError, IssueRequest, Issued, ReenrollProblem, VettedCsr,
     vet_csr,
@@ -101,10 +101,7 @@ impl Authority {
                     device,
                     spki_sha256: &vetted.spki_sha256,
                     authorized_by: &format!("certificate:{}", current.serial),
-                    issued_between: (
-                        now.unix_timestamp() - RESEND_WINDOW_SECS,
-                        now.unix_timestamp(),
-                    ),
+                    issued_between: replay::last_day(now),
                     actor: &format!("device:{}", device.serial),
                 },
                 now,

@@ -15,7 +15,15 @@ use super::{Authority, EnrollError, Issued, SignedCertificate};
 use crate::storage::{AuditEvent, CertificateRecord, CertificateStatus, Device, StoreError};
 
 /// How long a station's or a re-enrollment's answer may be sent again.
-pub(super) const RESEND_WINDOW_SECS: i64 = 24 * 3600;
+const RESEND_WINDOW_SECS: i64 = 24 * 3600;
+
+/// The issuance range of a station's or a re-enrollment's repeat: the last 24 hours.
+pub(super) fn last_day(now: OffsetDateTime) -> (i64, i64) {
+    (
+        now.unix_timestamp() - RESEND_WINDOW_SECS,
+        now.unix_timestamp(),
+    )
+}
 
 /// What a repeated request must match to be answered with the certificate already issued.
 pub(super) struct Repeat<'a> {

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::csr::{KeyNotAllowed, SubjectKey};
-use super::replay::{self, Attempt, RESEND_WINDOW_SECS, Repeat};
+use super::replay::{self, Attempt, Repeat};
 use super::station_certificate::{build_station_certificate, station_identity};
 use super::{
     Authority, Authorization, Csr, EnrollError, IssueRequest, Issued, StationProblem,
@@ -98,10 +98,7 @@ impl Authority {
                         device: &device,
                         spki_sha256: &spki_sha256,
                         authorized_by: &actor,
-                        issued_between: (
-                            now.unix_timestamp() - RESEND_WINDOW_SECS,
-                            now.unix_timestamp(),
-                        ),
+                        issued_between: replay::last_day(now),
                         actor: &actor,
                     },
                     now,
