@@ -1,14 +1,21 @@
-//! `ca-server init`: a new CA in an empty data directory.
+//! `ca-server init`: a new CA in an empty data directory, all or nothing. Every precondition
+//! (directory, policies, key access, database) is checked first; the CA is then built in a
+//! staging directory and renamed into place, and a failure removes what was written.
 
 use std::path::{Path, PathBuf};
 
 use iomt_core::files::{PUBLIC, write_new};
 use iomt_core::policy::{PolicySet, PolicySource, shipped_sources};
 
-use crate::config::{CONFIG_FILE, ConfigFile, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN};
-use crate::pki::{HierarchyParams, KeyAccess, KeyStore, PkiError, TokenOptions, create_hierarchy};
-use crate::startup::{StartupError, open_store};
+use crate::config::{
+    CONFIG_FILE, ConfigFile, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN, resolve_database_url,
+};
+use crate::pki::custody::Resolved;
+use crate::pki::{
+    HierarchyParams, KeyAccess, KeyStore, PendingToken, PkiError, TokenOptions, create_hierarchy,
+};
 use crate::storage::AuditEvent;
+use crate::storage::provision::{self, ProvisionError};
 
 /// The file (0600) holding the admin API bearer token; only its hash is in config.toml.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -48,13 +55,21 @@ pub struct InitReport {
     pub passphrase_generated: bool,
     /// True when the root is external and the CSRs await its signature.
     pub external_root: bool,
+    /// Where the CA keys were created.
+    pub custody: Custody,
 }
 
-/// Why `init` refused or failed. Nothing is left half-created on a refusal.
+/// Why `init` refused or failed. Every precondition is checked before anything is written, and
+/// a failure after that removes what was written: a failed `init` can simply be run again.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error("{0} already holds a CA (found {1}); refusing to touch it")]
     AlreadyInitialized(String, String),
+    #[error(
+        "{dir} is not empty (found {entry}): `init` creates a CA in a new or empty directory; \
+         nothing was written"
+    )]
+    NotEmpty { dir: String, entry: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -65,7 +80,7 @@ pub enum InitError {
     #[error(transparent)]
     Pki(#[from] PkiError),
     #[error(transparent)]
-    Startup(#[from] StartupError),
+    Database(#[from] ProvisionError),
     #[error("country `{0}` is not an ISO 3166 alpha-2 code")]
     Country(String),
 }
@@ -77,9 +92,58 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
     }
 }
 
-/// Creates the CA: policies, hierarchy, config, database and the first audit events.
+/// The database `init` records when none is given: `DIR/ca.db`.
+const DEFAULT_DATABASE_URL: &str = "sqlite://ca.db";
+
+/// Creates the CA: policies, hierarchy, config, database and the first audit events; all of
+/// them or, on any failure, none.
 pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
     let dir = &options.data_dir;
+    let dir_exists = check_target(dir)?;
+    let policies = check_request(options)?;
+    let keys = unlock_keys(options)?;
+    let database_url = options
+        .database_url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let database = provision::prepare(&resolve_database_url(dir, &database_url)).await?;
+
+    let staging = match Staging::create(dir, dir_exists) {
+        Ok(staging) => staging,
+        Err(error) => {
+            database.discard().await;
+            return Err(error);
+        }
+    };
+    let built = async {
+        let report = write_files(options, &policies, keys, staging.path(), &database_url)?;
+        let events = first_events(options, &policies, &report);
+        provision::write_initial(
+            &resolve_database_url(staging.path(), &database_url),
+            &events,
+        )
+        .await?;
+        Ok(report)
+    }
+    .await;
+    match built.and_then(|report| staging.install().map(|()| report)) {
+        Ok(report) => Ok(report),
+        Err(error) => {
+            database.discard().await;
+            Err(error)
+        }
+    }
+}
+
+/// The policies as read, and the sources they came from.
+struct CheckedPolicies {
+    sources: Vec<PolicySource>,
+    set: PolicySet,
+    evaluation: bool,
+}
+
+/// Refuses a data directory that holds anything; true when it exists (empty).
+fn check_target(dir: &Path) -> Result<bool, InitError> {
     for marker in [CONFIG_FILE, "ca", "root.pem", "ca.db"] {
         if dir.join(marker).exists() {
             return Err(InitError::AlreadyInitialized(
@@ -88,6 +152,23 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
             ));
         }
     }
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(true),
+            Some(entry) => Err(InitError::NotEmpty {
+                dir: dir.display().to_string(),
+                entry: entry
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .map_err(io(dir))?,
+            }),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(io(dir)(error)),
+    }
+}
+
+/// The organization's country and the policies (production-ready when asked).
+fn check_request(options: &InitOptions) -> Result<CheckedPolicies, InitError> {
     if options.country.len() != 2 || !options.country.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(InitError::Country(options.country.clone()));
     }
@@ -95,36 +176,48 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
         Some(policies_dir) => read_sources(policies_dir)?,
         None => shipped_sources(),
     };
-    let policies = PolicySet::from_sources(sources.clone())?;
+    let set = PolicySet::from_sources(sources.clone())?;
     if options.production {
-        policies.ensure_production_ready()?;
+        set.ensure_production_ready()?;
     }
-    let evaluation = policies.ensure_production_ready().is_err();
+    let evaluation = set.ensure_production_ready().is_err();
+    Ok(CheckedPolicies {
+        sources,
+        set,
+        evaluation,
+    })
+}
 
-    // Log in to the token before anything exists: a wrong PIN leaves nothing behind.
+/// The token logged in to and the passphrase, obtained before anything exists: a wrong PIN or
+/// an unusable passphrase leaves nothing behind.
+struct UnlockedKeys {
+    token: Option<PendingToken>,
+    passphrase: Resolved,
+}
+
+fn unlock_keys(options: &InitOptions) -> Result<UnlockedKeys, InitError> {
     let token = match &options.pkcs11 {
         Some(token) => Some(KeyStore::login_for_init(token, &options.key_access)?),
         None => None,
     };
-
     let passphrase = options.key_access.passphrase_for_init()?;
+    Ok(UnlockedKeys { token, passphrase })
+}
 
-    create_private_dir(dir)?;
-    if passphrase.generated {
-        crate::pki::custody::write_generated(dir, &passphrase.passphrase)?;
+/// Writes the policies, the hierarchy, the admin token and `config.toml` into `dir`.
+fn write_files(
+    options: &InitOptions,
+    policies: &CheckedPolicies,
+    keys: UnlockedKeys,
+    dir: &Path,
+    database_url: &str,
+) -> Result<InitReport, InitError> {
+    let passphrase_generated = keys.passphrase.generated;
+    if passphrase_generated {
+        crate::pki::custody::write_generated(dir, &keys.passphrase.passphrase)?;
     }
-    let mut keys = KeyStore::create(passphrase.passphrase, token)?;
-    let policy_dir = dir.join("policies");
-    std::fs::create_dir_all(&policy_dir).map_err(io(&policy_dir))?;
-    for source in &sources {
-        let name = Path::new(&source.name)
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        let path = policy_dir.join(name);
-        write_new(&path, source.text.as_bytes(), PUBLIC).map_err(io(&path))?;
-    }
-
+    let mut keys = KeyStore::create(keys.passphrase.passphrase, keys.token)?;
+    write_policies(dir, &policies.sources)?;
     let http_listen = options
         .http_listen
         .clone()
@@ -133,7 +226,7 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{http_listen}"));
-    let organization = if evaluation {
+    let organization = if policies.evaluation {
         format!("{} (evaluation)", options.organization)
     } else {
         options.organization.clone()
@@ -143,21 +236,70 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
         &HierarchyParams {
             organization: organization.clone(),
             country: options.country.clone(),
-            evaluation,
+            evaluation: policies.evaluation,
             tls_names: options.tls_names.clone(),
             public_url: public_url.clone(),
             external_root: options.external_root,
         },
-        &policies,
+        &policies.set,
         &mut keys,
     )?;
     let custody = if keys.in_token() {
-        "pkcs11"
+        Custody::Pkcs11
     } else {
-        "sealed-file"
+        Custody::SealedFile
     };
     drop(keys);
+    let config = ConfigFile {
+        admin_token_sha256: Some(write_admin_token(dir)?),
+        evaluation: policies.evaluation,
+        listen: options
+            .listen
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+        http_listen,
+        public_url,
+        database_url: database_url.to_owned(),
+        organization,
+        country: options.country.clone(),
+        limits: Default::default(),
+    };
+    write_config(dir, &config)?;
+    let root_fingerprint = if options.external_root {
+        String::new()
+    } else {
+        let root_path = dir.join("root.pem");
+        let root_pem = std::fs::read_to_string(&root_path).map_err(io(&root_path))?;
+        pem::parse(root_pem)
+            .map(|block| fingerprint(block.contents()))
+            .unwrap_or_default()
+    };
+    Ok(InitReport {
+        evaluation: policies.evaluation,
+        root_fingerprint,
+        config,
+        passphrase_generated,
+        external_root: options.external_root,
+        custody,
+    })
+}
 
+fn write_policies(dir: &Path, sources: &[PolicySource]) -> Result<(), InitError> {
+    let policy_dir = dir.join("policies");
+    std::fs::create_dir_all(&policy_dir).map_err(io(&policy_dir))?;
+    for source in sources {
+        let name = Path::new(&source.name)
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let path = policy_dir.join(name);
+        write_new(&path, source.text.as_bytes(), PUBLIC).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Writes the bootstrap admin API key to `DIR/admin-token` (0600); returns its SHA-256 (hex).
+fn write_admin_token(dir: &Path) -> Result<String, InitError> {
     let admin_token = crate::auth::token::generate().map_err(|_| {
         InitError::Pki(PkiError::Random(
             "the system random generator failed".into(),
@@ -170,49 +312,29 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
         iomt_core::files::PRIVATE,
     )
     .map_err(io(&token_path))?;
-    let config = ConfigFile {
-        admin_token_sha256: Some(hex::encode(&admin_token.hash)),
-        evaluation,
-        listen: options
-            .listen
-            .clone()
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
-        http_listen,
-        public_url,
-        database_url: options
-            .database_url
-            .clone()
-            .unwrap_or_else(|| "sqlite://ca.db".to_owned()),
-        organization,
-        country: options.country.clone(),
-        limits: Default::default(),
-    };
+    Ok(hex::encode(&admin_token.hash))
+}
+
+fn write_config(dir: &Path, config: &ConfigFile) -> Result<(), InitError> {
     let config_text = format!(
         "# IoMT CA configuration, written by `ca-server init`.\n{}{}",
-        if evaluation {
+        if config.evaluation {
             "# EVALUATION CA: the policies use placeholder OIDs (1.3.6.1.4.1.32473.*). Not for production devices.\n"
         } else {
             ""
         },
-        toml::to_string(&config).unwrap_or_default()
+        toml::to_string(config).unwrap_or_default()
     );
     let config_path = dir.join(CONFIG_FILE);
-    write_new(&config_path, config_text.as_bytes(), PUBLIC).map_err(io(&config_path))?;
+    write_new(&config_path, config_text.as_bytes(), PUBLIC).map_err(io(&config_path))
+}
 
-    let root_fingerprint = if options.external_root {
-        String::new()
-    } else {
-        let root_pem =
-            std::fs::read_to_string(dir.join("root.pem")).map_err(io(&dir.join("root.pem")))?;
-        pem::parse(root_pem)
-            .map(|block| fingerprint(block.contents()))
-            .unwrap_or_default()
-    };
-    let store = open_store(&crate::config::resolve_database_url(
-        dir,
-        &config.database_url,
-    ))
-    .await?;
+/// `ca.created` and one `policy.loaded` per policy file: the trail's first events.
+fn first_events(
+    options: &InitOptions,
+    policies: &CheckedPolicies,
+    report: &InitReport,
+) -> Vec<AuditEvent> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut events = vec![AuditEvent {
         at: now,
@@ -220,14 +342,14 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
         action: "ca.created".into(),
         object: "ca:root".into(),
         details: serde_json::json!({
-            "root_sha256": root_fingerprint,
-            "evaluation": evaluation,
-            "key_custody": custody,
+            "root_sha256": report.root_fingerprint,
+            "evaluation": report.evaluation,
+            "key_custody": report.custody.as_str(),
             "external_root": options.external_root,
         })
         .to_string(),
     }];
-    for (name, sha256) in policies.sources() {
+    for (name, sha256) in policies.set.sources() {
         events.push(AuditEvent {
             at: now,
             actor: "operator".into(),
@@ -236,17 +358,133 @@ pub async fn init(options: &InitOptions) -> Result<InitReport, InitError> {
             details: format!(r#"{{"sha256":"{sha256}"}}"#),
         });
     }
-    store
-        .append_audit(&events)
-        .await
-        .map_err(StartupError::from)?;
-    Ok(InitReport {
-        evaluation,
-        root_fingerprint,
-        config,
-        passphrase_generated: passphrase.generated,
-        external_root: options.external_root,
-    })
+    events
+}
+
+/// Where the CA keys were created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Custody {
+    /// In a PKCS#11 token.
+    Pkcs11,
+    /// Sealed files in `DIR/ca/`.
+    SealedFile,
+}
+
+impl Custody {
+    /// The name recorded in the `ca.created` audit event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Custody::Pkcs11 => "pkcs11",
+            Custody::SealedFile => "sealed-file",
+        }
+    }
+}
+
+/// The directory `init` builds the CA in, renamed into place only when everything succeeded:
+/// a sibling of a new data directory, or a hidden directory inside an existing empty one (a
+/// mount point cannot be renamed over, and its siblings may be on another file system).
+struct Staging {
+    path: PathBuf,
+    target: PathBuf,
+    target_exists: bool,
+    /// The first ancestor of the target that `init` created, removed again on failure.
+    created_parent: Option<PathBuf>,
+}
+
+impl Staging {
+    fn create(target: &Path, target_exists: bool) -> Result<Staging, InitError> {
+        let suffix = random_suffix()?;
+        let (path, created_parent) = if target_exists {
+            (target.join(format!(".init-{suffix}")), None)
+        } else {
+            let parent = match target.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let created_parent = parent.ancestors().take_while(|a| !a.exists()).last();
+            let created_parent = created_parent.map(Path::to_path_buf);
+            std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+            let name = target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "ca-data".into());
+            (
+                parent.join(format!(".{name}.init-{suffix}")),
+                created_parent,
+            )
+        };
+        let staging = Staging {
+            path,
+            target: target.to_path_buf(),
+            target_exists,
+            created_parent,
+        };
+        create_private_dir(&staging.path)?;
+        Ok(staging)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the finished CA into place (`config.toml` last), or removes everything.
+    fn install(self) -> Result<(), InitError> {
+        if !self.target_exists {
+            return std::fs::rename(&self.path, &self.target).map_err(io(&self.target));
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&self.path)
+            .map_err(io(&self.path))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io(&self.path))?;
+        names.sort_by_key(|name| name == CONFIG_FILE);
+        let mut moved: Vec<PathBuf> = Vec::new();
+        for name in names {
+            let to = self.target.join(&name);
+            if let Err(error) = std::fs::rename(self.path.join(&name), &to) {
+                for path in moved {
+                    remove_path(&path);
+                }
+                return Err(io(&to)(error));
+            }
+            moved.push(to);
+        }
+        std::fs::remove_dir(&self.path).map_err(io(&self.path))
+    }
+}
+
+impl Drop for Staging {
+    /// Whatever is still staged was not installed: it goes.
+    fn drop(&mut self) {
+        if self.path.exists() {
+            remove_path(&self.path);
+        }
+        if let Some(parent) = &self.created_parent
+            && !self.target.exists()
+        {
+            remove_path(parent);
+        }
+    }
+}
+
+fn remove_path(path: &Path) {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    if let Err(error) = removed {
+        tracing::warn!(path = %path.display(), %error, "could not remove what a failed init wrote");
+    }
+}
+
+fn random_suffix() -> Result<String, InitError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 6];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| PkiError::Random("the system random generator failed".into()))?;
+    Ok(hex::encode(bytes))
 }
 
 fn read_sources(dir: &Path) -> Result<Vec<PolicySource>, InitError> {
@@ -269,7 +507,6 @@ fn read_sources(dir: &Path) -> Result<Vec<PolicySource>, InitError> {
 fn create_private_dir(dir: &Path) -> Result<(), InitError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
-        .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(io(dir))

@@ -33,6 +33,11 @@ pub const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.8
 pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 /// X520SerialNumber (2.5.4.5).
 pub const AT_SERIAL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.5");
+/// The operator certificate policy: a certificate that authenticates a person or service to
+/// the CA's admin API, never a device or a station. PLACEHOLDER under the RFC 5612 documentation
+/// arc (1.3.6.1.4.1.32473.*), like every evaluation OID of this project (levels 7.1.x, markers
+/// 7.2.x, stations 7.4.1); a production CA replaces it with an OID of its own arc.
+pub const OPERATOR_POLICY: &str = "1.3.6.1.4.1.32473.7.5.1";
 /// id-kp-clientAuth.
 pub const KP_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
 /// id-kp-serverAuth.

@@ -456,12 +456,11 @@ async fn api_tokens_enroll_devices_and_certificates_are_searched_over_https_and_
     assert_eq!(device["certificates"][0]["status"], "on_hold");
 }
 
-/// An operator certificate issued by the station CA, as a PKI officer would (the CA key is
-/// sealed: it is unlocked the way the server does, with DIR/passphrase).
+/// An operator certificate of the operator profile, signed by the root as a PKI officer would
+/// (the root key is sealed: it is unlocked the way the server does, with DIR/passphrase).
 fn operator_certificate(app: &TestApp, name: &str) -> (String, String) {
     let ca = ca_server::pki::CaMaterial::load(&app.data_dir()).unwrap();
-    let issuer = &ca.station.issuer;
-    let ca_pem = std::fs::read_to_string(app.data_dir().join("ca/station.crt.pem")).unwrap();
+    let issuer = &ca.root.as_ref().expect("online root").issuer;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
@@ -469,8 +468,13 @@ fn operator_certificate(app: &TestApp, name: &str) -> (String, String) {
         .push(rcgen::DnType::CommonName, format!("operator {name}"));
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        &[2, 5, 29, 32],
+        iomt_core::extensions::certificate_policies(&[iomt_core::oids::OPERATOR_POLICY.to_owned()])
+            .unwrap(),
+    )];
     let cert = params.signed_by(&key, issuer).unwrap();
-    (format!("{}{ca_pem}", cert.pem()), key.serialize_pem())
+    (cert.pem(), key.serialize_pem())
 }
 
 fn mtls_client(app: &TestApp, chain_pem: &str, key_pem: &str) -> reqwest::Client {

@@ -3,4 +3,5 @@
 
 pub mod failures;
 pub mod operator;
+pub mod operator_profile;
 pub mod token;

@@ -5,8 +5,10 @@
 //! API keys look like `iomt_<id>_<secret>`: the id (16 hex digits) finds the record, then the
 //! SHA-256 of the whole key is compared in constant time. The bootstrap key `init` writes to
 //! `DIR/admin-token` (its hash in `config.toml`) is an `admin` key named `bootstrap`.
-//! An operator certificate is any certificate chaining to our root (through one of our CAs) for
-//! client authentication whose SHA-256 fingerprint was enrolled with `operator add`.
+//! An operator certificate is a certificate of the operator profile (`operator_profile`: the
+//! operator policy OID, no device identity, not issued by a device issuing CA or the station
+//! CA) chaining to our root for client authentication, whose SHA-256 fingerprint was enrolled
+//! with `operator add`.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use ring::rand::SecureRandom;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use subtle::ConstantTimeEq;
 
+use super::operator_profile::{self, ForbiddenIssuers, ProfileProblem};
 use crate::pki::CaMaterial;
 use crate::storage::{AuditEvent, OperatorKind, OperatorRecord, Role, Store, StoreError};
 
@@ -168,33 +171,46 @@ pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
 }
 
-/// What an operator certificate must chain to: our root, through any of our CAs.
+/// What an operator certificate must be: of the operator profile, chaining to our root directly
+/// or through CAs other than the device issuing CAs and the station CA.
 struct OperatorTrust {
     root: CertificateDer<'static>,
-    intermediates: Vec<CertificateDer<'static>>,
+    forbidden: ForbiddenIssuers,
+}
+
+/// Why a certificate cannot be an operator's.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustProblem {
+    #[error("it is not an operator certificate: {0}")]
+    Profile(#[from] ProfileProblem),
+    #[error("it does not chain to this CA's root for client authentication: {0:?}")]
+    Chain(webpki::Error),
 }
 
 impl OperatorTrust {
     fn new(ca: &CaMaterial) -> OperatorTrust {
-        let mut intermediates: Vec<CertificateDer<'static>> =
-            ca.issuing.values().map(|c| c.cert_der.clone()).collect();
-        intermediates.push(ca.station.cert_der.clone());
         OperatorTrust {
             root: ca.root_der.clone(),
-            intermediates,
+            forbidden: ForbiddenIssuers::of(ca),
         }
     }
 
-    /// Verifies a client-authentication certificate (with any extra chain the client sent).
+    /// Refuses device and station certificates, verifies the chain for client authentication
+    /// (with the intermediates the client sent, never a device issuing CA or the station CA),
+    /// then checks the rest of the operator profile.
     fn verify(
         &self,
         leaf: &CertificateDer<'static>,
         extra: &[CertificateDer<'static>],
-    ) -> Result<(), String> {
-        let mut intermediates = self.intermediates.clone();
-        intermediates.extend(extra.iter().cloned());
-        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("{e:?}"))?;
-        let anchor = webpki::anchor_from_trusted_cert(&self.root).map_err(|e| format!("{e:?}"))?;
+    ) -> Result<(), TrustProblem> {
+        operator_profile::check_issuer(leaf, &self.forbidden)?;
+        let intermediates: Vec<CertificateDer<'static>> = extra
+            .iter()
+            .filter(|der| !self.forbidden.is_one(der))
+            .cloned()
+            .collect();
+        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(TrustProblem::Chain)?;
+        let anchor = webpki::anchor_from_trusted_cert(&self.root).map_err(TrustProblem::Chain)?;
         end_entity
             .verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
@@ -205,8 +221,8 @@ impl OperatorTrust {
                 None,
                 None,
             )
-            .map(|_| ())
-            .map_err(|e| format!("chain verification failed: {e:?}"))
+            .map_err(TrustProblem::Chain)?;
+        Ok(operator_profile::check(leaf)?)
     }
 }
 
@@ -296,9 +312,9 @@ impl Authenticator {
         let extra = chain.get(1..).unwrap_or_default();
         self.trust
             .verify(leaf, extra)
-            .map_err(|reason| AuthFailure::UntrustedCertificate {
+            .map_err(|problem| AuthFailure::UntrustedCertificate {
                 fingerprint: fingerprint.clone(),
-                reason,
+                reason: problem.to_string(),
             })?;
         if record.revoked_at.is_some() {
             return Err(AuthFailure::RevokedOperator(record.name));
@@ -318,8 +334,8 @@ pub enum OperatorError {
     UnknownRole(String),
     #[error("name `{0}` must be 1-64 characters of letters, digits, `.`, `_` or `-`")]
     BadName(String),
-    #[error("the certificate does not chain to this CA's root for client authentication: {0}")]
-    Untrusted(String),
+    #[error("refused as an operator certificate: {0}")]
+    Untrusted(#[from] TrustProblem),
     #[error("no active credential named `{0}`")]
     Unknown(String),
     #[error("the system random generator failed")]
@@ -378,20 +394,20 @@ pub async fn create_key(
     Ok(key)
 }
 
-/// Enrolls an operator certificate (DER) with a role (`operator add`), after checking that it
-/// chains to our root for client authentication now.
+/// Enrolls an operator certificate (DER, with the intermediates it needs) with a role
+/// (`operator add`), after checking that it is of the operator profile and chains to our root
+/// for client authentication now.
 pub async fn add_certificate(
     store: &dyn Store,
     ca: &CaMaterial,
     name: &str,
     role: Role,
     der: CertificateDer<'static>,
+    intermediates: &[CertificateDer<'static>],
     actor: &str,
 ) -> Result<String, OperatorError> {
     check_name(name)?;
-    OperatorTrust::new(ca)
-        .verify(&der, &[])
-        .map_err(OperatorError::Untrusted)?;
+    OperatorTrust::new(ca).verify(&der, intermediates)?;
     let fingerprint = fingerprint(&der);
     let at = now();
     let record = OperatorRecord {

@@ -10,6 +10,7 @@ use super::{
     Authority, Authorization, EnrollError, IssueRequest, Issued, ReenrollProblem, VettedCsr,
     vet_csr,
 };
+use crate::auth::operator_profile;
 use crate::storage::{CertificateRecord, CertificateStatus, Device};
 use iomt_core::policy::{Policy, Strength};
 
@@ -124,6 +125,9 @@ impl Authority {
         };
         let (_, parsed) =
             X509Certificate::from_der(leaf).map_err(|_| not_ours("it does not parse"))?;
+        if operator_profile::is_operator_certificate(&parsed) {
+            return Err(not_ours(operator_profile::REFUSED_ON_EST));
+        }
         let serial = hex::encode(parsed.raw_serial());
         let record = self
             .store

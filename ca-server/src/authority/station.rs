@@ -13,6 +13,7 @@ use super::{
     Authority, Authorization, Csr, EnrollError, IssueRequest, Issued, StationProblem,
     TokenEnrollment, TokenProblem, VettedCsr, allow_station_enrollment, vet_csr,
 };
+use crate::auth::operator_profile;
 use crate::storage::{
     AuditEvent, FactsQuery, Station, StationCertificate, StationIssuance, StationQuota,
     StationStatus, StoreError,
@@ -137,10 +138,13 @@ impl Authority {
                 reason: reason.to_owned(),
             })
         };
-        self.verify_station_chain(leaf, now)
-            .map_err(|reason| not_station(&reason))?;
         let (_, parsed) =
             X509Certificate::from_der(leaf).map_err(|_| not_station("it does not parse"))?;
+        if operator_profile::is_operator_certificate(&parsed) {
+            return Err(not_station(operator_profile::REFUSED_ON_EST));
+        }
+        self.verify_station_chain(leaf, now)
+            .map_err(|reason| not_station(&reason))?;
         let (record, station) = self
             .store
             .station_by_certificate(&hex::encode(parsed.raw_serial()))

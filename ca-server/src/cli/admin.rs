@@ -32,7 +32,10 @@ pub enum ApikeyCommand {
 /// `operator` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum OperatorCommand {
-    /// Enroll an operator client certificate (PEM, chaining to this CA's root) with a role.
+    /// Enroll an operator client certificate with a role: a certificate of the operator profile
+    /// (operator policy 1.3.6.1.4.1.32473.7.5.1, no device identity) chaining to this CA's root,
+    /// never through a device issuing CA or the station CA. Device and station certificates are
+    /// refused.
     Add(OperatorAddArgs),
     /// List API keys and operator certificates.
     List,
@@ -56,7 +59,8 @@ pub struct CredentialArgs {
 pub struct OperatorAddArgs {
     #[command(flatten)]
     pub credential: CredentialArgs,
-    /// The operator's certificate (PEM).
+    /// The operator's certificate (PEM), optionally followed by the intermediate CA
+    /// certificates between it and the root.
     #[arg(long)]
     pub cert: PathBuf,
 }
@@ -158,15 +162,22 @@ pub async fn operator(
             let role = credentials::parse_role(&args.credential.role)?;
             let pem = std::fs::read(&args.cert)
                 .with_context(|| format!("cannot read {}", args.cert.display()))?;
-            let block = pem::parse(pem)
+            let mut chain = pem::parse_many(pem)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|block| CertificateDer::from(block.into_contents()));
+            let leaf = chain
+                .next()
                 .with_context(|| format!("{} is not a PEM certificate", args.cert.display()))?;
+            let intermediates: Vec<_> = chain.collect();
             let ca = CaMaterial::load(data_dir)?;
             let fingerprint = credentials::add_certificate(
                 store.as_ref(),
                 &ca,
                 &args.credential.name,
                 role,
-                CertificateDer::from(block.into_contents()),
+                leaf,
+                &intermediates,
                 CLI_ACTOR,
             )
             .await?;

@@ -15,7 +15,7 @@ pub use custody::KeyAccess;
 pub use external::{CSR_DIR, OPENSSL_CONFIG, SIGN_SCRIPT};
 pub use hierarchy::{HierarchyParams, create_hierarchy};
 pub use import::{ImportError, ImportRequest, import};
-pub use keystore::{KeyStore, TokenOptions};
+pub use keystore::{KeyStore, PendingToken, TokenOptions};
 pub use material::{CaMaterial, IssuingCa, PkiError, ROOT_CRL_FILE};
 pub use sealed::{PBKDF2_ITERATIONS, Passphrase, SEALED_TAG};
 pub use serial::{issuance_serial, random_serial};

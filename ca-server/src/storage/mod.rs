@@ -6,6 +6,7 @@ mod batcher;
 mod facts;
 mod group_commit;
 mod postgres;
+pub mod provision;
 mod sqlite;
 mod stations;
 mod stations_postgres;
