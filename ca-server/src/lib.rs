@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod listener;
 pub mod pki;
+pub mod policy_changes;
 pub mod registry;
 pub mod reprovision;
 pub mod revocation;

@@ -101,6 +101,7 @@ impl Application {
         let store = open_store(&settings.database_url()).await?;
         let trail = crate::audit::guard_at_start(store.as_ref()).await?;
         tracing::info!(events = trail.events, head = ?trail.head_hash, "audit trail verified");
+        crate::policy_changes::record(&policies, store.as_ref()).await?;
         let tls = TlsAcceptor::from(server_config(&ca)?);
         let urls = PublicUrls::new(&settings.config.public_url);
         let revocation = Arc::new(Revocation::new(

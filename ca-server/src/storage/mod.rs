@@ -456,6 +456,9 @@ pub trait Store: StationStore + Send + Sync + 'static {
     /// Re-creates the triggers that make `audit_events` append-only if any is missing (dropped
     /// by someone with write access to the database); returns the names it re-created.
     async fn restore_audit_protection(&self) -> Result<Vec<&'static str>, StoreError>;
+    /// The `policy.loaded` and `policy.changed` events, in order: what each policy file held
+    /// when last recorded.
+    async fn policy_events(&self) -> Result<Vec<StoredAuditEvent>, StoreError>;
     /// Up to `limit` audit events with `seq > after_seq`, in order.
     async fn audit_page(
         &self,

@@ -499,6 +499,20 @@ impl Store for SqliteStore {
         admin::restore_audit_protection(self).await
     }
 
+    async fn policy_events(&self) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE action IN ('policy.loaded', 'policy.changed') \
+             ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(admin::audit_from_row)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(classify)
+    }
+
     async fn audit_page(
         &self,
         after_seq: i64,

@@ -239,6 +239,37 @@ async fn audit_events_are_chained(store: &dyn Store) {
     }
 }
 
+async fn policy_events_are_the_policy_loads_and_changes_in_order(store: &dyn Store) {
+    let policy = |action: &str, object: &str| AuditEvent {
+        action: action.into(),
+        object: object.into(),
+        ..event("x")
+    };
+    store
+        .append_audit(&[
+            policy("policy.loaded", "policy:a.toml"),
+            event("certificate.issued"),
+            policy("policy.changed", "policy:a.toml"),
+            policy("policy.loaded", "policy:b.toml"),
+        ])
+        .await
+        .unwrap();
+    let events = store.policy_events().await.unwrap();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.event.action.as_str(), e.event.object.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("policy.loaded", "policy:a.toml"),
+            ("policy.changed", "policy:a.toml"),
+            ("policy.loaded", "policy:b.toml"),
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
 fn station(name: &str) -> Station {
     Station {
         name: name.into(),
@@ -550,6 +581,7 @@ macro_rules! storage_suite {
             certificate_is_superseded_at_most_once,
             status_changes_are_stored,
             audit_events_are_chained,
+            policy_events_are_the_policy_loads_and_changes_in_order,
             station_is_stored_once_and_its_token_consumed_once,
             station_quota_is_enforced_inside_the_issuance,
             disabled_station_certificates_reach_the_station_crl,

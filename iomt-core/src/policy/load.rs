@@ -5,14 +5,21 @@ use std::path::{Path, PathBuf};
 
 use super::error::{PolicyError, Violation};
 use super::model::{Level, Policy};
-use super::{narrow, validate};
+use super::{baseline, narrow, validate};
 
-/// Every policy the CA enforces: the three levels and the products that narrow them.
+/// Every policy the CA enforces: the three levels and the products that narrow them, each
+/// checked against the level baselines compiled into the program.
 #[derive(Debug, Clone)]
 pub struct PolicySet {
     levels: BTreeMap<Level, Policy>,
     products: BTreeMap<String, Policy>,
-    /// File name and SHA-256 (hex) of every file loaded, for the audit trail.
+    /// The built-in levels (placeholder OIDs bound to the loaded files' arc).
+    baselines: BTreeMap<Level, Policy>,
+    /// Per product: its built-in level with the product's constants, for the lint.
+    product_baselines: BTreeMap<String, Policy>,
+    /// Every file loaded, with its SHA-256, for the audit trail.
+    files: Vec<PolicyFile>,
+    /// File name and SHA-256 (hex) of every file loaded.
     sources: Vec<(String, String)>,
 }
 
@@ -21,6 +28,24 @@ pub struct PolicySet {
 pub struct PolicySource {
     pub name: String,
     pub text: String,
+}
+
+/// One loaded file: its name, SHA-256 (hex) and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFile {
+    /// The path as loaded (or the name given with the text).
+    pub name: String,
+    /// SHA-256 of the text, lowercase hex.
+    pub sha256: String,
+    /// The file's content.
+    pub text: String,
+}
+
+/// Whether the files are held to the built-in level baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BaselineCheck {
+    Enforce,
+    DangerSkip,
 }
 
 impl PolicySet {
@@ -50,53 +75,48 @@ impl PolicySet {
     }
 
     /// Resolves a set of policy files given as text (base levels first, then products).
+    ///
+    /// A level file may only narrow the same level as built into the program, and a product
+    /// may only narrow its loaded level and never exceed the built-in one (PROFILES.md §4.2);
+    /// any widening refuses the set, naming the file, the key and the limit.
     pub fn from_sources(sources: Vec<PolicySource>) -> Result<PolicySet, PolicyError> {
-        let mut parsed = Vec::with_capacity(sources.len());
-        for source in &sources {
-            let table: toml::Table =
-                toml::from_str(&source.text).map_err(|e| PolicyError::Syntax {
-                    file: source.name.clone(),
-                    message: e.to_string(),
-                })?;
-            let extends = table
-                .get("policy")
-                .and_then(|p| p.get("extends"))
-                .and_then(|e| e.as_str())
-                .ok_or_else(|| PolicyError::Invalid {
-                    file: source.name.clone(),
-                    violations: vec![Violation::new("policy.extends", "missing")],
-                })?
-                .to_owned();
-            parsed.push((source, table, extends));
-        }
+        PolicySet::resolve(sources, BaselineCheck::Enforce)
+    }
 
-        let mut levels = BTreeMap::new();
-        let mut base_tables = BTreeMap::new();
-        for (source, table, extends) in &parsed {
-            if !extends.is_empty() {
-                continue;
+    /// Like [`PolicySet::from_sources`], but accepts level and product files that widen the
+    /// built-in levels. Only for tests proving that the pre-issuance lint still holds every
+    /// certificate to the built-in baseline ([`PolicySet::baseline_for`]).
+    #[doc(hidden)]
+    pub fn danger_from_sources_without_baseline_check(
+        sources: Vec<PolicySource>,
+    ) -> Result<PolicySet, PolicyError> {
+        PolicySet::resolve(sources, BaselineCheck::DangerSkip)
+    }
+
+    fn resolve(sources: Vec<PolicySource>, check: BaselineCheck) -> Result<PolicySet, PolicyError> {
+        let builtin_sources = super::shipped_sources();
+        let (builtin, _) = parse_levels(&parse_tables(&builtin_sources)?)?;
+        let parsed = parse_tables(&sources)?;
+        let (levels, base_tables) = parse_levels(&parsed)?;
+
+        let mut baselines = BTreeMap::new();
+        for (level, loaded) in &levels {
+            let baseline = baseline::bind_placeholder_arc(&builtin[level], loaded);
+            if check == BaselineCheck::Enforce {
+                let file = parsed
+                    .iter()
+                    .find(|(_, table, extends)| {
+                        extends.is_empty() && level_of(table) == Some(level.as_str())
+                    })
+                    .map_or("", |(source, _, _)| source.name.as_str());
+                reject(file, narrow::check_level_file(&baseline, loaded))?;
             }
-            let policy = deserialize(&source.name, toml::Value::Table(table.clone()))?;
-            reject(&source.name, validate::base(&policy))?;
-            if levels.contains_key(&policy.policy.level) {
-                return Err(PolicyError::DuplicateLevel {
-                    file: source.name.clone(),
-                    level: policy.policy.level.as_str(),
-                });
-            }
-            base_tables.insert(
-                policy.policy.id.clone(),
-                (table.clone(), policy.policy.level),
-            );
-            levels.insert(policy.policy.level, policy);
+            baselines.insert(*level, baseline);
         }
-        for level in Level::ALL {
-            if !levels.contains_key(&level) {
-                return Err(PolicyError::MissingLevel(level.as_str()));
-            }
-        }
+        let builtin_oids = baseline::level_oids(&baselines);
 
         let mut products = BTreeMap::new();
+        let mut product_baselines = BTreeMap::new();
         for (source, table, extends) in &parsed {
             if extends.is_empty() {
                 continue;
@@ -115,6 +135,10 @@ impl PolicySet {
             let base = &levels[base_level];
             let mut violations = validate::product(&policy);
             violations.extend(narrow::check(base, &policy));
+            if violations.is_empty() && check == BaselineCheck::Enforce {
+                let builtin = &baselines[base_level];
+                violations.extend(narrow::check_product_against_builtin(builtin, &policy));
+            }
             reject(&source.name, violations)?;
             if levels.values().any(|l| l.policy.id == policy.policy.id)
                 || products.contains_key(&policy.policy.id)
@@ -124,16 +148,29 @@ impl PolicySet {
                     id: policy.policy.id.clone(),
                 });
             }
+            let baseline = baseline::for_product(&baselines[base_level], &policy, &builtin_oids);
+            product_baselines.insert(policy.policy.id.clone(), baseline);
             products.insert(policy.policy.id.clone(), policy);
         }
 
-        let sources = sources
+        let files: Vec<PolicyFile> = sources
+            .into_iter()
+            .map(|s| PolicyFile {
+                sha256: sha256_hex(s.text.as_bytes()),
+                name: s.name,
+                text: s.text,
+            })
+            .collect();
+        let sources = files
             .iter()
-            .map(|s| (s.name.clone(), sha256_hex(s.text.as_bytes())))
+            .map(|f| (f.name.clone(), f.sha256.clone()))
             .collect();
         Ok(PolicySet {
             levels,
             products,
+            baselines,
+            product_baselines,
+            files,
             sources,
         })
     }
@@ -157,6 +194,26 @@ impl PolicySet {
     /// Loaded files with their SHA-256.
     pub fn sources(&self) -> &[(String, String)] {
         &self.sources
+    }
+
+    /// Loaded files with their SHA-256 and text.
+    pub fn files(&self) -> &[PolicyFile] {
+        &self.files
+    }
+
+    /// The built-in level (placeholder OIDs bound to the loaded files' arc).
+    pub fn builtin_level(&self, level: Level) -> &Policy {
+        // `resolve` builds a baseline for each of the three levels it requires.
+        &self.baselines[&level]
+    }
+
+    /// What a certificate issued under `policy` (a level or product of this set) must also
+    /// satisfy whatever the files say: its built-in level, with a product's own constants and
+    /// the policy OIDs it adds under its `pen_arc`. The pre-issuance lint checks both.
+    pub fn baseline_for(&self, policy: &Policy) -> &Policy {
+        self.product_baselines
+            .get(&policy.policy.id)
+            .unwrap_or_else(|| self.builtin_level(policy.policy.level))
     }
 
     /// Every policy OID a certificate under `level` may carry: what its issuing CA must assert
@@ -195,13 +252,76 @@ impl PolicySet {
 
 /// True when any OID of the policy lies under the RFC 5612 documentation arc.
 fn uses_documentation_arc(policy: &Policy) -> bool {
-    const DOCUMENTATION_ARC: &str = "1.3.6.1.4.1.32473.";
     let cp = &policy.extensions.certificate_policies;
     std::iter::once(&policy.policy.certificate_policy_oid)
         .chain(&cp.required_oids)
         .chain(&cp.optional_oids)
         .chain(&policy.san.hardware_module_name.hw_type_oids)
-        .any(|oid| oid.starts_with(DOCUMENTATION_ARC))
+        .any(|oid| narrow::under_arc(Some(baseline::DOCUMENTATION_ARC), oid))
+}
+
+/// Each source parsed as TOML, with its `policy.extends`.
+fn parse_tables(
+    sources: &[PolicySource],
+) -> Result<Vec<(&PolicySource, toml::Table, String)>, PolicyError> {
+    let mut parsed = Vec::with_capacity(sources.len());
+    for source in sources {
+        let table: toml::Table = toml::from_str(&source.text).map_err(|e| PolicyError::Syntax {
+            file: source.name.clone(),
+            message: e.to_string(),
+        })?;
+        let extends = table
+            .get("policy")
+            .and_then(|p| p.get("extends"))
+            .and_then(|e| e.as_str())
+            .ok_or_else(|| PolicyError::Invalid {
+                file: source.name.clone(),
+                violations: vec![Violation::new("policy.extends", "missing")],
+            })?
+            .to_owned();
+        parsed.push((source, table, extends));
+    }
+    Ok(parsed)
+}
+
+/// The base level tables, keyed by policy id.
+type BaseTables = BTreeMap<String, (toml::Table, Level)>;
+
+/// The three base levels among `parsed` (files with an empty `extends`).
+fn parse_levels(
+    parsed: &[(&PolicySource, toml::Table, String)],
+) -> Result<(BTreeMap<Level, Policy>, BaseTables), PolicyError> {
+    let mut levels = BTreeMap::new();
+    let mut base_tables = BTreeMap::new();
+    for (source, table, extends) in parsed {
+        if !extends.is_empty() {
+            continue;
+        }
+        let policy = deserialize(&source.name, toml::Value::Table(table.clone()))?;
+        reject(&source.name, validate::base(&policy))?;
+        if levels.contains_key(&policy.policy.level) {
+            return Err(PolicyError::DuplicateLevel {
+                file: source.name.clone(),
+                level: policy.policy.level.as_str(),
+            });
+        }
+        base_tables.insert(
+            policy.policy.id.clone(),
+            (table.clone(), policy.policy.level),
+        );
+        levels.insert(policy.policy.level, policy);
+    }
+    for level in Level::ALL {
+        if !levels.contains_key(&level) {
+            return Err(PolicyError::MissingLevel(level.as_str()));
+        }
+    }
+    Ok((levels, base_tables))
+}
+
+/// `policy.level` of a parsed file, as written.
+fn level_of(table: &toml::Table) -> Option<&str> {
+    table.get("policy")?.get("level")?.as_str()
 }
 
 fn deserialize(file: &str, value: toml::Value) -> Result<Policy, PolicyError> {

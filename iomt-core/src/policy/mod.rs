@@ -1,5 +1,7 @@
 //! IoMT assurance-profile policies (PROFILES.md §4): typed model, loader and narrowing rules.
 
+mod baseline;
+mod diff;
 mod error;
 mod load;
 mod model;
@@ -8,11 +10,14 @@ pub mod template;
 mod validate;
 
 pub use error::{PolicyError, Violation};
-pub use load::{PolicySet, PolicySource};
+pub use diff::changed_keys;
+pub use load::{PolicyFile, PolicySet, PolicySource};
+pub use narrow::OPERATOR_TUNED;
 pub use model::*;
 
 /// The policy files shipped in `policies/`, compiled in so a fresh `ca-server init` works from
-/// any directory. `init` copies them into the CA's data directory, where the operator edits them.
+/// any directory. `init` copies them into the CA's data directory, where the operator may narrow
+/// them; the three level files are also the built-in baselines that no file may widen.
 pub const SHIPPED_POLICIES: [(&str, &str); 6] = [
     (
         "iomt-basic.toml",

@@ -1,10 +1,12 @@
-//! PROFILES.md §4.2: a product policy may only narrow its level.
+//! PROFILES.md §4.2: a product policy may only narrow its level, and a level file in the data
+//! directory may only narrow the built-in level.
 //!
 //! [`check`] compares a product (already merged onto its base level) with that base, one rule
 //! family per function: identity, key allow-list, other allow-lists, required lists, maxima,
 //! minima, ladders, restrictive booleans and templates. Informational fields (`policy.id`,
 //! `name`, `status`, `description`, `placeholder_oids`) and the product's own `[manufacturer]` /
-//! `[device]` tables have no narrowing rule.
+//! `[device]` tables have no narrowing rule. [`check_level_file`] applies the same rules to a
+//! level file against the level compiled into the program.
 
 use std::fmt::Display;
 
@@ -20,7 +22,64 @@ use super::template::bind_product;
 /// base's. Each [`Violation`] names the dotted key and says what the base allows and what the
 /// product asked for.
 pub fn check(base: &Policy, product: &Policy) -> Vec<Violation> {
+    check_as(Narrower::PRODUCT, base, product)
+}
+
+/// Every way the level file `level` widens `builtin`, the same level as compiled into the
+/// program (its placeholder OIDs already bound to the file's arc); empty when it only narrows.
+///
+/// The rules are those of [`check`], except for the keys in [`OPERATOR_TUNED`].
+pub fn check_level_file(builtin: &Policy, level: &Policy) -> Vec<Violation> {
+    check_as(Narrower::LEVEL_FILE, builtin, level)
+}
+
+/// Every way `product` (merged onto its loaded level) widens `builtin`, its level as compiled
+/// into the program; empty when it stays within the built-in level.
+pub fn check_product_against_builtin(builtin: &Policy, product: &Policy) -> Vec<Violation> {
+    check_as(Narrower::PRODUCT_AGAINST_BUILTIN, builtin, product)
+}
+
+/// Operational throttles that are not part of the assurance profile (PROFILES.md has no such
+/// key and no certificate shows them): the files in the data directory may set them freely
+/// against the built-in level; a product still only narrows its loaded level's value.
+pub const OPERATOR_TUNED: [&str; 1] = ["renewal.min_reenroll_interval_minutes"];
+
+/// What narrows which base; both are named in every message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Narrower {
+    /// The file being checked: `product` or `level file`.
+    noun: &'static str,
+    /// The policy it is checked against: `base` or `built-in level`.
+    base: &'static str,
+    /// True against the built-in level, where the [`OPERATOR_TUNED`] keys are the data
+    /// directory's to set.
+    skip_operator_tuned: bool,
+}
+
+impl Narrower {
+    /// A product file against its loaded level.
+    const PRODUCT: Narrower = Narrower {
+        noun: "product",
+        base: "base",
+        skip_operator_tuned: false,
+    };
+    /// A level file in the data directory against the built-in level.
+    const LEVEL_FILE: Narrower = Narrower {
+        noun: "level file",
+        base: "built-in level",
+        skip_operator_tuned: true,
+    };
+    /// A product file against the built-in level.
+    const PRODUCT_AGAINST_BUILTIN: Narrower = Narrower {
+        noun: "product",
+        base: "built-in level",
+        skip_operator_tuned: true,
+    };
+}
+
+fn check_as(narrower: Narrower, base: &Policy, product: &Policy) -> Vec<Violation> {
     let mut f = Findings {
+        narrower,
         base,
         product,
         out: Vec::new(),
@@ -39,6 +98,7 @@ pub fn check(base: &Policy, product: &Policy) -> Vec<Violation> {
 
 /// The pair being compared and what has been found so far.
 struct Findings<'a> {
+    narrower: Narrower,
     base: &'a Policy,
     product: &'a Policy,
     out: Vec<Violation>,
@@ -49,8 +109,14 @@ impl Findings<'_> {
         self.out.push(Violation::new(key, message));
     }
 
-    fn base_id(&self) -> &str {
-        &self.base.policy.id
+    /// How messages name the base: ``base `iomt-basic` `` or ``built-in level `iomt-basic` ``.
+    fn base_id(&self) -> String {
+        format!("{} `{}`", self.narrower.base, self.base.policy.id)
+    }
+
+    /// How messages name the file being checked: `product` or `level file`.
+    fn noun(&self) -> &'static str {
+        self.narrower.noun
     }
 
     /// Binds the product's `[manufacturer]`/`[device]` constants into `template` (§4.2 rule 3).
@@ -64,9 +130,10 @@ impl Findings<'_> {
 
     fn at_most<T: PartialOrd + Display>(&mut self, key: &str, base: T, product: T) {
         if product > base {
+            let noun = self.noun();
             let message = format!(
-                "the base `{}` allows at most {base}; this product asks for {product} \
-                 (a product may only lower a maximum)",
+                "the {} allows at most {base}; this {noun} asks for {product} \
+                 (a {noun} may only lower a maximum)",
                 self.base_id()
             );
             self.push(key, message);
@@ -75,9 +142,10 @@ impl Findings<'_> {
 
     fn at_least<T: PartialOrd + Display>(&mut self, key: &str, base: T, product: T) {
         if product < base {
+            let noun = self.noun();
             let message = format!(
-                "the base `{}` requires at least {base}; this product asks for {product} \
-                 (a product may only raise a minimum)",
+                "the {} requires at least {base}; this {noun} asks for {product} \
+                 (a {noun} may only raise a minimum)",
                 self.base_id()
             );
             self.push(key, message);
@@ -86,8 +154,9 @@ impl Findings<'_> {
 
     fn equal<T: PartialEq + Display>(&mut self, key: &str, base: T, product: T) {
         if product != base {
+            let noun = self.noun();
             let message = format!(
-                "must stay `{base}` as in the base `{}`; this product sets `{product}`",
+                "must stay `{base}` as in the {}; this {noun} sets `{product}`",
                 self.base_id()
             );
             self.push(key, message);
@@ -110,7 +179,7 @@ impl Findings<'_> {
             .collect();
         if !extra.is_empty() {
             let message = format!(
-                "{} not allowed by the base `{}`, which allows [{}]; {rule}",
+                "{} not allowed by the {}, which allows [{}]; {rule}",
                 quoted(&extra),
                 self.base_id(),
                 quoted(base),
@@ -127,9 +196,10 @@ impl Findings<'_> {
             .filter(|item| !product.iter().any(|p| p.as_ref() == *item))
             .collect();
         if !missing.is_empty() {
+            let noun = self.noun();
             let message = format!(
-                "{} required by the base `{}` but dropped by this product; \
-                 a product may only add entries",
+                "{} required by the {} but dropped by this {noun}; \
+                 a {noun} may only add entries",
                 quoted(&missing),
                 self.base_id(),
             );
@@ -140,8 +210,9 @@ impl Findings<'_> {
     /// A ladder value (`strength`, `minimum`) may only move up.
     fn up<T: Ladder>(&mut self, key: &str, base: T, product: T) {
         if product < base {
+            let noun = self.noun();
             let message = format!(
-                "the base `{}` sets `{}`; this product lowers it to `{}` \
+                "the {} sets `{}`; this {noun} lowers it to `{}` \
                  (it may only move up {})",
                 self.base_id(),
                 base.name(),
@@ -161,8 +232,9 @@ impl Findings<'_> {
             (base, product) => product < base,
         };
         if widened {
+            let noun = self.noun();
             let message = format!(
-                "the base `{}` sets `{}`; this product sets `{}` (presence may only move up {}, \
+                "the {} sets `{}`; this {noun} sets `{}` (presence may only move up {}, \
                  `optional` may become `forbidden`, and `forbidden` must stay `forbidden`)",
                 self.base_id(),
                 base.name(),
@@ -177,9 +249,10 @@ impl Findings<'_> {
     fn template(&mut self, key: &str, base: &str, product: &str) {
         let bound = self.bind(base);
         if self.bind(product) != bound {
+            let noun = self.noun();
             let message = format!(
-                "must be the base template `{base}` with this product's [manufacturer]/[device] \
-                 values bound, i.e. `{bound}`; this product sets `{product}`"
+                "must be the base template `{base}` with this {noun}'s [manufacturer]/[device] \
+                 values bound, i.e. `{bound}`; this {noun} sets `{product}`"
             );
             self.push(key, message);
         }
@@ -281,7 +354,7 @@ fn allowed_keys(f: &mut Findings<'_>) {
             match cover.iter().map(|b| b.sunset_date()).max() {
                 None => {
                     let message = format!(
-                        "{what} is not allowed by the base `{}`, which allows {offered}",
+                        "{what} is not allowed by the {}, which allows {offered}",
                         f.base_id()
                     );
                     f.push(&key, message);
@@ -289,7 +362,7 @@ fn allowed_keys(f: &mut Findings<'_>) {
                 Some(base_sunset) if sunset > base_sunset => {
                     let message = format!(
                         "{what} sunset {sunset} is later than {base_sunset}, the sunset in the \
-                         base `{}`; use {base_sunset} or earlier",
+                         {}; use {base_sunset} or earlier",
                         f.base_id()
                     );
                     f.push(&format!("{key}.sunset"), message);
@@ -331,17 +404,17 @@ const ALLOW_LISTS: [ListField; 4] = [
     }),
 ];
 
-/// What a product may do to a plain allow-list.
-const ONLY_REMOVE: &str = "a product may only remove entries";
+/// What may be done to a plain allow-list.
+const ONLY_REMOVE: &str = "entries may only be removed";
 
 /// The product's `manufacturer.pen_arc`, if it has a non-empty one.
-fn pen_arc(product: &Policy) -> Option<&str> {
+pub(super) fn pen_arc(product: &Policy) -> Option<&str> {
     let arc = product.manufacturer.as_ref().map(|m| m.pen_arc.as_str());
     arc.filter(|arc| !arc.is_empty())
 }
 
 /// True when `oid` is `arc` itself or lies under it.
-fn under_arc(arc: Option<&str>, oid: &str) -> bool {
+pub(super) fn under_arc(arc: Option<&str>, oid: &str) -> bool {
     arc.and_then(|arc| oid.strip_prefix(arc))
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
@@ -360,7 +433,7 @@ fn allow_lists(f: &mut Findings<'_>) {
             &p.extensions.certificate_policies.optional_oids,
         ),
         |oid| under_arc(arc, oid),
-        "a product may only remove entries or add OIDs under its manufacturer.pen_arc",
+        "entries may only be removed, or OIDs added under manufacturer.pen_arc",
     );
     let hw_type_oids = |policy: &Policy| -> Vec<String> {
         let templates = &policy.san.hardware_module_name.hw_type_oids;
@@ -386,7 +459,7 @@ fn authorization_any_of(f: &mut Findings<'_>) {
         .any(|factor| p.authorization_all_of.contains(factor));
     if !base.is_empty() && product.is_empty() && !covered {
         let message = format!(
-            "the base `{}` requires one of [{}]; an empty list drops that requirement unless \
+            "the {} requires one of [{}]; an empty list drops that requirement unless \
              authorization_all_of names one of them",
             f.base_id(),
             quoted(&base),
@@ -411,7 +484,7 @@ fn required_lists(f: &mut Findings<'_>) {
     let key = "extensions.extended_key_usage.required";
     f.superset(key, &eku_b.required, &eku_p.required);
     let allowed = [eku_b.required.as_slice(), &eku_b.optional].concat();
-    let rule = "a product may only require EKUs its base lists as required or optional";
+    let rule = "only EKUs the base lists as required or optional may be required";
     f.subset(key, (&allowed, &eku_p.required), |_| false, rule);
 
     let (cp_b, cp_p) = (
@@ -521,6 +594,9 @@ fn maxima(f: &mut Findings<'_>) {
 /// Minima may only go up.
 fn minima(f: &mut Findings<'_>) {
     for (key, value) in MINIMA {
+        if f.narrower.skip_operator_tuned && OPERATOR_TUNED.contains(&key) {
+            continue;
+        }
         f.at_least(key, value(f.base), value(f.product));
     }
 }
@@ -545,16 +621,18 @@ fn ladders(f: &mut Findings<'_>) {
 fn booleans(f: &mut Findings<'_>) {
     let (b, p) = (f.base, f.product);
     if !b.validity.allow_no_expiry && p.validity.allow_no_expiry {
+        let noun = f.noun();
         let message = format!(
-            "the base `{}` forbids certificates without expiry; this product sets true",
+            "the {} forbids certificates without expiry; this {noun} sets true",
             f.base_id()
         );
         f.push("validity.allow_no_expiry", message);
     }
     if b.keys.reject_duplicate_public_key && !p.keys.reject_duplicate_public_key {
+        let noun = f.noun();
         let message = format!(
-            "the base `{}` rejects a public key already certified for another device; \
-             this product sets false",
+            "the {} rejects a public key already certified for another device; \
+             this {noun} sets false",
             f.base_id()
         );
         f.push("keys.reject_duplicate_public_key", message);
@@ -581,8 +659,9 @@ fn templates(f: &mut Findings<'_>) {
             product.max_length,
         );
         if let (Some(pattern), None) = (&base.pattern, &product.pattern) {
+            let noun = f.noun();
             let message = format!(
-                "the base `{}` sets pattern `{pattern}`; this product removes it \
+                "the {} sets pattern `{pattern}`; this {noun} removes it \
                  (keep it, or set a stricter pattern)",
                 f.base_id()
             );
@@ -595,8 +674,9 @@ fn templates(f: &mut Findings<'_>) {
         match &p.extensions.masa_url.value {
             Some(url) => f.template("extensions.masa_url.value", base_url, url),
             None => {
+                let noun = f.noun();
                 let message = format!(
-                    "the base `{}` sets `{base_url}`; this product removes it",
+                    "the {} sets `{base_url}`; this {noun} removes it",
                     f.base_id()
                 );
                 f.push("extensions.masa_url.value", message);

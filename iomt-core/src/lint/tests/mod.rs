@@ -413,3 +413,93 @@ fn signature_is_not_reverified_when_the_signer_vouches_for_it() {
     assert!(findings(false).is_empty(), "{:?}", findings(false));
     assert_eq!(findings(true).len(), 1);
 }
+
+/// The shipped files with Basic and the pump widened to five years, loaded past the baseline
+/// check (as if the start-up check had been bypassed).
+fn widened_five_years() -> crate::policy::PolicySet {
+    let mut sources = crate::policy::shipped_sources();
+    for source in &mut sources {
+        source.text = source
+            .text
+            .replace("max_days = 398", "max_days = 1826")
+            .replace("max_days = 365", "max_days = 1825");
+    }
+    crate::policy::PolicySet::danger_from_sources_without_baseline_check(sources).expect("load")
+}
+
+#[test]
+fn conformant_certificate_passes_its_builtin_baseline_too() {
+    let case = Case::new();
+    let set =
+        crate::policy::PolicySet::from_sources(crate::policy::shipped_sources()).expect("shipped");
+    let der = case.sign();
+    let findings = lint_device_certificate(&LintInput {
+        certificate_der: &der,
+        issuer_der: &case.ca.der,
+        policy: set.baseline_for(&case.policy),
+        identity: &case.identity,
+        now: NOW,
+        verify_signature: true,
+    });
+    assert_eq!(findings, []);
+}
+
+#[test]
+fn five_year_certificate_the_files_allow_fails_the_builtin_baseline() {
+    let set = widened_five_years();
+    let mut case = Case::new();
+    case.policy = set.product("example-infusion-pump").expect("pump").clone();
+    case.params.not_after = NOW + Duration::days(1825);
+    let der = case.sign();
+    assert_eq!(case.lint(&der), [], "the widened files allow it");
+    let findings = lint_device_certificate(&LintInput {
+        certificate_der: &der,
+        issuer_der: &case.ca.der,
+        policy: set.baseline_for(&case.policy),
+        identity: &case.identity,
+        now: NOW,
+        verify_signature: false,
+    });
+    let rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
+    assert_eq!(rules, ["IOMT-VAL-01"], "{findings:#?}");
+    assert!(findings[0].message.contains("398"), "{findings:?}");
+}
+
+/// What the second, baseline pass costs per certificate (run with
+/// `cargo test --release -p iomt-core lint_cost -- --ignored --nocapture`).
+#[test]
+#[ignore = "a measurement, not a check"]
+fn lint_cost_of_the_baseline_pass() {
+    let case = Case::new();
+    let set =
+        crate::policy::PolicySet::from_sources(crate::policy::shipped_sources()).expect("shipped");
+    let der = case.sign();
+    let input = LintInput {
+        certificate_der: &der,
+        issuer_der: &case.ca.der,
+        policy: &case.policy,
+        identity: &case.identity,
+        now: NOW,
+        verify_signature: false,
+    };
+    let baseline = LintInput {
+        policy: set.baseline_for(&case.policy),
+        ..input
+    };
+    const N: u32 = 20_000;
+    for (name, passes) in [
+        ("product only", vec![input]),
+        ("product + baseline", vec![input, baseline]),
+    ] {
+        let start = std::time::Instant::now();
+        for _ in 0..N {
+            for pass in &passes {
+                assert!(lint_device_certificate(pass).is_empty());
+            }
+        }
+        println!(
+            "{name}: {:.1} µs per certificate",
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(N)
+        );
+    }
+}
