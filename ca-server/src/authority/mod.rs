@@ -15,7 +15,7 @@ mod token;
 use std::sync::Arc;
 
 use iomt_core::identity::{DeviceRecord, Identity};
-use iomt_core::lint::{Finding, LintInput, lint_device_certificate};
+use iomt_core::lint::{LintInput, lint_device_certificate_with_baseline};
 use iomt_core::policy::{Level, Policy, PolicySet};
 use iomt_core::wire::CsrRequirements;
 use rustls_pki_types::CertificateDer;
@@ -226,32 +226,21 @@ impl Authority {
             now,
         })
         .map_err(EnrollError::from)?;
-        let input = LintInput {
-            certificate_der: &signed.der,
-            issuer_der: &issuer.cert_der,
-            policy,
-            identity,
-            now,
-            // A key held in this process was matched to its certificate at load; a token
-            // (HSM) signature is checked every time, since the token is outside our control.
-            verify_signature: !issuer.issuer.key().is_in_process(),
-        };
-        let mut findings = lint_device_certificate(&input);
-        // Second line of defence: the built-in level, whatever the files in the data directory
-        // say (the signature does not depend on the policy, so it is checked once).
-        let baseline: Vec<Finding> = lint_device_certificate(&LintInput {
-            policy: self.policies.baseline_for(policy),
-            verify_signature: false,
-            ..input
-        })
-        .into_iter()
-        .filter(|finding| !findings.contains(finding))
-        .map(|finding| Finding {
-            message: format!("built-in level baseline: {}", finding.message),
-            ..finding
-        })
-        .collect();
-        findings.extend(baseline);
+        // Second line of defence: the built-in level as well, whatever the files in the data
+        // directory say (one parse; the signature is checked once).
+        let findings = lint_device_certificate_with_baseline(
+            &LintInput {
+                certificate_der: &signed.der,
+                issuer_der: &issuer.cert_der,
+                policy,
+                identity,
+                now,
+                // A key held in this process was matched to its certificate at load; a token
+                // (HSM) signature is checked every time, since the token is outside our control.
+                verify_signature: !issuer.issuer.key().is_in_process(),
+            },
+            self.policies.baseline_for(policy),
+        );
         if let Some(current) = request.same_identity_as
             && !same_identity(current, &signed.der)
         {

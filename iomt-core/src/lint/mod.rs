@@ -77,6 +77,20 @@ impl fmt::Display for Finding {
 ///
 /// A certificate or issuer that does not parse gives a single IOMT-ENC-03 finding.
 pub fn lint_device_certificate(input: &LintInput<'_>) -> Vec<Finding> {
+    lint_against(input, None)
+}
+
+/// Like [`lint_device_certificate`], and also checks the certificate against `baseline` (the
+/// built-in level it must satisfy whatever the loaded files say), parsing it only once. A
+/// finding only the baseline raises has its message prefixed with `built-in level baseline: `.
+pub fn lint_device_certificate_with_baseline(
+    input: &LintInput<'_>,
+    baseline: &Policy,
+) -> Vec<Finding> {
+    lint_against(input, Some(baseline))
+}
+
+fn lint_against(input: &LintInput<'_>, baseline: Option<&Policy>) -> Vec<Finding> {
     let cert = match parse(input.certificate_der, "the certificate") {
         Ok(cert) => cert,
         Err(finding) => return vec![finding],
@@ -94,22 +108,46 @@ pub fn lint_device_certificate(input: &LintInput<'_>) -> Vec<Finding> {
         verify_signature: input.verify_signature,
         key: SubjectKey::of(cert.public_key()),
     };
+    let mut findings = rules(&ctx, input.certificate_der);
+    if let Some(baseline) = baseline {
+        // The signature does not depend on the policy: it was checked (or not) above.
+        let ctx = Context {
+            policy: baseline,
+            verify_signature: false,
+            ..ctx
+        };
+        let extra: Vec<Finding> = rules(&ctx, input.certificate_der)
+            .into_iter()
+            .filter(|finding| !findings.contains(finding))
+            .map(|finding| Finding {
+                message: format!("built-in level baseline: {}", finding.message),
+                ..finding
+            })
+            .collect();
+        findings.extend(extra);
+    }
+    findings
+}
+
+/// Every rule family on a parsed certificate.
+fn rules(ctx: &Context<'_>, certificate_der: &[u8]) -> Vec<Finding> {
+    let input_der = certificate_der;
     let mut out = Findings::default();
-    structure::encoding(&ctx, input.certificate_der, &mut out);
-    structure::serial(&ctx, &mut out);
-    structure::subject_key(&ctx, &mut out);
-    structure::validity(&ctx, &mut out);
-    names::subject(&ctx, &mut out);
-    names::subject_alt_name(&ctx, &mut out);
-    extensions::basic_constraints(&ctx, &mut out);
-    extensions::key_usage(&ctx, &mut out);
-    extensions::extended_key_usage(&ctx, &mut out);
-    extensions::key_identifiers(&ctx, &mut out);
-    extensions::certificate_policies(&ctx, &mut out);
-    extensions::revocation_pointers(&ctx, &mut out);
-    extensions::other_extensions(&ctx, &mut out);
-    chain::issuer(&ctx, &mut out);
-    chain::signature(&ctx, &mut out);
+    structure::encoding(ctx, input_der, &mut out);
+    structure::serial(ctx, &mut out);
+    structure::subject_key(ctx, &mut out);
+    structure::validity(ctx, &mut out);
+    names::subject(ctx, &mut out);
+    names::subject_alt_name(ctx, &mut out);
+    extensions::basic_constraints(ctx, &mut out);
+    extensions::key_usage(ctx, &mut out);
+    extensions::extended_key_usage(ctx, &mut out);
+    extensions::key_identifiers(ctx, &mut out);
+    extensions::certificate_policies(ctx, &mut out);
+    extensions::revocation_pointers(ctx, &mut out);
+    extensions::other_extensions(ctx, &mut out);
+    chain::issuer(ctx, &mut out);
+    chain::signature(ctx, &mut out);
     out.0
 }
 

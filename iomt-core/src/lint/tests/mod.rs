@@ -465,6 +465,28 @@ fn five_year_certificate_the_files_allow_fails_the_builtin_baseline() {
     assert!(findings[0].message.contains("398"), "{findings:?}");
 }
 
+#[test]
+fn combined_lint_reports_only_the_baselines_objection_with_its_prefix() {
+    let set = widened_five_years();
+    let mut case = Case::new();
+    case.policy = set.product("example-infusion-pump").expect("pump").clone();
+    case.params.not_after = NOW + Duration::days(1825);
+    let der = case.sign();
+    let input = LintInput {
+        certificate_der: &der,
+        issuer_der: &case.ca.der,
+        policy: &case.policy,
+        identity: &case.identity,
+        now: NOW,
+        verify_signature: true,
+    };
+    let findings =
+        crate::lint::lint_device_certificate_with_baseline(&input, set.baseline_for(&case.policy));
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].rule, "IOMT-VAL-01");
+    assert!(findings[0].message.starts_with("built-in level baseline: "));
+}
+
 /// What the second, baseline pass costs per certificate (run with
 /// `cargo test --release -p iomt-core lint_cost -- --ignored --nocapture`).
 #[test]
@@ -487,6 +509,15 @@ fn lint_cost_of_the_baseline_pass() {
         ..input
     };
     const N: u32 = 20_000;
+    let start = std::time::Instant::now();
+    for _ in 0..N {
+        let findings = crate::lint::lint_device_certificate_with_baseline(&input, baseline.policy);
+        assert!(findings.is_empty());
+    }
+    println!(
+        "product + baseline, one parse: {:.1} µs per certificate",
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(N)
+    );
     for (name, passes) in [
         ("product only", vec![input]),
         ("product + baseline", vec![input, baseline]),
