@@ -9,11 +9,11 @@ mod narrow;
 pub mod template;
 mod validate;
 
-pub use error::{PolicyError, Violation};
 pub use diff::changed_keys;
+pub use error::{PolicyError, Violation};
 pub use load::{PolicyFile, PolicySet, PolicySource};
-pub use narrow::OPERATOR_TUNED;
 pub use model::*;
+pub use narrow::OPERATOR_TUNED;
 
 /// The policy files shipped in `policies/`, compiled in so a fresh `ca-server init` works from
 /// any directory. `init` copies them into the CA's data directory, where the operator may narrow
