@@ -37,6 +37,33 @@ pub struct ConfigFile {
     /// Timeouts and connection caps of both listeners (`[limits]`; defaults when absent).
     #[serde(default)]
     pub limits: Limits,
+    /// Audit checkpoints (`[audit]`; defaults when absent).
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: how often the audit trail's head is signed while the server runs (also at start
+/// and at shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Seconds between checkpoints (a checkpoint is only signed when events were added).
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            checkpoint_interval_secs: 3600,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Time between checkpoints.
+    pub fn checkpoint_interval(&self) -> Duration {
+        Duration::from_secs(self.checkpoint_interval_secs)
+    }
 }
 
 /// `[limits]`: how long a client may take and how many connections each listener holds. The
@@ -139,13 +166,17 @@ impl Settings {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        config
-            .limits
-            .check()
-            .map_err(|message| ConfigError::Invalid {
-                path: path.clone(),
-                message,
-            })?;
+        let checked = config.limits.check().and_then(|()| {
+            if config.audit.checkpoint_interval_secs == 0 {
+                Err("audit.checkpoint_interval_secs must be at least 1 second".to_owned())
+            } else {
+                Ok(())
+            }
+        });
+        checked.map_err(|message| ConfigError::Invalid {
+            path: path.clone(),
+            message,
+        })?;
         Ok(Settings {
             data_dir: data_dir.to_path_buf(),
             config,

@@ -263,6 +263,7 @@ fn write_files(
         organization,
         country: options.country.clone(),
         limits: Default::default(),
+        audit: Default::default(),
     };
     write_config(dir, &config)?;
     let root_fingerprint = if options.external_root {
@@ -349,13 +350,14 @@ fn first_events(
         })
         .to_string(),
     }];
-    for (name, sha256) in policies.set.sources() {
+    // The text too, so that the first `policy.changed` after init can name the keys changed.
+    for file in policies.set.files() {
         events.push(AuditEvent {
             at: now,
             actor: "operator".into(),
             action: "policy.loaded".into(),
-            object: format!("policy:{name}"),
-            details: format!(r#"{{"sha256":"{sha256}"}}"#),
+            object: format!("policy:{}", file.name),
+            details: serde_json::json!({ "sha256": file.sha256, "text": file.text }).to_string(),
         });
     }
     events

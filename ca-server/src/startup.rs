@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api;
+use crate::audit::Checkpointer;
 use crate::auth::failures::FailureAudit;
 use crate::auth::operator::Authenticator;
 use crate::authority::Authority;
@@ -60,6 +61,7 @@ pub struct Application {
     public: Router,
     authority: Arc<Authority>,
     revocation: Arc<Revocation>,
+    checkpointer: Option<Arc<Checkpointer>>,
     limits: ConnectionLimits,
 }
 
@@ -99,9 +101,23 @@ impl Application {
             &settings.key_access,
         )?);
         let store = open_store(&settings.database_url()).await?;
-        let trail = crate::audit::guard_at_start(store.as_ref()).await?;
-        tracing::info!(events = trail.events, head = ?trail.head_hash, "audit trail verified");
+        let trail = crate::audit::guard_at_start(store.as_ref(), &ca.root_der).await?;
+        tracing::info!(
+            events = trail.events,
+            checkpoints = trail.checkpoints.len(),
+            head = ?trail.head_hash,
+            "audit trail verified"
+        );
         crate::policy_changes::record(&policies, store.as_ref()).await?;
+        let checkpointer = Checkpointer::new(
+            store.clone(),
+            ca.clone(),
+            settings.config.audit.checkpoint_interval(),
+        )
+        .map(Arc::new);
+        if let Some(checkpointer) = &checkpointer {
+            checkpointer.checkpoint_now().await;
+        }
         let tls = TlsAcceptor::from(server_config(&ca)?);
         let urls = PublicUrls::new(&settings.config.public_url);
         let revocation = Arc::new(Revocation::new(
@@ -119,7 +135,7 @@ impl Application {
             authority: authority.clone(),
             revocation: revocation.clone(),
             authenticator: Arc::new(Authenticator::new(store.clone(), &ca, bootstrap_key)),
-            failures: Arc::new(FailureAudit::new(store)),
+            failures: Arc::new(FailureAudit::new(store.clone())),
         };
 
         let limits = settings.config.limits;
@@ -140,8 +156,9 @@ impl Application {
             tls,
             est: api::est_router(authority.clone(), body_timeout)
                 .merge(api::admin_router(admin, body_timeout)),
-            public: api::public_router(ca, revocation.clone(), body_timeout),
+            public: api::public_router(ca, revocation.clone(), store.clone(), body_timeout),
             revocation,
+            checkpointer,
             authority,
             limits: connections,
         })
@@ -190,6 +207,9 @@ impl Application {
                 }
             }
         });
+        if let Some(checkpointer) = &self.checkpointer {
+            tokio::spawn(checkpointer.clone().run(stop_rx.clone()));
+        }
         let public = crate::listener::serve(
             Listener {
                 name: "http",
@@ -211,6 +231,10 @@ impl Application {
             stop_rx,
         );
         let (public, https) = tokio::join!(public, https);
+        // Every request has been answered: the last events this process wrote get covered.
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.checkpoint_now().await;
+        }
         public.and(https)
     }
 }

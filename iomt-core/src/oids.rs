@@ -38,6 +38,9 @@ pub const AT_SERIAL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5
 /// arc (1.3.6.1.4.1.32473.*), like every evaluation OID of this project (levels 7.1.x, markers
 /// 7.2.x, stations 7.4.1); a production CA replaces it with an OID of its own arc.
 pub const OPERATOR_POLICY: &str = "1.3.6.1.4.1.32473.7.5.1";
+/// Extended key usage of the CA's audit key: it signs checkpoints of the audit trail and
+/// nothing else. PLACEHOLDER under the same documentation arc (7.6.x).
+pub const KP_AUDIT_CHECKPOINT: &str = "1.3.6.1.4.1.32473.7.6.1";
 /// id-kp-clientAuth.
 pub const KP_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
 /// id-kp-serverAuth.

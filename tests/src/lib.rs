@@ -607,3 +607,27 @@ impl TestApp {
         }
     }
 }
+
+/// `lint_pkix_cert` from the virtualenv `.ci/run` creates, or from PATH.
+pub fn pkilint() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/lint_pkix_cert");
+    if venv.exists() {
+        return Some(venv);
+    }
+    require_tool("lint_pkix_cert", &["--help"]).then(|| PathBuf::from("lint_pkix_cert"))
+}
+
+pub fn assert_pkilint_clean(linter: &Path, file: &Path) {
+    let output = Command::new(linter)
+        .args(["lint", "-s", "WARNING", "-f", "TEXT"])
+        .arg(file)
+        .output()
+        .expect("run pkilint");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !report.contains("ERROR") && !report.contains("FATAL"),
+        "pkilint reports errors for {}:\n{report}",
+        file.display()
+    );
+}

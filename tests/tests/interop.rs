@@ -1,10 +1,10 @@
 //! Outside tools as clients and judges: enrollment with curl and openssl only (as any RFC 7030
 //! client could), `openssl verify`, and DigiCert's pkilint on device and CA certificates.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use iomt_tests::{TestApp, require_tool, run_tool};
+use iomt_tests::{TestApp, assert_pkilint_clean, pkilint, require_tool, run_tool};
 
 fn openssl(dir: &Path, args: &[&str]) -> String {
     run_tool(Command::new("openssl").current_dir(dir).args(args))
@@ -152,30 +152,6 @@ async fn enroll_with_curl_and_openssl_only() {
     assert!(app.token_used(&token).await);
 }
 
-/// `lint_pkix_cert` from the virtualenv `.ci/run` creates, or from PATH.
-fn pkilint() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/lint_pkix_cert");
-    if venv.exists() {
-        return Some(venv);
-    }
-    require_tool("lint_pkix_cert", &["--help"]).then(|| PathBuf::from("lint_pkix_cert"))
-}
-
-fn assert_pkilint_clean(linter: &Path, file: &Path) {
-    let output = Command::new(linter)
-        .args(["lint", "-s", "WARNING", "-f", "TEXT"])
-        .arg(file)
-        .output()
-        .expect("run pkilint");
-    let report = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !report.contains("ERROR") && !report.contains("FATAL"),
-        "pkilint reports errors for {}:\n{report}",
-        file.display()
-    );
-}
-
 #[tokio::test]
 async fn pkilint_finds_no_error_in_device_and_ca_certificates() {
     let Some(linter) = pkilint() else { return };
@@ -189,7 +165,7 @@ async fn pkilint_finds_no_error_in_device_and_ca_certificates() {
     let data = app.data_dir();
     tokio::task::spawn_blocking(move || {
         assert_pkilint_clean(&linter2, &out.join("cert.pem"));
-        for ca in ["root", "basic", "substantial", "high", "station"] {
+        for ca in ["root", "basic", "substantial", "high", "station", "audit"] {
             assert_pkilint_clean(&linter2, &data.join("ca").join(format!("{ca}.crt.pem")));
         }
     })

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use enroll_client::keystore::Credential;
 use iomt_core::oids::OPERATOR_POLICY;
-use iomt_tests::{PUMP, TestApp, p256_csr};
+use iomt_tests::{PUMP, TestApp, assert_pkilint_clean, p256_csr, pkilint};
 
 const PKCS10: &str = "application/pkcs10";
 
@@ -36,6 +36,9 @@ fn root_signed(app: &TestApp, name: &str, shape: Shape) -> Credential {
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(ca_server::pki::random_serial().unwrap());
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
     if shape != Shape::NoPolicy {
         params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
             &[2, 5, 29, 32],
@@ -139,6 +142,14 @@ async fn operator_add_with_device_or_station_certificate_is_refused() {
         .await
         .unwrap();
     assert!(out.contains("operator alice (admin) enrolled"), "{out}");
+
+    // The operator profile is RFC 5280-clean by an independent linter.
+    if let Some(linter) = pkilint() {
+        let file = write_credential(&app, "alice", &good);
+        tokio::task::spawn_blocking(move || assert_pkilint_clean(&linter, &file))
+            .await
+            .unwrap();
+    }
 }
 
 async fn post_est(

@@ -84,8 +84,7 @@ async fn widened_level_file_is_refused_by_init() {
         &[],
     )
     .await
-    .err()
-    .expect("init must refuse a widened level");
+    .expect_err("init must refuse a widened level");
     assert!(
         err.contains("iomt-high.toml") && err.contains("key_protection.attestation"),
         "{err}"
@@ -159,8 +158,7 @@ async fn certificate_the_builtin_baseline_forbids_is_never_issued_even_when_file
             csr_der: &csr,
         })
         .await
-        .err()
-        .expect("the built-in baseline must refuse a five-year Basic certificate");
+        .expect_err("the built-in baseline must refuse a five-year Basic certificate");
     let EnrollError::Defect { findings } = err else {
         panic!("expected a lint defect, got {err:?}");
     };

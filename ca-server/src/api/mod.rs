@@ -2,6 +2,7 @@
 //! HTTP).
 
 mod admin;
+mod checkpoint;
 pub mod error;
 mod est;
 mod public;
@@ -17,6 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::authority::Authority;
 use crate::pki::CaMaterial;
 use crate::revocation::Revocation;
+use crate::storage::Store;
 
 pub use est::BODY_LIMIT;
 
@@ -66,8 +68,12 @@ pub use admin::{AdminState, OPENAPI, Route, routes as admin_routes};
 pub fn public_router(
     ca: Arc<CaMaterial>,
     revocation: Arc<Revocation>,
+    store: Arc<dyn Store>,
     body_timeout: Duration,
 ) -> Router {
+    let audit_routes = Router::new()
+        .route("/audit/checkpoint", get(checkpoint::latest))
+        .with_state(store);
     let revocation_routes = Router::new()
         .route("/crl/{file}", get(public::crl))
         .route("/ocsp/{ca}", post(public::ocsp_post))
@@ -77,6 +83,7 @@ pub fn public_router(
         .route("/ca/{file}", get(public::ca_certificate))
         .with_state(ca)
         .merge(revocation_routes)
+        .merge(audit_routes)
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(TraceLayer::new_for_http())
 }

@@ -162,6 +162,11 @@ impl Authority {
         &self.policies
     }
 
+    /// The root certificate (DER).
+    pub fn root_der(&self) -> &[u8] {
+        &self.ca.root_der
+    }
+
     /// The registry.
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()

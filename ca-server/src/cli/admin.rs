@@ -109,10 +109,24 @@ pub struct SearchArgs {
 /// `audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain from the first event; names every broken event, exits non-zero.
-    Verify,
+    /// Recompute the hash chain from the first event and compare it with every stored
+    /// checkpoint and every `--checkpoint` copy; names every broken event, every deleted newest
+    /// event and every checkpoint the trail no longer matches; exits non-zero on any problem.
+    Verify(VerifyArgs),
+    /// Print the newest signed checkpoint (JSON; the same as `GET /audit/checkpoint`). Keep
+    /// copies outside the CA: they prove later that no newest event was deleted.
+    Checkpoint,
     /// Write the events as JSON lines.
     Export(ExportArgs),
+}
+
+/// `audit verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A checkpoint file kept elsewhere (from `audit checkpoint` or `GET /audit/checkpoint`);
+    /// repeat for each copy.
+    #[arg(long = "checkpoint", value_name = "FILE")]
+    pub checkpoints: Vec<PathBuf>,
 }
 
 /// `audit export` options.
@@ -124,6 +138,31 @@ pub struct ExportArgs {
     /// Write to this file (created 0600) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// The root certificate (DER) checkpoints must chain to.
+fn read_root(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("root.pem");
+    let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let block = pem::parse(text).with_context(|| format!("{} is not PEM", path.display()))?;
+    Ok(block.into_contents())
+}
+
+/// A checkpoint copy given with `--checkpoint` (bounded: a checkpoint is about 1 KiB).
+fn read_checkpoint(path: &Path) -> anyhow::Result<audit::Witness> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut text = String::new();
+    file.take(audit::checkpoint::MAX_FILE_BYTES)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let checkpoint = audit::checkpoint::from_json(&text)
+        .with_context(|| format!("checkpoint {}", path.display()))?;
+    Ok(audit::Witness {
+        source: path.display().to_string(),
+        checkpoint,
+    })
 }
 
 /// `apikey ...`.
@@ -258,16 +297,17 @@ pub async fn audit(
 ) -> anyhow::Result<()> {
     let (_, _, store) = open(data_dir, database_url).await?;
     match command {
-        AuditCommand::Verify => {
-            let verification = audit::verify(store.as_ref()).await?;
+        AuditCommand::Verify(args) => {
+            let root = read_root(data_dir)?;
+            let mut given = Vec::new();
+            for path in &args.checkpoints {
+                given.push(read_checkpoint(path)?);
+            }
+            let verification = audit::verify(store.as_ref(), &root, given).await?;
             if !verification.is_intact() {
-                let problems: Vec<String> = verification
-                    .breaks
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
+                let problems = verification.problems();
                 anyhow::bail!(
-                    "audit chain broken ({} problem(s) in {} events): {}",
+                    "audit trail broken ({} problem(s) in {} events): {}",
                     problems.len(),
                     verification.events,
                     problems.join("; ")
@@ -276,10 +316,17 @@ pub async fn audit(
             let head = verification.head_hash.as_deref().unwrap_or("none");
             writeln!(
                 out,
-                "audit chain intact: {} events, head hash {head}",
-                verification.events
+                "audit chain intact: {} events, head hash {head}; {} checkpoint(s) match",
+                verification.events,
+                verification.checkpoints.len()
             )?;
         }
+        AuditCommand::Checkpoint => match store.latest_checkpoint().await? {
+            Some(latest) => write!(out, "{}", audit::checkpoint::to_json(&latest))?,
+            None => anyhow::bail!(
+                "no audit checkpoint has been signed yet (`serve` signs one at start, every [audit] checkpoint_interval_secs and at shutdown)"
+            ),
+        },
         AuditCommand::Export(args) => match args.out {
             Some(path) => {
                 // Owner-only: an export names every device and operator.

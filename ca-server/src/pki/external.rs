@@ -53,8 +53,14 @@ impl CsrSet {
             .extended_key_usages
             .iter()
             .filter_map(|eku| match eku {
-                ExtendedKeyUsagePurpose::ClientAuth => Some("clientAuth"),
-                ExtendedKeyUsagePurpose::ServerAuth => Some("serverAuth"),
+                ExtendedKeyUsagePurpose::ClientAuth => Some("clientAuth".to_owned()),
+                ExtendedKeyUsagePurpose::ServerAuth => Some("serverAuth".to_owned()),
+                ExtendedKeyUsagePurpose::Other(arcs) => Some(
+                    arcs.iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join("."),
+                ),
                 _ => None,
             })
             .collect::<Vec<_>>()
@@ -87,7 +93,9 @@ impl CsrSet {
                     })
                     .collect::<Vec<_>>()
                     .join(",");
-                let _ = writeln!(section, "subjectAltName = {names}");
+                if !names.is_empty() {
+                    let _ = writeln!(section, "subjectAltName = {names}");
+                }
             }
         }
         let _ = writeln!(section, "subjectKeyIdentifier = {ski}");

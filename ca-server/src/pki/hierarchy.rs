@@ -13,6 +13,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+use super::audit_signer::{self, AUDIT_SIGNER};
 use super::external::CsrSet;
 use super::keystore::KeyStore;
 use super::material::PkiError;
@@ -124,6 +125,8 @@ pub fn create_hierarchy(
         &rcgen::PKCS_ECDSA_P256_SHA256,
     )?));
     issue_tls_certificate(&ca_dir, params, &mut signer, &tls_key, &urls, now)?;
+    let audit_key = keys.generate(&ca_dir, AUDIT_SIGNER, &rcgen::PKCS_ECDSA_P256_SHA256)?;
+    issue_audit_signer(&ca_dir, params, &mut signer, &audit_key, &urls, now)?;
     keys.finish(&ca_dir)?;
     drop(signer);
     if params.external_root {
@@ -256,6 +259,33 @@ fn issue_tls_certificate(
             write_cert(ca_dir, TLS_CERT, cert.pem().as_bytes())
         }
         Signer::External(csrs) => csrs.add(TLS_CERT, &tls, key, 397, &[], urls),
+    }
+}
+
+/// The audit key's certificate (see `audit_signer`), signed by the root like the TLS one.
+fn issue_audit_signer(
+    ca_dir: &Path,
+    params: &HierarchyParams,
+    signer: &mut Signer<'_>,
+    key: &CaKey,
+    urls: &PublicUrls,
+    now: OffsetDateTime,
+) -> Result<(), PkiError> {
+    let subject = ca_name(params, "IoMT Audit Checkpoint Signer G1")?;
+    let audit = audit_signer::certificate_params(subject, key, now)?;
+    match signer {
+        Signer::Root(root) => {
+            let cert = audit.signed_by(key, root)?;
+            write_cert(ca_dir, AUDIT_SIGNER, cert.pem().as_bytes())
+        }
+        Signer::External(csrs) => csrs.add(
+            AUDIT_SIGNER,
+            &audit,
+            key,
+            audit_signer::AUDIT_SIGNER_DAYS,
+            &[],
+            urls,
+        ),
     }
 }
 

@@ -15,7 +15,7 @@ use super::STATION_POLICY_OID;
 use super::custody::KeyAccess;
 use super::keystore::KeyStore;
 use super::material::{PkiError, ROOT_CRL_FILE, read_cert};
-use super::{ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
+use super::{AUDIT_SIGNER, ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
 
 /// What `ca import` was given.
 #[derive(Debug, Clone)]
@@ -111,6 +111,29 @@ pub fn import(
         };
         profile.map_err(|reason| refuse(&path, reason))?;
         installs.push((ca_dir.join(format!("{name}.crt.pem")), pem_of(&der)));
+    }
+    // The audit key (data directories initialized since checkpoints exist have its CSR).
+    let audit_csr = dir
+        .join(super::external::CSR_DIR)
+        .join(format!("{AUDIT_SIGNER}.csr.pem"));
+    if audit_csr.exists() {
+        let path = request.certs.join(format!("{AUDIT_SIGNER}.crt.pem"));
+        let der = read_cert(&path)?;
+        let (_, cert) =
+            X509Certificate::from_der(&der).map_err(|e| refuse(&path, e.to_string()))?;
+        let spki = keys
+            .load(&ca_dir, AUDIT_SIGNER)?
+            .ok_or_else(|| refuse(&path, "no audit key".into()))?
+            .subject_public_key_info();
+        if cert.public_key().raw != spki.as_slice() {
+            return Err(refuse(
+                &path,
+                "the certificate does not match the audit key created by init".into(),
+            ));
+        }
+        check_issued(&cert, &root).map_err(|reason| refuse(&path, reason))?;
+        super::audit_signer::check_profile(&cert).map_err(|reason| refuse(&path, reason))?;
+        installs.push((ca_dir.join(format!("{AUDIT_SIGNER}.crt.pem")), pem_of(&der)));
     }
     if let Some(crl_path) = &request.root_crl {
         let der = read_crl(crl_path)?;

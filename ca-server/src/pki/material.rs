@@ -9,6 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::audit_signer::{self, AuditSigner};
 use super::custody::KeyAccess;
 use super::keystore::KeyStore;
 use super::signer::CaKey;
@@ -108,6 +109,8 @@ pub struct CaMaterial {
     pub station: IssuingCa,
     pub tls_chain: Vec<CertificateDer<'static>>,
     pub tls_key: PrivateKeyDer<'static>,
+    /// The key that signs audit checkpoints; `None` in a data directory created before them.
+    pub audit: Option<AuditSigner>,
 }
 
 impl std::fmt::Debug for CaMaterial {
@@ -151,7 +154,9 @@ impl CaMaterial {
         } else {
             None
         };
+        let audit = audit_signer::load(&keys, &ca_dir)?;
         Ok(CaMaterial {
+            audit,
             tls_chain: vec![tls_cert, root_der.clone()],
             root,
             root_crl,

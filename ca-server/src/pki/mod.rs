@@ -1,5 +1,6 @@
 //! The CA hierarchy (PROFILES.md §3): creating it at `init`, loading it at `serve`.
 
+mod audit_signer;
 pub mod custody;
 mod external;
 mod hierarchy;
@@ -11,6 +12,7 @@ mod sealed;
 mod serial;
 mod signer;
 
+pub use audit_signer::{AUDIT_SIGNER, AuditSigner, check_profile as check_audit_signer_profile};
 pub use custody::KeyAccess;
 pub use external::{CSR_DIR, OPENSSL_CONFIG, SIGN_SCRIPT};
 pub use hierarchy::{HierarchyParams, create_hierarchy};

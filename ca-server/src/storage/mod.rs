@@ -1,6 +1,7 @@
 //! Persistence behind one interface: the only place with SQL. SQLite is the embedded default;
 //! a PostgreSQL implementation fills the same trait.
 
+mod audit_checkpoints;
 mod batch;
 mod batcher;
 mod facts;
@@ -16,6 +17,7 @@ pub mod testing;
 
 use async_trait::async_trait;
 
+pub use audit_checkpoints::{AuditHead, CheckpointStore, StoredCheckpoint};
 pub use batch::MAX_BATCH;
 pub use facts::{CertificateState, EnrollmentFacts, FactsQuery, HeldCertificate};
 pub use group_commit::{GroupCommit, StatusReader};
@@ -329,7 +331,7 @@ pub enum StoreError {
 
 /// The storage interface every backend implements.
 #[async_trait]
-pub trait Store: StationStore + Send + Sync + 'static {
+pub trait Store: StationStore + CheckpointStore + Send + Sync + 'static {
     /// Registers devices: all of them, or none if any serial exists.
     async fn register_devices(
         &self,

@@ -239,6 +239,34 @@ async fn audit_events_are_chained(store: &dyn Store) {
     }
 }
 
+async fn checkpoints_are_kept_once_per_head_and_the_head_is_the_newest_event(store: &dyn Store) {
+    assert_eq!(store.audit_head().await.unwrap(), None);
+    assert_eq!(store.latest_checkpoint().await.unwrap(), None);
+    store.append_audit(&[event("a"), event("b")]).await.unwrap();
+    let events = store.audit_events().await.unwrap();
+    let head = store.audit_head().await.unwrap().unwrap();
+    assert_eq!((head.seq, &head.hash), (2, &events[1].hash));
+    let checkpoint = |seq: i64, signature: u8| StoredCheckpoint {
+        seq,
+        head_hash: events[(seq - 1) as usize].hash.clone(),
+        at: 1_000 + seq,
+        signature: vec![signature; 8],
+        signer_der: vec![0x30, 0x00],
+    };
+    assert!(store.add_checkpoint(&checkpoint(1, 1)).await.unwrap());
+    assert!(store.add_checkpoint(&checkpoint(2, 2)).await.unwrap());
+    // A second replica signing the same head keeps the first checkpoint.
+    assert!(!store.add_checkpoint(&checkpoint(2, 9)).await.unwrap());
+    assert_eq!(
+        store.latest_checkpoint().await.unwrap(),
+        Some(checkpoint(2, 2))
+    );
+    assert_eq!(
+        store.checkpoints().await.unwrap(),
+        vec![checkpoint(1, 1), checkpoint(2, 2)]
+    );
+}
+
 async fn policy_events_are_the_policy_loads_and_changes_in_order(store: &dyn Store) {
     let policy = |action: &str, object: &str| AuditEvent {
         action: action.into(),
@@ -581,6 +609,7 @@ macro_rules! storage_suite {
             certificate_is_superseded_at_most_once,
             status_changes_are_stored,
             audit_events_are_chained,
+            checkpoints_are_kept_once_per_head_and_the_head_is_the_newest_event,
             policy_events_are_the_policy_loads_and_changes_in_order,
             station_is_stored_once_and_its_token_consumed_once,
             station_quota_is_enforced_inside_the_issuance,

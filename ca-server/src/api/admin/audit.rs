@@ -49,7 +49,12 @@ pub async fn export(
 
 /// `GET /admin/v1/audit/verify`: the chain check; `200` either way, `intact` says which.
 pub async fn verify(State(state): State<AdminState>) -> Result<Json<VerifyResponse>, ApiError> {
-    let verification = audit::verify(state.authority.store()).await?;
+    let verification = audit::verify(
+        state.authority.store(),
+        state.authority.root_der(),
+        Vec::new(),
+    )
+    .await?;
     Ok(Json(VerifyResponse {
         intact: verification.is_intact(),
         verification,

@@ -11,43 +11,64 @@ use crate::storage::{
     StoreError, StoredAuditEvent, classify,
 };
 
-/// The append-only trigger of migration 0003 and its function.
-const AUDIT_TRIGGER: &str = "audit_events_append_only";
-const CREATE_AUDIT_TRIGGER: &str = "\
-CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+/// The append-only triggers of migrations 0003 (the trail) and 0005 (its checkpoints): trigger,
+/// table, and the statements that make it (and its function) again.
+const AUDIT_TRIGGERS: [(&str, &str, &str); 2] = [
+    (
+        "audit_events_append_only",
+        "audit_events",
+        "CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'audit_events is append-only';
 END;
 $$;
 CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
-    FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();";
+    FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();",
+    ),
+    (
+        "audit_checkpoints_append_only",
+        "audit_checkpoints",
+        "CREATE OR REPLACE FUNCTION audit_checkpoints_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_checkpoints is append-only';
+END;
+$$;
+CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION audit_checkpoints_append_only();",
+    ),
+];
 
 pub(super) async fn restore_audit_protection(
     store: &PostgresStore,
 ) -> Result<Vec<&'static str>, StoreError> {
-    let present: Option<String> = sqlx::query_scalar(
-        "SELECT tgname::text FROM pg_trigger \
-         WHERE tgrelid = 'audit_events'::regclass AND tgname = $1 AND tgenabled <> 'D'",
-    )
-    .bind(AUDIT_TRIGGER)
-    .fetch_optional(&store.pool)
-    .await
-    .map_err(classify)?;
-    if present.is_some() {
-        return Ok(Vec::new());
+    let mut restored = Vec::new();
+    for (trigger, table, create) in AUDIT_TRIGGERS {
+        let present: Option<String> = sqlx::query_scalar(
+            "SELECT tgname::text FROM pg_trigger \
+             WHERE tgrelid = $1::regclass AND tgname = $2 AND tgenabled <> 'D'",
+        )
+        .bind(table)
+        .bind(trigger)
+        .fetch_optional(&store.pool)
+        .await
+        .map_err(classify)?;
+        if present.is_some() {
+            continue;
+        }
+        // A disabled trigger is dropped and made again; one transaction, so a concurrent
+        // replica's restore cannot interleave (the second sees the first's trigger at commit).
+        let mut tx = store.pool.begin().await.map_err(classify)?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE; \
+             DROP TRIGGER IF EXISTS {trigger} ON {table}; {create}"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        restored.push(trigger);
     }
-    // A disabled trigger is dropped and made again; one transaction, so a concurrent
-    // replica's restore cannot interleave (the second sees the first's trigger at commit).
-    let mut tx = store.pool.begin().await.map_err(classify)?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "LOCK TABLE audit_events IN SHARE ROW EXCLUSIVE MODE; \
-         DROP TRIGGER IF EXISTS {AUDIT_TRIGGER} ON audit_events; {CREATE_AUDIT_TRIGGER}"
-    )))
-    .execute(&mut *tx)
-    .await
-    .map_err(classify)?;
-    tx.commit().await.map_err(classify)?;
-    Ok(vec![AUDIT_TRIGGER])
+    Ok(restored)
 }
 
 pub(super) async fn audit_page(
