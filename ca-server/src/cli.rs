@@ -1,6 +1,7 @@
 //! The `ca-server` command line. `main.rs` parses and calls [`run`]; tests call it directly.
 
 mod admin;
+mod recall;
 mod station;
 
 use std::io::Write;
@@ -23,6 +24,7 @@ pub use admin::{
     ApikeyCommand, AuditCommand, CertificatesCommand, CredentialArgs, ExportArgs, NameArgs,
     OperatorAddArgs, OperatorCommand, SearchArgs,
 };
+pub use recall::{RecallArgs, RecallCommand, RecallRunArgs};
 
 /// The default data directory; `serve` (or no command) creates a development CA there on first run.
 pub const DEFAULT_DATA_DIR: &str = "./ca-data";
@@ -48,6 +50,16 @@ pub struct Cli {
     /// file given at `init`.
     #[arg(long, global = true, env = "IOMT_PKCS11_PIN_FILE")]
     pub pkcs11_pin_file: Option<PathBuf>,
+    /// Log lines on standard error: `text` (colour only on a terminal) or `json` (one object
+    /// per line). Both carry RFC 3339 UTC timestamps; the level filter is CA_LOG (default info).
+    #[arg(
+        long,
+        global = true,
+        env = "CA_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: crate::telemetry::LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -81,6 +93,9 @@ pub enum Command {
     /// Operator client certificates for the admin API, with roles.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Hold or revoke every valid certificate of a product (or one lot, or devices registered
+    /// before a time) in bounded batches; `recall list`, `recall release ID`.
+    Recall(recall::RecallArgs),
     /// Verify or export the hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -187,6 +202,11 @@ pub struct ServeArgs {
     /// Plain-HTTP listen address for CRL/OCSP/CA certificates (default 127.0.0.1:8080).
     #[arg(long)]
     pub http_listen: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no authentication: bind it
+    /// to an address only the monitoring network reaches). Off unless given here or as
+    /// `metrics_listen` in config.toml.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `device` subcommands.
@@ -300,6 +320,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         }
         Some(Command::Audit(command)) => {
             admin::audit(&cli.data_dir, cli.database_url, command, out).await
+        }
+        Some(Command::Recall(args)) => {
+            recall::run(&cli.data_dir, cli.database_url, args, &access, out).await
         }
     }
 }
@@ -509,6 +532,9 @@ async fn serve(
     if let Some(http_listen) = args.http_listen {
         settings.config.http_listen = http_listen;
     }
+    if let Some(metrics_listen) = args.metrics_listen {
+        settings.config.metrics_listen = Some(metrics_listen);
+    }
     let app = Application::build(&settings).await?;
     let root = std::fs::read(data_dir.join("root.pem"))
         .ok()
@@ -525,6 +551,14 @@ async fn serve(
     }
     writeln!(out, "EST:        {est}/  (cacerts, csrattrs, simpleenroll)")?;
     writeln!(out, "public:     http://{}/ca/root.cer", app.http_addr())?;
+    writeln!(
+        out,
+        "health:     http://{0}/healthz, http://{0}/readyz",
+        app.http_addr()
+    )?;
+    if let Some(metrics) = app.metrics_addr() {
+        writeln!(out, "metrics:    http://{metrics}/metrics")?;
+    }
     writeln!(
         out,
         "root:       {} (SHA-256 {fingerprint})",

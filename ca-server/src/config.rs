@@ -23,6 +23,10 @@ pub struct ConfigFile {
     pub listen: String,
     /// Plain-HTTP listener for CRLs, OCSP and CA certificates.
     pub http_listen: String,
+    /// Plain-HTTP listener for Prometheus `/metrics`; none unless set (or `serve
+    /// --metrics-listen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// Base URL that certificates' CRL distribution points and AIA point at.
     pub public_url: String,
     /// Database URL; `sqlite://ca.db` (relative to the data directory) by default.
@@ -197,6 +201,15 @@ impl Settings {
     /// The plain-HTTP listen address.
     pub fn http_listen(&self) -> Result<SocketAddr, ConfigError> {
         self.parse_addr(&self.config.http_listen, "http_listen")
+    }
+
+    /// The metrics listen address, if metrics are on.
+    pub fn metrics_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.config
+            .metrics_listen
+            .as_deref()
+            .map(|text| self.parse_addr(text, "metrics_listen"))
+            .transpose()
     }
 
     fn parse_addr(&self, text: &str, key: &str) -> Result<SocketAddr, ConfigError> {

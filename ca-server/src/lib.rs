@@ -11,6 +11,7 @@ pub mod authority;
 pub mod cli;
 pub mod config;
 pub mod listener;
+pub mod operations;
 pub mod pki;
 pub mod policy_changes;
 pub mod registry;
@@ -21,6 +22,7 @@ pub mod setup;
 pub mod startup;
 pub mod stations;
 pub mod storage;
+pub mod telemetry;
 pub mod tls;
 
 /// Every process that runs the CA (the `ca-server` binary, the benchmark's server, the test

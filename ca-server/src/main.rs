@@ -1,21 +1,11 @@
 //! `ca-server`: parse the command line, set up logging, run, and exit with a script-friendly code.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = ca_server::cli::Cli::parse();
-    let filter = EnvFilter::try_from_env("CA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("CA_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    ca_server::telemetry::init(cli.log_format);
     let mut stdout = std::io::stdout();
     match ca_server::cli::run(cli, &mut stdout).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

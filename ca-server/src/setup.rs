@@ -258,6 +258,7 @@ fn write_files(
             .clone()
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
         http_listen,
+        metrics_listen: None,
         public_url,
         database_url: database_url.to_owned(),
         organization,

@@ -19,9 +19,11 @@ use crate::auth::operator::Authenticator;
 use crate::authority::Authority;
 use crate::config::{ConfigError, Settings};
 use crate::listener::{ConnectionLimits, Listener, Transport, stopped};
+use crate::operations::{AuditAtStart, Gauges, Health};
 use crate::pki::{CaMaterial, PkiError, PublicUrls};
 use crate::revocation::Revocation;
-use crate::storage::{PostgresStore, SqliteStore, Store, StoreError};
+use crate::storage::{CommitObserver, PostgresStore, SqliteStore, Store, StoreError};
+use crate::telemetry::Metrics;
 use crate::tls::{TlsSetupError, server_config};
 
 /// Why the server could not start.
@@ -56,6 +58,8 @@ pub struct Application {
     http: TcpListener,
     https_addr: SocketAddr,
     http_addr: SocketAddr,
+    /// The metrics listener, its address and routes, when `metrics_listen` is set.
+    metrics: Option<(TcpListener, SocketAddr, Router)>,
     tls: TlsAcceptor,
     est: Router,
     public: Router,
@@ -108,6 +112,11 @@ impl Application {
             head = ?trail.head_hash,
             "audit trail verified"
         );
+        let audit = AuditAtStart {
+            events: trail.events,
+            head_hash: trail.head_hash,
+        };
+        let metrics = Arc::new(Metrics::new());
         crate::policy_changes::record(&policies, store.as_ref()).await?;
         let checkpointer = Checkpointer::new(
             store.clone(),
@@ -120,12 +129,31 @@ impl Application {
         }
         let tls = TlsAcceptor::from(server_config(&ca)?);
         let urls = PublicUrls::new(&settings.config.public_url);
-        let revocation = Arc::new(Revocation::new(
+        let revocation = Arc::new(
+            Revocation::new(ca.clone(), store.clone(), policies.clone())?
+                .with_metrics(metrics.clone()),
+        );
+        let observer: Arc<dyn CommitObserver> = metrics.clone();
+        let authority = Arc::new(Authority::observed(
+            policies.clone(),
             ca.clone(),
             store.clone(),
-            policies.clone(),
-        )?);
-        let authority = Arc::new(Authority::new(policies, ca.clone(), store.clone(), urls));
+            urls,
+            Some(observer),
+        ));
+        let health = Arc::new(Health::new(
+            store.clone(),
+            ca.clone(),
+            revocation.clone(),
+            audit,
+            metrics.clone(),
+        ));
+        let gauges = Arc::new(Gauges::new(
+            store.clone(),
+            ca.clone(),
+            revocation.clone(),
+            metrics.clone(),
+        ));
         let bootstrap_key = settings
             .config
             .admin_token_sha256
@@ -136,6 +164,11 @@ impl Application {
             revocation: revocation.clone(),
             authenticator: Arc::new(Authenticator::new(store.clone(), &ca, bootstrap_key)),
             failures: Arc::new(FailureAudit::new(store.clone())),
+            recalls: Arc::new(crate::operations::Recalls::new(
+                store.clone(),
+                revocation.clone(),
+                policies,
+            )),
         };
 
         let limits = settings.config.limits;
@@ -148,15 +181,31 @@ impl Application {
         let body_timeout = limits.body_timeout();
         let (https, https_addr) = bind(settings.listen()?).await?;
         let (http, http_addr) = bind(settings.http_listen()?).await?;
+        let metrics_listener = match settings.metrics_listen()? {
+            Some(addr) => {
+                let (socket, local) = bind(addr).await?;
+                tracing::info!(addr = %local, "metrics at /metrics");
+                Some((socket, local, api::metrics_router(gauges)))
+            }
+            None => None,
+        };
         Ok(Application {
             https,
             http,
             https_addr,
             http_addr,
+            metrics: metrics_listener,
             tls,
-            est: api::est_router(authority.clone(), body_timeout)
-                .merge(api::admin_router(admin, body_timeout)),
-            public: api::public_router(ca, revocation.clone(), store.clone(), body_timeout),
+            est: api::est_router(authority.clone(), metrics.clone(), body_timeout)
+                .merge(api::admin_router(admin, metrics.clone(), body_timeout)),
+            public: api::public_router(
+                ca,
+                revocation.clone(),
+                store.clone(),
+                health,
+                metrics,
+                body_timeout,
+            ),
             revocation,
             checkpointer,
             authority,
@@ -172,6 +221,11 @@ impl Application {
     /// The bound plain-HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The bound metrics address, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr, _)| *addr)
     }
 
     /// The authority (tests and the CLI use its store and policies).
@@ -210,6 +264,24 @@ impl Application {
         if let Some(checkpointer) = &self.checkpointer {
             tokio::spawn(checkpointer.clone().run(stop_rx.clone()));
         }
+        let metrics = self.metrics.map(|(socket, _, router)| {
+            crate::listener::serve(
+                Listener {
+                    name: "metrics",
+                    socket,
+                    transport: Transport::Plain,
+                    router,
+                    limits: self.limits,
+                },
+                stop_rx.clone(),
+            )
+        });
+        let metrics = async move {
+            match metrics {
+                Some(serving) => serving.await,
+                None => Ok(()),
+            }
+        };
         let public = crate::listener::serve(
             Listener {
                 name: "http",
@@ -230,11 +302,11 @@ impl Application {
             },
             stop_rx,
         );
-        let (public, https) = tokio::join!(public, https);
+        let (public, https, metrics) = tokio::join!(public, https, metrics);
         // Every request has been answered: the last events this process wrote get covered.
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.checkpoint_now().await;
         }
-        public.and(https)
+        public.and(https).and(metrics)
     }
 }

@@ -26,6 +26,7 @@ pub const MONITOR: &str = "example-patient-monitor";
 
 pub mod client_process;
 pub mod custody;
+pub mod operations;
 pub mod server_process;
 
 mod clap_free {
@@ -42,6 +43,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub https: SocketAddr,
     pub http: SocketAddr,
+    /// The Prometheus listener, when the test asked for one ([`TestApp::spawn_with_metrics`]).
+    pub metrics: Option<SocketAddr>,
     pub authority: Arc<Authority>,
     pub revocation: Arc<ca_server::revocation::Revocation>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -68,11 +71,39 @@ impl TestApp {
             .expect("init");
         let mut settings = Settings::load(&dir.path().join("ca")).expect("settings");
         settings.config.limits = limits;
-        let (https, http, authority, revocation, shutdown, server) = serve(&settings).await;
+        let (https, http, metrics, authority, revocation, shutdown, server) =
+            serve(&settings).await;
         TestApp {
             dir,
             https,
             http,
+            metrics,
+            authority,
+            revocation,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// Like [`TestApp::spawn`], with Prometheus metrics served on an ephemeral port
+    /// ([`TestApp::metrics`]); `database_url` overrides the SQLite default.
+    pub async fn spawn_with_metrics(database_url: Option<&str>) -> TestApp {
+        let mut extra = Vec::new();
+        if let Some(url) = database_url {
+            extra.extend(["--database-url", url]);
+        }
+        let dir = TestApp::init_dir(|_, text| text.to_owned(), None, &extra)
+            .await
+            .expect("init");
+        let mut settings = Settings::load(&dir.path().join("ca")).expect("settings");
+        settings.config.metrics_listen = Some("127.0.0.1:0".to_owned());
+        let (https, http, metrics, authority, revocation, shutdown, server) =
+            serve(&settings).await;
+        TestApp {
+            dir,
+            https,
+            http,
+            metrics,
             authority,
             revocation,
             shutdown: Some(shutdown),
@@ -96,7 +127,7 @@ impl TestApp {
         oneshot::Sender<()>,
     ) {
         let settings = Settings::load(&self.data_dir()).expect("settings");
-        let (https, http, _, revocation, shutdown, _server) = serve(&settings).await;
+        let (https, http, _, _, revocation, shutdown, _server) = serve(&settings).await;
         (https, http, revocation, shutdown)
     }
 
@@ -170,11 +201,13 @@ impl TestApp {
     pub async fn serve_dir(dir: tempfile::TempDir, access: ca_server::pki::KeyAccess) -> TestApp {
         let mut settings = Settings::load(&dir.path().join("ca")).expect("settings");
         settings.key_access = access;
-        let (https, http, authority, revocation, shutdown, server) = serve(&settings).await;
+        let (https, http, metrics, authority, revocation, shutdown, server) =
+            serve(&settings).await;
         TestApp {
             dir,
             https,
             http,
+            metrics,
             authority,
             revocation,
             shutdown: Some(shutdown),
@@ -197,7 +230,10 @@ impl TestApp {
         let mut settings = Settings::load(&self.data_dir()).expect("settings");
         settings.config.listen = self.https.to_string();
         settings.config.http_listen = self.http.to_string();
-        let (_, _, authority, revocation, shutdown, server) = serve(&settings).await;
+        if let Some(metrics) = self.metrics {
+            settings.config.metrics_listen = Some(metrics.to_string());
+        }
+        let (_, _, _, authority, revocation, shutdown, server) = serve(&settings).await;
         self.authority = authority;
         self.revocation = revocation;
         self.shutdown = Some(shutdown);
@@ -449,6 +485,7 @@ impl Drop for TestApp {
 type Served = (
     SocketAddr,
     SocketAddr,
+    Option<SocketAddr>,
     Arc<Authority>,
     Arc<ca_server::revocation::Revocation>,
     oneshot::Sender<()>,
@@ -457,9 +494,10 @@ type Served = (
 
 async fn serve(settings: &Settings) -> Served {
     let app = Application::build(settings).await.expect("build");
-    let (https, http, authority, revocation) = (
+    let (https, http, metrics, authority, revocation) = (
         app.https_addr(),
         app.http_addr(),
+        app.metrics_addr(),
         app.authority(),
         app.revocation(),
     );
@@ -467,7 +505,7 @@ async fn serve(settings: &Settings) -> Served {
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
-    (https, http, authority, revocation, tx, server)
+    (https, http, metrics, authority, revocation, tx, server)
 }
 
 /// An HTTPS client (rustls, ring) that trusts `root` only.

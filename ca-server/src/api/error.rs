@@ -130,6 +130,7 @@ impl From<EnrollError> for ApiError {
             }
             EnrollError::AlreadyEnrolled { .. } => (S::CONFLICT, "device.already_enrolled"),
             EnrollError::DeviceDisabled { .. } => (S::FORBIDDEN, "device.disabled"),
+            EnrollError::DeviceRecalled { .. } => (S::FORBIDDEN, "device.recalled"),
             EnrollError::DuplicateKey { .. } => (S::FORBIDDEN, "csr.duplicate_key"),
             EnrollError::Identity(_) => (S::FORBIDDEN, "device.identity_invalid"),
             EnrollError::InvalidCsr(csr) => match csr {

@@ -11,8 +11,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::error::ApiError;
+use super::observe::{self, AuthorizationKind};
 use crate::auth::token::parse_basic;
-use crate::authority::{Authority, Reenrollment, StationEnrollment, TokenEnrollment};
+use crate::authority::{Authority, Csr, Reenrollment, StationEnrollment, TokenEnrollment};
+use crate::telemetry::Metrics;
 use crate::tls::UnverifiedClientChain;
 
 /// Largest EST request body accepted (a P-384 CSR is under 1 KiB; RSA-4096 about 2 KiB).
@@ -59,111 +61,156 @@ fn render_csrattrs(authority: &Authority, label: Option<&str>) -> Result<Respons
 /// `POST simpleenroll` without a label.
 pub async fn simpleenroll(
     State(authority): State<Arc<Authority>>,
+    Extension(metrics): Extension<Arc<Metrics>>,
     Extension(peer): Extension<UnverifiedClientChain>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    enroll(&authority, None, &peer, &headers, body).await
+    enroll(&authority, &metrics, None, &peer, &headers, body).await
 }
 
 /// `POST <label>/simpleenroll`.
 pub async fn simpleenroll_labeled(
     State(authority): State<Arc<Authority>>,
+    Extension(metrics): Extension<Arc<Metrics>>,
     Path(label): Path<String>,
     Extension(peer): Extension<UnverifiedClientChain>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    enroll(&authority, Some(&label), &peer, &headers, body).await
+    enroll(&authority, &metrics, Some(&label), &peer, &headers, body).await
 }
 
 /// HTTP Basic `serial:token` authorizes with a one-time token; otherwise a client certificate
-/// is taken as a manufacturing station's.
+/// is taken as a manufacturing station's. The outcome is counted and a refusal logged.
 async fn enroll(
     authority: &Authority,
+    metrics: &Metrics,
     label: Option<&str>,
     peer: &UnverifiedClientChain,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_content_type(headers, "application/pkcs10")?;
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_basic);
     let station_chain = peer.presented();
-    let issued = match (basic, station_chain) {
-        (Some(credential), _) => {
-            let csr_der = decode_base64_body(read_body(body).await?)?;
-            authority
-                .enroll_with_token(TokenEnrollment {
-                    label,
-                    serial: &credential.serial,
-                    token: &credential.token,
-                    csr_der: &csr_der,
-                })
-                .await
-                .map_err(ApiError::from_token_route)?
-        }
-        (None, Some(chain)) => {
-            let csr_der = decode_base64_body(read_body(body).await?)?;
-            authority
-                .enroll_by_station(StationEnrollment {
-                    label,
-                    peer_chain: chain,
-                    csr_der: &csr_der,
-                })
-                .await?
-        }
-        (None, None) => {
-            return Err(ApiError::new(
+    let (kind, mut device) = match (&basic, station_chain) {
+        (Some(credential), _) => (AuthorizationKind::Token, Some(credential.serial.clone())),
+        (None, Some(_)) => (AuthorizationKind::Station, None),
+        (None, None) => (AuthorizationKind::None, None),
+    };
+    let issued = match require_content_type(headers, "application/pkcs10") {
+        Err(error) => Err(error),
+        Ok(()) => match (basic, station_chain) {
+            (Some(credential), _) => match read_csr(body).await {
+                Err(error) => Err(error),
+                Ok(csr_der) => authority
+                    .enroll_with_token(TokenEnrollment {
+                        label,
+                        serial: &credential.serial,
+                        token: &credential.token,
+                        csr_der: &csr_der,
+                    })
+                    .await
+                    .map_err(ApiError::from_token_route),
+            },
+            (None, Some(chain)) => match read_csr(body).await {
+                Err(error) => Err(error),
+                Ok(csr_der) => {
+                    let result = authority
+                        .enroll_by_station(StationEnrollment {
+                            label,
+                            peer_chain: chain,
+                            csr_der: &csr_der,
+                        })
+                        .await
+                        .map_err(ApiError::from);
+                    if result.is_err() {
+                        device = claimed_device(&csr_der);
+                    }
+                    result
+                }
+            },
+            (None, None) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "auth.required",
                 "send HTTP Basic credentials `<device serial>:<one-time token>`, or present a station certificate",
-            ));
-        }
+            )),
+        },
     };
-    certs_only_response(&[&issued.certificate.der])
+    observe::certificate_request(metrics, "simpleenroll", kind, device.as_deref(), &issued);
+    certs_only_response(&[&issued?.certificate.der])
 }
 
 /// `POST simplereenroll` without a label.
 pub async fn simplereenroll(
     State(authority): State<Arc<Authority>>,
+    Extension(metrics): Extension<Arc<Metrics>>,
     Extension(peer): Extension<UnverifiedClientChain>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    reenroll(&authority, None, &peer, &headers, body).await
+    reenroll(&authority, &metrics, None, &peer, &headers, body).await
 }
 
 /// `POST <label>/simplereenroll`.
 pub async fn simplereenroll_labeled(
     State(authority): State<Arc<Authority>>,
+    Extension(metrics): Extension<Arc<Metrics>>,
     Path(label): Path<String>,
     Extension(peer): Extension<UnverifiedClientChain>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    reenroll(&authority, Some(&label), &peer, &headers, body).await
+    reenroll(&authority, &metrics, Some(&label), &peer, &headers, body).await
 }
 
 async fn reenroll(
     authority: &Authority,
+    metrics: &Metrics,
     label: Option<&str>,
     peer: &UnverifiedClientChain,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_content_type(headers, "application/pkcs10")?;
-    let csr_der = decode_base64_body(read_body(body).await?)?;
-    let issued = authority
-        .reenroll(Reenrollment {
-            label,
-            peer_chain: peer.0.as_deref().map(Vec::as_slice),
-            csr_der: &csr_der,
-        })
-        .await?;
-    certs_only_response(&[&issued.certificate.der])
+    let mut device = None;
+    let issued = match require_content_type(headers, "application/pkcs10") {
+        Err(error) => Err(error),
+        Ok(()) => match read_csr(body).await {
+            Err(error) => Err(error),
+            Ok(csr_der) => {
+                let result = authority
+                    .reenroll(Reenrollment {
+                        label,
+                        peer_chain: peer.0.as_deref().map(Vec::as_slice),
+                        csr_der: &csr_der,
+                    })
+                    .await
+                    .map_err(ApiError::from);
+                if result.is_err() {
+                    device = claimed_device(&csr_der);
+                }
+                result
+            }
+        },
+    };
+    let kind = AuthorizationKind::Reenrollment;
+    observe::certificate_request(metrics, "simplereenroll", kind, device.as_deref(), &issued);
+    certs_only_response(&[&issued?.certificate.der])
+}
+
+/// The body, read and base64-decoded.
+async fn read_csr(body: Body) -> Result<Vec<u8>, ApiError> {
+    decode_base64_body(read_body(body).await?)
+}
+
+/// The device serial a refused CSR names (unverified: for the log line only).
+fn claimed_device(csr_der: &[u8]) -> Option<String> {
+    Csr::parse(csr_der)
+        .ok()
+        .and_then(|csr| csr.subject_serial_number().map(str::to_owned))
 }
 
 /// Reads the body within [`BODY_LIMIT`]; the body timeout layer bounds the time.

@@ -5,27 +5,45 @@ mod admin;
 mod checkpoint;
 pub mod error;
 mod est;
+mod health;
+mod metrics;
+mod observe;
 mod public;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::authority::Authority;
+use crate::operations::Health;
 use crate::pki::CaMaterial;
 use crate::revocation::Revocation;
 use crate::storage::Store;
+use crate::telemetry::Metrics;
 
 pub use est::BODY_LIMIT;
+pub use metrics::metrics_router;
+
+/// Records every response's latency and status in `metrics` (see [`observe::track`]).
+fn tracked(router: Router, metrics: Arc<Metrics>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        metrics,
+        observe::track,
+    ))
+}
 
 /// The EST routes under `/.well-known/est/`, with and without a label; a request body must
 /// arrive within `body_timeout` (config `limits.body_timeout_secs`).
-pub fn est_router(authority: Arc<Authority>, body_timeout: Duration) -> Router {
-    Router::new()
+pub fn est_router(
+    authority: Arc<Authority>,
+    metrics: Arc<Metrics>,
+    body_timeout: Duration,
+) -> Router {
+    let routes = Router::new()
         .route("/.well-known/est/cacerts", get(est::cacerts))
         .route("/.well-known/est/csrattrs", get(est::csrattrs))
         .route("/.well-known/est/simpleenroll", post(est::simpleenroll))
@@ -47,43 +65,55 @@ pub fn est_router(authority: Arc<Authority>, body_timeout: Duration) -> Router {
             post(est::simplereenroll_labeled),
         )
         .with_state(authority)
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(TraceLayer::new_for_http())
+        .layer(Extension(metrics.clone()))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout));
+    tracked(routes, metrics).layer(TraceLayer::new_for_http())
 }
 
 /// Largest admin API request body (a bulk CSV of devices).
 pub const ADMIN_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 /// The admin routes (HTTPS; API key or operator certificate, with roles).
-pub fn admin_router(state: admin::AdminState, body_timeout: Duration) -> Router {
-    admin::router(state)
+pub fn admin_router(
+    state: admin::AdminState,
+    metrics: Arc<Metrics>,
+    body_timeout: Duration,
+) -> Router {
+    let routes = admin::router(state)
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(TraceLayer::new_for_http())
+        .layer(RequestBodyTimeoutLayer::new(body_timeout));
+    tracked(routes, metrics).layer(TraceLayer::new_for_http())
 }
 
 pub use admin::{AdminState, OPENAPI, Route, routes as admin_routes};
 
-/// The plain-HTTP public routes: CA certificates, CRLs and OCSP.
+/// The plain-HTTP public routes: CA certificates, CRLs, OCSP, `/healthz` and `/readyz`.
 pub fn public_router(
     ca: Arc<CaMaterial>,
     revocation: Arc<Revocation>,
     store: Arc<dyn Store>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
     body_timeout: Duration,
 ) -> Router {
     let audit_routes = Router::new()
         .route("/audit/checkpoint", get(checkpoint::latest))
         .with_state(store);
+    let health_routes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(health);
     let revocation_routes = Router::new()
         .route("/crl/{file}", get(public::crl))
         .route("/ocsp/{ca}", post(public::ocsp_post))
         .route("/ocsp/{ca}/{request}", get(public::ocsp_get))
         .with_state(revocation);
-    Router::new()
+    let routes = Router::new()
         .route("/ca/{file}", get(public::ca_certificate))
         .with_state(ca)
         .merge(revocation_routes)
         .merge(audit_routes)
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
-        .layer(TraceLayer::new_for_http())
+        .merge(health_routes)
+        .layer(RequestBodyTimeoutLayer::new(body_timeout));
+    tracked(routes, metrics).layer(TraceLayer::new_for_http())
 }

@@ -38,6 +38,8 @@ pub enum Capability {
     CertificatesRevoke,
     /// Read device records.
     DevicesRead,
+    /// Run, list and release recalls (admin only).
+    Recall,
     /// Register devices.
     DevicesRegister,
     /// Create, disable and list manufacturing stations.
@@ -68,6 +70,7 @@ impl Capability {
             Capability::CertificatesRevoke => "certificates:revoke",
             Capability::DevicesRead => "devices:read",
             Capability::DevicesRegister => "devices:register",
+            Capability::Recall => "recalls:manage",
             Capability::StationsManage => "stations:manage",
             Capability::TokensCreate => "tokens:create",
         }

@@ -142,6 +142,10 @@ pub enum EnrollError {
     #[error("device {serial} is disabled")]
     DeviceDisabled { serial: String },
     #[error(
+        "device {serial} is recalled: no certificate is issued to it until the recall is released"
+    )]
+    DeviceRecalled { serial: String },
+    #[error(
         "the public key is already certified for device {holder}; every device needs its own key"
     )]
     DuplicateKey { holder: String, same_device: bool },

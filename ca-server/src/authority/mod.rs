@@ -44,6 +44,10 @@ pub struct Issued {
     pub certificate: SignedCertificate,
     /// The issuing CA certificate (for a client building its chain).
     pub issuer_der: CertificateDer<'static>,
+    /// The issuing CA's name (`basic`, `substantial`, `high`, `station`).
+    pub issuer: &'static str,
+    /// The device's product policy id (`station` for a station's own certificate).
+    pub product: String,
 }
 
 /// The CA's decision-maker: policies, keys and the registry.
@@ -147,10 +151,21 @@ impl Authority {
         store: Arc<dyn Store>,
         urls: PublicUrls,
     ) -> Authority {
+        Authority::observed(policies, ca, store, urls, None)
+    }
+
+    /// Like [`Authority::new`], reporting group-commit batches to `observer` (the metrics).
+    pub fn observed(
+        policies: Arc<PolicySet>,
+        ca: Arc<CaMaterial>,
+        store: Arc<dyn Store>,
+        urls: PublicUrls,
+        observer: Option<Arc<dyn crate::storage::CommitObserver>>,
+    ) -> Authority {
         Authority {
             policies,
             ca,
-            commits: GroupCommit::start(store.clone()),
+            commits: GroupCommit::start_observed(store.clone(), observer),
             station_chains: chain::VerifiedChains::default(),
             store,
             urls,
@@ -165,6 +180,11 @@ impl Authority {
     /// The root certificate (DER).
     pub fn root_der(&self) -> &[u8] {
         &self.ca.root_der
+    }
+
+    /// The registry, as a shared handle (for services built beside the authority).
+    pub fn shared_store(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
     /// The registry.
@@ -346,6 +366,9 @@ impl Authority {
                     holder,
                 });
             }
+            Err(StoreError::DeviceRecalled(serial)) => {
+                return Err(EnrollError::DeviceRecalled { serial }.into());
+            }
             Err(StoreError::DeviceHoldsCertificate(serial)) => {
                 return lost_race(EnrollError::AlreadyEnrolled {
                     serial,
@@ -354,10 +377,20 @@ impl Authority {
             }
             Err(e) => return Err(EnrollError::from(e).into()),
         }
-        tracing::info!(certificate = %signed.serial_hex, product = %device.product, action, "certificate issued");
+        tracing::info!(
+            certificate = %signed.serial_hex,
+            device = %device.serial,
+            product = %device.product,
+            level = level.as_str(),
+            authorized_by = %authorized_by,
+            action,
+            "certificate issued"
+        );
         Ok(Issued {
             certificate: signed,
             issuer_der: issuer.cert_der.clone(),
+            issuer: certificate::issuer_name(level),
+            product: device.product.clone(),
         })
     }
 

@@ -158,6 +158,8 @@ impl Authority {
         Ok(Some(Issued {
             certificate,
             issuer_der: self.ca.issuing(level).cert_der.clone(),
+            issuer: level.as_str(),
+            product: record.product.clone(),
         }))
     }
 }

@@ -276,6 +276,8 @@ impl Authority {
         Ok(Issued {
             certificate: signed,
             issuer_der: self.ca.station.cert_der.clone(),
+            issuer: crate::pki::STATION_CA,
+            product: crate::pki::STATION_CA.to_owned(),
         })
     }
 }

@@ -21,6 +21,7 @@ use crate::pki::{CaMaterial, IssuingCa, PkiError, ROOT_CA, STATION_CA};
 use crate::storage::{
     AuditEvent, CertificateStatus, CrlSnapshot, PublishedCrl, StatusReader, Store, StoreError,
 };
+use crate::telemetry::Metrics;
 
 /// Why a revocation operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,8 @@ pub struct Revocation {
     policies: Arc<PolicySet>,
     responders: RwLock<BTreeMap<Level, Arc<Responder>>>,
     hashes: Vec<IssuerHashes>,
+    /// Where OCSP answers are counted (a server's registry; none for the CLI).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// How long an OCSP answer may be cached: short, so a revocation spreads within the hour.
@@ -132,7 +135,35 @@ impl Revocation {
             policies,
             responders: RwLock::new(responders),
             hashes,
+            metrics: None,
         })
+    }
+
+    /// Counts OCSP answers in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Revocation {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count_ocsp(&self, status: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.ocsp_response(status);
+        }
+    }
+
+    /// The latest CRL of `issuer` as published, without reissuing it (`None`: none yet). For an
+    /// offline root, the imported file.
+    pub async fn published_crl(
+        &self,
+        issuer: &str,
+    ) -> Result<Option<PublishedCrl>, RevocationError> {
+        if issuer == ROOT_CA && self.ca.root.is_none() {
+            return match self.ca.root_crl.as_deref() {
+                None => Ok(None),
+                Some(der) => offline_root_crl(Some(der)).map(Some),
+            };
+        }
+        Ok(self.store.latest_crl(issuer).await?)
     }
 
     /// Revokes (or, with `certificateHold`, suspends) one certificate and publishes its CA's CRL.
@@ -173,7 +204,15 @@ impl Revocation {
             .change_status(&serial, target, Some(reason.name()), now, &audit)
             .await?;
         self.publish_crl(&record.issuer).await?;
-        tracing::info!(%serial, "certificate {}", change.describe());
+        tracing::info!(
+            certificate = %serial,
+            device = %record.device_serial,
+            issuer = %record.issuer,
+            reason = reason.name(),
+            actor,
+            "certificate {}",
+            change.describe()
+        );
         Ok(change)
     }
 
@@ -231,6 +270,13 @@ impl Revocation {
             .change_status(&serial, CertificateStatus::Valid, None, now, &audit)
             .await?;
         self.publish_crl(&record.issuer).await?;
+        tracing::info!(
+            certificate = %serial,
+            device = %record.device_serial,
+            issuer = %record.issuer,
+            actor,
+            "certificate released from hold"
+        );
         Ok(Change::Released)
     }
 
@@ -328,6 +374,7 @@ impl Revocation {
             Ok(parsed) => parsed,
             Err(error) => {
                 tracing::debug!(%error, "malformed OCSP request");
+                self.count_ocsp("malformed_request");
                 return ocsp::error_response(match error {
                     OcspRequestError::Malformed(_)
                     | OcspRequestError::TooLarge
@@ -338,6 +385,7 @@ impl Revocation {
             }
         };
         let Some(level) = self.issuer_of(&parsed.queries) else {
+            self.count_ocsp("unauthorized");
             return ocsp::error_response(ErrorKind::Unauthorized);
         };
         match self
@@ -347,10 +395,16 @@ impl Revocation {
             Ok(response) => response,
             Err(error) => {
                 tracing::error!(%error, "OCSP response failed");
-                ocsp::error_response(match error {
+                let kind = match error {
                     RevocationError::Store(StoreError::Unavailable(_)) => ErrorKind::TryLater,
                     _ => ErrorKind::Internal,
-                })
+                };
+                self.count_ocsp(if kind == ErrorKind::TryLater {
+                    "try_later"
+                } else {
+                    "internal_error"
+                });
+                ocsp::error_response(kind)
             }
         }
     }
@@ -401,6 +455,11 @@ impl Revocation {
                 },
                 _ => Status::Unknown,
             };
+            self.count_ocsp(match status {
+                Status::Good => "good",
+                Status::Revoked { .. } => "revoked",
+                Status::Unknown => "unknown",
+            });
             answers.push(Answer {
                 query,
                 status,

@@ -23,6 +23,8 @@ pub(super) struct Claims<'a> {
     /// Devices (of the batch's initial enrollments) that hold a certificate neither revoked
     /// nor expired.
     pub holding: HashSet<&'a str>,
+    /// Devices of the batch that an active (unreleased) recall names.
+    pub recalled: HashSet<&'a str>,
 }
 
 /// What a batch's write statement does when one of its rows breaks a constraint. Either way the
@@ -63,6 +65,8 @@ pub(super) const CHAIN_HEAD: i64 = 2;
 pub(super) const KEY_HOLDER: i64 = 3;
 /// `(tag, NULL, device_serial)`: a device of an initial enrollment that already holds one.
 pub(super) const HOLDING: i64 = 4;
+/// `(tag, NULL, device_serial)`: a device of the batch that an active recall names.
+pub(super) const RECALLED: i64 = 5;
 
 /// What the database says about a batch, read in one tagged query under the write lock.
 pub(super) struct StoredClaims {
@@ -70,6 +74,7 @@ pub(super) struct StoredClaims {
     superseded: Vec<String>,
     key_holders: Vec<(Vec<u8>, String)>,
     holding: Vec<String>,
+    recalled: Vec<String>,
     /// The audit chain's head (empty before the first event).
     pub chain_head: Vec<u8>,
 }
@@ -88,6 +93,7 @@ impl StoredClaims {
             superseded: Vec::new(),
             key_holders: Vec::new(),
             holding: Vec::new(),
+            recalled: Vec::new(),
             chain_head: Vec::new(),
         };
         for row in rows {
@@ -98,6 +104,7 @@ impl StoredClaims {
                 SUPERSEDED => claims.superseded.push(serial()?),
                 KEY_HOLDER => claims.key_holders.push((hash()?, serial()?)),
                 HOLDING => claims.holding.push(serial()?),
+                RECALLED => claims.recalled.push(serial()?),
                 _ => claims.chain_head = hash()?,
             }
         }
@@ -117,6 +124,7 @@ impl StoredClaims {
                 },
             ),
             holding: self.holding.iter().map(String::as_str).collect(),
+            recalled: self.recalled.iter().map(String::as_str).collect(),
         }
     }
 }
@@ -128,7 +136,9 @@ impl StoredClaims {
 /// - a public key certifies one device only (a re-enrollment may repeat its own device's key;
 ///   an initial enrollment may not repeat any key);
 /// - an initial enrollment (token or station) is refused for a device that holds a certificate
-///   neither revoked nor expired (read under the lock at the batch's time).
+///   neither revoked nor expired (read under the lock at the batch's time);
+/// - no certificate is issued to a device an active recall names, so a recall racing
+///   enrollments never leaves a matching device with a valid certificate.
 ///
 /// Within the batch the first request wins.
 pub(super) fn admit(batch: &[Issuance], claims: &Claims<'_>) -> Vec<Result<(), StoreError>> {
@@ -142,6 +152,9 @@ pub(super) fn admit(batch: &[Issuance], claims: &Claims<'_>) -> Vec<Result<(), S
             let certificate = &issuance.certificate;
             let device = certificate.device_serial.as_str();
             let initial = issuance.initial;
+            if claims.recalled.contains(device) {
+                return Err(StoreError::DeviceRecalled(device.to_owned()));
+            }
             if let Some(hash) = issuance.consume_token.as_deref()
                 && (!claims.consumable_tokens.contains(hash) || tokens_taken.contains(hash))
             {
@@ -178,6 +191,31 @@ pub(super) fn admit(batch: &[Issuance], claims: &Claims<'_>) -> Vec<Result<(), S
             Ok(())
         })
         .collect()
+}
+
+/// Every device a batch issues to.
+pub(super) fn devices(batch: &[Issuance]) -> Vec<&str> {
+    batch
+        .iter()
+        .map(|i| i.certificate.device_serial.as_str())
+        .collect()
+}
+
+/// Appends `SELECT serial FROM devices WHERE serial IN (...)` restricted to the devices an
+/// active (unreleased) recall names.
+pub(super) fn push_select_recalled<'a, DB>(query: &mut QueryBuilder<DB>, devices: &[&'a str])
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    query.push(
+        "SELECT d.serial FROM devices d WHERE EXISTS (SELECT 1 FROM recalls r \
+         WHERE r.released_at IS NULL AND r.product = d.product \
+         AND (r.lot IS NULL OR r.lot = d.lot) \
+         AND (r.registered_before IS NULL OR d.registered_at < r.registered_before)) \
+         AND d.serial IN ",
+    );
+    push_in_list(query, devices.iter().copied());
 }
 
 /// The token hashes a batch wants to consume.

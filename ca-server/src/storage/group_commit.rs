@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::batch::MAX_BATCH;
 use super::batcher::Batcher;
@@ -15,6 +16,29 @@ use super::{CertificateState, EnrollmentFacts, FactsQuery, Issuance, Store, Stor
 
 /// Read batches served at once (each on its own pooled connection).
 const READERS: usize = 2;
+
+/// Told about every group commit and batched read, so the process can report batch sizes,
+/// commit latency and database errors (the metrics implement it; storage imports nothing
+/// above itself).
+pub trait CommitObserver: Send + Sync + 'static {
+    /// A batch of `size` issuances was committed, or failed to be, in `elapsed`;
+    /// `database_errors` of its verdicts were database failures (not refusals).
+    fn committed(&self, size: usize, elapsed: Duration, database_errors: usize);
+    /// A batched read answered `database_errors` lookups with a database failure.
+    fn read(&self, database_errors: usize);
+}
+
+/// Counts the verdicts that are database failures rather than decisions.
+fn database_errors<T>(verdicts: &[Result<T, StoreError>]) -> usize {
+    verdicts
+        .iter()
+        .filter(|v| {
+            v.as_ref()
+                .err()
+                .is_some_and(StoreError::is_database_failure)
+        })
+        .count()
+}
 
 /// Handle to the issuance writer; cheap to share.
 #[derive(Debug, Clone)]
@@ -26,19 +50,40 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the writer and the reader on the current tokio runtime.
     pub fn start(store: Arc<dyn Store>) -> GroupCommit {
+        GroupCommit::start_observed(store, None)
+    }
+
+    /// Like [`GroupCommit::start`], telling `observer` about every batch.
+    pub fn start_observed(
+        store: Arc<dyn Store>,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> GroupCommit {
         let write_store = store.clone();
+        let write_observer = observer.clone();
         let writer = Batcher::start(MAX_BATCH, 1, move |batch: Vec<Issuance>| {
             let store = write_store.clone();
+            let observer = write_observer.clone();
             async move {
+                let started = Instant::now();
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
                 let verdicts = store.commit_issuances(&batch, now).await;
                 tracing::debug!(size = batch.len(), "issuance batch committed");
+                if let Some(observer) = observer {
+                    observer.committed(batch.len(), started.elapsed(), database_errors(&verdicts));
+                }
                 verdicts
             }
         });
         let reader = Batcher::start(MAX_BATCH, READERS, move |queries: Vec<FactsQuery>| {
             let store = store.clone();
-            async move { read_each_on_failure(store.as_ref(), &queries).await }
+            let observer = observer.clone();
+            async move {
+                let answers = read_each_on_failure(store.as_ref(), &queries).await;
+                if let Some(observer) = observer {
+                    observer.read(database_errors(&answers));
+                }
+                answers
+            }
         });
         GroupCommit { writer, reader }
     }

@@ -6,8 +6,10 @@ mod batch;
 mod batcher;
 mod facts;
 mod group_commit;
+mod operations;
 mod postgres;
 pub mod provision;
+pub mod recalls;
 mod sqlite;
 mod stations;
 mod stations_postgres;
@@ -20,8 +22,12 @@ use async_trait::async_trait;
 pub use audit_checkpoints::{AuditHead, CheckpointStore, StoredCheckpoint};
 pub use batch::MAX_BATCH;
 pub use facts::{CertificateState, EnrollmentFacts, FactsQuery, HeldCertificate};
-pub use group_commit::{GroupCommit, StatusReader};
+pub use group_commit::{CommitObserver, GroupCommit, StatusReader};
+pub use operations::OperationsStore;
 pub use postgres::PostgresStore;
+pub use recalls::{
+    NewRecall, RecallAction, RecallCount, RecallMatch, RecallQuery, RecallRecord, RecallStore,
+};
 pub use sqlite::SqliteStore;
 pub use stations::{
     Station, StationCertificate, StationIssuance, StationQuota, StationStatus, StationStore,
@@ -311,6 +317,8 @@ pub enum StoreError {
     KeyHeld { holder: String },
     #[error("device {0} already holds a certificate that is neither revoked nor expired")]
     DeviceHoldsCertificate(String),
+    #[error("device {0} is named by an active recall")]
+    DeviceRecalled(String),
     #[error("station {0} already exists")]
     StationExists(String),
     #[error("station {0} does not exist or is disabled")]
@@ -329,9 +337,25 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// True for failures of the database itself (unreachable, erroring, migrations), false for
+    /// the decisions storage reports (a used token, a taken serial, a rate limit).
+    pub fn is_database_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_)
+                | StoreError::Database(_)
+                | StoreError::Migration(_)
+                | StoreError::WriterStopped
+        )
+    }
+}
+
 /// The storage interface every backend implements.
 #[async_trait]
-pub trait Store: StationStore + CheckpointStore + Send + Sync + 'static {
+pub trait Store:
+    StationStore + CheckpointStore + OperationsStore + RecallStore + Send + Sync + 'static
+{
     /// Registers devices: all of them, or none if any serial exists.
     async fn register_devices(
         &self,

@@ -17,6 +17,8 @@ use super::{
 
 mod admin;
 mod group_write;
+mod operations;
+mod recalls;
 
 /// The PostgreSQL store shared by replicas.
 #[derive(Debug, Clone)]
@@ -41,6 +43,18 @@ impl PostgresStore {
 
     pub(super) async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(classify)
+    }
+
+    /// Begins a transaction holding the audit chain's advisory lock from its first statement,
+    /// as the group commit does: serialized with issuance batches, and taking its locks in the
+    /// same order as they do.
+    pub(super) async fn begin_with_chain_lock(
+        &self,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool
+            .begin_with(BEGIN_WITH_CHAIN_LOCK)
+            .await
+            .map_err(classify)
     }
 }
 

@@ -21,6 +21,8 @@ use super::{
 mod admin;
 mod checkpoint;
 mod group_write;
+mod operations;
+mod recalls;
 
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]

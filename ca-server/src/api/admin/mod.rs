@@ -9,6 +9,7 @@
 
 mod audit;
 mod certificates;
+mod recalls;
 mod registry;
 mod stations;
 
@@ -38,6 +39,7 @@ pub struct AdminState {
     pub revocation: Arc<Revocation>,
     pub authenticator: Arc<Authenticator>,
     pub failures: Arc<FailureAudit>,
+    pub recalls: Arc<crate::operations::Recalls>,
 }
 
 /// One admin route: method, path (axum and OpenAPI share the `{param}` syntax), the capability
@@ -139,6 +141,24 @@ pub fn routes() -> Vec<Route> {
             "/admin/v1/certificates/{serial}/release",
             Some(C::CertificatesRevoke),
             post(certificates::release_certificate),
+        ),
+        route(
+            Method::POST,
+            "/admin/v1/recalls",
+            Some(C::Recall),
+            post(recalls::start),
+        ),
+        route(
+            Method::GET,
+            "/admin/v1/recalls",
+            Some(C::Recall),
+            get(recalls::list),
+        ),
+        route(
+            Method::POST,
+            "/admin/v1/recalls/{id}/release",
+            Some(C::Recall),
+            post(recalls::release),
         ),
         route(
             Method::GET,

@@ -11,8 +11,8 @@
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::storage::batch::{
-    self, CHAIN_HEAD, CONSUMABLE_TOKEN, HOLDING, KEY_HOLDER, OnViolation, SUPERSEDED, StoredClaims,
-    Writes,
+    self, CHAIN_HEAD, CONSUMABLE_TOKEN, HOLDING, KEY_HOLDER, OnViolation, RECALLED, SUPERSEDED,
+    StoredClaims, Writes,
 };
 use crate::storage::{Issuance, StoreError, classify};
 
@@ -91,6 +91,11 @@ async fn read_claims(
         batch::push_select_holding(&mut reads, &devices, now);
         reads.push(") holding UNION ALL ");
     }
+    reads.push(format_args!(
+        "SELECT {RECALLED}::bigint, NULL::bytea, serial FROM ("
+    ));
+    batch::push_select_recalled(&mut reads, &batch::devices(batch));
+    reads.push(") recalled UNION ALL ");
     reads.push(format_args!(
         "(SELECT {CHAIN_HEAD}::bigint, hash, NULL::text FROM audit_events \
          ORDER BY seq DESC LIMIT 1)"

@@ -21,8 +21,8 @@ use tokio::sync::Mutex;
 
 use super::checkpoint::Checkpointer;
 use crate::storage::batch::{
-    self, CHAIN_HEAD, CONSUMABLE_TOKEN, HOLDING, KEY_HOLDER, OnViolation, SUPERSEDED, StoredClaims,
-    Writes,
+    self, CHAIN_HEAD, CONSUMABLE_TOKEN, HOLDING, KEY_HOLDER, OnViolation, RECALLED, SUPERSEDED,
+    StoredClaims, Writes,
 };
 use crate::storage::{Issuance, StoreError, classify};
 
@@ -139,6 +139,9 @@ async fn read_claims(
         batch::push_select_holding(&mut reads, &devices, now);
         reads.push("); ");
     }
+    reads.push(format_args!("SELECT {RECALLED}, NULL, serial FROM ("));
+    batch::push_select_recalled(&mut reads, &batch::devices(batch));
+    reads.push("); ");
     reads.push(format_args!(
         "SELECT {CHAIN_HEAD}, hash, NULL FROM audit_events ORDER BY seq DESC LIMIT 1"
     ));
