@@ -110,6 +110,18 @@ pub enum CaCommand {
     /// Install the certificates the offline root signed for the CSRs in DIR/csr/, after checking
     /// each against its key, the root and the CA profile. All or nothing.
     Import(ImportArgs),
+    /// Install renewed pre-signed OCSP responses of the offline root over the CA certificates
+    /// (`<name>.ocsp.der`, made by csr/root-ocsp-with-openssl.sh), after checking each against
+    /// the root and the certificate it answers for. Restart `serve` to use them.
+    InstallRootOcsp(InstallRootOcspArgs),
+}
+
+/// `ca install-root-ocsp` options.
+#[derive(Debug, Args)]
+pub struct InstallRootOcspArgs {
+    /// Directory holding the renewed `<name>.ocsp.der` files.
+    #[arg(long)]
+    pub from: PathBuf,
 }
 
 /// `ca import` options.
@@ -287,6 +299,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
                 out,
             )
             .await
+        }
+        Some(Command::Ca(CaCommand::InstallRootOcsp(args))) => {
+            install_root_ocsp(&cli.data_dir, &args.from, out).await
         }
         Some(Command::Ca(CaCommand::Import(args))) => {
             import_ca(&cli.data_dir, args, &access, out).await
@@ -681,7 +696,7 @@ async fn import_ca(
     access: &KeyAccess,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    let fingerprint = crate::pki::import(
+    let imported = crate::pki::import(
         data_dir,
         &ImportRequest {
             root: args.root,
@@ -690,6 +705,7 @@ async fn import_ca(
         },
         access,
     )?;
+    let fingerprint = &imported.root_sha256;
     let (_, _, store) = open(data_dir, None).await?;
     store
         .append_audit(&[crate::storage::AuditEvent {
@@ -705,5 +721,54 @@ async fn import_ca(
         out,
         "CA certificates installed under the external root (SHA-256 {fingerprint}); `ca-server serve` can start"
     )?;
+    if imported.root_ocsp.is_empty() {
+        writeln!(
+            out,
+            "no pre-signed root OCSP responses were given: /ocsp/root will answer `unauthorized` \
+             (nginx ssl_ocsp on refuses devices) until `ca-server ca install-root-ocsp`"
+        )?;
+    }
+    describe_root_ocsp(&imported.root_ocsp, out)
+}
+
+async fn install_root_ocsp(
+    data_dir: &Path,
+    from: &Path,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let installed = crate::pki::install_root_ocsp(data_dir, from)?;
+    let (_, _, store) = open(data_dir, None).await?;
+    let next_updates: serde_json::Map<String, serde_json::Value> = installed
+        .iter()
+        .map(|r| (r.name.clone(), r.next_update.into()))
+        .collect();
+    store
+        .append_audit(&[crate::storage::AuditEvent {
+            at: time::OffsetDateTime::now_utc().unix_timestamp(),
+            actor: "operator:cli".into(),
+            action: "ca.root_ocsp_installed".into(),
+            object: "ca:root".into(),
+            details: serde_json::json!({ "next_update": next_updates }).to_string(),
+        }])
+        .await?;
+    describe_root_ocsp(&installed, out)?;
+    writeln!(out, "restart `ca-server serve` to serve them")?;
+    Ok(())
+}
+
+fn describe_root_ocsp(
+    responses: &[crate::pki::CheckedResponse],
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    for response in responses {
+        let until = time::OffsetDateTime::from_unix_timestamp(response.next_update)
+            .map(|t| t.date().to_string())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "root OCSP response for {}: {:?}, valid until {until}",
+            response.name, response.status
+        )?;
+    }
     Ok(())
 }

@@ -97,6 +97,44 @@ pub struct Query {
     cert_id: CertId,
 }
 
+impl Query {
+    /// What this query's CertID names: hash algorithm, issuer hashes and serial.
+    pub fn key(&self) -> CertIdKey {
+        CertIdKey {
+            hash: self.hash,
+            issuer_name_hash: self.issuer_name_hash.clone(),
+            issuer_key_hash: self.issuer_key_hash.clone(),
+            serial: self.serial.clone(),
+        }
+    }
+}
+
+/// The content of a CertID, comparable between a request and a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertIdKey {
+    pub hash: CertIdHash,
+    pub issuer_name_hash: Vec<u8>,
+    pub issuer_key_hash: Vec<u8>,
+    /// The serial's INTEGER contents.
+    pub serial: Vec<u8>,
+}
+
+impl CertIdKey {
+    fn read(id: &CertId) -> Result<CertIdKey, OcspRequestError> {
+        let hash = match id.hash_algorithm.oid {
+            ID_SHA1 => CertIdHash::Sha1,
+            ID_SHA256 => CertIdHash::Sha256,
+            other => return Err(OcspRequestError::UnsupportedHash(other.to_string())),
+        };
+        Ok(CertIdKey {
+            hash,
+            issuer_name_hash: id.issuer_name_hash.as_bytes().to_vec(),
+            issuer_key_hash: id.issuer_key_hash.as_bytes().to_vec(),
+            serial: id.serial_number.as_bytes().to_vec(),
+        })
+    }
+}
+
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedRequest {
@@ -123,16 +161,12 @@ pub fn parse_request(der: &[u8]) -> Result<ParsedRequest, OcspRequestError> {
     let mut queries = Vec::new();
     for single in &request.tbs_request.request_list {
         let id = &single.req_cert;
-        let hash = match id.hash_algorithm.oid {
-            ID_SHA1 => CertIdHash::Sha1,
-            ID_SHA256 => CertIdHash::Sha256,
-            other => return Err(OcspRequestError::UnsupportedHash(other.to_string())),
-        };
+        let key = CertIdKey::read(id)?;
         queries.push(Query {
-            hash,
-            issuer_name_hash: id.issuer_name_hash.as_bytes().to_vec(),
-            issuer_key_hash: id.issuer_key_hash.as_bytes().to_vec(),
-            serial: id.serial_number.as_bytes().to_vec(),
+            hash: key.hash,
+            issuer_name_hash: key.issuer_name_hash,
+            issuer_key_hash: key.issuer_key_hash,
+            serial: key.serial,
             cert_id: id.clone(),
         });
     }
@@ -440,6 +474,10 @@ pub fn check_response(
         .transpose()
         .map_err(|e| malformed(&e))?;
     let signer_key: Vec<u8> = match &responder_der {
+        // Signed by the CA itself, which included its own certificate (RFC 6960 §4.2.2.2).
+        Some(der) if der.as_slice() == issuer_cert_der => {
+            issuer.public_key().subject_public_key.data.to_vec()
+        }
         Some(der) => {
             let (_, responder) = X509Certificate::from_der(der).map_err(|e| malformed(&e))?;
             responder
@@ -520,4 +558,52 @@ pub fn check_response(
             reason: info.revocation_reason.map(|r| r as u8),
         },
     })
+}
+
+/// One answer of a successful basic response, read without checking the signature (the caller
+/// checked it with [`check_response`], or serves the response as the offline root signed it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingleAnswer {
+    pub cert_id: CertIdKey,
+    pub status: Status,
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+}
+
+/// The answers a DER OCSPResponse carries (hostile input: any defect is an error).
+pub fn read_answers(response_der: &[u8]) -> Result<Vec<SingleAnswer>, OcspCheckError> {
+    let malformed = |e: &dyn std::fmt::Display| OcspCheckError::Malformed(e.to_string());
+    let response = OcspResponse::from_der(response_der).map_err(|e| malformed(&e))?;
+    if response.response_status != x509_ocsp::OcspResponseStatus::Successful {
+        return Err(OcspCheckError::Unsuccessful(response.response_status));
+    }
+    let bytes = response
+        .response_bytes
+        .ok_or_else(|| malformed(&"no responseBytes"))?;
+    if bytes.response_type != ID_PKIX_OCSP_BASIC {
+        return Err(malformed(&"not a basic OCSP response"));
+    }
+    let basic =
+        BasicOcspResponse::from_der(bytes.response.as_bytes()).map_err(|e| malformed(&e))?;
+    let seconds = |t: &OcspGeneralizedTime| t.0.to_unix_duration().as_secs() as i64;
+    basic
+        .tbs_response_data
+        .responses
+        .iter()
+        .map(|single| {
+            Ok(SingleAnswer {
+                cert_id: CertIdKey::read(&single.cert_id).map_err(|e| malformed(&e))?,
+                status: match &single.cert_status {
+                    CertStatus::Good(_) => Status::Good,
+                    CertStatus::Unknown(_) => Status::Unknown,
+                    CertStatus::Revoked(info) => Status::Revoked {
+                        at: seconds(&info.revocation_time),
+                        reason: info.revocation_reason.map(|r| r as u8),
+                    },
+                },
+                this_update: seconds(&single.this_update),
+                next_update: single.next_update.as_ref().map(seconds),
+            })
+        })
+        .collect()
 }

@@ -1,8 +1,11 @@
-//! Key-custody helpers: scanning a data directory for private keys in clear, and snapshots of
-//! a directory to prove a refused operation changed nothing.
+//! Key-custody helpers: scanning a data directory for private keys in clear, snapshots of a
+//! directory to prove a refused operation changed nothing, and the offline root ceremony.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::run_tool;
 
 /// The start of every EC PKCS#8 PrivateKeyInfo: version 0, AlgorithmIdentifier ecPublicKey.
 const EC_PKCS8_PREFIX: &[u8] = &[
@@ -75,4 +78,61 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             (p, bytes)
         })
         .collect()
+}
+
+/// The offline root ceremony as the README gives it: openssl creates the root from the generated
+/// profile, signs the CSRs with the generated script (which also records them in `index.txt` and
+/// makes the root's pre-signed OCSP responses `<name>.ocsp.der` beside the certificates in
+/// `root_dir/signed`) and issues the root CRL `root_dir/root.crl.pem`.
+pub fn offline_root(csr_dir: &Path, root_dir: &Path) {
+    let openssl = |args: &[&str]| {
+        run_tool(Command::new("openssl").current_dir(csr_dir).args(args));
+    };
+    let root_key = root_dir.join("root.key");
+    let root_crt = root_dir.join("root.crt.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-out",
+        root_key.to_str().expect("utf-8"),
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        root_key.to_str().expect("utf-8"),
+        "-sha384",
+        "-days",
+        "5475",
+        "-subj",
+        "/C=US/O=Example Offline Root/CN=IoMT Root CA G1",
+        "-config",
+        "openssl.cnf",
+        "-extensions",
+        "root",
+        "-out",
+        root_crt.to_str().expect("utf-8"),
+    ]);
+    run_tool(Command::new("sh").current_dir(csr_dir).args([
+        "sign-with-openssl.sh",
+        root_crt.to_str().expect("utf-8"),
+        root_key.to_str().expect("utf-8"),
+        root_dir.join("signed").to_str().expect("utf-8"),
+    ]));
+    openssl(&[
+        "ca",
+        "-config",
+        "openssl.cnf",
+        "-gencrl",
+        "-keyfile",
+        root_key.to_str().expect("utf-8"),
+        "-cert",
+        root_crt.to_str().expect("utf-8"),
+        "-out",
+        root_dir.join("root.crl.pem").to_str().expect("utf-8"),
+    ]);
 }

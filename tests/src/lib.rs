@@ -27,6 +27,7 @@ pub const MONITOR: &str = "example-patient-monitor";
 pub mod client_process;
 pub mod custody;
 pub mod operations;
+pub mod pkilint;
 pub mod server_process;
 
 mod clap_free {
@@ -140,6 +141,41 @@ impl TestApp {
             .expect("addr")
             .port();
         TestApp::spawn_inner(|_, text| text.to_owned(), Some(port), None).await
+    }
+
+    /// A published CA (see [`TestApp::spawn_published`]) under an offline root: `init
+    /// --external-root`, the openssl ceremony in `DIR/offline-root` ([`custody::offline_root`]:
+    /// certificates, root CRL and the root's pre-signed OCSP responses), `ca import`, serve.
+    pub async fn spawn_under_offline_root() -> TestApp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = TestApp::init_dir(|_, text| text.to_owned(), Some(port), &["--external-root"])
+            .await
+            .expect("init");
+        let data = dir.path().join("ca");
+        let root_dir = dir.path().join("offline-root");
+        std::fs::create_dir(&root_dir).expect("offline-root dir");
+        custody::offline_root(&data.join("csr"), &root_dir);
+        let path = |p: PathBuf| p.to_str().expect("utf-8").to_owned();
+        TestApp::cli_in(
+            &path(data),
+            &[
+                "ca",
+                "import",
+                "--root",
+                &path(root_dir.join("root.crt.pem")),
+                "--certs",
+                &path(root_dir.join("signed")),
+                "--root-crl",
+                &path(root_dir.join("root.crl.pem")),
+            ],
+        )
+        .await
+        .expect("import");
+        TestApp::serve_dir(dir, ca_server::pki::KeyAccess::default()).await
     }
 
     async fn spawn_inner(
@@ -644,28 +680,4 @@ impl TestApp {
             not_after: params.not_after.unix_timestamp(),
         }
     }
-}
-
-/// `lint_pkix_cert` from the virtualenv `.ci/run` creates, or from PATH.
-pub fn pkilint() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/lint_pkix_cert");
-    if venv.exists() {
-        return Some(venv);
-    }
-    require_tool("lint_pkix_cert", &["--help"]).then(|| PathBuf::from("lint_pkix_cert"))
-}
-
-pub fn assert_pkilint_clean(linter: &Path, file: &Path) {
-    let output = Command::new(linter)
-        .args(["lint", "-s", "WARNING", "-f", "TEXT"])
-        .arg(file)
-        .output()
-        .expect("run pkilint");
-    let report = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !report.contains("ERROR") && !report.contains("FATAL"),
-        "pkilint reports errors for {}:\n{report}",
-        file.display()
-    );
 }

@@ -158,7 +158,7 @@ async fn generate(out: &Path) {
     let request = ocsp::build_request(&issuer, parsed.raw_serial(), None).unwrap();
     std::fs::write(
         out.join("ocsp-revoked-IP20000002.der"),
-        app.revocation.ocsp(&request).await,
+        app.revocation.ocsp("basic", &request).await.unwrap(),
     )
     .unwrap();
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ca_server::pki::KeyAccess;
-use iomt_tests::custody::{assert_no_clear_private_key, snapshot};
+use iomt_tests::custody::{assert_no_clear_private_key, offline_root, snapshot};
 use iomt_tests::{TestApp, read_pem_certs, require_tool, run_tool, webpki_verify};
 
 fn pass_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
@@ -164,63 +164,6 @@ async fn init_with_short_passphrase_is_refused_and_creates_nothing() {
     .expect_err("weak passphrase");
     assert!(error.contains("at least 12"), "{error}");
     assert!(!data.exists(), "a refused init left {}", data.display());
-}
-
-/// The offline root: openssl creates the root from the generated profile, signs the CSRs with
-/// the generated script and issues the root CRL.
-fn offline_root(csr_dir: &Path, root_dir: &Path) {
-    let openssl = |args: &[&str]| {
-        run_tool(Command::new("openssl").current_dir(csr_dir).args(args));
-    };
-    let root_key = root_dir.join("root.key");
-    let root_crt = root_dir.join("root.crt.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-384",
-        "-out",
-        root_key.to_str().unwrap(),
-    ]);
-    openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        root_key.to_str().unwrap(),
-        "-sha384",
-        "-days",
-        "5475",
-        "-subj",
-        "/C=US/O=Example Offline Root/CN=IoMT Root CA G1",
-        "-config",
-        "openssl.cnf",
-        "-extensions",
-        "root",
-        "-out",
-        root_crt.to_str().unwrap(),
-    ]);
-    run_tool(Command::new("sh").current_dir(csr_dir).args([
-        "sign-with-openssl.sh",
-        root_crt.to_str().unwrap(),
-        root_key.to_str().unwrap(),
-        root_dir.join("signed").to_str().unwrap(),
-    ]));
-    std::fs::write(csr_dir.join("index.txt"), "").unwrap();
-    std::fs::write(csr_dir.join("crlnumber"), "1000\n").unwrap();
-    openssl(&[
-        "ca",
-        "-config",
-        "openssl.cnf",
-        "-gencrl",
-        "-keyfile",
-        root_key.to_str().unwrap(),
-        "-cert",
-        root_crt.to_str().unwrap(),
-        "-out",
-        root_dir.join("root.crl.pem").to_str().unwrap(),
-    ]);
 }
 
 #[tokio::test]

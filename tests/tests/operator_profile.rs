@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use enroll_client::keystore::Credential;
 use iomt_core::oids::OPERATOR_POLICY;
-use iomt_tests::{PUMP, TestApp, assert_pkilint_clean, p256_csr, pkilint};
+use iomt_tests::{PUMP, TestApp, p256_csr};
 
 const PKCS10: &str = "application/pkcs10";
 
@@ -144,9 +144,9 @@ async fn operator_add_with_device_or_station_certificate_is_refused() {
     assert!(out.contains("operator alice (admin) enrolled"), "{out}");
 
     // The operator profile is RFC 5280-clean by an independent linter.
-    if let Some(linter) = pkilint() {
+    if let Some(linter) = iomt_tests::pkilint::tool("lint_pkix_cert") {
         let file = write_credential(&app, "alice", &good);
-        tokio::task::spawn_blocking(move || assert_pkilint_clean(&linter, &file))
+        tokio::task::spawn_blocking(move || iomt_tests::pkilint::assert_clean(&linter, &[], &file))
             .await
             .unwrap();
     }

@@ -91,9 +91,10 @@ fn unknown_crl(file: &str) -> ApiError {
     )
 }
 
-/// `POST /ocsp/<ca>` with an `application/ocsp-request` body.
+/// `POST /ocsp/<responder>` with an `application/ocsp-request` body.
 pub async fn ocsp_post(
     State(revocation): State<Arc<Revocation>>,
+    Path(responder): Path<String>,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(body, iomt_core::ocsp::MAX_REQUEST)
@@ -108,28 +109,43 @@ pub async fn ocsp_post(
                 ),
             )
         })?;
-    Ok(ocsp_response(revocation.ocsp(&bytes).await))
+    ocsp_response(revocation.ocsp(&responder, &bytes).await)
 }
 
-/// `GET /ocsp/<ca>/<base64 of the DER request>` (RFC 6960 Appendix A.1).
+/// `GET /ocsp/<responder>/<base64 of the DER request>` (RFC 6960 Appendix A.1).
 pub async fn ocsp_get(
     State(revocation): State<Arc<Revocation>>,
-    Path((_ca, encoded)): Path<(String, String)>,
-) -> Response {
+    Path((responder, encoded)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     use base64::Engine;
     // axum has already percent-decoded the path segment; undecodable input becomes an empty
     // request, which the responder answers with malformedRequest.
     let der = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .unwrap_or_default();
-    ocsp_response(revocation.ocsp(&der).await)
+    ocsp_response(revocation.ocsp(&responder, &der).await)
 }
 
-fn ocsp_response(der: Vec<u8>) -> Response {
+fn ocsp_response(answered: Result<Vec<u8>, RevocationError>) -> Result<Response, ApiError> {
+    let der = answered.map_err(|e| match e {
+        RevocationError::UnknownResponder(name) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ocsp.unknown_responder",
+            format!("no OCSP responder called `{name}` (try root, basic, substantial, high)"),
+        ),
+        other => {
+            tracing::error!(error = %other, "OCSP failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server.internal",
+                "the OCSP response could not be produced",
+            )
+        }
+    })?;
     let mut response = der.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/ocsp-response"),
     );
-    response
+    Ok(response)
 }

@@ -208,9 +208,11 @@ fn issue_sub_ca(
     }];
     ca.custom_extensions = vec![
         CustomExtension::from_oid_content(&[2, 5, 29, 32], certificate_policies(policy_oids)?),
+        // AIA OCSP at the root's responder: relying parties that check every certificate of
+        // the chain by OCSP (nginx `ssl_ocsp on`) need it on the CA certificates too.
         CustomExtension::from_oid_content(
             &[1, 3, 6, 1, 5, 5, 7, 1, 1],
-            authority_info_access(None, &urls.ca_cert(ROOT_CA))?,
+            authority_info_access(Some(&urls.ocsp(ROOT_CA)), &urls.ca_cert(ROOT_CA))?,
         ),
     ];
     match signer {

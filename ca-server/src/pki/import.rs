@@ -1,6 +1,8 @@
 //! `ca-server ca import`: installs the certificates an offline root signed for the keys that
 //! `init --external-root` created, after checking each one against its key, the root and the
-//! PROFILES.md §3 profile. All or nothing: one bad certificate and nothing is written.
+//! PROFILES.md §3 profile. All or nothing: one bad certificate and nothing is written. The root's
+//! pre-signed OCSP responses over these certificates (`<name>.ocsp.der` beside them, made by the
+//! ceremony script) are checked and installed with them.
 
 use std::path::{Path, PathBuf};
 
@@ -15,14 +17,16 @@ use super::STATION_POLICY_OID;
 use super::custody::KeyAccess;
 use super::keystore::KeyStore;
 use super::material::{PkiError, ROOT_CRL_FILE, read_cert};
-use super::{AUDIT_SIGNER, ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
+use super::root_ocsp::{self, CheckedResponse, RootOcspError, root_issued_names};
+use super::{AUDIT_SIGNER, ROOT_CA, TLS_CERT};
 
 /// What `ca import` was given.
 #[derive(Debug, Clone)]
 pub struct ImportRequest {
     /// The offline root's certificate (PEM).
     pub root: PathBuf,
-    /// Directory with `<name>.crt.pem` for basic, substantial, high, station and tls.
+    /// Directory with `<name>.crt.pem` for basic, substantial, high, station and tls, and the
+    /// root's pre-signed OCSP responses `<name>.ocsp.der` over them (optional).
     pub certs: PathBuf,
     /// The root's CRL over the CA certificates (PEM or DER), served at /crl/root.crl.
     pub root_crl: Option<PathBuf>,
@@ -40,27 +44,26 @@ pub enum ImportError {
     #[error(transparent)]
     Pki(#[from] PkiError),
     #[error(transparent)]
+    RootOcsp(#[from] RootOcspError),
+    #[error(transparent)]
     Policy(#[from] iomt_core::policy::PolicyError),
 }
 
-/// The names whose certificates are imported, in order.
-fn imported_names() -> [&'static str; 5] {
-    [
-        issuing_ca_name(Level::Basic),
-        issuing_ca_name(Level::Substantial),
-        issuing_ca_name(Level::High),
-        STATION_CA,
-        TLS_CERT,
-    ]
+/// What `ca import` installed.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// SHA-256 fingerprint of the root.
+    pub root_sha256: String,
+    /// The root's pre-signed OCSP responses installed with the certificates.
+    pub root_ocsp: Vec<CheckedResponse>,
 }
 
-/// Checks every certificate, then installs them (and the root CRL) into `dir`.
-/// Returns the SHA-256 fingerprint of the root.
+/// Checks every certificate (and the root CRL and OCSP responses), then installs them into `dir`.
 pub fn import(
     dir: &Path,
     request: &ImportRequest,
     access: &KeyAccess,
-) -> Result<String, ImportError> {
+) -> Result<Imported, ImportError> {
     let ca_dir = dir.join("ca");
     if !dir.join(super::external::CSR_DIR).exists() {
         return Err(ImportError::NotExternal(dir.to_path_buf()));
@@ -81,7 +84,8 @@ pub fn import(
     check_root(&root).map_err(|reason| refuse(&request.root, reason))?;
 
     let mut installs = Vec::new();
-    for name in imported_names() {
+    let mut issued = Vec::new();
+    for name in root_issued_names() {
         let path = request.certs.join(format!("{name}.crt.pem"));
         let der = read_cert(&path)?;
         let (_, cert) =
@@ -111,6 +115,7 @@ pub fn import(
         };
         profile.map_err(|reason| refuse(&path, reason))?;
         installs.push((ca_dir.join(format!("{name}.crt.pem")), pem_of(&der)));
+        issued.push((name, der));
     }
     // The audit key (data directories initialized since checkpoints exist have its CSR).
     let audit_csr = dir
@@ -135,6 +140,9 @@ pub fn import(
         super::audit_signer::check_profile(&cert).map_err(|reason| refuse(&path, reason))?;
         installs.push((ca_dir.join(format!("{AUDIT_SIGNER}.crt.pem")), pem_of(&der)));
     }
+    let issued: Vec<(&str, &[u8])> = issued.iter().map(|(n, d)| (*n, d.as_ref())).collect();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let root_ocsp = root_ocsp::check_dir(&request.certs, &root_der, &issued, now)?;
     if let Some(crl_path) = &request.root_crl {
         let der = read_crl(crl_path)?;
         let (_, crl) = CertificateRevocationList::from_der(&der)
@@ -148,7 +156,11 @@ pub fn import(
     for (path, contents) in installs {
         write_new(&path, &contents, PUBLIC).map_err(|e| PkiError::io(&path, e))?;
     }
-    Ok(crate::setup::fingerprint(&root_der))
+    root_ocsp::install(dir, &root_ocsp)?;
+    Ok(Imported {
+        root_sha256: crate::setup::fingerprint(&root_der),
+        root_ocsp,
+    })
 }
 
 fn pem_of(der: &[u8]) -> Vec<u8> {

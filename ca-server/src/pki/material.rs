@@ -17,6 +17,9 @@ use super::{ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
 
 /// `DIR/ca/root.crl`: the CRL over the CA certificates produced by an offline root.
 pub const ROOT_CRL_FILE: &str = "root.crl";
+/// `DIR/ca/root-ocsp/<name>.ocsp.der`: the offline root's pre-signed OCSP responses over the CA
+/// certificates (checked when installed; see `pki::root_ocsp`).
+pub const ROOT_OCSP_DIR: &str = "root-ocsp";
 
 /// Why the CA material could not be created or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -105,9 +108,14 @@ pub struct CaMaterial {
     pub root: Option<IssuingCa>,
     /// The CRL over the CA certificates that an offline root produced (`DIR/ca/root.crl`, DER).
     pub root_crl: Option<Vec<u8>>,
+    /// The offline root's pre-signed OCSP responses, `(certificate name, DER)`; empty when the
+    /// root is online (the server then signs through a root-delegated responder).
+    pub root_ocsp: Vec<(String, Vec<u8>)>,
     pub issuing: BTreeMap<Level, IssuingCa>,
     pub station: IssuingCa,
     pub tls_chain: Vec<CertificateDer<'static>>,
+    /// The HTTPS listener's certificate (issued by the root).
+    pub tls_cert: CertificateDer<'static>,
     pub tls_key: PrivateKeyDer<'static>,
     /// The key that signs audit checkpoints; `None` in a data directory created before them.
     pub audit: Option<AuditSigner>,
@@ -155,11 +163,18 @@ impl CaMaterial {
             None
         };
         let audit = audit_signer::load(&keys, &ca_dir)?;
+        let root_ocsp = if root.is_none() {
+            read_root_ocsp(&ca_dir.join(ROOT_OCSP_DIR))?
+        } else {
+            Vec::new()
+        };
         Ok(CaMaterial {
             audit,
-            tls_chain: vec![tls_cert, root_der.clone()],
+            tls_chain: vec![tls_cert.clone(), root_der.clone()],
+            tls_cert,
             root,
             root_crl,
+            root_ocsp,
             root_der,
             issuing,
             station,
@@ -181,11 +196,46 @@ impl CaMaterial {
         [ROOT_CA, "basic", "substantial", "high", STATION_CA]
     }
 
+    /// Every certificate the root issued to this CA: the issuing CAs, the station CA and the
+    /// HTTPS certificate (what the root's OCSP answers cover).
+    pub fn root_issued(&self) -> Vec<&[u8]> {
+        let mut certs: Vec<&[u8]> = Level::ALL
+            .iter()
+            .map(|level| self.issuing(*level).cert_der.as_ref())
+            .collect();
+        certs.push(self.station.cert_der.as_ref());
+        certs.push(self.tls_cert.as_ref());
+        certs
+    }
+
     /// The issuing CA of a level.
     pub fn issuing(&self, level: Level) -> &IssuingCa {
         // `load` fills every level.
         &self.issuing[&level]
     }
+}
+
+/// `(name, DER)` of every `<name>.ocsp.der` in `dir` (none when the directory does not exist).
+fn read_root_ocsp(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, PkiError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(PkiError::io(dir, e)),
+    };
+    let mut responses = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| PkiError::io(dir, e))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".ocsp.der"));
+        if let Some(name) = name {
+            let der = std::fs::read(&path).map_err(|e| PkiError::io(&path, e))?;
+            responses.push((name.to_owned(), der));
+        }
+    }
+    responses.sort();
+    Ok(responses)
 }
 
 fn invalid(path: &Path, reason: impl std::fmt::Display) -> PkiError {

@@ -1,19 +1,24 @@
 //! Revocation: revoke, hold and release; CRLs per CA (RFC 5280 §5); OCSP (RFC 6960). Status lives
 //! in the database, so every process and replica answers the same, and a change is visible in
-//! OCSP at once and in a CRL published in the same operation.
+//! OCSP at once and in a CRL published in the same operation. The OCSP responder is in
+//! [`ocsp`]; the offline root's pre-signed responses in [`presigned`].
 
+mod ocsp;
+mod presigned;
 mod reason;
 mod responder;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use iomt_core::ocsp::{self, Answer, CertIdHash, ErrorKind, OcspRequestError, Query, Status};
 use iomt_core::policy::{Level, PolicySet};
 use rcgen::{CertificateRevocationListParams, PublicKeyData, RevokedCertParams, SerialNumber};
 use time::{Duration, OffsetDateTime};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::FromDer;
 
+use ocsp::IssuerIndex;
+pub use ocsp::OcspIssuer;
+use presigned::Presigned;
 pub use reason::{REASON_NAMES, Reason};
 use responder::Responder;
 
@@ -34,6 +39,8 @@ pub enum RevocationError {
     NotOnHold { serial: String, state: &'static str },
     #[error("no CA called `{0}` publishes a CRL (known: root, basic, substantial, high, station)")]
     UnknownIssuer(String),
+    #[error("no OCSP responder called `{0}` (known: root, basic, substantial, high)")]
+    UnknownResponder(String),
     #[error(
         "the root is offline and no root CRL was imported (`ca-server ca import --root-crl FILE`)"
     )]
@@ -73,14 +80,6 @@ impl Change {
     }
 }
 
-/// CertID hashes of one issuing CA.
-struct IssuerHashes {
-    level: Level,
-    hash: CertIdHash,
-    name: Vec<u8>,
-    key: Vec<u8>,
-}
-
 /// Revocation state, CRL publication and the OCSP responder.
 pub struct Revocation {
     ca: Arc<CaMaterial>,
@@ -88,8 +87,12 @@ pub struct Revocation {
     /// OCSP's certificate-state lookups, batched across concurrent requests.
     states: StatusReader,
     policies: Arc<PolicySet>,
-    responders: RwLock<BTreeMap<Level, Arc<Responder>>>,
-    hashes: Vec<IssuerHashes>,
+    /// Delegated responders: one per issuing CA, and the root's while the root is online.
+    responders: RwLock<BTreeMap<OcspIssuer, Arc<Responder>>>,
+    /// Which of our CAs a CertID names.
+    index: IssuerIndex,
+    /// The offline root's pre-signed responses over the CA certificates (empty when online).
+    presigned: Presigned,
     /// Where OCSP answers are counted (a server's registry; none for the CLI).
     metrics: Option<Arc<Metrics>>,
 }
@@ -102,7 +105,8 @@ const ROOT_CRL_VALIDITY: Duration = Duration::days(30);
 const STATION_CRL_VALIDITY: Duration = Duration::hours(96);
 
 impl Revocation {
-    /// Issues the delegated responders and precomputes the CertID hashes.
+    /// Issues the delegated responders, indexes the CertID hashes of our CAs and reads the
+    /// offline root's pre-signed responses (warning when they near their nextUpdate).
     pub fn new(
         ca: Arc<CaMaterial>,
         store: Arc<dyn Store>,
@@ -110,31 +114,28 @@ impl Revocation {
     ) -> Result<Revocation, RevocationError> {
         let now = OffsetDateTime::now_utc();
         let mut responders = BTreeMap::new();
-        let mut hashes = Vec::new();
-        for level in Level::ALL {
-            let issuer = ca.issuing(level);
-            responders.insert(
-                level,
-                Arc::new(Responder::issue(issuer, &responder_title(level), now)?),
-            );
-            if let Ok((_, cert)) = X509Certificate::from_der(&issuer.cert_der) {
-                for hash in [CertIdHash::Sha1, CertIdHash::Sha256] {
-                    hashes.push(IssuerHashes {
-                        level,
-                        hash,
-                        name: hash.digest(cert.subject().as_raw()),
-                        key: hash.digest(&cert.public_key().subject_public_key.data),
-                    });
-                }
+        for issuer in OcspIssuer::ALL {
+            if let Some(signer) = responder_signer(&ca, issuer) {
+                let responder = Responder::issue(signer, &issuer.responder_title(), now)?;
+                responders.insert(issuer, Arc::new(responder));
             }
         }
+        let presigned = Presigned::new(&ca.root_ocsp, now);
+        if ca.root.is_none() && presigned.is_empty() {
+            tracing::warn!(
+                "the root is offline and no pre-signed OCSP responses for the CA certificates are \
+                 installed: /ocsp/root answers `unauthorized`, so relying parties that check the whole \
+                 chain by OCSP (nginx ssl_ocsp on) refuse every device; see `ca-server ca install-root-ocsp`"
+            );
+        }
         Ok(Revocation {
+            index: IssuerIndex::new(&ca)?,
             ca,
             states: StatusReader::start(store.clone()),
             store,
             policies,
             responders: RwLock::new(responders),
-            hashes,
+            presigned,
             metrics: None,
         })
     }
@@ -321,16 +322,17 @@ impl Revocation {
     /// Renews responders and CRLs that are past half their life (the background task calls this).
     pub async fn refresh(&self) -> Result<(), RevocationError> {
         let now = OffsetDateTime::now_utc();
-        for level in Level::ALL {
-            let due = self.responder(level).is_none_or(|r| r.due_for_renewal(now));
+        for issuer in OcspIssuer::ALL {
+            let Some(signer) = responder_signer(&self.ca, issuer) else {
+                continue;
+            };
+            let due = self
+                .responder(issuer)
+                .is_none_or(|r| r.due_for_renewal(now));
             if due {
-                let fresh = Arc::new(Responder::issue(
-                    self.ca.issuing(level),
-                    &responder_title(level),
-                    now,
-                )?);
+                let fresh = Arc::new(Responder::issue(signer, &issuer.responder_title(), now)?);
                 if let Ok(mut responders) = self.responders.write() {
-                    responders.insert(level, fresh);
+                    responders.insert(issuer, fresh);
                 }
             }
         }
@@ -344,11 +346,11 @@ impl Revocation {
         Ok(())
     }
 
-    fn responder(&self, level: Level) -> Option<Arc<Responder>> {
+    fn responder(&self, issuer: OcspIssuer) -> Option<Arc<Responder>> {
         self.responders
             .read()
             .ok()
-            .and_then(|r| r.get(&level).cloned())
+            .and_then(|r| r.get(&issuer).cloned())
     }
 
     fn crl_validity(&self, issuer: &str) -> Duration {
@@ -366,119 +368,6 @@ impl Revocation {
                 })
                 .unwrap_or(STATION_CRL_VALIDITY),
         }
-    }
-
-    /// Answers a DER OCSP request with a DER OCSP response (errors are OCSP error statuses).
-    pub async fn ocsp(&self, request: &[u8]) -> Vec<u8> {
-        let parsed = match ocsp::parse_request(request) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                tracing::debug!(%error, "malformed OCSP request");
-                self.count_ocsp("malformed_request");
-                return ocsp::error_response(match error {
-                    OcspRequestError::Malformed(_)
-                    | OcspRequestError::TooLarge
-                    | OcspRequestError::Empty
-                    | OcspRequestError::BadNonce
-                    | OcspRequestError::UnsupportedHash(_) => ErrorKind::Malformed,
-                });
-            }
-        };
-        let Some(level) = self.issuer_of(&parsed.queries) else {
-            self.count_ocsp("unauthorized");
-            return ocsp::error_response(ErrorKind::Unauthorized);
-        };
-        match self
-            .answer(level, &parsed.queries, parsed.nonce.as_ref())
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::error!(%error, "OCSP response failed");
-                let kind = match error {
-                    RevocationError::Store(StoreError::Unavailable(_)) => ErrorKind::TryLater,
-                    _ => ErrorKind::Internal,
-                };
-                self.count_ocsp(if kind == ErrorKind::TryLater {
-                    "try_later"
-                } else {
-                    "internal_error"
-                });
-                ocsp::error_response(kind)
-            }
-        }
-    }
-
-    /// The one issuing CA every query names, if they all name the same one of ours.
-    fn issuer_of(&self, queries: &[Query]) -> Option<Level> {
-        let mut found = None;
-        for query in queries {
-            let level = self
-                .hashes
-                .iter()
-                .find(|h| {
-                    h.hash == query.hash
-                        && h.name == query.issuer_name_hash
-                        && h.key == query.issuer_key_hash
-                })?
-                .level;
-            if found.is_some_and(|f| f != level) {
-                return None;
-            }
-            found = Some(level);
-        }
-        found
-    }
-
-    async fn answer(
-        &self,
-        level: Level,
-        queries: &[Query],
-        nonce: Option<&ocsp::Nonce>,
-    ) -> Result<Vec<u8>, RevocationError> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let next = now + OCSP_VALIDITY.whole_seconds();
-        let mut answers = Vec::with_capacity(queries.len());
-        for query in queries {
-            let serial = hex::encode(&query.serial);
-            let status = match self.states.state(serial).await? {
-                Some(state) if state.issuer == level.as_str() => match state.status {
-                    CertificateStatus::Valid => Status::Good,
-                    CertificateStatus::OnHold | CertificateStatus::Revoked => Status::Revoked {
-                        at: state.revoked_at.unwrap_or(now),
-                        reason: state
-                            .reason
-                            .as_deref()
-                            .and_then(Reason::parse)
-                            .map(Reason::code),
-                    },
-                },
-                _ => Status::Unknown,
-            };
-            self.count_ocsp(match status {
-                Status::Good => "good",
-                Status::Revoked { .. } => "revoked",
-                Status::Unknown => "unknown",
-            });
-            answers.push(Answer {
-                query,
-                status,
-                this_update: now,
-                next_update: next,
-            });
-        }
-        let responder = self
-            .responder(level)
-            .ok_or_else(|| RevocationError::UnknownIssuer(level.as_str().to_owned()))?;
-        ocsp::build_response(
-            &responder.cert_der,
-            responder.public_key(),
-            now,
-            &answers,
-            nonce,
-            |tbs| responder.sign(tbs),
-        )
-        .map_err(|e| RevocationError::Pki(PkiError::Random(e.to_string())))
     }
 }
 
@@ -539,6 +428,10 @@ fn offline_root_crl(der: Option<&[u8]>) -> Result<PublishedCrl, RevocationError>
     })
 }
 
-fn responder_title(level: Level) -> String {
-    format!("IoMT {} OCSP Responder", level.as_str())
+/// The CA that certifies a responder: the issuing CA, or the root while it is online.
+fn responder_signer(ca: &CaMaterial, issuer: OcspIssuer) -> Option<&IssuingCa> {
+    match issuer {
+        OcspIssuer::Root => ca.root.as_ref(),
+        OcspIssuer::Issuing(level) => Some(ca.issuing(level)),
+    }
 }
