@@ -1,6 +1,7 @@
 //! The `ca-server` command line. `main.rs` parses and calls [`run`]; tests call it directly.
 
 mod admin;
+mod inventory;
 mod recall;
 mod station;
 
@@ -24,6 +25,7 @@ pub use admin::{
     ApikeyCommand, AuditCommand, CertificatesCommand, CredentialArgs, ExportArgs, NameArgs,
     OperatorAddArgs, OperatorCommand, SearchArgs,
 };
+pub use inventory::{DeviceListArgs, FleetCommand, JsonArgs, TokenListArgs, TokenRevokeArgs};
 pub use recall::{RecallArgs, RecallCommand, RecallRunArgs};
 
 /// The default data directory; `serve` (or no command) creates a development CA there on first run.
@@ -77,6 +79,9 @@ pub enum Command {
     /// Manage one-time enrollment tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The fleet at a glance: devices, certificates, station issuance.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Revoke a certificate, or every certificate of a device; publishes the new CRL at once.
     Revoke(RevokeArgs),
     /// Lift a hold (certificateHold): the certificate is good again and leaves the next CRL.
@@ -229,6 +234,8 @@ pub enum DeviceCommand {
     /// Allow a device to enroll from scratch again (repair, suspected clone): revokes its
     /// certificates (reason superseded) and records the decision in the audit trail.
     Reprovision(station::ReprovisionArgs),
+    /// List registered devices with their newest certificate, a page at a time (by serial).
+    List(DeviceListArgs),
 }
 
 /// `device register` options.
@@ -257,6 +264,10 @@ pub struct RegisterArgs {
 pub enum TokenCommand {
     /// Create one-time enrollment tokens. One serial: prints the token alone. A file: `serial,token` lines.
     Create(TokenArgs),
+    /// List a device's tokens (an id, state and times; never the token itself).
+    List(TokenListArgs),
+    /// Revoke a device's tokens that are not yet used or expired (audited as token.revoked).
+    Revoke(TokenRevokeArgs),
 }
 
 /// `token create` options.
@@ -317,6 +328,18 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         }
         Some(Command::Token(TokenCommand::Create(args))) => {
             create_tokens(&cli.data_dir, cli.database_url, args, out).await
+        }
+        Some(Command::Token(TokenCommand::List(args))) => {
+            inventory::list_tokens(&cli.data_dir, cli.database_url, args, out).await
+        }
+        Some(Command::Token(TokenCommand::Revoke(args))) => {
+            inventory::revoke_tokens(&cli.data_dir, cli.database_url, args, out).await
+        }
+        Some(Command::Device(DeviceCommand::List(args))) => {
+            inventory::list_devices(&cli.data_dir, cli.database_url, args, out).await
+        }
+        Some(Command::Fleet(command)) => {
+            inventory::fleet(&cli.data_dir, cli.database_url, command, out).await
         }
         Some(Command::Device(DeviceCommand::Reprovision(args))) => {
             station::reprovision(&cli.data_dir, cli.database_url, args, &access, out).await

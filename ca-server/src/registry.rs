@@ -306,6 +306,7 @@ pub async fn create_tokens(
             created_at: now,
             expires_at: c.expires_at,
             used_at: None,
+            revoked_at: None,
         })
         .collect();
     let audit: Vec<AuditEvent> = created

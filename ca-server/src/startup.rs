@@ -167,8 +167,9 @@ impl Application {
             recalls: Arc::new(crate::operations::Recalls::new(
                 store.clone(),
                 revocation.clone(),
-                policies,
+                policies.clone(),
             )),
+            inventory: Arc::new(crate::operations::Inventory::new(store.clone(), policies)),
         };
 
         let limits = settings.config.limits;

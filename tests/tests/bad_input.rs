@@ -79,6 +79,7 @@ async fn malformed_and_unauthorized_requests_change_nothing() {
                 created_at: now - 7200,
                 expires_at: now - 3600,
                 used_at: None,
+                revoked_at: None,
             }],
             &[],
         )

@@ -156,6 +156,7 @@ impl From<EnrollError> for ApiError {
                 match problem {
                     TokenProblem::Expired => "auth.token_expired",
                     TokenProblem::OtherDevice => "auth.token_wrong_device",
+                    TokenProblem::Revoked => "auth.token_revoked",
                     TokenProblem::Unknown => "auth.token_unknown",
                     TokenProblem::Used => "auth.token_used",
                 },

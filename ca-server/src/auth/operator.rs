@@ -46,17 +46,22 @@ pub enum Capability {
     StationsManage,
     /// Create one-time enrollment tokens.
     TokensCreate,
+    /// Revoke a device's unused enrollment tokens.
+    TokensRevoke,
 }
 
 impl Capability {
-    /// Whether `role` has this capability: `admin` everything, `registrar` devices and tokens,
-    /// `auditor` read-only (certificates, devices, audit).
+    /// Whether `role` has this capability: `admin` everything, `registrar` devices and tokens
+    /// (create, revoke), `auditor` read-only (certificates, devices, audit).
     pub fn allowed_for(self, role: Role) -> bool {
         use Capability as C;
         match role {
             Role::Admin => true,
             Role::Registrar => {
-                matches!(self, C::DevicesRead | C::DevicesRegister | C::TokensCreate)
+                matches!(
+                    self,
+                    C::DevicesRead | C::DevicesRegister | C::TokensCreate | C::TokensRevoke
+                )
             }
             Role::Auditor => matches!(self, C::AuditRead | C::CertificatesRead | C::DevicesRead),
         }
@@ -73,6 +78,7 @@ impl Capability {
             Capability::Recall => "recalls:manage",
             Capability::StationsManage => "stations:manage",
             Capability::TokensCreate => "tokens:create",
+            Capability::TokensRevoke => "tokens:revoke",
         }
     }
 }

@@ -13,6 +13,8 @@ pub enum TokenProblem {
     Expired,
     /// The token belongs to another device.
     OtherDevice,
+    /// An operator cancelled the token (`token revoke`).
+    Revoked,
     Unknown,
     Used,
 }
@@ -182,6 +184,7 @@ pub enum EnrollError {
     #[error("{}", match problem {
         TokenProblem::Expired => "the enrollment token has expired; ask for a new one",
         TokenProblem::OtherDevice => "the enrollment token was issued for a different device serial",
+        TokenProblem::Revoked => "the enrollment token was revoked by the CA's operator; ask for a new one",
         TokenProblem::Unknown => "the enrollment token is not known to this CA",
         TokenProblem::Used => "the enrollment token was already used; tokens are single-use",
     })]

@@ -146,7 +146,7 @@ impl Authority {
     }
 }
 
-/// The token must exist, belong to the serial asked for, and be unused and unexpired.
+/// The token must exist, belong to the serial asked for, and be unused, unrevoked and unexpired.
 fn check_token(
     token: Option<&TokenRecord>,
     serial: &str,
@@ -156,6 +156,7 @@ fn check_token(
         None => Some(TokenProblem::Unknown),
         Some(record) if record.device_serial != serial => Some(TokenProblem::OtherDevice),
         Some(record) if record.used_at.is_some() => Some(TokenProblem::Used),
+        Some(record) if record.revoked_at.is_some() => Some(TokenProblem::Revoked),
         Some(record) if record.expires_at <= now.unix_timestamp() => Some(TokenProblem::Expired),
         Some(_) => None,
     };

@@ -297,7 +297,7 @@ pub(super) fn push_in_list<'a, DB, T>(
     query.push(")");
 }
 
-/// Appends `SELECT token_hash FROM enrollment_tokens WHERE <unused, unexpired> AND token_hash
+/// Appends `SELECT token_hash FROM enrollment_tokens WHERE <unused, unrevoked, unexpired> AND token_hash
 /// IN (...)`, with `suffix` appended (PostgreSQL adds `FOR UPDATE`).
 pub(super) fn push_select_consumable<'a, DB>(
     query: &mut QueryBuilder<DB>,
@@ -309,7 +309,10 @@ pub(super) fn push_select_consumable<'a, DB>(
     i64: Encode<'a, DB> + Type<DB>,
     &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
-    query.push("SELECT token_hash FROM enrollment_tokens WHERE used_at IS NULL AND expires_at > ");
+    query.push(
+        "SELECT token_hash FROM enrollment_tokens \
+         WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > ",
+    );
     query.push_bind(now).push(" AND token_hash IN ");
     push_in_list(query, hashes.iter().copied());
     query.push(suffix);

@@ -44,6 +44,7 @@ SELECT q.idx, (SELECT COUNT(*) FROM stations s WHERE s.name = q.serial) AS stati
     d.serial, d.product, d.gtin, d.lot, d.status, d.registered_at, \
     t.device_serial AS token_device, t.created_at AS token_created_at, \
     t.expires_at AS token_expires_at, t.used_at AS token_used_at, \
+    t.revoked_at AS token_revoked_at, \
     (SELECT c.device_serial FROM certificates c WHERE c.spki_sha256 = q.spki LIMIT 1) AS key_holder, \
     (SELECT c.serial FROM certificates c WHERE c.device_serial = q.serial \
         AND c.status <> 'revoked' AND c.not_after > q.now \
@@ -126,6 +127,7 @@ where
             created_at: row.try_get("token_created_at")?,
             expires_at: row.try_get("token_expires_at")?,
             used_at: row.try_get("token_used_at")?,
+            revoked_at: row.try_get("token_revoked_at")?,
         }),
         _ => None,
     };

@@ -240,6 +240,7 @@ mod tests {
                 created_at: 1_000,
                 expires_at: i64::MAX,
                 used_at: None,
+                revoked_at: None,
             })
             .collect();
         store.create_tokens(&records, &[]).await.unwrap();

@@ -6,6 +6,7 @@ mod batch;
 mod batcher;
 mod facts;
 mod group_commit;
+pub mod inventory;
 mod operations;
 mod postgres;
 pub mod provision;
@@ -23,6 +24,10 @@ pub use audit_checkpoints::{AuditHead, CheckpointStore, StoredCheckpoint};
 pub use batch::MAX_BATCH;
 pub use facts::{CertificateState, EnrollmentFacts, FactsQuery, HeldCertificate};
 pub use group_commit::{CommitObserver, GroupCommit, StatusReader};
+pub use inventory::{
+    CertificateCount, DeviceCount, DeviceListing, DeviceQuery, InventoryStore, NewestCertificate,
+    StationActivity,
+};
 pub use operations::OperationsStore;
 pub use postgres::PostgresStore;
 pub use recalls::{
@@ -53,7 +58,8 @@ pub enum DeviceStatus {
 }
 
 impl DeviceStatus {
-    fn as_str(self) -> &'static str {
+    /// The name used in the database, the CLI and the admin API.
+    pub fn as_str(self) -> &'static str {
         match self {
             DeviceStatus::Active => "active",
             DeviceStatus::Disabled => "disabled",
@@ -77,6 +83,8 @@ pub struct TokenRecord {
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// Set when an operator cancelled the token before it was used.
+    pub revoked_at: Option<i64>,
 }
 
 /// Revocation state of a certificate.
@@ -354,7 +362,14 @@ impl StoreError {
 /// The storage interface every backend implements.
 #[async_trait]
 pub trait Store:
-    StationStore + CheckpointStore + OperationsStore + RecallStore + Send + Sync + 'static
+    StationStore
+    + CheckpointStore
+    + InventoryStore
+    + OperationsStore
+    + RecallStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Registers devices: all of them, or none if any serial exists.
     async fn register_devices(

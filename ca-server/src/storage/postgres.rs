@@ -20,6 +20,13 @@ mod group_write;
 mod operations;
 mod recalls;
 
+super::inventory::impl_inventory_store!(
+    PostgresStore,
+    Postgres,
+    begin_with_chain_lock,
+    append_events
+);
+
 /// The PostgreSQL store shared by replicas.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -115,6 +122,7 @@ fn token_from_row(row: &PgRow) -> Result<TokenRecord, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         used_at: row.try_get("used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
     })
 }
 

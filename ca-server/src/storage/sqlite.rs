@@ -24,6 +24,8 @@ mod group_write;
 mod operations;
 mod recalls;
 
+super::inventory::impl_inventory_store!(SqliteStore, Sqlite, begin, append_events);
+
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -121,6 +123,7 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         used_at: row.try_get("used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
     })
 }
 

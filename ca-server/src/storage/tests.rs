@@ -5,10 +5,12 @@ use super::*;
 mod facts;
 mod group_commit;
 mod invariants;
+mod inventory;
 mod sqlite_migration;
 use facts::*;
 use group_commit::*;
 use invariants::*;
+use inventory::*;
 
 fn device(serial: &str) -> Device {
     Device {
@@ -38,6 +40,7 @@ fn token(hash: u8, serial: &str) -> TokenRecord {
         created_at: 1_000,
         expires_at: 2_000,
         used_at: None,
+        revoked_at: None,
     }
 }
 
@@ -630,7 +633,11 @@ macro_rules! storage_suite {
             batch_after_an_outside_audit_event_chains_after_it,
             enrollment_facts_gather_device_token_key_and_held_certificate,
             many_certificates_change_state_in_one_transaction,
-            certificate_states_answer_in_order_with_revocation_details);
+            certificate_states_answer_in_order_with_revocation_details,
+            inventory_counts_devices_and_certificates_by_product_and_status,
+            devices_are_listed_by_filter_with_their_newest_certificate_and_paged,
+            tokens_are_revoked_once_and_a_revoked_token_is_never_consumed,
+            station_activity_sums_the_quota_windows_since_a_time);
     };
     (@tests $open:expr; $($name:ident),*) => {
         $(

@@ -9,6 +9,7 @@
 
 mod audit;
 mod certificates;
+mod inventory;
 mod recalls;
 mod registry;
 mod stations;
@@ -40,6 +41,7 @@ pub struct AdminState {
     pub authenticator: Arc<Authenticator>,
     pub failures: Arc<FailureAudit>,
     pub recalls: Arc<crate::operations::Recalls>,
+    pub inventory: Arc<crate::operations::Inventory>,
 }
 
 /// One admin route: method, path (axum and OpenAPI share the `{param}` syntax), the capability
@@ -78,9 +80,33 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/admin/v1/devices",
+            Some(C::DevicesRead),
+            get(inventory::list_devices),
+        ),
+        route(
+            Method::GET,
             "/admin/v1/devices/{serial}",
             Some(C::DevicesRead),
             get(registry::device),
+        ),
+        route(
+            Method::GET,
+            "/admin/v1/devices/{serial}/tokens",
+            Some(C::DevicesRead),
+            get(inventory::list_tokens),
+        ),
+        route(
+            Method::POST,
+            "/admin/v1/devices/{serial}/tokens/revoke",
+            Some(C::TokensRevoke),
+            post(inventory::revoke_tokens),
+        ),
+        route(
+            Method::GET,
+            "/admin/v1/fleet/summary",
+            Some(C::DevicesRead),
+            get(inventory::summary),
         ),
         route(
             Method::POST,
