@@ -45,7 +45,7 @@ pub async fn run(revoked: usize, database: Option<&str>) -> anyhow::Result<Outco
 
     let material = Arc::new(CaMaterial::load(&ca.data)?);
     let policies = Arc::new(PolicySet::load_dir(&ca.data.join("policies"))?);
-    let store = ca_server::startup::open_store(&url).await?;
+    let store = ca_server::storage::open(&url).await?;
     let revocation = Revocation::new(material, store, policies)?;
     let mut times = Vec::with_capacity(ROUNDS);
     let mut der = Vec::new();
@@ -95,7 +95,7 @@ pub async fn run(revoked: usize, database: Option<&str>) -> anyhow::Result<Outco
 /// (group commit: [`MAX_BATCH`] per transaction, the same path issuance takes), then revokes
 /// them in bulk when asked (every third for key compromise). Untimed set-up.
 pub async fn fill(url: &str, device: &str, count: usize, revoked: bool) -> anyhow::Result<()> {
-    let store = ca_server::startup::open_store(url).await?;
+    let store = ca_server::storage::open(url).await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut serials = Vec::new();
     for start in (0..count).step_by(MAX_BATCH) {

@@ -19,7 +19,7 @@ use crate::pki::{CaMaterial, ImportRequest, KeyAccess, TokenOptions};
 use crate::registry::{self, Registration};
 use crate::revocation::{REASON_NAMES, Reason, Revocation};
 use crate::setup::{self, InitOptions};
-use crate::startup::{Application, open_store};
+use crate::startup::Application;
 use crate::storage::Store;
 pub use admin::{
     ApikeyCommand, AuditCommand, CertificatesCommand, CredentialArgs, ExportArgs, NameArgs,
@@ -450,7 +450,7 @@ async fn open(
         settings.config.database_url = url;
     }
     let policies = PolicySet::load_dir(&data_dir.join("policies"))?;
-    let store = open_store(&settings.database_url()).await?;
+    let store = crate::storage::open(&settings.database_url()).await?;
     Ok((settings, policies, store))
 }
 
@@ -578,7 +578,7 @@ async fn serve(
         .ok()
         .and_then(|p| pem::parse(p).ok());
     let fingerprint = root
-        .map(|b| setup::fingerprint(b.contents()))
+        .map(|b| crate::pki::fingerprint::sha256_colon_hex(b.contents()))
         .unwrap_or_default();
     let est = format!("https://{}/.well-known/est", app.https_addr());
     if settings.config.evaluation {

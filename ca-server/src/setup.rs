@@ -4,13 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use iomt_core::files::{PUBLIC, write_new};
+use iomt_core::files::{PUBLIC, create_new_private_dir, write_new};
 use iomt_core::policy::{PolicySet, PolicySource, shipped_sources};
 
 use crate::config::{
     CONFIG_FILE, ConfigFile, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN, resolve_database_url,
 };
 use crate::pki::custody::Resolved;
+use crate::pki::fingerprint::sha256_colon_hex;
 use crate::pki::{
     HierarchyParams, KeyAccess, KeyStore, PendingToken, PkiError, TokenOptions, create_hierarchy,
 };
@@ -273,7 +274,7 @@ fn write_files(
         let root_path = dir.join("root.pem");
         let root_pem = std::fs::read_to_string(&root_path).map_err(io(&root_path))?;
         pem::parse(root_pem)
-            .map(|block| fingerprint(block.contents()))
+            .map(|block| sha256_colon_hex(block.contents()))
             .unwrap_or_default()
     };
     Ok(InitReport {
@@ -422,7 +423,7 @@ impl Staging {
             target_exists,
             created_parent,
         };
-        create_private_dir(&staging.path)?;
+        create_new_private_dir(&staging.path).map_err(io(&staging.path))?;
         Ok(staging)
     }
 
@@ -505,22 +506,4 @@ fn read_sources(dir: &Path) -> Result<Vec<PolicySource>, InitError> {
     }
     sources.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(sources)
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), InitError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(dir)
-        .map_err(io(dir))
-}
-
-/// SHA-256 fingerprint, colon-separated uppercase hex.
-pub fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }

@@ -22,7 +22,7 @@ use crate::listener::{ConnectionLimits, Listener, Transport, stopped};
 use crate::operations::{AuditAtStart, Gauges, Health};
 use crate::pki::{CaMaterial, PkiError, PublicUrls};
 use crate::revocation::Revocation;
-use crate::storage::{CommitObserver, PostgresStore, SqliteStore, Store, StoreError};
+use crate::storage::{CommitObserver, StoreError};
 use crate::telemetry::Metrics;
 use crate::tls::{TlsSetupError, server_config};
 
@@ -48,8 +48,6 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Audit(#[from] crate::audit::GuardError),
-    #[error("unsupported database URL `{0}` (use sqlite://PATH or postgres://...)")]
-    DatabaseUrl(String),
 }
 
 /// A bound, ready-to-run CA server.
@@ -82,17 +80,6 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupErro
     Ok((listener, local))
 }
 
-/// Opens the store a database URL names.
-pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartupError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
-    } else {
-        Err(StartupError::DatabaseUrl(url.to_owned()))
-    }
-}
-
 impl Application {
     /// Loads policies, CA material and the database, and binds both listeners.
     pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
@@ -104,7 +91,7 @@ impl Application {
             &settings.data_dir,
             &settings.key_access,
         )?);
-        let store = open_store(&settings.database_url()).await?;
+        let store = crate::storage::open(&settings.database_url()).await?;
         let trail = crate::audit::guard_at_start(store.as_ref(), &ca.root_der).await?;
         tracing::info!(
             events = trail.events,

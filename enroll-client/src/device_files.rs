@@ -198,7 +198,7 @@ fn stage(out: &Path, serial: &str, files: &DeviceFiles) -> Result<PathBuf, Clien
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
     }
-    crate::provision::create_dir(&staging)?;
+    iomt_core::files::create_private_dir(&staging).map_err(ClientError::io(&staging))?;
     let pems = [
         (KEY_FILE, files.key_pem.as_bytes(), PRIVATE),
         (CERT_FILE, files.cert_pem.as_bytes(), PUBLIC),

@@ -6,7 +6,6 @@
 //! written and fsynced in full before one `rename` switches `current`, so a crash at any point
 //! leaves either the complete old set or the complete new set in place.
 
-use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -158,27 +157,9 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), ClientError
     write_new(path, contents, mode).map_err(ClientError::io(path))
 }
 
+/// The directory (and missing parents, on first use) with mode 0700.
 fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => {
-            // Parents may be missing on first use.
-            if e.kind() == io::ErrorKind::NotFound {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(ClientError::io(dir))
-            } else {
-                Err(ClientError::Io {
-                    path: dir.to_path_buf(),
-                    source: e,
-                })
-            }
-        }
-    }
+    iomt_core::files::create_private_dir(dir).map_err(ClientError::io(dir))
 }
 
 /// Makes `link` a symlink to `target` (atomically replacing whatever was there).

@@ -118,7 +118,7 @@ pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, Cl
     let label = request.server.label.clone();
     let ca_certs = client.cacerts(label.as_deref()).await?;
     let requirements = client.csrattrs(label.as_deref()).await?;
-    create_dir(&request.out)?;
+    iomt_core::files::create_private_dir(&request.out).map_err(ClientError::io(&request.out))?;
 
     let serials = read_serials(&request.serials)?;
     let pending: Vec<String> = serials
@@ -299,18 +299,6 @@ async fn enroll_with_retries(batch: &Batch, csr_der: &[u8]) -> Result<Vec<Vec<u8
         tokio::time::sleep(wait).await;
         attempt += 1;
     }
-}
-
-pub(crate) fn create_dir(dir: &Path) -> Result<(), ClientError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| ClientError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })
 }
 
 #[cfg(test)]

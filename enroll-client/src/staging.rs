@@ -12,7 +12,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use iomt_core::files::{PRIVATE, sync_dir, write_atomic};
+use iomt_core::files::{PRIVATE, create_private_dir, sync_dir, write_atomic};
 use rcgen::KeyPair;
 use tokio::sync::oneshot;
 
@@ -114,7 +114,7 @@ pub fn request_path(dir: &Path) -> PathBuf {
 pub fn stage(dir: &Path, staged: &Staged) -> Result<(), ClientError> {
     let staging = dir.join(STAGING_DIR);
     let fresh_dir = !dir.exists();
-    create_private_dir(&staging)?;
+    create_private_dir(&staging).map_err(ClientError::io(&staging))?;
     if fresh_dir && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent).map_err(ClientError::io(parent))?;
     }
@@ -165,15 +165,6 @@ fn remove(path: &Path) {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(ClientError::io(dir))
-}
-
 /// A request waiting to be made durable, and where its outcome goes.
 struct Pending {
     serial: String,
@@ -194,7 +185,7 @@ impl BatchStaging {
     /// Starts the writer for `out/.staging/` (created 0700 and made durable here).
     pub fn start(out: &Path) -> Result<BatchStaging, ClientError> {
         let dir = out.join(BATCH_STAGING_DIR);
-        create_private_dir(&dir)?;
+        create_private_dir(&dir).map_err(ClientError::io(&dir))?;
         sync_dir(out).map_err(ClientError::io(out))?;
         // Half-written files of a run killed before its group synced were never sent.
         for entry in std::fs::read_dir(&dir)

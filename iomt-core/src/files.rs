@@ -1,9 +1,10 @@
-//! The one filesystem helper both programs share: atomic, permission-controlled writes.
-//! (The core otherwise does no I/O; keeping this here avoids two copies of a subtle routine.)
+//! The filesystem helpers both programs share: atomic, permission-controlled writes and
+//! private (0700) directories. (The core otherwise does no I/O; keeping these here avoids
+//! copies of subtle routines in the server and the client.)
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 /// File mode for private keys and secrets.
@@ -56,6 +57,22 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Directory mode for key and staging directories.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+/// Creates `dir` and any missing parents with mode 0700; an existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)
+}
+
+/// Creates `dir` (its parent must exist) with mode 0700; fails if anything is already there.
+pub fn create_new_private_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().mode(PRIVATE_DIR).create(dir)
+}
+
 /// fsyncs a directory so renames and creations in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -65,6 +82,25 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn private_dirs_are_0700_and_only_the_new_kind_refuses_an_existing_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nested = dir.path().join("a/b");
+        create_private_dir(&nested).expect("with parents");
+        create_private_dir(&nested).expect("again");
+        for path in [dir.path().join("a"), nested.clone()] {
+            let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", path.display());
+        }
+        let fresh = dir.path().join("c");
+        create_new_private_dir(&fresh).expect("new");
+        assert_eq!(
+            create_new_private_dir(&fresh).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert!(create_new_private_dir(&dir.path().join("x/y")).is_err());
+    }
 
     #[test]
     fn write_atomic_replaces_with_the_requested_mode() {

@@ -135,7 +135,7 @@ async fn crash_and_recover(database_url: Option<&str>) {
     let data = dir.path().join("ca");
     let data = data.to_str().unwrap();
     let settings = ca_server::config::Settings::load(std::path::Path::new(data)).unwrap();
-    let store: Arc<dyn Store> = ca_server::startup::open_store(&settings.database_url())
+    let store: Arc<dyn Store> = ca_server::storage::open(&settings.database_url())
         .await
         .unwrap();
     let root = std::fs::read(dir.path().join("ca/root.pem")).unwrap();

@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 
 use super::operator_profile::{self, ForbiddenIssuers, ProfileProblem};
 use crate::pki::CaMaterial;
+use crate::pki::fingerprint::sha256_hex;
 use crate::storage::{AuditEvent, OperatorKind, OperatorRecord, Role, Store, StoreError};
 
 /// Prefix of every API key (easy to spot in a secret scanner).
@@ -175,11 +176,6 @@ fn key_id(key: &str) -> Option<&str> {
     (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
-/// SHA-256 fingerprint of a DER certificate, lowercase hex.
-pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
-}
-
 /// What an operator certificate must be: of the operator profile, chaining to our root directly
 /// or through CAs other than the device issuing CAs and the station CA.
 struct OperatorTrust {
@@ -309,7 +305,7 @@ impl Authenticator {
         leaf: &CertificateDer<'static>,
         chain: &[CertificateDer<'static>],
     ) -> Result<Operator, AuthFailure> {
-        let fingerprint = fingerprint(leaf);
+        let fingerprint = sha256_hex(leaf);
         let record = self
             .store
             .operator(&fingerprint)
@@ -417,7 +413,7 @@ pub async fn add_certificate(
 ) -> Result<String, OperatorError> {
     check_name(name)?;
     OperatorTrust::new(ca).verify(&der, intermediates)?;
-    let fingerprint = fingerprint(&der);
+    let fingerprint = sha256_hex(&der);
     let at = now();
     let record = OperatorRecord {
         name: name.to_owned(),

@@ -15,8 +15,9 @@ use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::X509Certificate;
 
+use super::error::PkiError;
 use super::keystore::KeyStore;
-use super::material::{PkiError, read_cert};
+use super::material::read_cert;
 use super::serial::random_serial;
 use super::signer::CaKey;
 

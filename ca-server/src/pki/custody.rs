@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use iomt_core::files::{PRIVATE, write_new};
 use zeroize::Zeroizing;
 
-use super::material::PkiError;
+use super::error::PkiError;
 use super::sealed::Passphrase;
 
 /// The generated passphrase file of a data directory initialized without a passphrase.

@@ -11,7 +11,7 @@ use iomt_core::extensions::key_identifier;
 use iomt_core::files::{PUBLIC, write_new};
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, PublicKeyData, SanType};
 
-use super::material::PkiError;
+use super::error::PkiError;
 use super::signer::CaKey;
 use super::{PublicUrls, ROOT_CA};
 

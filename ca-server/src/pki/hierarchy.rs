@@ -14,9 +14,9 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use super::audit_signer::{self, AUDIT_SIGNER};
+use super::error::PkiError;
 use super::external::CsrSet;
 use super::keystore::KeyStore;
-use super::material::PkiError;
 use super::serial::random_serial;
 use super::signer::CaKey;
 use super::{PublicUrls, ROOT_CA, STATION_CA, STATION_POLICY_OID, TLS_CERT, issuing_ca_name};

@@ -15,8 +15,9 @@ use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 
 use super::STATION_POLICY_OID;
 use super::custody::KeyAccess;
+use super::error::PkiError;
 use super::keystore::KeyStore;
-use super::material::{PkiError, ROOT_CRL_FILE, read_cert};
+use super::material::{ROOT_CRL_FILE, read_cert};
 use super::root_ocsp::{self, CheckedResponse, RootOcspError, root_issued_names};
 use super::{AUDIT_SIGNER, ROOT_CA, TLS_CERT};
 
@@ -158,7 +159,7 @@ pub fn import(
     }
     root_ocsp::install(dir, &root_ocsp)?;
     Ok(Imported {
-        root_sha256: crate::setup::fingerprint(&root_der),
+        root_sha256: super::fingerprint::sha256_colon_hex(&root_der),
         root_ocsp,
     })
 }

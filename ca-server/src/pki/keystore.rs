@@ -11,7 +11,7 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
 use super::custody::KeyAccess;
-use super::material::PkiError;
+use super::error::PkiError;
 use super::pkcs11::{TOKEN_CONFIG, Token, TokenConfig};
 use super::sealed::{KeyVault, Passphrase, SEALED_TAG};
 use super::signer::CaKey;

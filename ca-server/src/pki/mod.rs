@@ -2,7 +2,9 @@
 
 mod audit_signer;
 pub mod custody;
+mod error;
 mod external;
+pub mod fingerprint;
 mod hierarchy;
 mod import;
 mod keystore;
@@ -15,11 +17,12 @@ mod signer;
 
 pub use audit_signer::{AUDIT_SIGNER, AuditSigner, check_profile as check_audit_signer_profile};
 pub use custody::KeyAccess;
+pub use error::PkiError;
 pub use external::{CSR_DIR, OPENSSL_CONFIG, ROOT_OCSP_DAYS, ROOT_OCSP_SCRIPT, SIGN_SCRIPT};
 pub use hierarchy::{HierarchyParams, create_hierarchy};
 pub use import::{ImportError, ImportRequest, Imported, import};
 pub use keystore::{KeyStore, PendingToken, TokenOptions};
-pub use material::{CaMaterial, IssuingCa, PkiError, ROOT_CRL_FILE, ROOT_OCSP_DIR};
+pub use material::{CaMaterial, IssuingCa, ROOT_CRL_FILE, ROOT_OCSP_DIR};
 pub use root_ocsp::{CheckedResponse, RootOcspError, install_renewed as install_root_ocsp};
 pub use sealed::{PBKDF2_ITERATIONS, Passphrase, SEALED_TAG};
 pub use serial::{issuance_serial, random_serial};

@@ -16,7 +16,7 @@ use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-use super::material::PkiError;
+use super::error::PkiError;
 
 /// `DIR/ca/pkcs11.toml`: where the CA keys of a token-backed CA live.
 pub const TOKEN_CONFIG: &str = "pkcs11.toml";

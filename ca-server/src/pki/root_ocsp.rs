@@ -8,8 +8,9 @@ use iomt_core::files::{PUBLIC, write_atomic};
 use iomt_core::ocsp::{Status, check_response, read_answers};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::error::PkiError;
 use super::external::CSR_DIR;
-use super::material::{PkiError, ROOT_OCSP_DIR, read_cert};
+use super::material::{ROOT_OCSP_DIR, read_cert};
 use super::{ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
 
 /// Why pre-signed responses were not installed.

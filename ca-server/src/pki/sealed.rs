@@ -27,7 +27,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
-use super::material::PkiError;
+use super::error::PkiError;
 
 /// PEM label of a sealed key.
 pub const SEALED_TAG: &str = "IOMT ENCRYPTED PRIVATE KEY";

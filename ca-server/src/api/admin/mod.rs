@@ -25,8 +25,9 @@ use axum::routing::{MethodRouter, get, post};
 
 use super::error::ApiError;
 use crate::auth::failures::{FailureAudit, Refusal};
-use crate::auth::operator::{AuthFailure, Authenticator, Capability, fingerprint};
+use crate::auth::operator::{AuthFailure, Authenticator, Capability};
 use crate::authority::Authority;
+use crate::pki::fingerprint::sha256_hex;
 use crate::revocation::Revocation;
 use crate::tls::UnverifiedClientChain;
 
@@ -285,7 +286,7 @@ async fn guard(
         Err(failure) => {
             let actor = match (bearer, peer.as_deref().and_then(|p| p.first())) {
                 (Some(key), _) => key_actor(key),
-                (None, Some(leaf)) => format!("certificate:{}", fingerprint(leaf)),
+                (None, Some(leaf)) => format!("certificate:{}", sha256_hex(leaf)),
                 (None, None) => "anonymous".to_owned(),
             };
             state
