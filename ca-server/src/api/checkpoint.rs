@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::audit::checkpoint;
 use crate::storage::Store;
 
@@ -16,7 +16,7 @@ pub async fn latest(State(store): State<Arc<dyn Store>>) -> Result<Response, Api
     let latest = store.latest_checkpoint().await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "audit.no_checkpoint",
+            ErrorCode::AuditNoCheckpoint,
             "no audit checkpoint has been signed yet",
         )
     })?;

@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+pub use super::error_code::ErrorCode;
 use crate::authority::{CsrError, EnrollError, ReenrollProblem, StationProblem, TokenProblem};
 use crate::storage::StoreError;
 
@@ -11,7 +12,7 @@ use crate::storage::StoreError;
 pub struct ApiError {
     pub status: StatusCode,
     /// Stable, machine-readable code, e.g. `auth.token_used`.
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
@@ -19,7 +20,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with an explicit status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -33,7 +34,7 @@ impl ApiError {
         tracing::error!(error = %error, "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "server.internal",
+            ErrorCode::ServerInternal,
             "the CA failed to process the request; nothing was issued (see the server log)",
         )
     }
@@ -63,7 +64,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        headers.insert("x-error-code", HeaderValue::from_static(self.code));
+        headers.insert("x-error-code", HeaderValue::from_static(self.code.as_str()));
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -84,7 +85,7 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %error, "storage unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "storage.unavailable",
+                    ErrorCode::StorageUnavailable,
                     "the CA's database is unavailable; retry later (nothing was issued)",
                 )
             }
@@ -124,61 +125,68 @@ impl From<EnrollError> for ApiError {
             EnrollError::Defect { .. } => {
                 return ApiError::new(
                     S::INTERNAL_SERVER_ERROR,
-                    "issuance.defect",
+                    ErrorCode::IssuanceDefect,
                     "the CA refused to return a certificate that breaks its profile; the operator has been alerted",
                 );
             }
-            EnrollError::AlreadyEnrolled { .. } => (S::CONFLICT, "device.already_enrolled"),
-            EnrollError::DeviceDisabled { .. } => (S::FORBIDDEN, "device.disabled"),
-            EnrollError::DeviceRecalled { .. } => (S::FORBIDDEN, "device.recalled"),
-            EnrollError::DuplicateKey { .. } => (S::FORBIDDEN, "csr.duplicate_key"),
-            EnrollError::Identity(_) => (S::FORBIDDEN, "device.identity_invalid"),
+            EnrollError::AlreadyEnrolled { .. } => (S::CONFLICT, ErrorCode::DeviceAlreadyEnrolled),
+            EnrollError::DeviceDisabled { .. } => (S::FORBIDDEN, ErrorCode::DeviceDisabled),
+            EnrollError::DeviceRecalled { .. } => (S::FORBIDDEN, ErrorCode::DeviceRecalled),
+            EnrollError::DuplicateKey { .. } => (S::FORBIDDEN, ErrorCode::CsrDuplicateKey),
+            EnrollError::Identity(_) => (S::FORBIDDEN, ErrorCode::DeviceIdentityInvalid),
             EnrollError::InvalidCsr(csr) => match csr {
-                CsrError::NotDer(_) => (S::BAD_REQUEST, "csr.not_der"),
-                CsrError::BadSignature => (S::BAD_REQUEST, "csr.bad_signature"),
-                CsrError::NoSerialNumber => (S::BAD_REQUEST, "csr.no_serial_number"),
-                CsrError::UnreadableKey(_) => (S::BAD_REQUEST, "csr.bad_key"),
-                CsrError::SubjectMismatch { .. } => (S::FORBIDDEN, "csr.subject_mismatch"),
+                CsrError::NotDer(_) => (S::BAD_REQUEST, ErrorCode::CsrNotDer),
+                CsrError::BadSignature => (S::BAD_REQUEST, ErrorCode::CsrBadSignature),
+                CsrError::NoSerialNumber => (S::BAD_REQUEST, ErrorCode::CsrNoSerialNumber),
+                CsrError::UnreadableKey(_) => (S::BAD_REQUEST, ErrorCode::CsrBadKey),
+                CsrError::SubjectMismatch { .. } => (S::FORBIDDEN, ErrorCode::CsrSubjectMismatch),
                 CsrError::SubjectAttributeForbidden { .. } => {
-                    (S::FORBIDDEN, "csr.subject_forbidden")
+                    (S::FORBIDDEN, ErrorCode::CsrSubjectForbidden)
                 }
-                CsrError::SanMismatch { .. } => (S::FORBIDDEN, "csr.san_mismatch"),
-                CsrError::SanForbidden { .. } => (S::FORBIDDEN, "csr.san_forbidden"),
+                CsrError::SanMismatch { .. } => (S::FORBIDDEN, ErrorCode::CsrSanMismatch),
+                CsrError::SanForbidden { .. } => (S::FORBIDDEN, ErrorCode::CsrSanForbidden),
             },
-            EnrollError::KeyNotAllowed(_) => (S::FORBIDDEN, "policy.key_not_allowed"),
-            EnrollError::LabelMismatch { .. } => (S::FORBIDDEN, "est.label_mismatch"),
+            EnrollError::KeyNotAllowed(_) => (S::FORBIDDEN, ErrorCode::PolicyKeyNotAllowed),
+            EnrollError::LabelMismatch { .. } => (S::FORBIDDEN, ErrorCode::EstLabelMismatch),
             EnrollError::RequirementUnsupported { .. } => {
-                (S::FORBIDDEN, "policy.requirement_unsupported")
+                (S::FORBIDDEN, ErrorCode::PolicyRequirementUnsupported)
             }
-            EnrollError::TokenNotAllowed { .. } => (S::FORBIDDEN, "policy.token_not_allowed"),
+            EnrollError::TokenNotAllowed { .. } => (S::FORBIDDEN, ErrorCode::PolicyTokenNotAllowed),
             EnrollError::Token { problem } => (
                 S::UNAUTHORIZED,
                 match problem {
-                    TokenProblem::Expired => "auth.token_expired",
-                    TokenProblem::OtherDevice => "auth.token_wrong_device",
-                    TokenProblem::Revoked => "auth.token_revoked",
-                    TokenProblem::Unknown => "auth.token_unknown",
-                    TokenProblem::Used => "auth.token_used",
+                    TokenProblem::Expired => ErrorCode::AuthTokenExpired,
+                    TokenProblem::OtherDevice => ErrorCode::AuthTokenWrongDevice,
+                    TokenProblem::Revoked => ErrorCode::AuthTokenRevoked,
+                    TokenProblem::Unknown => ErrorCode::AuthTokenUnknown,
+                    TokenProblem::Used => ErrorCode::AuthTokenUsed,
                 },
             ),
             EnrollError::Reenroll(problem) => {
                 let (status, code) = match problem {
-                    ReenrollProblem::Expired { .. } => (S::FORBIDDEN, "reenroll.expired"),
-                    ReenrollProblem::IdentityChanged => (S::FORBIDDEN, "reenroll.identity_changed"),
-                    ReenrollProblem::KeyReuse { .. } => (S::FORBIDDEN, "reenroll.key_reuse"),
+                    ReenrollProblem::Expired { .. } => (S::FORBIDDEN, ErrorCode::ReenrollExpired),
+                    ReenrollProblem::IdentityChanged => {
+                        (S::FORBIDDEN, ErrorCode::ReenrollIdentityChanged)
+                    }
+                    ReenrollProblem::KeyReuse { .. } => (S::FORBIDDEN, ErrorCode::ReenrollKeyReuse),
                     ReenrollProblem::NoCertificate => {
-                        (S::UNAUTHORIZED, "auth.certificate_required")
+                        (S::UNAUTHORIZED, ErrorCode::AuthCertificateRequired)
                     }
                     ReenrollProblem::NotOurs { .. } => {
-                        (S::FORBIDDEN, "reenroll.unknown_certificate")
+                        (S::FORBIDDEN, ErrorCode::ReenrollUnknownCertificate)
                     }
-                    ReenrollProblem::NotYetValid => (S::FORBIDDEN, "reenroll.not_yet_valid"),
-                    ReenrollProblem::OnHold => (S::FORBIDDEN, "reenroll.on_hold"),
-                    ReenrollProblem::Revoked => (S::FORBIDDEN, "reenroll.revoked"),
-                    ReenrollProblem::Superseded { .. } => (S::CONFLICT, "reenroll.superseded"),
+                    ReenrollProblem::NotYetValid => (S::FORBIDDEN, ErrorCode::ReenrollNotYetValid),
+                    ReenrollProblem::OnHold => (S::FORBIDDEN, ErrorCode::ReenrollOnHold),
+                    ReenrollProblem::Revoked => (S::FORBIDDEN, ErrorCode::ReenrollRevoked),
+                    ReenrollProblem::Superseded { .. } => {
+                        (S::CONFLICT, ErrorCode::ReenrollSuperseded)
+                    }
                     ReenrollProblem::TooSoon { retry_after_secs } => {
-                        let mut error =
-                            ApiError::new(S::TOO_MANY_REQUESTS, "reenroll.too_soon", message);
+                        let mut error = ApiError::new(
+                            S::TOO_MANY_REQUESTS,
+                            ErrorCode::ReenrollTooSoon,
+                            message,
+                        );
                         error.retry_after = Some(*retry_after_secs);
                         return error;
                     }
@@ -186,25 +194,29 @@ impl From<EnrollError> for ApiError {
                 (status, code)
             }
             EnrollError::Station(problem) => match problem {
-                StationProblem::Disabled { .. } => (S::FORBIDDEN, "station.disabled"),
+                StationProblem::Disabled { .. } => (S::FORBIDDEN, ErrorCode::StationDisabled),
                 StationProblem::NotAStationCertificate { .. } => {
-                    (S::FORBIDDEN, "station.certificate_not_recognized")
+                    (S::FORBIDDEN, ErrorCode::StationCertificateNotRecognized)
                 }
-                StationProblem::NotAllowed { .. } => (S::FORBIDDEN, "policy.station_not_allowed"),
-                StationProblem::OutOfScope { .. } => (S::FORBIDDEN, "station.out_of_scope"),
+                StationProblem::NotAllowed { .. } => {
+                    (S::FORBIDDEN, ErrorCode::PolicyStationNotAllowed)
+                }
+                StationProblem::OutOfScope { .. } => (S::FORBIDDEN, ErrorCode::StationOutOfScope),
                 StationProblem::RateLimited {
                     retry_after_secs, ..
                 } => {
                     let mut error =
-                        ApiError::new(S::TOO_MANY_REQUESTS, "station.rate_limited", message);
+                        ApiError::new(S::TOO_MANY_REQUESTS, ErrorCode::StationRateLimited, message);
                     error.retry_after = Some(*retry_after_secs);
                     return error;
                 }
-                StationProblem::Revoked { .. } => (S::FORBIDDEN, "station.certificate_revoked"),
+                StationProblem::Revoked { .. } => {
+                    (S::FORBIDDEN, ErrorCode::StationCertificateRevoked)
+                }
             },
-            EnrollError::UnknownDevice { .. } => (S::FORBIDDEN, "device.not_registered"),
-            EnrollError::UnknownLabel { .. } => (S::NOT_FOUND, "est.unknown_label"),
-            EnrollError::UnknownProduct { .. } => (S::FORBIDDEN, "device.product_unknown"),
+            EnrollError::UnknownDevice { .. } => (S::FORBIDDEN, ErrorCode::DeviceNotRegistered),
+            EnrollError::UnknownLabel { .. } => (S::NOT_FOUND, ErrorCode::EstUnknownLabel),
+            EnrollError::UnknownProduct { .. } => (S::FORBIDDEN, ErrorCode::DeviceProductUnknown),
         };
         ApiError::new(status, code, message)
     }
@@ -219,7 +231,7 @@ mod tests {
         let echoed = "IP1\nX-Injected: 1\r\n\u{1b}[31m\u{2028}end";
         let response = ApiError::new(
             StatusCode::FORBIDDEN,
-            "device.not_registered",
+            ErrorCode::DeviceNotRegistered,
             format!("device {echoed} is not registered"),
         )
         .into_response();
@@ -254,7 +266,7 @@ mod tests {
         let station_route = ApiError::from(EnrollError::UnknownDevice {
             serial: "NOPE".into(),
         });
-        assert_eq!(station_route.code, "device.not_registered");
+        assert_eq!(station_route.code, ErrorCode::DeviceNotRegistered);
     }
 
     /// A stopped writer or an unreachable database is the client's cue to retry, not a defect.
@@ -266,9 +278,12 @@ mod tests {
         ] {
             let api = ApiError::from(EnrollError::Store(error));
             assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(api.code, "storage.unavailable");
+            assert_eq!(api.code, ErrorCode::StorageUnavailable);
             let response = api.into_response();
-            assert_eq!(response.headers()["x-error-code"], "storage.unavailable");
+            assert_eq!(
+                response.headers()["x-error-code"],
+                ErrorCode::StorageUnavailable.as_str()
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::observe::{self, AuthorizationKind};
 use crate::auth::token::parse_basic;
 use crate::authority::{Authority, Csr, Reenrollment, StationEnrollment, TokenEnrollment};
@@ -135,7 +135,7 @@ async fn enroll(
             },
             (None, None) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "auth.required",
+                ErrorCode::AuthRequired,
                 "send HTTP Basic credentials `<device serial>:<one-time token>`, or present a station certificate",
             )),
         },
@@ -221,13 +221,13 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
         if too_large {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "est.too_large",
+                ErrorCode::EstTooLarge,
                 format!("the request body exceeds {BODY_LIMIT} bytes"),
             )
         } else {
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "est.body_incomplete",
+                ErrorCode::EstBodyIncomplete,
                 format!("the request body could not be read: {e}"),
             )
         }
@@ -245,7 +245,7 @@ fn require_content_type(headers: &HeaderMap, expected: &'static str) -> Result<(
     } else {
         Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "est.content_type",
+            ErrorCode::EstContentType,
             format!("Content-Type must be {expected} (got `{actual}`)"),
         ))
     }
@@ -262,7 +262,7 @@ fn decode_base64_body(body: Bytes) -> Result<Vec<u8>, ApiError> {
     STANDARD.decode(&compact).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "csr.not_base64",
+            ErrorCode::CsrNotBase64,
             format!("the body is not base64: {e}"),
         )
     })
@@ -293,7 +293,7 @@ fn internal_encoding(error: &dyn std::error::Error) -> ApiError {
     tracing::error!(error = %error, "EST encoding failed");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "server.internal",
+        ErrorCode::ServerInternal,
         "the CA failed to encode its response",
     )
 }

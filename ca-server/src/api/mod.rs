@@ -4,6 +4,7 @@
 mod admin;
 mod checkpoint;
 pub mod error;
+pub mod error_code;
 mod est;
 mod health;
 mod metrics;

@@ -67,12 +67,17 @@ pub fn certificate_request(
             "issued",
         ),
         Err(error) => {
-            metrics.certificate_request(authorization.as_str(), "unknown", "unknown", error.code);
+            metrics.certificate_request(
+                authorization.as_str(),
+                "unknown",
+                "unknown",
+                error.code.as_str(),
+            );
             // The device serial is what the client claimed (HTTP Basic user, or the CSR's
             // subject serialNumber), escaped so a client cannot break the line.
             let device = device.unwrap_or("-").escape_debug().to_string();
             tracing::warn!(
-                code = error.code,
+                code = error.code.as_str(),
                 status = error.status.as_u16(),
                 endpoint,
                 authorization = authorization.as_str(),

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::pki::CaMaterial;
 use crate::revocation::{Revocation, RevocationError};
 
@@ -25,7 +25,7 @@ pub async fn ca_certificate(
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::NOT_FOUND,
-                    "ca.unknown",
+                    ErrorCode::CaUnknown,
                     format!("no CA certificate called `{name}`"),
                 )
             })?,
@@ -52,7 +52,7 @@ pub async fn crl(
         RevocationError::UnknownIssuer(_) => unknown_crl(&file),
         RevocationError::RootOffline => ApiError::new(
             StatusCode::NOT_FOUND,
-            "crl.root_offline",
+            ErrorCode::CrlRootOffline,
             "the root is offline and its CRL has not been imported",
         ),
         RevocationError::Store(store) => store.into(),
@@ -60,7 +60,7 @@ pub async fn crl(
             tracing::error!(error = %other, "CRL publication failed");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "server.internal",
+                ErrorCode::ServerInternal,
                 "the CRL could not be produced",
             )
         }
@@ -84,7 +84,7 @@ pub async fn crl(
 fn unknown_crl(file: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "crl.unknown_issuer",
+        ErrorCode::CrlUnknownIssuer,
         format!(
             "no CRL called `{file}` (try root.crl, basic.crl, substantial.crl, high.crl, station.crl)"
         ),
@@ -102,7 +102,7 @@ pub async fn ocsp_post(
         .map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "ocsp.too_large",
+                ErrorCode::OcspTooLarge,
                 format!(
                     "OCSP requests are limited to {} bytes",
                     iomt_core::ocsp::MAX_REQUEST
@@ -130,14 +130,14 @@ fn ocsp_response(answered: Result<Vec<u8>, RevocationError>) -> Result<Response,
     let der = answered.map_err(|e| match e {
         RevocationError::UnknownResponder(name) => ApiError::new(
             StatusCode::NOT_FOUND,
-            "ocsp.unknown_responder",
+            ErrorCode::OcspUnknownResponder,
             format!("no OCSP responder called `{name}` (try root, basic, substantial, high)"),
         ),
         other => {
             tracing::error!(error = %other, "OCSP failed");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "server.internal",
+                ErrorCode::ServerInternal,
                 "the OCSP response could not be produced",
             )
         }

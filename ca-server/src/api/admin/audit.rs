@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AdminState;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorCode};
 use crate::audit::{self, Verification};
 
 /// Events per page when no limit is given, and the largest page.
@@ -30,7 +30,8 @@ pub async fn export(
     State(state): State<AdminState>,
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "audit.bad_query", message);
+    let bad =
+        |message: String| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::AuditBadQuery, message);
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {

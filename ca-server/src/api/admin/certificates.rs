@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorCode};
 use crate::auth::operator::Operator;
 use crate::revocation::{Change, REASON_NAMES, Reason, RevocationError};
 use crate::search::{self, SearchError, SearchPage, SearchParams};
@@ -40,7 +40,7 @@ fn parse_reason(body: Option<Json<RevokeRequest>>) -> Result<Reason, ApiError> {
     Reason::parse(&name).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "revocation.unknown_reason",
+            ErrorCode::RevocationUnknownReason,
             format!(
                 "unknown reason `{name}` (use one of: {})",
                 REASON_NAMES.join(", ")
@@ -129,8 +129,13 @@ pub async fn search(
     State(state): State<AdminState>,
     query: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SearchPage>, ApiError> {
-    let Query(params) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "search.bad_query", e.body_text()))?;
+    let Query(params) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::SearchBadQuery,
+            e.body_text(),
+        )
+    })?;
     Ok(Json(search::search(state.authority.store(), params).await?))
 }
 
@@ -140,7 +145,7 @@ impl From<SearchError> for ApiError {
             SearchError::Store(store) => store.into(),
             other => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "search.bad_query",
+                ErrorCode::SearchBadQuery,
                 other.to_string(),
             ),
         }
@@ -151,27 +156,31 @@ impl From<RevocationError> for ApiError {
     fn from(error: RevocationError) -> ApiError {
         let message = error.to_string();
         match error {
-            RevocationError::UnknownCertificate(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "certificate.unknown", message)
-            }
+            RevocationError::UnknownCertificate(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::CertificateUnknown,
+                message,
+            ),
             RevocationError::UnknownDevice(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "device.unknown", message)
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::DeviceUnknown, message)
             }
-            RevocationError::NotOnHold { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "certificate.not_on_hold", message)
-            }
+            RevocationError::NotOnHold { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::CertificateNotOnHold,
+                message,
+            ),
             RevocationError::UnknownIssuer(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "crl.unknown_issuer", message)
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::CrlUnknownIssuer, message)
             }
             RevocationError::RootSignerOffline | RevocationError::RootOffline => {
-                ApiError::new(StatusCode::CONFLICT, "ca.root_offline", message)
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::CaRootOffline, message)
             }
             RevocationError::Store(store) => store.into(),
             other => {
                 tracing::error!(error = %other, "revocation failed");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "server.internal",
+                    ErrorCode::ServerInternal,
                     "the revocation could not be completed (see the server log)",
                 )
             }

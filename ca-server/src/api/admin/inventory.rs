@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 
 use super::AdminState;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorCode};
 use crate::auth::operator::Operator;
 use crate::operations::InventoryError;
 use crate::operations::inventory::{DeviceListParams, DevicePage, FleetSummary, TokenSummary};
@@ -43,7 +43,7 @@ pub async fn list_devices(
     let Query(params) = query.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "inventory.bad_query",
+            ErrorCode::InventoryBadQuery,
             e.body_text(),
         )
     })?;
@@ -78,11 +78,13 @@ impl From<InventoryError> for ApiError {
         let message = error.to_string();
         let (status, code) = match error {
             InventoryError::Store(store) => return store.into(),
-            InventoryError::UnknownDevice(_) => (S::NOT_FOUND, "device.unknown"),
-            InventoryError::UnknownProduct(_) => (S::BAD_REQUEST, "inventory.unknown_product"),
+            InventoryError::UnknownDevice(_) => (S::NOT_FOUND, ErrorCode::DeviceUnknown),
+            InventoryError::UnknownProduct(_) => {
+                (S::BAD_REQUEST, ErrorCode::InventoryUnknownProduct)
+            }
             InventoryError::BadLimit
             | InventoryError::BadStatus(_)
-            | InventoryError::BadText(_) => (S::BAD_REQUEST, "inventory.bad_query"),
+            | InventoryError::BadText(_) => (S::BAD_REQUEST, ErrorCode::InventoryBadQuery),
         };
         ApiError::new(status, code, message)
     }

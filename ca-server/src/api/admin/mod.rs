@@ -23,7 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::auth::failures::{FailureAudit, Refusal};
 use crate::auth::operator::{AuthFailure, Authenticator, Capability};
 use crate::authority::Authority;
@@ -273,7 +273,7 @@ async fn guard(
                 .await;
             ApiError::new(
                 StatusCode::FORBIDDEN,
-                "auth.role_insufficient",
+                ErrorCode::AuthRoleInsufficient,
                 format!(
                     "role `{}` may not do this (needs {})",
                     operator.role.as_str(),
@@ -294,9 +294,9 @@ async fn guard(
                 .record(refused(actor, failure.reason(), None))
                 .await;
             let code = match failure {
-                AuthFailure::Missing => "auth.required",
-                AuthFailure::BadKey | AuthFailure::RevokedKey(_) => "auth.bad_key",
-                _ => "auth.bad_certificate",
+                AuthFailure::Missing => ErrorCode::AuthRequired,
+                AuthFailure::BadKey | AuthFailure::RevokedKey(_) => ErrorCode::AuthBadKey,
+                _ => ErrorCode::AuthBadCertificate,
             };
             let mut response =
                 ApiError::new(StatusCode::UNAUTHORIZED, code, failure.to_string()).into_response();

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::AdminState;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorCode};
 use crate::auth::operator::Operator;
 use crate::operations::recall::{self as service, DEFAULT_BATCH};
 use crate::operations::{Batches, RecallError, RecallRequest};
@@ -28,14 +28,14 @@ pub struct RecallBody {
     pub dry_run: bool,
 }
 
-fn bad(code: &'static str, message: String) -> ApiError {
+fn bad(code: ErrorCode, message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
 fn request(body: RecallBody) -> Result<RecallRequest, ApiError> {
     let action = RecallAction::parse(&body.action).ok_or_else(|| {
         bad(
-            "recall.bad_action",
+            ErrorCode::RecallBadAction,
             format!("action must be hold or revoke, not `{}`", body.action),
         )
     })?;
@@ -43,7 +43,7 @@ fn request(body: RecallBody) -> Result<RecallRequest, ApiError> {
         None => None,
         Some(text) => Some(
             time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| bad("recall.bad_time", format!("registered_before: {e}")))?
+                .map_err(|e| bad(ErrorCode::RecallBadTime, format!("registered_before: {e}")))?
                 .unix_timestamp(),
         ),
     };
@@ -64,7 +64,7 @@ pub async fn start(
     Extension(operator): Extension<Operator>,
     body: Result<Json<RecallBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(body) = body.map_err(|e| bad("request.bad_body", e.body_text()))?;
+    let Json(body) = body.map_err(|e| bad(ErrorCode::RequestBadBody, e.body_text()))?;
     let dry_run = body.dry_run;
     let request = request(body)?;
     let plan = state.recalls.plan(&request).await?;
@@ -131,19 +131,19 @@ impl From<RecallError> for ApiError {
                         tracing::error!(error = %other, "recall failed");
                         ApiError::new(
                             S::INTERNAL_SERVER_ERROR,
-                            "server.internal",
+                            ErrorCode::ServerInternal,
                             "the recall could not be completed; run it again to resume (see the server log)",
                         )
                     }
                 };
             }
-            RecallError::UnknownProduct(_) => (S::BAD_REQUEST, "recall.unknown_product"),
+            RecallError::UnknownProduct(_) => (S::BAD_REQUEST, ErrorCode::RecallUnknownProduct),
             RecallError::UnknownReason(_)
             | RecallError::HoldWithReason(_)
-            | RecallError::RevokeWithHold => (S::BAD_REQUEST, "recall.bad_reason"),
-            RecallError::EmptyBatch => (S::BAD_REQUEST, "recall.bad_batch"),
-            RecallError::UnknownRecall(_) => (S::NOT_FOUND, "recall.unknown"),
-            RecallError::NotReleasable { .. } => (S::CONFLICT, "recall.not_releasable"),
+            | RecallError::RevokeWithHold => (S::BAD_REQUEST, ErrorCode::RecallBadReason),
+            RecallError::EmptyBatch => (S::BAD_REQUEST, ErrorCode::RecallBadBatch),
+            RecallError::UnknownRecall(_) => (S::NOT_FOUND, ErrorCode::RecallUnknown),
+            RecallError::NotReleasable { .. } => (S::CONFLICT, ErrorCode::RecallNotReleasable),
         };
         ApiError::new(status, code, message)
     }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorCode};
 use crate::auth::operator::Operator;
 use crate::registry::{self, LineError, Registration, RegistryError};
 use crate::search::{self, CertificateSummary, SearchParams};
@@ -65,7 +65,9 @@ fn parse_devices(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(usize, Registr
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "request.bad_body", message);
+    let bad = |message: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::RequestBadBody, message)
+    };
     if content_type.starts_with("text/csv") {
         let text = std::str::from_utf8(body).map_err(|_| bad("the CSV is not UTF-8".into()))?;
         return Ok(registry::parse_csv(text)?);
@@ -73,7 +75,7 @@ fn parse_devices(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(usize, Registr
     if !content_type.starts_with("application/json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "request.content_type",
+            ErrorCode::RequestContentType,
             "send application/json or text/csv",
         ));
     }
@@ -118,7 +120,7 @@ pub async fn device(
     let device = store.device(&serial).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "device.unknown",
+            ErrorCode::DeviceUnknown,
             format!("device {serial} is not registered"),
         )
     })?;
@@ -171,8 +173,13 @@ pub async fn create_tokens(
     Extension(operator): Extension<Operator>,
     request: Result<Json<TokensRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = request
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "request.bad_body", e.body_text()))?;
+    let Json(request) = request.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::RequestBadBody,
+            e.body_text(),
+        )
+    })?;
     let ttl: Option<Duration> = request
         .ttl
         .as_deref()
@@ -181,7 +188,7 @@ pub async fn create_tokens(
         .map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "token.bad_ttl",
+                ErrorCode::TokenBadTtl,
                 format!("ttl: {e} (use e.g. 30m or 8h)"),
             )
         })?;
@@ -221,22 +228,24 @@ impl From<RegistryError> for ApiError {
                         tracing::error!(error = %other, "registry operation failed");
                         ApiError::new(
                             S::INTERNAL_SERVER_ERROR,
-                            "server.internal",
+                            ErrorCode::ServerInternal,
                             "the operation failed (see the server log); nothing was written",
                         )
                     }
                 };
             }
             RegistryError::BadLines(lines) if lines.iter().all(|l| l.already_registered) => {
-                (S::CONFLICT, "device.exists")
+                (S::CONFLICT, ErrorCode::DeviceExists)
             }
-            RegistryError::BadLines(_) => (S::UNPROCESSABLE_ENTITY, "registry.bad_lines"),
-            RegistryError::Csv(_) => (S::BAD_REQUEST, "registry.bad_csv"),
-            RegistryError::Empty => (S::BAD_REQUEST, "registry.empty"),
-            RegistryError::TtlTooLong { .. } => (S::BAD_REQUEST, "token.ttl_too_long"),
-            RegistryError::TokensNotAllowed { .. } => (S::FORBIDDEN, "policy.token_not_allowed"),
-            RegistryError::UnknownDevices(_) => (S::NOT_FOUND, "device.unknown"),
-            RegistryError::DeviceDisabled(_) => (S::CONFLICT, "device.disabled"),
+            RegistryError::BadLines(_) => (S::UNPROCESSABLE_ENTITY, ErrorCode::RegistryBadLines),
+            RegistryError::Csv(_) => (S::BAD_REQUEST, ErrorCode::RegistryBadCsv),
+            RegistryError::Empty => (S::BAD_REQUEST, ErrorCode::RegistryEmpty),
+            RegistryError::TtlTooLong { .. } => (S::BAD_REQUEST, ErrorCode::TokenTtlTooLong),
+            RegistryError::TokensNotAllowed { .. } => {
+                (S::FORBIDDEN, ErrorCode::PolicyTokenNotAllowed)
+            }
+            RegistryError::UnknownDevices(_) => (S::NOT_FOUND, ErrorCode::DeviceUnknown),
+            RegistryError::DeviceDisabled(_) => (S::CONFLICT, ErrorCode::DeviceDisabled),
         };
         let message = match &error {
             RegistryError::BadLines(lines) => bad_lines_message(lines),

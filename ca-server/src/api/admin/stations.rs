@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorCode};
 use crate::auth::operator::Operator;
 use crate::reprovision::{ReprovisionError, reprovision};
 use crate::stations::{self, DEFAULT_STATION_TOKEN_TTL, NewStation, StationError};
@@ -71,8 +71,13 @@ pub async fn create(
     Extension(operator): Extension<Operator>,
     body: Result<Json<CreateStationRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "request.bad_body", e.body_text()))?;
+    let Json(request) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::RequestBadBody,
+            e.body_text(),
+        )
+    })?;
     let new = NewStation {
         name: request.name.clone(),
         products: request.products,
@@ -140,9 +145,11 @@ pub async fn reprovision_device(
     )
     .await
     .map_err(|error| match error {
-        ReprovisionError::UnknownDevice(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "device.unknown", error.to_string())
-        }
+        ReprovisionError::UnknownDevice(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::DeviceUnknown,
+            error.to_string(),
+        ),
         ReprovisionError::Revocation(revocation) => revocation.into(),
         ReprovisionError::Store(store) => store.into(),
     })?;
@@ -156,21 +163,24 @@ impl From<StationError> for ApiError {
         use StatusCode as S;
         let message = error.to_string();
         let (status, code) = match error {
-            StationError::BadName(_) => (S::BAD_REQUEST, "station.bad_name"),
-            StationError::BadRateLimit(_) => (S::BAD_REQUEST, "station.bad_rate_limit"),
-            StationError::NoProducts => (S::BAD_REQUEST, "station.no_products"),
-            StationError::UnknownProduct(_) => (S::UNPROCESSABLE_ENTITY, "station.unknown_product"),
-            StationError::ProductRefusesStations { .. } => {
-                (S::UNPROCESSABLE_ENTITY, "station.product_refuses_stations")
+            StationError::BadName(_) => (S::BAD_REQUEST, ErrorCode::StationBadName),
+            StationError::BadRateLimit(_) => (S::BAD_REQUEST, ErrorCode::StationBadRateLimit),
+            StationError::NoProducts => (S::BAD_REQUEST, ErrorCode::StationNoProducts),
+            StationError::UnknownProduct(_) => {
+                (S::UNPROCESSABLE_ENTITY, ErrorCode::StationUnknownProduct)
             }
-            StationError::Exists(_) => (S::CONFLICT, "station.exists"),
-            StationError::NameIsDevice(_) => (S::CONFLICT, "station.name_is_device"),
-            StationError::Unknown(_) => (S::NOT_FOUND, "station.unknown"),
+            StationError::ProductRefusesStations { .. } => (
+                S::UNPROCESSABLE_ENTITY,
+                ErrorCode::StationProductRefusesStations,
+            ),
+            StationError::Exists(_) => (S::CONFLICT, ErrorCode::StationExists),
+            StationError::NameIsDevice(_) => (S::CONFLICT, ErrorCode::StationNameIsDevice),
+            StationError::Unknown(_) => (S::NOT_FOUND, ErrorCode::StationUnknown),
             StationError::Revocation(revocation) => return revocation.into(),
             StationError::Store(store) => return store.into(),
             StationError::Random => {
                 tracing::error!("station token generation failed");
-                (S::INTERNAL_SERVER_ERROR, "server.internal")
+                (S::INTERNAL_SERVER_ERROR, ErrorCode::ServerInternal)
             }
         };
         ApiError::new(status, code, message)
