@@ -1,8 +1,12 @@
 //! The IoMT device identity CA: issues per-device X.509 identities under the IoMT assurance
 //! profiles, enrolls devices over EST (RFC 7030) and keeps the registry and audit trail.
 //!
-//! Layers point one way: `api` (HTTP) → `auth`, `authority` (issuance), `registry` →
-//! `storage` (SQL) → `iomt_core` (policy, linter, codecs).
+//! Layers point one way: `api` (HTTP handlers) and `cli` (commands) parse, call and render;
+//! they call the services in `operations` (registry, stations, search, inventory, recalls,
+//! health), `authority` (issuance), `auth` (who is asking), `revocation` (CRL, OCSP) and
+//! `audit`; those call `storage` (the only SQL) and `pki` (CA keys and certificates); everything
+//! rests on `iomt_core` (policy, linter, codecs). `startup` composes the server; `setup` is
+//! `init`.
 
 pub mod api;
 pub mod audit;
@@ -13,14 +17,9 @@ pub mod config;
 pub mod listener;
 pub mod operations;
 pub mod pki;
-pub mod policy_changes;
-pub mod registry;
-pub mod reprovision;
 pub mod revocation;
-pub mod search;
 pub mod setup;
 pub mod startup;
-pub mod stations;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

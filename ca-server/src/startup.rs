@@ -104,7 +104,7 @@ impl Application {
             head_hash: trail.head_hash,
         };
         let metrics = Arc::new(Metrics::new());
-        crate::policy_changes::record(&policies, store.as_ref()).await?;
+        crate::operations::policy_changes::record(&policies, store.as_ref()).await?;
         let checkpointer = Checkpointer::new(
             store.clone(),
             ca.clone(),
@@ -297,4 +297,24 @@ impl Application {
         }
         public.and(https).and(metrics)
     }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
 }

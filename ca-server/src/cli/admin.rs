@@ -12,8 +12,8 @@ use rustls_pki_types::CertificateDer;
 use super::open;
 use crate::audit;
 use crate::auth::operator as credentials;
+use crate::operations::search::{self, SearchParams};
 use crate::pki::CaMaterial;
-use crate::search::{self, SearchParams};
 
 /// The audit actor of commands run on the CA host.
 const CLI_ACTOR: &str = "operator:cli";

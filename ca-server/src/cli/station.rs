@@ -1,5 +1,5 @@
 //! `ca-server station ...` and `ca-server device reprovision`: parse, call the shared
-//! operations in [`crate::stations`] and [`crate::reprovision`], print.
+//! operations in [`crate::operations::stations`] and [`crate::operations::reprovision`], print.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{open, revocation_service};
+use super::open;
+use super::revocation::revocation_service;
+use crate::operations::stations::{self, DEFAULT_STATION_TOKEN_TTL, NewStation, parse_rate_limit};
 use crate::pki::KeyAccess;
-use crate::stations::{self, DEFAULT_STATION_TOKEN_TTL, NewStation, parse_rate_limit};
 use crate::storage::StationStatus;
 
 /// `station` subcommands.
@@ -144,7 +145,8 @@ pub async fn reprovision(
 ) -> anyhow::Result<()> {
     let (service, store) = revocation_service(data_dir, database_url, access).await?;
     let changes =
-        crate::reprovision::reprovision(&service, store.as_ref(), &args.serial, ACTOR).await?;
+        crate::operations::reprovision::reprovision(&service, store.as_ref(), &args.serial, ACTOR)
+            .await?;
     for (serial, change) in &changes {
         writeln!(out, "certificate {serial} {}", change.describe())?;
     }

@@ -1,12 +1,18 @@
 //! Services for the people who run the CA, shared by the HTTP surface and the command line:
-//! readiness checks, the figures metrics report at each scrape, the fleet inventory and recalls.
-//! They call storage, revocation and the CA material; handlers and commands only parse, call and
-//! render.
+//! device registration and tokens, stations, certificate search, device re-provisioning, the
+//! policy-change audit at start, readiness checks, the figures metrics report at each scrape,
+//! the fleet inventory and recalls. They call storage, revocation and the CA material; handlers
+//! and commands only parse, call and render.
 
 pub mod gauges;
 pub mod health;
 pub mod inventory;
+pub mod policy_changes;
 pub mod recall;
+pub mod registry;
+pub mod reprovision;
+pub mod search;
+pub mod stations;
 
 pub use gauges::Gauges;
 pub use health::{AuditAtStart, Check, Health, Readiness};

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::AdminState;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::auth::operator::Operator;
+use crate::operations::search::{self, SearchError, SearchPage, SearchParams};
 use crate::revocation::{Change, REASON_NAMES, Reason, RevocationError};
-use crate::search::{self, SearchError, SearchPage, SearchParams};
 
 /// Body of a revoke request.
 #[derive(Debug, Default, Deserialize)]

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::AdminState;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::auth::operator::Operator;
-use crate::registry::{self, LineError, Registration, RegistryError};
-use crate::search::{self, CertificateSummary, SearchParams};
+use crate::operations::registry::{self, LineError, Registration, RegistryError};
+use crate::operations::search::{self, CertificateSummary, SearchParams};
 
 /// One device in a JSON registration.
 #[derive(Debug, Deserialize)]

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::AdminState;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::auth::operator::Operator;
-use crate::reprovision::{ReprovisionError, reprovision};
-use crate::stations::{self, DEFAULT_STATION_TOKEN_TTL, NewStation, StationError};
+use crate::operations::reprovision::{ReprovisionError, reprovision};
+use crate::operations::stations::{self, DEFAULT_STATION_TOKEN_TTL, NewStation, StationError};
 use crate::storage::{Station, StationStatus};
 
 /// Body of `POST /admin/v1/stations`.
