@@ -116,20 +116,29 @@ impl Limits {
         Duration::from_secs(self.body_timeout_secs)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), OutOfRange> {
         let timeouts = [
-            ("handshake_timeout_secs", self.handshake_timeout_secs),
-            ("header_timeout_secs", self.header_timeout_secs),
-            ("body_timeout_secs", self.body_timeout_secs),
+            ("limits.handshake_timeout_secs", self.handshake_timeout_secs),
+            ("limits.header_timeout_secs", self.header_timeout_secs),
+            ("limits.body_timeout_secs", self.body_timeout_secs),
         ];
         if let Some((key, _)) = timeouts.iter().find(|(_, secs)| *secs == 0) {
-            return Err(format!("limits.{key} must be at least 1 second"));
+            return Err(OutOfRange::ZeroSeconds(key));
         }
         if self.max_connections == Some(0) {
-            return Err("limits.max_connections must be at least 1".to_owned());
+            return Err(OutOfRange::Zero("limits.max_connections"));
         }
         Ok(())
     }
+}
+
+/// A setting that parses but cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutOfRange {
+    #[error("{0} must be at least 1 second")]
+    ZeroSeconds(&'static str),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
 }
 
 /// Why the configuration could not be read.
@@ -142,6 +151,8 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{path}: {problem}")]
+    OutOfRange { path: PathBuf, problem: OutOfRange },
     #[error("no CA in {0}: run `ca-server init --data-dir {0}` first")]
     NotInitialized(String),
 }
@@ -170,16 +181,13 @@ impl Settings {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let checked = config.limits.check().and_then(|()| {
-            if config.audit.checkpoint_interval_secs == 0 {
-                Err("audit.checkpoint_interval_secs must be at least 1 second".to_owned())
-            } else {
-                Ok(())
-            }
-        });
-        checked.map_err(|message| ConfigError::Invalid {
+        let checked = match config.audit.checkpoint_interval_secs {
+            0 => Err(OutOfRange::ZeroSeconds("audit.checkpoint_interval_secs")),
+            _ => config.limits.check(),
+        };
+        checked.map_err(|problem| ConfigError::OutOfRange {
             path: path.clone(),
-            message,
+            problem,
         })?;
         Ok(Settings {
             data_dir: data_dir.to_path_buf(),

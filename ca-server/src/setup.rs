@@ -15,8 +15,8 @@ use crate::pki::fingerprint::sha256_colon_hex;
 use crate::pki::{
     HierarchyParams, KeyAccess, KeyStore, PendingToken, PkiError, TokenOptions, create_hierarchy,
 };
-use crate::storage::AuditEvent;
 use crate::storage::provision::{self, ProvisionError};
+use crate::storage::{AuditAction, AuditEvent};
 
 /// The file (0600) holding the admin API bearer token; only its hash is in config.toml.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -342,7 +342,7 @@ fn first_events(
     let mut events = vec![AuditEvent {
         at: now,
         actor: "operator".into(),
-        action: "ca.created".into(),
+        action: AuditAction::CaCreated.into(),
         object: "ca:root".into(),
         details: serde_json::json!({
             "root_sha256": report.root_fingerprint,
@@ -357,7 +357,7 @@ fn first_events(
         events.push(AuditEvent {
             at: now,
             actor: "operator".into(),
-            action: "policy.loaded".into(),
+            action: AuditAction::PolicyLoaded.into(),
             object: format!("policy:{}", file.name),
             details: serde_json::json!({ "sha256": file.sha256, "text": file.text }).to_string(),
         });

@@ -63,16 +63,11 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub chain: Option<PathBuf>,
     /// Refuse certificates of any other level (basic, substantial, high).
-    #[arg(long, value_parser = parse_level)]
+    #[arg(long)]
     pub require_level: Option<iomt_core::policy::Level>,
     /// How to check revocation.
     #[arg(long, value_enum, default_value = "auto")]
     pub revocation: RevocationCheck,
-}
-
-fn parse_level(text: &str) -> Result<iomt_core::policy::Level, String> {
-    iomt_core::policy::Level::parse(text)
-        .ok_or_else(|| format!("`{text}` is not basic, substantial or high"))
 }
 
 /// Where the CA is (shared by renew and run).

@@ -106,7 +106,8 @@ pub async fn verify(request: &VerifyRequest) -> Result<Report, ClientError> {
             Verdict::Untrusted("the issuing CA certificate was not given (--chain)".into()),
         );
     };
-    if let Err(reason) = chain_ok(&leaf, issuer_der, &root) {
+    if let Err(problem) = chain_ok(&leaf, issuer_der, &root) {
+        let reason = problem.to_string();
         lines.push(("chain".into(), format!("FAILED: {reason}")));
         return finish(lines, Verdict::Untrusted(reason));
     }
@@ -240,11 +241,48 @@ pub(crate) fn reason_name(code: Option<u8>) -> &'static str {
     }
 }
 
-fn chain_ok(leaf: &[u8], issuer: &[u8], root: &[u8]) -> Result<(), String> {
+/// Why the chain from the device certificate to the given root does not verify; webpki's
+/// error is kept as it is so the report names the failed check (`UnknownIssuer`, `CertExpired`).
+#[derive(Debug, thiserror::Error)]
+enum ChainProblem {
+    #[error("the device certificate is not a well-formed end-entity certificate ({0:?})")]
+    Leaf(webpki::Error),
+    #[error("the root cannot serve as a trust anchor ({0:?})")]
+    Anchor(webpki::Error),
+    #[error("{0:?}")]
+    Path(webpki::Error),
+}
+
+/// Why a revocation source (OCSP responder or CRL) gave no usable answer.
+#[derive(Debug, thiserror::Error)]
+enum StatusProblem {
+    #[error("no randomness for the OCSP nonce")]
+    NoRandomness,
+    #[error("the OCSP request cannot be built: {0}")]
+    Request(#[from] ocsp::OcspResponseError),
+    #[error("unreachable: {0}")]
+    Unreachable(reqwest::Error),
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    #[error("reading the answer: {0}")]
+    Body(reqwest::Error),
+    #[error(transparent)]
+    Ocsp(#[from] ocsp::OcspCheckError),
+    #[error("not a DER CRL: {0}")]
+    NotCrl(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("the CRL is not the issuing CA's")]
+    CrlIssuer,
+    #[error("the CRL signature does not verify")]
+    CrlSignature,
+    #[error("the CRL is stale (nextUpdate has passed)")]
+    CrlStale,
+}
+
+fn chain_ok(leaf: &[u8], issuer: &[u8], root: &[u8]) -> Result<(), ChainProblem> {
     let leaf = CertificateDer::from(leaf.to_vec());
     let root = CertificateDer::from(root.to_vec());
-    let end_entity = webpki::EndEntityCert::try_from(&leaf).map_err(|e| format!("{e:?}"))?;
-    let anchor = webpki::anchor_from_trusted_cert(&root).map_err(|e| format!("{e:?}"))?;
+    let end_entity = webpki::EndEntityCert::try_from(&leaf).map_err(ChainProblem::Leaf)?;
+    let anchor = webpki::anchor_from_trusted_cert(&root).map_err(ChainProblem::Anchor)?;
     end_entity
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
@@ -256,7 +294,7 @@ fn chain_ok(leaf: &[u8], issuer: &[u8], root: &[u8]) -> Result<(), String> {
             None,
         )
         .map(|_| ())
-        .map_err(|e| format!("{e:?}"))
+        .map_err(ChainProblem::Path)
 }
 
 fn policy_oids(cert: &X509Certificate<'_>) -> Vec<String> {
@@ -398,21 +436,27 @@ async fn check_ocsp(
     url: &str,
     issuer: &[u8],
     serial: &[u8],
-) -> Result<Status, String> {
+) -> Result<Status, StatusProblem> {
     let mut nonce = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-        .map_err(|_| "no randomness".to_owned())?;
-    let request = ocsp::build_request(issuer, serial, Some(&nonce)).map_err(|e| e.to_string())?;
+        .map_err(|_| StatusProblem::NoRandomness)?;
+    let request = ocsp::build_request(issuer, serial, Some(&nonce))?;
     let response = client
         .post(url)
         .header("content-type", "application/ocsp-request")
         .body(request)
         .send()
         .await
-        .map_err(|e| format!("unreachable: {e}"))?;
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
+        .map_err(StatusProblem::Unreachable)?;
+    let body = response.bytes().await.map_err(StatusProblem::Body)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    ocsp::check_response(&body, issuer, serial, Some(&nonce), now).map_err(|e| e.to_string())
+    Ok(ocsp::check_response(
+        &body,
+        issuer,
+        serial,
+        Some(&nonce),
+        now,
+    )?)
 }
 
 async fn check_crl(
@@ -420,25 +464,25 @@ async fn check_crl(
     url: &str,
     issuer: &X509Certificate<'_>,
     serial: &[u8],
-) -> Result<Status, String> {
+) -> Result<Status, StatusProblem> {
     let response = client
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("unreachable: {e}"))?;
+        .map_err(StatusProblem::Unreachable)?;
     if !response.status().is_success() {
-        return Err(format!("HTTP {}", response.status()));
+        return Err(StatusProblem::Status(response.status()));
     }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    let (_, crl) = x509_parser::parse_x509_crl(&body).map_err(|e| format!("not a DER CRL: {e}"))?;
+    let body = response.bytes().await.map_err(StatusProblem::Body)?;
+    let (_, crl) = x509_parser::parse_x509_crl(&body).map_err(StatusProblem::NotCrl)?;
     if crl.issuer().as_raw() != issuer.subject().as_raw() {
-        return Err("the CRL is not the issuing CA's".into());
+        return Err(StatusProblem::CrlIssuer);
     }
     crl.verify_signature(issuer.public_key())
-        .map_err(|_| "the CRL signature does not verify".to_owned())?;
+        .map_err(|_| StatusProblem::CrlSignature)?;
     let now = x509_parser::time::ASN1Time::now();
     if crl.next_update().is_some_and(|next| next < now) {
-        return Err("the CRL is stale (nextUpdate has passed)".into());
+        return Err(StatusProblem::CrlStale);
     }
     let entry = crl
         .iter_revoked_certificates()

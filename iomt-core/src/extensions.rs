@@ -16,7 +16,7 @@ use crate::identity::HardwareModuleName;
 use crate::oids;
 
 /// Why an extension could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ExtensionError {
     #[error("`{0}` is not a dotted OID")]
     Oid(String),

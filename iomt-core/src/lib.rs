@@ -8,4 +8,5 @@ pub mod lint;
 pub mod ocsp;
 pub mod oids;
 pub mod policy;
+pub mod serial;
 pub mod wire;

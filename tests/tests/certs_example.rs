@@ -1,19 +1,31 @@
 //! `certs-example/`: the generator of the example PKI that the README there explains, and its
 //! verifier. Every run generates a fresh set into a temporary directory and verifies it, then
-//! verifies the committed set; `REGENERATE_CERTS_EXAMPLE=1` also replaces the committed files.
-//! No private key is ever written there.
+//! verifies the committed set; `REGENERATE_CERTS_EXAMPLE=1` also replaces the committed files and
+//! moves the README's `-attime` to the new set. No private key is ever written there, and every
+//! URL names the placeholder host [`PUBLIC_URL`].
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ca_server::authority::{CertificateInputs, build_and_sign};
 use ca_server::pki::{CaMaterial, PublicUrls};
 use ca_server::revocation::Reason;
+use enroll_client::provision::{ProvisionRequest, provision};
 use iomt_core::identity::{DeviceRecord, Identity};
 use iomt_core::lint::{LintInput, lint_device_certificate};
 use iomt_core::ocsp::{self, Status};
 use iomt_core::policy::{Policy, PolicySet, shipped_sources};
 use iomt_tests::{TestApp, read_pem_certs};
 use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+
+/// The public base URL of the example CA: every CRL, OCSP and caIssuers URL in the set starts
+/// with it. `.invalid` is reserved by RFC 6761 §6.4 and never resolves, so nobody fetches from a
+/// host that happens to exist.
+const PUBLIC_URL: &str = "http://ca.example.invalid";
+
+/// The example station: its name is also its certificate's CN.
+const STATION: &str = "PLANT01-LINE1-ST01";
 
 fn pem(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
@@ -51,8 +63,29 @@ const DEVICES: [(&str, &str, &str, &str, &str); 4] = [
     ),
 ];
 
+/// An evaluation CA whose certificates point at [`PUBLIC_URL`], served on ephemeral ports.
+async fn spawn_example_ca() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ca");
+    TestApp::cli_in(
+        data.to_str().unwrap(),
+        &[
+            "init",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--public-url",
+            PUBLIC_URL,
+        ],
+    )
+    .await
+    .expect("init");
+    TestApp::serve_dir(dir, ca_server::pki::KeyAccess::default()).await
+}
+
 async fn generate(out: &Path) {
-    let app = TestApp::spawn_published().await;
+    let app = spawn_example_ca().await;
     let ca_dir = app.data_dir().join("ca");
     for (from, to) in [
         ("root", "root.pem"),
@@ -71,12 +104,64 @@ async fn generate(out: &Path) {
         std::fs::copy(dir.join("cert.pem"), out.join(file)).unwrap();
         std::fs::copy(dir.join("chain.pem"), out.join("chain-basic.pem")).unwrap();
     }
-    // Substantial and High need a station and key attestation, which this CA does not accept
-    // yet; their samples come from the same certificate builder and linter, not through EST.
+    // A station enrolls its own key with a one-time token, then provisions the Substantial
+    // device through EST with its certificate (docs/PROFILE.md §3.4, §6.3).
+    let token = app
+        .cli(&[
+            "station",
+            "create",
+            "--name",
+            STATION,
+            "--products",
+            DEVICES[2].1,
+        ])
+        .await
+        .expect("station create");
+    let station_dir = app.dir.path().join("station");
+    app.enroll(STATION, token.trim(), &station_dir)
+        .await
+        .unwrap();
+    std::fs::copy(
+        station_dir.join("cert.pem"),
+        out.join(format!("station-{STATION}.pem")),
+    )
+    .unwrap();
+    let (file, product, serial, gtin, _) = DEVICES[2];
+    app.cli(&[
+        "device",
+        "register",
+        "--serial",
+        serial,
+        "--product",
+        product,
+        "--gtin",
+        gtin,
+    ])
+    .await
+    .expect("register");
+    let serials = app.dir.path().join("serials.txt");
+    std::fs::write(&serials, format!("{serial}\n")).unwrap();
+    let line_out = app.dir.path().join("line-out");
+    let report = provision(&ProvisionRequest {
+        server: app.est_server(),
+        station: station_dir,
+        serials,
+        out: line_out.clone(),
+        concurrency: 1,
+        pkcs12_password: None,
+        progress: false,
+    })
+    .await
+    .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    std::fs::copy(line_out.join(serial).join("cert.pem"), out.join(file)).unwrap();
+
+    // High needs verified key attestation, which this CA does not accept yet (it refuses every
+    // High request); its sample comes from the same certificate builder and linter, not EST.
     let ca = CaMaterial::load(&app.data_dir()).unwrap();
     let policies = app.authority.policies();
-    let urls = PublicUrls::new(&format!("http://{}", app.http));
-    for (file, product, serial, gtin, _) in &DEVICES[2..] {
+    let urls = PublicUrls::new(PUBLIC_URL);
+    for (file, product, serial, gtin, _) in &DEVICES[3..] {
         let policy = policies.product(product).unwrap();
         let identity = Identity::build(
             policy,
@@ -100,40 +185,6 @@ async fn generate(out: &Path) {
         .unwrap();
         std::fs::write(out.join(file), pem(&signed.der)).unwrap();
     }
-    // A station certificate (PROFILES §3.4) from the station CA.
-    let station_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(
-        rcgen::DnType::CountryName,
-        rcgen::DnValue::PrintableString("US".try_into().unwrap()),
-    );
-    params.distinguished_name.push(
-        rcgen::DnType::OrganizationName,
-        "Example Medical Devices, Inc.",
-    );
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "PLANT01-LINE1-ST01");
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = now + time::Duration::days(365);
-    params.serial_number = Some(ca_server::pki::random_serial().unwrap());
-    params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    params.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(
-        iomt_core::extensions::key_identifier(station_key.public_key_raw()),
-    );
-    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
-        &[2, 5, 29, 32],
-        iomt_core::extensions::certificate_policies(&["1.3.6.1.4.1.32473.7.4.1".to_owned()])
-            .unwrap(),
-    )];
-    let station = params.signed_by(&station_key, &ca.station.issuer).unwrap();
-    std::fs::write(out.join("station-PLANT01-LINE1-ST01.pem"), station.pem()).unwrap();
-
     // The revoked device, its CRL entry and an OCSP response saying so.
     let revoked = read_pem_certs(&out.join(DEVICES[1].0)).remove(0);
     let (_, parsed) = x509_parser::parse_x509_certificate(&revoked).unwrap();
@@ -144,7 +195,7 @@ async fn generate(out: &Path) {
         .collect();
     app.revocation
         .revoke(
-            &serial_hex,
+            &serial_hex.parse().unwrap(),
             Reason::parse("keyCompromise").unwrap(),
             "example",
         )
@@ -169,11 +220,24 @@ fn verify_set(dir: &Path) {
         if !path.is_file() {
             continue;
         }
-        let text = std::fs::read(path).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&text);
         assert!(
-            !String::from_utf8_lossy(&text).contains("PRIVATE KEY"),
+            !text.contains("PRIVATE KEY"),
             "no private key is ever written"
         );
+        for host in ["127.0.0.1", "localhost"] {
+            assert!(
+                !text.contains(host),
+                "{}: names {host}; every URL uses {PUBLIC_URL}",
+                path.display()
+            );
+        }
+        if path.extension().is_some_and(|e| e == "pem") {
+            for der in read_pem_certs(&path) {
+                assert_placeholder_urls(&path, &der);
+            }
+        }
     }
     let root = CertificateDer::from(read_pem_certs(&dir.join("root.pem")).remove(0));
     let policies = PolicySet::from_sources(shipped_sources()).unwrap();
@@ -236,7 +300,14 @@ fn verify_set(dir: &Path) {
         .verify_signature(root_cert.public_key())
         .expect("root CRL signature");
     let response = std::fs::read(dir.join("ocsp-revoked-IP20000002.der")).unwrap();
-    let at = crl.last_update().timestamp() + 60;
+    let at = verification_time(dir);
+    for crl in [&crl, &root_crl] {
+        let next = crl.next_update().map_or(i64::MAX, |t| t.timestamp());
+        assert!(
+            (crl.last_update().timestamp()..next).contains(&at),
+            "both CRLs are current at the verification time"
+        );
+    }
     let status = ocsp::check_response(&response, &issuer_der, revoked.raw_serial(), None, at)
         .expect("OCSP response verifies");
     assert!(
@@ -249,6 +320,79 @@ fn verify_set(dir: &Path) {
         ),
         "{status:?}"
     );
+}
+
+/// Every URL in the certificate's CRL distribution points and AIA starts with [`PUBLIC_URL`]/,
+/// and the certificate is valid at the set's [`verification_time`] (the README's `-attime`).
+fn assert_placeholder_urls(path: &Path, der: &[u8]) {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let mut uris = Vec::new();
+    for extension in cert.extensions() {
+        match extension.parsed_extension() {
+            ParsedExtension::CRLDistributionPoints(points) => {
+                for point in points.iter() {
+                    if let Some(DistributionPointName::FullName(names)) = &point.distribution_point
+                    {
+                        uris.extend(names.iter().filter_map(uri));
+                    }
+                }
+            }
+            ParsedExtension::AuthorityInfoAccess(aia) => {
+                uris.extend(
+                    aia.accessdescs
+                        .iter()
+                        .filter_map(|d| uri(&d.access_location)),
+                );
+            }
+            _ => {}
+        }
+    }
+    for uri in uris {
+        assert!(
+            uri.starts_with(&format!("{PUBLIC_URL}/")),
+            "{}: {uri} is not under {PUBLIC_URL}",
+            path.display()
+        );
+    }
+    let dir = path.parent().unwrap();
+    let at = verification_time(dir);
+    let validity = cert.validity();
+    assert!(
+        (validity.not_before.timestamp()..=validity.not_after.timestamp()).contains(&at),
+        "{}: not valid at the verification time {at}",
+        path.display()
+    );
+}
+
+fn uri<'a>(name: &GeneralName<'a>) -> Option<&'a str> {
+    match name {
+        GeneralName::URI(uri) => Some(uri),
+        _ => None,
+    }
+}
+
+/// The moment the set is verified at, by this test and by the README's commands (`-attime`): a
+/// minute after the Basic CRL was signed, the last thing made but the OCSP answer, when every
+/// certificate, both CRLs and the OCSP answer (valid an hour) are current.
+fn verification_time(dir: &Path) -> i64 {
+    let crl = std::fs::read(dir.join("basic.crl")).unwrap();
+    let (_, crl) = x509_parser::parse_x509_crl(&crl).unwrap();
+    crl.last_update().timestamp() + 60
+}
+
+/// The one `-attime` value every command of the README uses.
+fn readme_attime(readme: &str) -> i64 {
+    let values: BTreeSet<&str> = readme
+        .split("-attime ")
+        .skip(1)
+        .map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next().unwrap())
+        .collect();
+    assert_eq!(
+        values.len(),
+        1,
+        "certs-example/README.md uses one -attime: {values:?}"
+    );
+    values.first().unwrap().parse().unwrap()
 }
 
 /// Verifies `leaf` → `issuer` → root an hour into the leaf's validity; returns that time.
@@ -300,6 +444,20 @@ async fn generated_example_set_verifies_and_the_committed_one_too() {
             let path = entry.unwrap().path();
             std::fs::copy(&path, example_dir().join(path.file_name().unwrap())).unwrap();
         }
+        // The README verifies the set at a fixed time: move it (every occurrence, also in
+        // `date -d @...`) to the new set.
+        let readme = example_dir().join("README.md");
+        let text = std::fs::read_to_string(&readme).unwrap();
+        let old = readme_attime(&text).to_string();
+        let new = verification_time(&example_dir()).to_string();
+        std::fs::write(&readme, text.replace(&old, &new)).unwrap();
     }
     verify_set(&example_dir());
+    let readme = std::fs::read_to_string(example_dir().join("README.md")).unwrap();
+    assert_eq!(
+        readme_attime(&readme),
+        verification_time(&example_dir()),
+        "certs-example/README.md verifies the committed set at its verification time \
+         (REGENERATE_CERTS_EXAMPLE=1 moves it)"
+    );
 }

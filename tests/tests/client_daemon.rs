@@ -164,7 +164,7 @@ async fn run_with_a_held_certificate_waits_until_released_then_renews() {
         "no renewal while on hold"
     );
     app.revocation
-        .release(&serial, "test")
+        .release(&serial.parse().unwrap(), "test")
         .await
         .expect("release");
     running

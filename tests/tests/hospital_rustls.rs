@@ -205,7 +205,7 @@ async fn revoked_device_is_rejected_as_revoked() {
 
     let reason = ca_server::revocation::Reason::parse("keyCompromise").unwrap();
     app.revocation
-        .revoke(&revoked_serial, reason, "test")
+        .revoke(&revoked_serial.parse().unwrap(), reason, "test")
         .await
         .unwrap();
     hospital.server.refresh_crls().await.expect("refresh");
@@ -357,7 +357,7 @@ async fn failed_crl_refresh_is_reported_and_the_held_crls_stay_in_use() {
     let (revoked, revoked_serial) = enroll(&app, "IP20000008").await;
     let reason = ca_server::revocation::Reason::parse("keyCompromise").unwrap();
     app.revocation
-        .revoke(&revoked_serial, reason, "test")
+        .revoke(&revoked_serial.parse().unwrap(), reason, "test")
         .await
         .unwrap();
     let mut hospital = Hospital::start(&app, &[BASIC]).await;

@@ -101,7 +101,7 @@ async fn two_replicas_share_one_postgres_registry() {
     let victim = app.certificates(&devices[0].0).await.remove(0);
     let reason = ca_server::revocation::Reason::parse("keyCompromise").unwrap();
     app.revocation
-        .revoke(&victim.serial, reason, "test")
+        .revoke(&victim.serial.parse().unwrap(), reason, "test")
         .await
         .unwrap();
     let crl = replica_revocation.current_crl("basic").await.unwrap();
@@ -169,7 +169,7 @@ async fn two_replicas_share_one_postgres_registry() {
         };
         tasks.spawn(async move {
             service
-                .revoke(&serial, reason, "test")
+                .revoke(&serial.parse().unwrap(), reason, "test")
                 .await
                 .map(|_| serial)
         });

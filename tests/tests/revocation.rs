@@ -431,7 +431,11 @@ async fn concurrent_revocations_keep_crl_numbers_increasing_and_lose_nothing() {
         .iter()
         .map(|serial| {
             let (revocation, serial) = (app.revocation.clone(), serial.clone());
-            tokio::spawn(async move { revocation.revoke(&serial, reason, "test").await })
+            tokio::spawn(async move {
+                revocation
+                    .revoke(&serial.parse().unwrap(), reason, "test")
+                    .await
+            })
         })
         .collect();
     for task in tasks {

@@ -61,6 +61,8 @@ error_codes! {
     CaRootOffline = "ca.root_offline",
     /// no CA certificate of that name
     CaUnknown = "ca.unknown",
+    /// the certificate serial is not 1 to 20 octets of hex (colons allowed)
+    CertificateBadSerial = "certificate.bad_serial",
     /// release asked for a certificate that is not on hold
     CertificateNotOnHold = "certificate.not_on_hold",
     /// no certificate with that serial

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::pki::{AuditSigner, PkiError, check_audit_signer_profile};
+use crate::pki::{AuditSigner, PkiError, ProfileViolation, check_audit_signer_profile};
 use crate::storage::{AuditHead, Store, StoreError, StoredCheckpoint};
 
 /// First line of every statement, and the `format` of every checkpoint file.
@@ -38,6 +38,8 @@ pub enum CheckpointError {
     Malformed(String),
     #[error("{0}")]
     NotAuthentic(String),
+    #[error("its signer certificate is not an audit-key certificate: {0}")]
+    SignerProfile(#[from] ProfileViolation),
     #[error("signing the checkpoint: {0}")]
     Signing(#[from] PkiError),
     #[error(transparent)]
@@ -133,7 +135,7 @@ pub fn authenticate(checkpoint: &StoredCheckpoint, root_der: &[u8]) -> Result<()
             "its signer certificate was not issued by this CA's root",
         ));
     }
-    check_audit_signer_profile(&signer).map_err(CheckpointError::NotAuthentic)?;
+    check_audit_signer_profile(&signer)?;
     let validity = signer.validity();
     if checkpoint.at < validity.not_before.timestamp()
         || checkpoint.at > validity.not_after.timestamp()

@@ -1,7 +1,7 @@
 //! What `serve` does with the audit trail before it answers anyone.
 
 use super::chain::{Verification, verify_at_start};
-use crate::storage::{AuditEvent, Store, StoreError};
+use crate::storage::{AuditAction, AuditEvent, Store, StoreError};
 
 /// Why `serve` does not start on this audit trail.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub async fn guard_at_start(
             .append_audit(&[AuditEvent {
                 at: time::OffsetDateTime::now_utc().unix_timestamp(),
                 actor: "ca".to_owned(),
-                action: "audit.protection_restored".to_owned(),
+                action: AuditAction::AuditProtectionRestored.into(),
                 object: "audit_events".to_owned(),
                 details: serde_json::json!({ "triggers": restored }).to_string(),
             }])

@@ -5,13 +5,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::storage::{AuditEvent, Store};
+use crate::storage::{AuditAction, AuditEvent, Store};
 
 /// Refusals audited individually per minute (per server process).
 pub const FAILURES_PER_MINUTE: u32 = 30;
-
-/// The action of a refused admin API call.
-pub const LOGIN_FAILED: &str = "admin.login_failed";
 
 #[derive(Debug, Default)]
 struct Window {
@@ -76,7 +73,7 @@ impl FailureAudit {
         let event = AuditEvent {
             at: now,
             actor: refusal.actor,
-            action: LOGIN_FAILED.into(),
+            action: AuditAction::AdminLoginFailed.into(),
             object: format!("route:{}", refusal.route),
             details: serde_json::json!({
                 "reason": refusal.reason,

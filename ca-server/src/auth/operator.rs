@@ -21,7 +21,9 @@ use subtle::ConstantTimeEq;
 use super::operator_profile::{self, ForbiddenIssuers, ProfileProblem};
 use crate::pki::CaMaterial;
 use crate::pki::fingerprint::sha256_hex;
-use crate::storage::{AuditEvent, OperatorKind, OperatorRecord, Role, Store, StoreError};
+use crate::storage::{
+    AuditAction, AuditEvent, OperatorKind, OperatorRecord, Role, Store, StoreError,
+};
 
 /// Prefix of every API key (easy to spot in a secret scanner).
 const KEY_PREFIX: &str = "iomt_";
@@ -391,7 +393,7 @@ pub async fn create_key(
     let audit = AuditEvent {
         at,
         actor: actor.to_owned(),
-        action: "apikey.created".into(),
+        action: AuditAction::ApiKeyCreated.into(),
         object: format!("apikey:{name}"),
         details: serde_json::json!({"role": role.as_str(), "key_id": key.id}).to_string(),
     };
@@ -427,7 +429,7 @@ pub async fn add_certificate(
     let audit = AuditEvent {
         at,
         actor: actor.to_owned(),
-        action: "operator.added".into(),
+        action: AuditAction::OperatorAdded.into(),
         object: format!("operator:{name}"),
         details: serde_json::json!({"role": role.as_str(), "sha256": fingerprint}).to_string(),
     };
@@ -441,7 +443,7 @@ pub async fn revoke(store: &dyn Store, name: &str, actor: &str) -> Result<(), Op
     let audit = AuditEvent {
         at,
         actor: actor.to_owned(),
-        action: "operator.revoked".into(),
+        action: AuditAction::OperatorRevoked.into(),
         object: format!("operator:{name}"),
         details: "{}".into(),
     };

@@ -2,6 +2,18 @@
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 
+/// Why a client certificate does not verify against one of our CAs; the webpki error is kept
+/// as it is so logs and refusals name the exact check that failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ChainError {
+    #[error("the certificate is not a well-formed end-entity certificate ({0:?})")]
+    Leaf(webpki::Error),
+    #[error("the issuing CA certificate cannot serve as a trust anchor ({0:?})")]
+    Anchor(webpki::Error),
+    #[error("chain verification failed: {0:?}")]
+    Path(webpki::Error),
+}
+
 /// Verifies `leaf` for TLS client authentication at `at` (Unix seconds), issued directly by
 /// `issuer_der`. The issuer is one of this CA's own certificates, loaded from its data
 /// directory, so it serves as the trust anchor itself: re-verifying the root's signature over
@@ -11,9 +23,9 @@ pub(super) fn verify_client_certificate(
     leaf: &CertificateDer<'_>,
     issuer_der: &CertificateDer<'_>,
     at: i64,
-) -> Result<(), String> {
-    let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("{e:?}"))?;
-    let anchor = webpki::anchor_from_trusted_cert(issuer_der).map_err(|e| format!("{e:?}"))?;
+) -> Result<(), ChainError> {
+    let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(ChainError::Leaf)?;
+    let anchor = webpki::anchor_from_trusted_cert(issuer_der).map_err(ChainError::Anchor)?;
     let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
         u64::try_from(at).unwrap_or(0),
     ));
@@ -28,7 +40,7 @@ pub(super) fn verify_client_certificate(
             None,
         )
         .map(|_| ())
-        .map_err(|e| format!("chain verification failed: {e:?}"))
+        .map_err(ChainError::Path)
 }
 
 /// Station certificates whose chain already verified, so a station's keep-alive stream of
@@ -52,7 +64,7 @@ impl VerifiedChains {
         leaf: &CertificateDer<'_>,
         issuer_der: &CertificateDer<'_>,
         at: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), ChainError> {
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         digest.update(leaf);
         digest.update(issuer_der);

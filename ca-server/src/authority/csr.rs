@@ -1,7 +1,7 @@
 //! PKCS#10 requests: parse hostile DER, verify proof of possession, describe the key, and
 //! check whatever subject and SAN values the CSR carries against the registration record.
 
-use iomt_core::extensions::hardware_module_name_from_other_name;
+use iomt_core::extensions::{ExtensionError, hardware_module_name_from_other_name};
 use iomt_core::identity::{HardwareModuleName, Identity};
 use iomt_core::oids;
 use iomt_core::policy::{Curve, Policy};
@@ -81,7 +81,8 @@ pub struct Csr {
 
 #[derive(Debug, Clone)]
 enum SanEntry {
-    Hmn(Result<HardwareModuleName, String>),
+    /// A HardwareModuleName, or why its DER did not decode (reported in the refusal).
+    Hmn(Result<HardwareModuleName, ExtensionError>),
     Uri(String),
     Other(&'static str, String),
 }
@@ -137,10 +138,7 @@ impl Csr {
                 for name in &names.general_names {
                     san.push(match name {
                         GeneralName::OtherName(oid, value) if oid.to_id_string() == HMN_OID => {
-                            SanEntry::Hmn(
-                                hardware_module_name_from_other_name(value)
-                                    .map_err(|e| e.to_string()),
-                            )
+                            SanEntry::Hmn(hardware_module_name_from_other_name(value))
                         }
                         GeneralName::URI(uri) => SanEntry::Uri((*uri).to_owned()),
                         GeneralName::DNSName(dns) => SanEntry::Other("dNSName", (*dns).to_owned()),

@@ -34,8 +34,8 @@ pub use token::TokenEnrollment;
 
 use crate::pki::{CaMaterial, PublicUrls};
 use crate::storage::{
-    AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, GroupCommit,
-    HeldCertificate, Issuance, StationQuota, Store, StoreError,
+    AuditAction, AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus,
+    GroupCommit, HeldCertificate, Issuance, StationQuota, Store, StoreError,
 };
 
 /// A certificate that was issued and committed.
@@ -286,7 +286,7 @@ impl Authority {
                     Some(hash),
                     None,
                     None,
-                    "certificate.issued",
+                    AuditAction::CertificateIssued,
                 ),
                 Authorization::CurrentCertificate(serial) => (
                     device_actor,
@@ -294,7 +294,7 @@ impl Authority {
                     None,
                     Some(serial),
                     None,
-                    "certificate.reissued",
+                    AuditAction::CertificateReissued,
                 ),
                 Authorization::Station(quota) => (
                     format!("station:{}", quota.station),
@@ -302,7 +302,7 @@ impl Authority {
                     None,
                     None,
                     Some(quota),
-                    "certificate.issued",
+                    AuditAction::CertificateIssued,
                 ),
             };
         let initial = consume_token.is_some() || station_quota.is_some();
@@ -328,7 +328,7 @@ impl Authority {
             audit: AuditEvent {
                 at: now.unix_timestamp(),
                 actor,
-                action: action.to_owned(),
+                action: action.into(),
                 object: format!("certificate:{}", signed.serial_hex),
                 details: serde_json::json!({
                     "device": device.serial,
@@ -383,7 +383,7 @@ impl Authority {
             product = %device.product,
             level = level.as_str(),
             authorized_by = %authorized_by,
-            action,
+            action = action.as_str(),
             "certificate issued"
         );
         Ok(Issued {
@@ -480,7 +480,7 @@ impl Authority {
             .append_audit(&[AuditEvent {
                 at: now.unix_timestamp(),
                 actor: actor.to_owned(),
-                action: "enrollment.refused_clone".to_owned(),
+                action: AuditAction::EnrollmentRefusedClone.into(),
                 object: format!("device:{}", device.serial),
                 details: serde_json::json!({
                     "reason": "device already holds a valid certificate",

@@ -143,7 +143,7 @@ impl Authority {
             .min(record.not_after - 1)
             .max(record.not_before);
         super::chain::verify_client_certificate(leaf, &self.ca.issuing(level).cert_der, at)
-            .map_err(|reason| not_ours(&reason))?;
+            .map_err(|reason| not_ours(&reason.to_string()))?;
         match record.status {
             CertificateStatus::Valid => {}
             CertificateStatus::OnHold => return Err(refuse(ReenrollProblem::OnHold)),

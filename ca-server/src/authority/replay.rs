@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 
 use super::csr::{CsrError, KeyNotAllowed};
 use super::{Authority, EnrollError, Issued, SignedCertificate};
-use crate::storage::{AuditEvent, CertificateRecord, CertificateStatus, Device, StoreError};
+use crate::storage::{
+    AuditAction, AuditEvent, CertificateRecord, CertificateStatus, Device, StoreError,
+};
 
 /// How long a station's or a re-enrollment's answer may be sent again.
 const RESEND_WINDOW_SECS: i64 = 24 * 3600;
@@ -144,7 +146,7 @@ impl Authority {
             .append_audit(&[AuditEvent {
                 at: now.unix_timestamp(),
                 actor: repeat.actor.to_owned(),
-                action: "certificate.resent".to_owned(),
+                action: AuditAction::CertificateResent.into(),
                 object: format!("certificate:{}", record.serial),
                 details: serde_json::json!({
                     "device": repeat.device.serial,

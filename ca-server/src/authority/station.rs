@@ -15,8 +15,8 @@ use super::{
 };
 use crate::auth::operator_profile;
 use crate::storage::{
-    AuditEvent, FactsQuery, Station, StationCertificate, StationIssuance, StationQuota,
-    StationStatus, StoreError,
+    AuditAction, AuditEvent, FactsQuery, Station, StationCertificate, StationIssuance,
+    StationQuota, StationStatus, StoreError,
 };
 use iomt_core::policy::Curve;
 
@@ -143,8 +143,9 @@ impl Authority {
         if operator_profile::is_operator_certificate(&parsed) {
             return Err(not_station(operator_profile::REFUSED_ON_EST));
         }
-        self.verify_station_chain(leaf, now)
-            .map_err(|reason| not_station(&reason))?;
+        self.verify_station_chain(leaf, now).map_err(|reason| {
+            not_station(&format!("it was not issued by the station CA ({reason})"))
+        })?;
         let (record, station) = self
             .store
             .station_by_certificate(&hex::encode(parsed.raw_serial()))
@@ -168,10 +169,9 @@ impl Authority {
         &self,
         leaf: &CertificateDer<'static>,
         now: OffsetDateTime,
-    ) -> Result<(), String> {
+    ) -> Result<(), super::chain::ChainError> {
         self.station_chains
             .verify(leaf, &self.ca.station.cert_der, now.unix_timestamp())
-            .map_err(|reason| format!("it was not issued by the station CA ({reason})"))
     }
 
     /// The hour this issuance counts in and the station's limit (its own, else the product
@@ -250,7 +250,7 @@ impl Authority {
             audit: AuditEvent {
                 at: now.unix_timestamp(),
                 actor: format!("station:{}", station.name),
-                action: "station.certificate_issued".into(),
+                action: AuditAction::StationCertificateIssued.into(),
                 object: format!("certificate:{}", signed.serial_hex),
                 details: serde_json::json!({
                     "station": station.name,

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::open;
 use crate::pki::{ImportRequest, KeyAccess};
+use crate::storage::{AuditAction, AuditEvent};
 
 /// `ca` subcommands.
 #[derive(Debug, Subcommand)]
@@ -62,10 +63,10 @@ pub(super) async fn import_ca(
     let fingerprint = &imported.root_sha256;
     let (_, _, store) = open(data_dir, None).await?;
     store
-        .append_audit(&[crate::storage::AuditEvent {
+        .append_audit(&[AuditEvent {
             at: time::OffsetDateTime::now_utc().unix_timestamp(),
             actor: "operator:cli".into(),
-            action: "ca.imported".into(),
+            action: AuditAction::CaImported.into(),
             object: "ca:root".into(),
             details: serde_json::json!({ "root_sha256": fingerprint, "external_root": true })
                 .to_string(),
@@ -97,10 +98,10 @@ pub(super) async fn install_root_ocsp(
         .map(|r| (r.name.clone(), r.next_update.into()))
         .collect();
     store
-        .append_audit(&[crate::storage::AuditEvent {
+        .append_audit(&[AuditEvent {
             at: time::OffsetDateTime::now_utc().unix_timestamp(),
             actor: "operator:cli".into(),
-            action: "ca.root_ocsp_installed".into(),
+            action: AuditAction::CaRootOcspInstalled.into(),
             object: "ca:root".into(),
             details: serde_json::json!({ "next_update": next_updates }).to_string(),
         }])

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use iomt_core::serial::CertSerial;
 
 use super::open;
 use crate::pki::{CaMaterial, KeyAccess};
@@ -19,7 +20,7 @@ use crate::storage::Store;
 pub struct RevokeArgs {
     /// Certificate serial in hex (as `openssl x509 -serial` prints it; colons allowed).
     #[arg(long)]
-    pub serial: Option<String>,
+    pub serial: Option<CertSerial>,
     /// Device serial: revoke all of its certificates.
     #[arg(long)]
     pub device: Option<String>,
@@ -32,9 +33,9 @@ pub struct RevokeArgs {
 /// `release` options.
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
-    /// Certificate serial in hex.
+    /// Certificate serial in hex (colons allowed).
     #[arg(long)]
-    pub serial: String,
+    pub serial: CertSerial,
 }
 
 pub(super) async fn revocation_service(
@@ -47,10 +48,6 @@ pub(super) async fn revocation_service(
     let (_, policies, store) = open(data_dir, database_url).await?;
     let service = Revocation::new(ca, store.clone(), Arc::new(policies))?;
     Ok((service, store))
-}
-
-pub(super) fn normalize_serial(serial: &str) -> String {
-    serial.replace(':', "").to_ascii_lowercase()
 }
 
 pub(super) async fn revoke(
@@ -70,9 +67,8 @@ pub(super) async fn revoke(
     let (service, _) = revocation_service(data_dir, database_url, access).await?;
     let changes = match (args.serial, args.device) {
         (Some(serial), _) => {
-            let serial = normalize_serial(&serial);
             let change = service.revoke(&serial, reason, "operator:cli").await?;
-            vec![(serial, change)]
+            vec![(serial.into_string(), change)]
         }
         (None, Some(device)) => {
             service
@@ -100,7 +96,7 @@ pub(super) async fn release(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     let (service, _) = revocation_service(data_dir, database_url, access).await?;
-    let serial = normalize_serial(&args.serial);
+    let serial = args.serial;
     let change = service.release(&serial, "operator:cli").await?;
     writeln!(out, "certificate {serial} {}", change.describe())?;
     Ok(())

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::health::rfc3339;
 use crate::storage::{
-    AuditEvent, CertificateStatus, DeviceListing, DeviceQuery, DeviceStatus, Store, StoreError,
-    TokenRecord,
+    AuditAction, AuditEvent, CertificateStatus, DeviceListing, DeviceQuery, DeviceStatus, Store,
+    StoreError, TokenRecord,
 };
 
 /// Devices per page when no limit is given.
@@ -307,7 +307,7 @@ impl Inventory {
         let audit = AuditEvent {
             at: now,
             actor: actor.to_owned(),
-            action: "token.revoked".into(),
+            action: AuditAction::TokenRevoked.into(),
             object: format!("device:{serial}"),
             details: "{}".into(),
         };

@@ -12,7 +12,7 @@ use std::path::Path;
 use iomt_core::policy::{PolicySet, SHIPPED_POLICIES, changed_keys};
 use serde_json::{Value, json};
 
-use crate::storage::{AuditEvent, Store, StoreError};
+use crate::storage::{AuditAction, AuditEvent, Store, StoreError};
 
 /// The actor of the events this module writes.
 const ACTOR: &str = "ca-server:serve";
@@ -129,7 +129,7 @@ fn event(
     AuditEvent {
         at,
         actor: ACTOR.into(),
-        action: "policy.changed".into(),
+        action: AuditAction::PolicyChanged.into(),
         object: format!("policy:{file}"),
         details: json!({
             "file": file,

@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 
 use crate::revocation::{REASON_NAMES, Reason, Revocation, RevocationError};
 use crate::storage::{
-    AuditEvent, NewRecall, RecallAction, RecallCount, RecallMatch, RecallQuery, RecallRecord,
-    Store, StoreError,
+    AuditAction, AuditEvent, NewRecall, RecallAction, RecallCount, RecallMatch, RecallQuery,
+    RecallRecord, Store, StoreError,
 };
 
 /// Certificates changed per transaction unless the caller says otherwise.
@@ -208,13 +208,13 @@ impl Recalls {
             None => (self.start(request, &reason, actor).await?, false),
         };
         let action = match recall.action {
-            RecallAction::Hold => "certificate.held",
-            RecallAction::Revoke => "certificate.revoked",
+            RecallAction::Hold => AuditAction::CertificateHeld,
+            RecallAction::Revoke => AuditAction::CertificateRevoked,
         };
         let audit_for = |m: &RecallMatch| AuditEvent {
             at: now(),
             actor: actor.to_owned(),
-            action: action.to_owned(),
+            action: action.into(),
             object: format!("certificate:{}", m.serial),
             details: serde_json::json!({
                 "reason": recall.reason,
@@ -261,7 +261,7 @@ impl Recalls {
         let completed = AuditEvent {
             at: now(),
             actor: actor.to_owned(),
-            action: "recall.completed".to_owned(),
+            action: AuditAction::RecallCompleted.into(),
             object: format!("recall:{}", recall.id),
             details: serde_json::json!({
                 "query": query_json(&recall.query),
@@ -310,7 +310,7 @@ impl Recalls {
         let audit = AuditEvent {
             at,
             actor: actor.to_owned(),
-            action: "recall.started".to_owned(),
+            action: AuditAction::RecallStarted.into(),
             // The store names the recall by its new id.
             object: "recall".to_owned(),
             details: serde_json::json!({
@@ -354,14 +354,14 @@ impl Recalls {
         let audit = AuditEvent {
             at,
             actor: actor.to_owned(),
-            action: "recall.released".to_owned(),
+            action: AuditAction::RecallReleased.into(),
             object: format!("recall:{id}"),
             details: serde_json::json!({ "query": query_json(&recall.query) }).to_string(),
         };
         let audit_for = |m: &RecallMatch| AuditEvent {
             at,
             actor: actor.to_owned(),
-            action: "certificate.released".to_owned(),
+            action: AuditAction::CertificateReleased.into(),
             object: format!("certificate:{}", m.serial),
             details: serde_json::json!({ "device": m.device, "recall": id }).to_string(),
         };

@@ -8,7 +8,9 @@ use iomt_core::identity::check_serial;
 use iomt_core::policy::{AuthorizationFactor, PolicySet};
 
 use crate::auth::token;
-use crate::storage::{AuditEvent, Device, DeviceStatus, Store, StoreError, TokenRecord};
+use crate::storage::{
+    AuditAction, AuditEvent, Device, DeviceStatus, Store, StoreError, TokenRecord,
+};
 
 /// One device to register.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +219,7 @@ pub async fn register(
         .map(|d| AuditEvent {
             at: now,
             actor: actor.to_owned(),
-            action: "device.registered".into(),
+            action: AuditAction::DeviceRegistered.into(),
             object: format!("device:{}", d.serial),
             details: serde_json::json!({"product": d.product, "gtin": d.gtin, "lot": d.lot})
                 .to_string(),
@@ -314,7 +316,7 @@ pub async fn create_tokens(
         .map(|c| AuditEvent {
             at: now,
             actor: actor.to_owned(),
-            action: "token.created".into(),
+            action: AuditAction::TokenCreated.into(),
             object: format!("device:{}", c.serial),
             details: format!(r#"{{"expires_at":{}}}"#, c.expires_at),
         })

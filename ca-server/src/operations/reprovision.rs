@@ -5,7 +5,7 @@
 use time::OffsetDateTime;
 
 use crate::revocation::{Change, Reason, Revocation, RevocationError};
-use crate::storage::{AuditEvent, Store, StoreError};
+use crate::storage::{AuditAction, AuditEvent, Store, StoreError};
 
 /// Why a device could not be re-provisioned.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub async fn reprovision(
     let mut changes = Vec::new();
     for certificate in store.certificates_for_device(serial).await? {
         let change = revocation
-            .revoke(&certificate.serial, Reason::SUPERSEDED, actor)
+            .revoke_stored(&certificate.serial, Reason::SUPERSEDED, actor)
             .await?;
         changes.push((certificate.serial, change));
     }
@@ -39,7 +39,7 @@ pub async fn reprovision(
         .append_audit(&[AuditEvent {
             at: OffsetDateTime::now_utc().unix_timestamp(),
             actor: actor.to_owned(),
-            action: "device.reprovisioned".into(),
+            action: AuditAction::DeviceReprovisioned.into(),
             object: format!("device:{serial}"),
             details: serde_json::json!({
                 "revoked": changes.iter().filter(|(_, c)| *c == Change::Revoked).map(|(s, _)| s).collect::<Vec<_>>(),

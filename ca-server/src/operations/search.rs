@@ -1,6 +1,7 @@
 //! Certificate search: the one implementation behind `ca-server certificates search` and
 //! `GET /admin/v1/certificates`. Parses the filters at the boundary, pages by serial.
 
+use iomt_core::serial::CertSerial;
 use serde::Serialize;
 
 use crate::storage::{CertificateQuery, CertificateRecord, CertificateStatus, Store, StoreError};
@@ -40,6 +41,8 @@ pub enum SearchError {
     BadDays,
     #[error("`{0}` must be at most 128 printable characters")]
     BadText(&'static str),
+    #[error("`after` is the last certificate serial of the previous page: {0}")]
+    BadCursor(#[from] iomt_core::serial::CertSerialError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -66,19 +69,25 @@ pub struct SearchPage {
     pub next: Option<String>,
 }
 
-fn text(
-    value: Option<String>,
-    name: &'static str,
-    lower: bool,
-) -> Result<Option<String>, SearchError> {
+fn text(value: Option<String>, name: &'static str) -> Result<Option<String>, SearchError> {
     match value {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
         Some(v) if v.len() > 128 || v.chars().any(char::is_control) => {
             Err(SearchError::BadText(name))
         }
-        Some(v) if lower => Ok(Some(v.replace(':', "").to_ascii_lowercase())),
         Some(v) => Ok(Some(v)),
+    }
+}
+
+/// The page cursor: the last certificate serial of the previous page.
+fn cursor(value: Option<String>) -> Result<Option<String>, SearchError> {
+    match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse::<CertSerial>()
+            .map(|serial| Some(serial.into_string()))
+            .map_err(SearchError::BadCursor),
     }
 }
 
@@ -101,12 +110,12 @@ pub fn query(params: SearchParams, now: i64) -> Result<CertificateQuery, SearchE
         Some(days) => Some((now, now + i64::from(days) * 86_400)),
     };
     Ok(CertificateQuery {
-        device: text(params.device, "device", false)?,
-        product: text(params.product, "product", false)?,
-        lot: text(params.lot, "lot", false)?,
+        device: text(params.device, "device")?,
+        product: text(params.product, "product")?,
+        lot: text(params.lot, "lot")?,
         status,
         not_after_within,
-        after: text(params.after, "after", true)?,
+        after: cursor(params.after)?,
         limit,
     })
 }

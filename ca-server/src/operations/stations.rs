@@ -10,7 +10,9 @@ use crate::auth::token::{self, NewToken};
 use crate::authority::allow_station_enrollment;
 use crate::pki::STATION_CA;
 use crate::revocation::{Revocation, RevocationError};
-use crate::storage::{AuditEvent, Station, StationStatus, StationToken, Store, StoreError};
+use crate::storage::{
+    AuditAction, AuditEvent, Station, StationStatus, StationToken, Store, StoreError,
+};
 
 /// How long a station's enrollment token lasts unless the operator says otherwise.
 pub const DEFAULT_STATION_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -128,7 +130,7 @@ pub async fn create(
     let audit = AuditEvent {
         at: now,
         actor: actor.to_owned(),
-        action: "station.created".into(),
+        action: AuditAction::StationCreated.into(),
         object: format!("station:{}", request.name),
         details: serde_json::json!({
             "products": request.products,
@@ -154,7 +156,7 @@ pub async fn new_enrollment_token(
     let audit = AuditEvent {
         at: now,
         actor: actor.to_owned(),
-        action: "station.token_created".into(),
+        action: AuditAction::StationTokenCreated.into(),
         object: format!("station:{name}"),
         details: serde_json::json!({ "expires_at": stored.expires_at }).to_string(),
     };
@@ -174,7 +176,7 @@ pub async fn disable(
     let audit = AuditEvent {
         at: now,
         actor: actor.to_owned(),
-        action: "station.disabled".into(),
+        action: AuditAction::StationDisabled.into(),
         object: format!("station:{name}"),
         details: serde_json::json!({ "revocation_reason": "cessationOfOperation" }).to_string(),
     };

@@ -18,6 +18,7 @@ use x509_parser::prelude::X509Certificate;
 use super::error::PkiError;
 use super::keystore::KeyStore;
 use super::material::read_cert;
+use super::profile_check::ProfileViolation;
 use super::serial::random_serial;
 use super::signer::CaKey;
 
@@ -96,24 +97,19 @@ pub(super) fn load(keys: &KeyStore, ca_dir: &Path) -> Result<Option<AuditSigner>
 
 /// Checks an audit-key certificate's profile: not a CA, digitalSignature, and the checkpoint
 /// extended key usage.
-pub fn check_profile(cert: &X509Certificate<'_>) -> Result<(), String> {
-    if cert
-        .basic_constraints()
-        .map_err(|e| e.to_string())?
-        .is_some_and(|bc| bc.value.ca)
-    {
-        return Err("the audit key's certificate must not be a CA".into());
-    }
+pub fn check_profile(cert: &X509Certificate<'_>) -> Result<(), ProfileViolation> {
+    const HOLDER: &str = "the audit key's certificate";
+    super::profile_check::check_not_ca(cert, HOLDER)?;
     let signs = cert
         .key_usage()
-        .map_err(|e| e.to_string())?
+        .map_err(ProfileViolation::Unreadable)?
         .is_some_and(|ku| ku.value.digital_signature());
     if !signs {
-        return Err("the audit key's certificate needs keyUsage digitalSignature".into());
+        return Err(ProfileViolation::NeedsDigitalSignature { holder: HOLDER });
     }
     let checkpoint = cert
         .extended_key_usage()
-        .map_err(|e| e.to_string())?
+        .map_err(ProfileViolation::Unreadable)?
         .is_some_and(|eku| {
             eku.value
                 .other
@@ -121,9 +117,10 @@ pub fn check_profile(cert: &X509Certificate<'_>) -> Result<(), String> {
                 .any(|oid| oid.to_id_string() == KP_AUDIT_CHECKPOINT)
         });
     if !checkpoint {
-        return Err(format!(
-            "the audit key's certificate needs extendedKeyUsage {KP_AUDIT_CHECKPOINT} (audit checkpoints)"
-        ));
+        return Err(ProfileViolation::NeedsExtendedKeyUsage {
+            holder: HOLDER,
+            usage: KP_AUDIT_CHECKPOINT,
+        });
     }
     Ok(())
 }

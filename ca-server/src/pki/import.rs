@@ -6,11 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use iomt_core::extensions::key_identifier;
 use iomt_core::files::{PUBLIC, write_new};
 use iomt_core::policy::{Level, PolicySet};
 use rcgen::PublicKeyData;
-use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 
 use super::STATION_POLICY_OID;
@@ -18,6 +16,7 @@ use super::custody::KeyAccess;
 use super::error::PkiError;
 use super::keystore::KeyStore;
 use super::material::{ROOT_CRL_FILE, read_cert};
+use super::profile_check::{ProfileViolation, check_ca, check_issued, check_root, check_tls};
 use super::root_ocsp::{self, CheckedResponse, RootOcspError, root_issued_names};
 use super::{AUDIT_SIGNER, ROOT_CA, TLS_CERT};
 
@@ -38,6 +37,11 @@ pub struct ImportRequest {
 pub enum ImportError {
     #[error("{path}: {reason}; nothing was installed")]
     Refused { path: PathBuf, reason: String },
+    #[error("{path}: {violation}; nothing was installed")]
+    Profile {
+        path: PathBuf,
+        violation: ProfileViolation,
+    },
     #[error("this CA already has its certificates (found {0}); nothing was installed")]
     AlreadyImported(PathBuf),
     #[error("{0} was not created with --external-root (no csr/ directory)")]
@@ -80,9 +84,13 @@ pub fn import(
         path: path.to_path_buf(),
         reason,
     };
+    let violates = |path: &Path, violation: ProfileViolation| ImportError::Profile {
+        path: path.to_path_buf(),
+        violation,
+    };
     let (_, root) =
         X509Certificate::from_der(&root_der).map_err(|e| refuse(&request.root, e.to_string()))?;
-    check_root(&root).map_err(|reason| refuse(&request.root, reason))?;
+    check_root(&root).map_err(|v| violates(&request.root, v))?;
 
     let mut installs = Vec::new();
     let mut issued = Vec::new();
@@ -104,7 +112,7 @@ pub fn import(
                 format!("the certificate does not match the key of `{name}` created by init"),
             ));
         }
-        check_issued(&cert, &root).map_err(|reason| refuse(&path, reason))?;
+        check_issued(&cert, &root).map_err(|v| violates(&path, v))?;
         let profile = if name == TLS_CERT {
             check_tls(&cert)
         } else {
@@ -114,7 +122,7 @@ pub fn import(
             };
             check_ca(&cert, &expected)
         };
-        profile.map_err(|reason| refuse(&path, reason))?;
+        profile.map_err(|v| violates(&path, v))?;
         installs.push((ca_dir.join(format!("{name}.crt.pem")), pem_of(&der)));
         issued.push((name, der));
     }
@@ -137,8 +145,8 @@ pub fn import(
                 "the certificate does not match the audit key created by init".into(),
             ));
         }
-        check_issued(&cert, &root).map_err(|reason| refuse(&path, reason))?;
-        super::audit_signer::check_profile(&cert).map_err(|reason| refuse(&path, reason))?;
+        check_issued(&cert, &root).map_err(|v| violates(&path, v))?;
+        super::audit_signer::check_profile(&cert).map_err(|v| violates(&path, v))?;
         installs.push((ca_dir.join(format!("{AUDIT_SIGNER}.crt.pem")), pem_of(&der)));
     }
     let issued: Vec<(&str, &[u8])> = issued.iter().map(|(n, d)| (*n, d.as_ref())).collect();
@@ -178,144 +186,4 @@ fn read_crl(path: &Path) -> Result<Vec<u8>, PkiError> {
         }),
         Err(_) => Ok(bytes),
     }
-}
-
-fn check_root(root: &X509Certificate<'_>) -> Result<(), String> {
-    if root.subject() != root.issuer() {
-        return Err("the root certificate is not self-issued".into());
-    }
-    root.verify_signature(None)
-        .map_err(|e| format!("the root's self-signature does not verify: {e}"))?;
-    let ca = root
-        .basic_constraints()
-        .map_err(|e| e.to_string())?
-        .is_some_and(|bc| bc.value.ca);
-    if !ca {
-        return Err("the root certificate is not a CA (basicConstraints cA)".into());
-    }
-    let signs = root
-        .key_usage()
-        .map_err(|e| e.to_string())?
-        .is_some_and(|ku| ku.value.key_cert_sign() && ku.value.crl_sign());
-    if !signs {
-        return Err("the root's keyUsage lacks keyCertSign or cRLSign".into());
-    }
-    Ok(())
-}
-
-/// Issued by the root: names chain, signature verifies, AKI = root SKI, serial and validity.
-fn check_issued(cert: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), String> {
-    if cert.issuer() != root.subject() {
-        return Err(format!(
-            "issued by `{}`, not by the given root `{}`",
-            cert.issuer(),
-            root.subject()
-        ));
-    }
-    cert.verify_signature(Some(root.public_key()))
-        .map_err(|e| format!("the signature does not verify with the root's key: {e}"))?;
-    if cert.raw_serial().len() < 8 {
-        return Err("the serial number has fewer than 64 bits".into());
-    }
-    if !cert.validity().is_valid() {
-        return Err("the certificate is not valid now".into());
-    }
-    let root_ski = subject_key_id(root);
-    let aki = cert
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                aki.key_identifier.as_ref().map(|k| k.0)
-            }
-            _ => None,
-        });
-    if root_ski.is_some() && aki != root_ski {
-        return Err("authorityKeyIdentifier is not the root's subjectKeyIdentifier".into());
-    }
-    let ski = subject_key_id(cert);
-    if ski != Some(key_identifier(&cert.public_key().subject_public_key.data).as_slice()) {
-        return Err(
-            "subjectKeyIdentifier is not the RFC 7093 method 1 value from the CSR profile".into(),
-        );
-    }
-    Ok(())
-}
-
-fn subject_key_id<'a>(cert: &'a X509Certificate<'_>) -> Option<&'a [u8]> {
-    cert.extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0),
-            _ => None,
-        })
-}
-
-/// PROFILES.md §3.3/§3.4: critical CA pathLen 0, critical keyCertSign+cRLSign only, the
-/// expected policies, clientAuth and never anyEKU or OCSPSigning.
-fn check_ca(cert: &X509Certificate<'_>, expected_policies: &[String]) -> Result<(), String> {
-    let bc = cert
-        .basic_constraints()
-        .map_err(|e| e.to_string())?
-        .ok_or("basicConstraints is missing")?;
-    if !bc.critical || !bc.value.ca || bc.value.path_len_constraint != Some(0) {
-        return Err("basicConstraints must be critical, cA TRUE, pathLenConstraint 0".into());
-    }
-    let ku = cert
-        .key_usage()
-        .map_err(|e| e.to_string())?
-        .ok_or("keyUsage is missing")?;
-    if !ku.critical
-        || !ku.value.key_cert_sign()
-        || !ku.value.crl_sign()
-        || ku.value.digital_signature()
-    {
-        return Err("keyUsage must be critical keyCertSign + cRLSign (no digitalSignature)".into());
-    }
-    let eku = cert
-        .extended_key_usage()
-        .map_err(|e| e.to_string())?
-        .ok_or("extendedKeyUsage is missing")?;
-    if !eku.value.client_auth || eku.value.any || eku.value.ocsp_signing {
-        return Err(
-            "extendedKeyUsage must include clientAuth and never anyEKU or OCSPSigning".into(),
-        );
-    }
-    let present: Vec<String> = cert
-        .extensions()
-        .iter()
-        .filter_map(|e| match e.parsed_extension() {
-            ParsedExtension::CertificatePolicies(policies) => Some(
-                policies
-                    .iter()
-                    .map(|p| p.policy_id.to_id_string())
-                    .collect::<Vec<_>>(),
-            ),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    if let Some(missing) = expected_policies.iter().find(|oid| !present.contains(oid)) {
-        return Err(format!("certificatePolicies lacks {missing}"));
-    }
-    Ok(())
-}
-
-/// The HTTPS certificate: not a CA, serverAuth.
-fn check_tls(cert: &X509Certificate<'_>) -> Result<(), String> {
-    if cert
-        .basic_constraints()
-        .map_err(|e| e.to_string())?
-        .is_some_and(|bc| bc.value.ca)
-    {
-        return Err("the TLS certificate must not be a CA".into());
-    }
-    let server = cert
-        .extended_key_usage()
-        .map_err(|e| e.to_string())?
-        .is_some_and(|eku| eku.value.server_auth);
-    if !server {
-        return Err("the TLS certificate needs extendedKeyUsage serverAuth".into());
-    }
-    Ok(())
 }

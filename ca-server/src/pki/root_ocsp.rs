@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use iomt_core::files::{PUBLIC, write_atomic};
-use iomt_core::ocsp::{Status, check_response, read_answers};
+use iomt_core::ocsp::{OcspCheckError, Status, check_response, read_answers};
+use x509_parser::error::X509Error;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::error::PkiError;
@@ -16,8 +17,11 @@ use super::{ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
 /// Why pre-signed responses were not installed.
 #[derive(Debug, thiserror::Error)]
 pub enum RootOcspError {
-    #[error("{path}: {reason}; nothing was installed")]
-    Refused { path: PathBuf, reason: String },
+    #[error("{path}: {problem}; nothing was installed")]
+    Refused {
+        path: PathBuf,
+        problem: ResponseProblem,
+    },
     #[error("{0} has no <name>.ocsp.der for any CA certificate; nothing was installed")]
     NoneFound(PathBuf),
     #[error(
@@ -26,6 +30,21 @@ pub enum RootOcspError {
     NotExternal(PathBuf),
     #[error(transparent)]
     Pki(#[from] PkiError),
+}
+
+/// Why one pre-signed response cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseProblem {
+    #[error("a certificate it is checked against does not parse: {0}")]
+    Certificate(#[source] x509_parser::nom::Err<X509Error>),
+    #[error(transparent)]
+    Check(#[from] OcspCheckError),
+    #[error("the response answers {0} certificates; exactly one is expected")]
+    AnswerCount(usize),
+    #[error("the response's CertID is not this certificate under this root")]
+    WrongCertId,
+    #[error("the response has no nextUpdate (it would never expire)")]
+    NoNextUpdate,
 }
 
 /// A response that passed the checks, ready to install.
@@ -65,7 +84,7 @@ pub fn check_dir(
         }
         let der = std::fs::read(&path).map_err(|e| PkiError::io(&path, e))?;
         let (status, next_update) = check_one(&der, root_der, cert_der, now)
-            .map_err(|reason| RootOcspError::Refused { path, reason })?;
+            .map_err(|problem| RootOcspError::Refused { path, problem })?;
         checked.push(CheckedResponse {
             name: (*name).to_owned(),
             status,
@@ -83,28 +102,23 @@ fn check_one(
     root_der: &[u8],
     cert_der: &[u8],
     now: i64,
-) -> Result<(Status, i64), String> {
-    let (_, cert) = X509Certificate::from_der(cert_der).map_err(|e| e.to_string())?;
-    let (_, root) = X509Certificate::from_der(root_der).map_err(|e| e.to_string())?;
+) -> Result<(Status, i64), ResponseProblem> {
+    let (_, cert) = X509Certificate::from_der(cert_der).map_err(ResponseProblem::Certificate)?;
+    let (_, root) = X509Certificate::from_der(root_der).map_err(ResponseProblem::Certificate)?;
     let serial = cert.raw_serial();
-    let status = check_response(der, root_der, serial, None, now).map_err(|e| e.to_string())?;
-    let answers = read_answers(der).map_err(|e| e.to_string())?;
+    let status = check_response(der, root_der, serial, None, now)?;
+    let answers = read_answers(der)?;
     let [answer] = answers.as_slice() else {
-        return Err(format!(
-            "the response answers {} certificates; exactly one is expected",
-            answers.len()
-        ));
+        return Err(ResponseProblem::AnswerCount(answers.len()));
     };
     let id = &answer.cert_id;
     if id.serial != serial
         || id.issuer_name_hash != id.hash.digest(root.subject().as_raw())
         || id.issuer_key_hash != id.hash.digest(&root.public_key().subject_public_key.data)
     {
-        return Err("the response's CertID is not this certificate under this root".into());
+        return Err(ResponseProblem::WrongCertId);
     }
-    let next_update = answer
-        .next_update
-        .ok_or("the response has no nextUpdate (it would never expire)")?;
+    let next_update = answer.next_update.ok_or(ResponseProblem::NoNextUpdate)?;
     Ok((status, next_update))
 }
 

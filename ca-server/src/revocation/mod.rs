@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use iomt_core::policy::{Level, PolicySet};
+use iomt_core::serial::CertSerial;
 use rcgen::{CertificateRevocationListParams, PublicKeyData, RevokedCertParams, SerialNumber};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
@@ -24,7 +25,8 @@ use responder::Responder;
 
 use crate::pki::{CaMaterial, IssuingCa, PkiError, ROOT_CA, STATION_CA};
 use crate::storage::{
-    AuditEvent, CertificateStatus, CrlSnapshot, PublishedCrl, StatusReader, Store, StoreError,
+    AuditAction, AuditEvent, CertificateStatus, CrlSnapshot, PublishedCrl, StatusReader, Store,
+    StoreError,
 };
 use crate::telemetry::Metrics;
 
@@ -168,14 +170,24 @@ impl Revocation {
     }
 
     /// Revokes (or, with `certificateHold`, suspends) one certificate and publishes its CA's CRL.
-    #[tracing::instrument(skip(self), fields(reason = reason.name()))]
     pub async fn revoke(
+        &self,
+        serial: &CertSerial,
+        reason: Reason,
+        actor: &str,
+    ) -> Result<Change, RevocationError> {
+        self.revoke_stored(serial.as_str(), reason, actor).await
+    }
+
+    /// [`Revocation::revoke`] for a serial read from the store (already in its spelling).
+    #[tracing::instrument(skip(self), fields(reason = reason.name()))]
+    pub(crate) async fn revoke_stored(
         &self,
         serial: &str,
         reason: Reason,
         actor: &str,
     ) -> Result<Change, RevocationError> {
-        let serial = serial.to_ascii_lowercase();
+        let serial = serial.to_owned();
         let record = self
             .store
             .certificate(&serial)
@@ -192,11 +204,11 @@ impl Revocation {
             at: now,
             actor: actor.to_owned(),
             action: if reason.is_hold() {
-                "certificate.held"
+                AuditAction::CertificateHeld
             } else {
-                "certificate.revoked"
+                AuditAction::CertificateRevoked
             }
-            .to_owned(),
+            .into(),
             object: format!("certificate:{serial}"),
             details: serde_json::json!({ "reason": reason.name(), "device": record.device_serial })
                 .to_string(),
@@ -230,15 +242,21 @@ impl Revocation {
         }
         let mut changes = Vec::with_capacity(certificates.len());
         for certificate in certificates {
-            let change = self.revoke(&certificate.serial, reason, actor).await?;
+            let change = self
+                .revoke_stored(&certificate.serial, reason, actor)
+                .await?;
             changes.push((certificate.serial, change));
         }
         Ok(changes)
     }
 
     /// Lifts a hold (removeFromCRL semantics: the entry leaves the next CRL).
-    pub async fn release(&self, serial: &str, actor: &str) -> Result<Change, RevocationError> {
-        let serial = serial.to_ascii_lowercase();
+    pub async fn release(
+        &self,
+        serial: &CertSerial,
+        actor: &str,
+    ) -> Result<Change, RevocationError> {
+        let serial = serial.as_str().to_owned();
         let record = self
             .store
             .certificate(&serial)
@@ -263,7 +281,7 @@ impl Revocation {
         let audit = AuditEvent {
             at: now,
             actor: actor.to_owned(),
-            action: "certificate.released".to_owned(),
+            action: AuditAction::CertificateReleased.into(),
             object: format!("certificate:{serial}"),
             details: serde_json::json!({ "device": record.device_serial }).to_string(),
         };

@@ -611,7 +611,7 @@ mod tests {
         let event = AuditEvent {
             at: 1,
             actor: "ca".into(),
-            action: "certificate.issued".into(),
+            action: crate::storage::AuditAction::CertificateIssued.into(),
             object: "c1".into(),
             details: "{}".into(),
         };

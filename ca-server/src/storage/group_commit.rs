@@ -179,8 +179,8 @@ async fn read_each_on_failure<Q: BatchRead>(
 mod tests {
     use super::*;
     use crate::storage::{
-        AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus, SqliteStore,
-        TokenRecord, chain_hash,
+        AuditAction, AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus,
+        SqliteStore, TokenRecord, chain_hash,
     };
 
     fn issuance(n: usize, token: u8) -> Issuance {
@@ -206,7 +206,7 @@ mod tests {
             audit: AuditEvent {
                 at: 1_000,
                 actor: "test".into(),
-                action: "certificate.issued".into(),
+                action: AuditAction::CertificateIssued.into(),
                 object: format!("certificate:{n:04x}"),
                 details: "{}".into(),
             },

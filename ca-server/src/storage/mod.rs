@@ -1,6 +1,7 @@
 //! Persistence behind one interface: the only place with SQL. SQLite is the embedded default;
 //! a PostgreSQL implementation fills the same trait.
 
+pub mod audit_action;
 mod audit_checkpoints;
 mod batch;
 mod batcher;
@@ -20,6 +21,7 @@ pub mod testing;
 
 use async_trait::async_trait;
 
+pub use audit_action::AuditAction;
 pub use audit_checkpoints::{AuditHead, CheckpointStore, StoredCheckpoint};
 pub use batch::MAX_BATCH;
 pub use facts::{CertificateState, EnrollmentFacts, FactsQuery, HeldCertificate};

@@ -31,6 +31,19 @@ impl Level {
     }
 }
 
+/// A name that is not `basic`, `substantial` or `high`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not basic, substantial or high")]
+pub struct UnknownLevel(pub String);
+
+impl std::str::FromStr for Level {
+    type Err = UnknownLevel;
+
+    fn from_str(name: &str) -> Result<Level, UnknownLevel> {
+        Level::parse(name).ok_or_else(|| UnknownLevel(name.to_owned()))
+    }
+}
+
 /// `forbidden < optional < recommended < required` (PROFILES.md §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
+use iomt_core::serial::{CertSerial, CertSerialError};
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
@@ -31,6 +32,16 @@ pub struct ChangeResponse {
 #[derive(Debug, Serialize)]
 pub struct ChangesResponse {
     pub changes: Vec<ChangeResponse>,
+}
+
+fn parse_serial(text: &str) -> Result<CertSerial, ApiError> {
+    text.parse().map_err(|e: CertSerialError| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::CertificateBadSerial,
+            e.to_string(),
+        )
+    })
 }
 
 fn parse_reason(body: Option<Json<RevokeRequest>>) -> Result<Reason, ApiError> {
@@ -75,12 +86,12 @@ pub async fn revoke_certificate(
     body: Option<Json<RevokeRequest>>,
 ) -> Result<Json<ChangesResponse>, ApiError> {
     let reason = parse_reason(body)?;
-    let serial = serial.replace(':', "").to_ascii_lowercase();
+    let serial = parse_serial(&serial)?;
     let change = state
         .revocation
         .revoke(&serial, reason, &operator.actor())
         .await?;
-    Ok(render(vec![(serial, change)]))
+    Ok(render(vec![(serial.into_string(), change)]))
 }
 
 /// `POST /admin/v1/devices/{serial}/revoke`: every certificate of the device.
@@ -105,9 +116,9 @@ pub async fn release_certificate(
     Extension(operator): Extension<Operator>,
     Path(serial): Path<String>,
 ) -> Result<Json<ChangesResponse>, ApiError> {
-    let serial = serial.replace(':', "").to_ascii_lowercase();
+    let serial = parse_serial(&serial)?;
     let change = state.revocation.release(&serial, &operator.actor()).await?;
-    Ok(render(vec![(serial, change)]))
+    Ok(render(vec![(serial.into_string(), change)]))
 }
 
 /// `POST /admin/v1/certificates/{serial}/hold`: revoke with `certificateHold` (reversible).
@@ -116,12 +127,12 @@ pub async fn hold_certificate(
     Extension(operator): Extension<Operator>,
     Path(serial): Path<String>,
 ) -> Result<Json<ChangesResponse>, ApiError> {
-    let serial = serial.replace(':', "").to_ascii_lowercase();
+    let serial = parse_serial(&serial)?;
     let change = state
         .revocation
         .revoke(&serial, Reason::hold(), &operator.actor())
         .await?;
-    Ok(render(vec![(serial, change)]))
+    Ok(render(vec![(serial.into_string(), change)]))
 }
 
 /// `GET /admin/v1/certificates?device=&product=&lot=&status=&expiring_within_days=&limit=&after=`.
