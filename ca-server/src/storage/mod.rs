@@ -12,10 +12,9 @@ mod operations;
 mod postgres;
 pub mod provision;
 pub mod recalls;
+mod sql;
 mod sqlite;
 mod stations;
-mod stations_postgres;
-mod stations_sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

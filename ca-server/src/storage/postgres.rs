@@ -26,6 +26,7 @@ super::inventory::impl_inventory_store!(
     begin_with_chain_lock,
     append_events
 );
+super::sql::stations::impl_station_store!(PostgresStore, Postgres, begin, append_events);
 
 /// The PostgreSQL store shared by replicas.
 #[derive(Debug, Clone)]

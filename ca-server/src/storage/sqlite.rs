@@ -25,6 +25,7 @@ mod operations;
 mod recalls;
 
 super::inventory::impl_inventory_store!(SqliteStore, Sqlite, begin, append_events);
+super::sql::stations::impl_station_store!(SqliteStore, Sqlite, begin, append_events);
 
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]

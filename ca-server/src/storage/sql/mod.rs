@@ -1,0 +1,7 @@
+//! Storage written once for every backend. Each file holds the statements of one record family,
+//! built with `QueryBuilder` (which writes each dialect's placeholders), and a macro that
+//! implements the family's trait for a backend's store; `sqlite.rs` and `postgres.rs` invoke
+//! them and keep only what truly differs (connecting, opening a write transaction, the group
+//! commit).
+
+pub(super) mod stations;
