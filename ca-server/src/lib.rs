@@ -22,6 +22,8 @@ pub mod setup;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+#[cfg(test)]
+mod tests_support;
 pub mod tls;
 
 /// Every process that runs the CA (the `ca-server` binary, the benchmark's server, the test

@@ -73,3 +73,7 @@ pub fn allow_station_enrollment(policy: &Policy) -> Result<(), EnrollError> {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "tests/admission.rs"]
+mod tests;

@@ -334,3 +334,7 @@ pub fn requirements(policy: &Policy) -> iomt_core::wire::CsrRequirements {
     requirements.oids.push(oids::AT_SERIAL_NUMBER);
     requirements
 }
+
+#[cfg(test)]
+#[path = "tests/csr.rs"]
+mod tests;
