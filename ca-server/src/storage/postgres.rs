@@ -17,8 +17,6 @@ use super::{
 
 mod admin;
 mod group_write;
-mod operations;
-mod recalls;
 
 super::inventory::impl_inventory_store!(
     PostgresStore,
@@ -27,6 +25,13 @@ super::inventory::impl_inventory_store!(
     append_events
 );
 super::sql::stations::impl_station_store!(PostgresStore, Postgres, begin, append_events);
+super::sql::operations::impl_operations_store!(PostgresStore, Postgres);
+super::sql::recalls::impl_recall_store!(
+    PostgresStore,
+    Postgres,
+    begin_with_chain_lock,
+    append_events
+);
 
 /// The PostgreSQL store shared by replicas.
 #[derive(Debug, Clone)]

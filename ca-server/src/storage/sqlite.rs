@@ -21,11 +21,11 @@ use super::{
 mod admin;
 mod checkpoint;
 mod group_write;
-mod operations;
-mod recalls;
 
 super::inventory::impl_inventory_store!(SqliteStore, Sqlite, begin, append_events);
 super::sql::stations::impl_station_store!(SqliteStore, Sqlite, begin, append_events);
+super::sql::operations::impl_operations_store!(SqliteStore, Sqlite);
+super::sql::recalls::impl_recall_store!(SqliteStore, Sqlite, begin, append_events);
 
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]

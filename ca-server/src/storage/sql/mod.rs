@@ -4,4 +4,7 @@
 //! them and keep only what truly differs (connecting, opening a write transaction, the group
 //! commit).
 
+pub(super) mod admin;
+pub(super) mod operations;
+pub(super) mod recalls;
 pub(super) mod stations;
