@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn hardware_module_name_matches_the_profile_example() {
-        // PROFILES.md §2.3.7 gives the DER of this value.
+        // docs/PROFILE.md §2.7 gives the DER of this value.
         let hmn = HardwareModuleName {
             hw_type: "1.3.6.1.4.1.32473.99.4.1".into(),
             hw_serial: b"FG50001234".to_vec(),

@@ -1,5 +1,5 @@
 //! What a device's certificate must say, computed from its product policy and registration
-//! record (never from the CSR): PROFILES.md §2.3.6–§2.3.7.
+//! record (never from the CSR): docs/PROFILE.md §2.6–§2.7.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -61,7 +61,7 @@ pub enum IdentityError {
     UriScheme { uri: String, allowed: String },
 }
 
-/// Syntax of a device serial at every level (PROFILES.md §2.3.6).
+/// Syntax of a device serial at every level (docs/PROFILE.md §2.6).
 pub const SERIAL_SYNTAX: &str = "^[A-Za-z0-9][A-Za-z0-9-]{3,63}$";
 
 /// Checks a serial against the profile syntax and the product's own pattern.

@@ -13,7 +13,7 @@ pub(super) fn seconds_to_next_hour(now: OffsetDateTime) -> u64 {
     (StationQuota::window_of(now) + 3600 - now).unsigned_abs()
 }
 
-/// A product's policy must not demand evidence this CA cannot verify (PROFILES.md §2.3.4):
+/// A product's policy must not demand evidence this CA cannot verify (docs/PROFILE.md §6.1):
 /// key attestation and TLS channel binding are parsed but not verified yet.
 fn check_requirements_supported(policy: &Policy) -> Result<(), EnrollError> {
     let product = policy.policy.id.clone();
@@ -38,7 +38,7 @@ fn check_requirements_supported(policy: &Policy) -> Result<(), EnrollError> {
 }
 
 /// A product's policy must let a one-time token authorize enrollment on its own, and must not
-/// demand evidence this CA cannot verify (PROFILES.md §2.3.4; IOMT-PRC-01).
+/// demand evidence this CA cannot verify (docs/PROFILE.md §6.1; IOMT-PRC-01).
 pub fn allow_token_enrollment(policy: &Policy) -> Result<(), EnrollError> {
     check_requirements_supported(policy)?;
     let product = policy.policy.id.clone();

@@ -49,7 +49,7 @@ pub struct CertificateInputs<'a> {
     pub policy: &'a Policy,
     pub identity: &'a Identity,
     pub spki_der: &'a [u8],
-    /// The subject key type's sunset (PROFILES.md §2.3.1).
+    /// The subject key type's sunset (docs/PROFILE.md §2.1).
     pub sunset: time::Date,
     pub issuer: &'a IssuingCa,
     pub urls: &'a PublicUrls,

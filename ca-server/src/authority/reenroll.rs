@@ -152,7 +152,7 @@ impl Authority {
         Ok(record)
     }
 
-    /// The policy's re-key rule (PROFILES.md §2.3.11), and clone detection for a new key.
+    /// The policy's re-key rule (docs/PROFILE.md §6.6), and clone detection for a new key.
     async fn check_rekey(
         &self,
         current: &CertificateRecord,

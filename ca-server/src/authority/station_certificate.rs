@@ -1,4 +1,4 @@
-//! Builds a manufacturing station's certificate (PROFILES.md §3.4) from the station record and a
+//! Builds a manufacturing station's certificate (docs/PROFILE.md §3.4) from the station record and a
 //! verified key, signed by the station CA.
 
 use iomt_core::extensions::{authority_info_access, certificate_policies, key_identifier};
@@ -14,7 +14,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::certificate::{BuildError, SignedCertificate, public_key_bits};
 use crate::pki::{IssuingCa, PublicUrls, STATION_POLICY_OID, issuance_serial};
 
-/// A station certificate lives at most a year (PROFILES.md §3.4).
+/// A station certificate lives at most a year (docs/PROFILE.md §3.4).
 pub const STATION_VALIDITY: Duration = Duration::days(365);
 
 /// How far notBefore is set back to tolerate station clock skew.

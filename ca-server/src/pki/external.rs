@@ -1,5 +1,5 @@
 //! `init --external-root`: CSRs for the issuing, station and TLS keys, and an OpenSSL
-//! configuration (extension sections per PROFILES.md §3, a root profile and a CRL section)
+//! configuration (extension sections per docs/PROFILE.md §3, a root profile and a CRL section)
 //! so an offline root — `openssl`, or any CA — can sign them for `ca-server ca import`; the
 //! signing script also records what the root issued in `index.txt` and, with
 //! [`ROOT_OCSP_SCRIPT`], makes the root's pre-signed OCSP responses over those certificates.

@@ -73,7 +73,7 @@ pub fn create_hierarchy(
     };
 
     for level in Level::ALL {
-        // High devices get a P-384 chain (PROFILES.md §3.3); Basic and Substantial use P-256,
+        // High devices get a P-384 chain (docs/PROFILE.md §3.3); Basic and Substantial use P-256,
         // which every device TLS stack verifies cheaply.
         let alg = match level {
             Level::High => &rcgen::PKCS_ECDSA_P384_SHA384,

@@ -1,6 +1,6 @@
 //! `ca-server ca import`: installs the certificates an offline root signed for the keys that
 //! `init --external-root` created, after checking each one against its key, the root and the
-//! PROFILES.md §3 profile. All or nothing: one bad certificate and nothing is written. The root's
+//! docs/PROFILE.md §3 profile. All or nothing: one bad certificate and nothing is written. The root's
 //! pre-signed OCSP responses over these certificates (`<name>.ocsp.der` beside them, made by the
 //! ceremony script) are checked and installed with them.
 

@@ -1,4 +1,4 @@
-//! The CA hierarchy (PROFILES.md §3): creating it at `init`, loading it at `serve`.
+//! The CA hierarchy (docs/PROFILE.md §3): creating it at `init`, loading it at `serve`.
 
 mod audit_signer;
 pub mod custody;
@@ -37,7 +37,7 @@ pub fn issuing_ca_name(level: Level) -> &'static str {
     level.as_str()
 }
 
-/// Placeholder OID of the manufacturing-station certificate policy (PROFILES.md §2.3.9).
+/// Placeholder OID of the manufacturing-station certificate policy (docs/PROFILE.md §2.9).
 pub const STATION_POLICY_OID: &str = "1.3.6.1.4.1.32473.7.4.1";
 
 /// The station CA's name.

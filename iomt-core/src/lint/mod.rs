@@ -1,4 +1,4 @@
-//! PROFILES.md §5 error rules, run on every device certificate before it leaves the CA.
+//! docs/PROFILE.md §8 error rules, run on every device certificate before it leaves the CA.
 //!
 //! The linter re-reads the signed DER with x509-parser, independently of the code that built it,
 //! and checks it against the resolved product policy, the authorised [`Identity`] and the issuing
@@ -61,7 +61,7 @@ pub struct LintInput<'a> {
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// The PROFILES.md §5 rule id, e.g. `IOMT-SUB-01`.
+    /// The docs/PROFILE.md §8 rule id, e.g. `IOMT-SUB-01`.
     pub rule: &'static str,
     /// What is wrong, for the defect log.
     pub message: String,
@@ -73,7 +73,7 @@ impl fmt::Display for Finding {
     }
 }
 
-/// Checks a signed device certificate against PROFILES.md §5; empty means it may be returned.
+/// Checks a signed device certificate against docs/PROFILE.md §8; empty means it may be returned.
 ///
 /// A certificate or issuer that does not parse gives a single IOMT-ENC-03 finding.
 pub fn lint_device_certificate(input: &LintInput<'_>) -> Vec<Finding> {

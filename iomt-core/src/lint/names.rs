@@ -15,7 +15,7 @@ const ORGANIZATION: &str = "2.5.4.10";
 const COMMON_NAME: &str = "2.5.4.3";
 const SERIAL_NUMBER: &str = "2.5.4.5";
 
-/// The only subject layout the profile allows (PROFILES.md §2.3.6).
+/// The only subject layout the profile allows (docs/PROFILE.md §2.6).
 const LAYOUT: &str = "C, O, CN, serialNumber";
 /// ub-common-name, ub-serial-number (RFC 5280 Appendix A).
 const MAX_NAME_LENGTH: usize = 64;

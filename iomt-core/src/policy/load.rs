@@ -77,7 +77,7 @@ impl PolicySet {
     /// Resolves a set of policy files given as text (base levels first, then products).
     ///
     /// A level file may only narrow the same level as built into the program, and a product
-    /// may only narrow its loaded level and never exceed the built-in one (PROFILES.md §4.2);
+    /// may only narrow its loaded level and never exceed the built-in one (docs/PROFILE.md §4.2);
     /// any widening refuses the set, naming the file, the key and the limit.
     pub fn from_sources(sources: Vec<PolicySource>) -> Result<PolicySet, PolicyError> {
         PolicySet::resolve(sources, BaselineCheck::Enforce)
@@ -217,7 +217,7 @@ impl PolicySet {
     }
 
     /// Every policy OID a certificate under `level` may carry: what its issuing CA must assert
-    /// (PROFILES.md §3.3, IOMT-CA-01).
+    /// (docs/PROFILE.md §3.3, IOMT-CA-01).
     pub fn issuer_policy_oids(&self, level: Level) -> Vec<String> {
         let mut oids: Vec<String> = Vec::new();
         let policies = std::iter::once(self.level(level))

@@ -1,4 +1,4 @@
-//! IoMT assurance-profile policies (PROFILES.md §4): typed model, loader and narrowing rules.
+//! IoMT assurance-profile policies (docs/PROFILE.md §4): typed model, loader and narrowing rules.
 
 mod baseline;
 mod diff;

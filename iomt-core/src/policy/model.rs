@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use time::Date;
 
-/// The assurance level a policy belongs to (PROFILES.md §2.1).
+/// The assurance level a policy belongs to (docs/PROFILE.md §1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
@@ -44,7 +44,7 @@ impl std::str::FromStr for Level {
     }
 }
 
-/// `forbidden < optional < recommended < required` (PROFILES.md §4.1).
+/// `forbidden < optional < recommended < required` (docs/PROFILE.md §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Presence {
@@ -54,7 +54,7 @@ pub enum Presence {
     Required,
 }
 
-/// `none < optional < recommended < required` (PROFILES.md §4.1).
+/// `none < optional < recommended < required` (docs/PROFILE.md §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strength {
@@ -64,7 +64,7 @@ pub enum Strength {
     Required,
 }
 
-/// `software < hardware < hardware-attested` (PROFILES.md §4.1).
+/// `software < hardware < hardware-attested` (docs/PROFILE.md §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyProtection {
@@ -73,7 +73,7 @@ pub enum KeyProtection {
     HardwareAttested,
 }
 
-/// An enrolment authorisation factor (PROFILES.md §2.3.4).
+/// An enrolment authorisation factor (docs/PROFILE.md §6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthorizationFactor {

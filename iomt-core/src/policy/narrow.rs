@@ -1,4 +1,4 @@
-//! PROFILES.md §4.2: a product policy may only narrow its level, and a level file in the data
+//! docs/PROFILE.md §4.2: a product policy may only narrow its level, and a level file in the data
 //! directory may only narrow the built-in level.
 //!
 //! [`check`] compares a product (already merged onto its base level) with that base, one rule
@@ -39,8 +39,8 @@ pub fn check_product_against_builtin(builtin: &Policy, product: &Policy) -> Vec<
     check_as(Narrower::PRODUCT_AGAINST_BUILTIN, builtin, product)
 }
 
-/// Operational throttles that are not part of the assurance profile (PROFILES.md has no such
-/// key and no certificate shows them): the files in the data directory may set them freely
+/// Operational throttles that are not part of the assurance profile (docs/PROFILE.md §4.4; no
+/// certificate shows them): the files in the data directory may set them freely
 /// against the built-in level; a product still only narrows its loaded level's value.
 pub const OPERATOR_TUNED: [&str; 1] = ["renewal.min_reenroll_interval_minutes"];
 
@@ -259,7 +259,7 @@ impl Findings<'_> {
     }
 }
 
-/// An ordered ladder from PROFILES.md §4.1, with the names used in policy files.
+/// An ordered ladder from docs/PROFILE.md §4.1, with the names used in policy files.
 trait Ladder: Copy + PartialOrd {
     const ORDER: &'static str;
     fn name(self) -> &'static str;

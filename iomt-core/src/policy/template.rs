@@ -2,7 +2,7 @@
 
 use super::model::{DeviceModel, Manufacturer};
 
-/// The variables a template may use (PROFILES.md §4.1).
+/// The variables a template may use (docs/PROFILE.md §4.1).
 pub const KNOWN_VARIABLES: [&str; 7] = [
     "manufacturer.legal_name",
     "manufacturer.country",
@@ -61,7 +61,7 @@ pub fn substitute<'a>(template: &str, lookup: impl Fn(&str) -> Option<&'a str>) 
 }
 
 /// Binds the product constants (`[manufacturer]`, `[device]` except serial and GTIN) into a
-/// template, leaving per-device variables in place (PROFILES.md §4.2 rule 3).
+/// template, leaving per-device variables in place (docs/PROFILE.md §4.2 rule 3).
 pub fn bind_product(
     template: &str,
     manufacturer: Option<&Manufacturer>,

@@ -165,7 +165,7 @@ pub(super) fn extension(oid: &[u64], content: Vec<u8>) -> CustomExtension {
     CustomExtension::from_oid_content(oid, content)
 }
 
-/// Everything PROFILES.md §2.3 asks of a Basic pump certificate.
+/// Everything docs/PROFILE.md §2 asks of a Basic pump certificate.
 fn device_params(policy: &Policy, identity: &Identity, key: &KeyPair) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.serial_number = Some(SerialNumber::from_slice(&[
