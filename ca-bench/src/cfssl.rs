@@ -1,5 +1,8 @@
 //! Cloudflare cfssl as the peer: a P-256 CA and a TLS certificate made with rcgen, `cfssl serve`
 //! over HTTPS on a free port, and a workload posting the same CSRs to `/api/v1/cfssl/sign`.
+//! cfssl runs stateless (no record of what it signs) or with its certificate database
+//! (`-db-config`), which is what a CA must keep: SQLite in WAL mode with `synchronous=FULL`, as
+//! ours, or a fresh PostgreSQL database.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -36,10 +39,95 @@ pub fn binary() -> Result<String, String> {
     if runs { Ok(path) } else { Err(path) }
 }
 
+/// Where `cfssl serve` records what it signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertDb {
+    /// No `-db-config`: cfssl keeps no record.
+    Stateless,
+    /// cfssl's `certificates` schema in a SQLite file (WAL, `synchronous=FULL`).
+    Sqlite,
+    /// cfssl's schema in a fresh database on this PostgreSQL server (dropped afterwards).
+    Postgres(String),
+}
+
+impl CertDb {
+    /// How a report names it.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            CertDb::Stateless => {
+                "none (cfssl serve without -db-config keeps no record of what it signs)"
+            }
+            CertDb::Sqlite => "SQLite certificate database (cfssl's schema, WAL, synchronous=FULL)",
+            CertDb::Postgres(_) => "PostgreSQL certificate database (cfssl's schema)",
+        }
+    }
+}
+
+/// cfssl's `certdb` schema (its SQLite migrations 001 and 002), which `cfssl serve -db-config`
+/// expects to exist.
+const SQLITE_SCHEMA: &str = "CREATE TABLE certificates (serial_number blob NOT NULL, \
+     authority_key_identifier blob NOT NULL, ca_label blob, status blob NOT NULL, reason int, \
+     expiry timestamp, revoked_at timestamp, pem blob NOT NULL, issued_at timestamp, \
+     not_before timestamp, metadata text, sans text, common_name text, \
+     PRIMARY KEY (serial_number, authority_key_identifier)); \
+     CREATE TABLE ocsp_responses (serial_number blob NOT NULL, \
+     authority_key_identifier blob NOT NULL, body blob NOT NULL, expiry timestamp, \
+     PRIMARY KEY (serial_number, authority_key_identifier))";
+
+/// The same schema in cfssl's PostgreSQL types.
+const POSTGRES_SCHEMA: &str = "CREATE TABLE certificates (serial_number bytea NOT NULL, \
+     authority_key_identifier bytea NOT NULL, ca_label bytea, status bytea NOT NULL, \
+     reason int, expiry timestamptz, revoked_at timestamptz, pem bytea NOT NULL, \
+     issued_at timestamptz, not_before timestamptz, metadata jsonb, sans jsonb, \
+     common_name text, PRIMARY KEY (serial_number, authority_key_identifier)); \
+     CREATE TABLE ocsp_responses (serial_number bytea NOT NULL, \
+     authority_key_identifier bytea NOT NULL, body bytea NOT NULL, expiry timestamptz, \
+     PRIMARY KEY (serial_number, authority_key_identifier))";
+
+/// Creates the certificate database `db` names and returns the `-db-config` JSON for it.
+async fn create_cert_db(
+    dir: &Path,
+    db: &CertDb,
+) -> anyhow::Result<(Option<String>, Option<crate::setup::Postgres>)> {
+    use sqlx::Connection;
+    match db {
+        CertDb::Stateless => Ok((None, None)),
+        CertDb::Sqlite => {
+            let path = dir.join("certs.db");
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            sqlx::raw_sql(SQLITE_SCHEMA).execute(&mut conn).await?;
+            conn.close().await?;
+            // mattn/go-sqlite3 DSN parameters: the journal mode and the sync level of each commit.
+            Ok((
+                Some(r#"{"driver":"sqlite3","data_source":"file:certs.db?_journal_mode=WAL&_synchronous=FULL"}"#.to_owned()),
+                None,
+            ))
+        }
+        CertDb::Postgres(server) => {
+            let database = crate::setup::Postgres::create(server).await?;
+            let mut conn = sqlx::PgConnection::connect(database.url()).await?;
+            sqlx::raw_sql(POSTGRES_SCHEMA).execute(&mut conn).await?;
+            conn.close().await?;
+            let source = format!("{}?sslmode=disable", database.url());
+            Ok((
+                Some(format!(
+                    r#"{{"driver":"postgres","data_source":"{source}"}}"#
+                )),
+                Some(database),
+            ))
+        }
+    }
+}
+
 /// A running `cfssl serve` (killed when dropped) and the trust for its TLS certificate.
 pub struct Cfssl {
     child: Child,
     _dir: tempfile::TempDir,
+    database: Option<crate::setup::Postgres>,
     /// Its HTTPS address.
     pub addr: SocketAddr,
     /// Client configuration trusting its CA.
@@ -47,9 +135,9 @@ pub struct Cfssl {
 }
 
 impl Cfssl {
-    /// Writes a CA, a TLS certificate for 127.0.0.1 and the signing config, then starts
-    /// `cfssl serve` without a certificate database (cfssl stores nothing).
-    pub fn start(binary: &str) -> anyhow::Result<Cfssl> {
+    /// Writes a CA, a TLS certificate for 127.0.0.1, the signing config and the certificate
+    /// database `db` asks for, then starts `cfssl serve`.
+    pub async fn start(binary: &str, db: &CertDb) -> anyhow::Result<Cfssl> {
         let dir = tempfile::tempdir()?;
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut ca_params = CertificateParams::default();
@@ -74,11 +162,17 @@ impl Cfssl {
         write(d, "tls.pem", &tls_cert.pem())?;
         write(d, "tls-key.pem", &tls_key.serialize_pem())?;
         write(d, "config.json", CONFIG)?;
+        let (db_config, database) = create_cert_db(d, db).await?;
+        let mut command = Command::new(binary);
+        command.current_dir(d).arg("serve");
+        if let Some(config) = db_config {
+            write(d, "db.json", &config)?;
+            command.args(["-db-config", "db.json"]);
+        }
 
         let addr = crate::setup::free_port()?;
-        let child = Command::new(binary)
-            .current_dir(d)
-            .args(["serve", "-address", "127.0.0.1", "-port"])
+        let child = command
+            .args(["-address", "127.0.0.1", "-port"])
             .arg(addr.port().to_string())
             .args([
                 "-ca",
@@ -111,11 +205,22 @@ impl Cfssl {
         let mut cfssl = Cfssl {
             child,
             _dir: dir,
+            database,
             addr,
             tls,
         };
         cfssl.wait()?;
         Ok(cfssl)
+    }
+
+    /// Stops cfssl and drops its PostgreSQL database, if it had one.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(database) = self.database.take() {
+            database.drop_database().await?;
+        }
+        Ok(())
     }
 
     /// The process id (for `/proc`).

@@ -99,9 +99,14 @@ struct EnrollArgs {
     #[arg(long, short = 'n', default_value_t = 100_000)]
     devices: usize,
     /// Then run Cloudflare cfssl (`cfssl serve`, /api/v1/cfssl/sign) with the same CSRs,
-    /// concurrency and duration, and print the ratio.
+    /// concurrency and duration, twice: stateless, and with its certificate database (which a
+    /// CA must keep); print both ratios.
     #[arg(long)]
     compare_cfssl: bool,
+    /// cfssl's certificate database for --compare-cfssl: a PostgreSQL server URL (a fresh
+    /// database is created and dropped); default: SQLite in WAL mode with synchronous=FULL.
+    #[arg(long, value_name = "URL", requires = "compare_cfssl")]
+    cfssl_database: Option<String>,
     /// Certificates stored before the run (bulk-inserted, untimed), to measure issuance into
     /// a full database (issue #7: 1,000,000).
     #[arg(long, default_value_t = 0)]
@@ -233,6 +238,7 @@ async fn run(mode: Mode) -> anyhow::Result<Outcome> {
                 devices: a.devices,
                 database: a.db.database.as_deref(),
                 compare_cfssl: a.compare_cfssl,
+                cfssl_database: a.cfssl_database.as_deref(),
                 prefill: a.prefill,
                 label: "ours",
             };
@@ -258,6 +264,7 @@ async fn all(a: AllArgs) -> anyhow::Result<Outcome> {
         devices: a.devices,
         database: None,
         compare_cfssl: true,
+        cfssl_database: None,
         prefill: 0,
         label: "ours",
     };

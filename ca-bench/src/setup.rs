@@ -243,14 +243,14 @@ impl Drop for Server {
 }
 
 /// A database created for one run on a PostgreSQL server.
-struct Postgres {
+pub(crate) struct Postgres {
     admin_url: String,
     name: String,
     url: String,
 }
 
 impl Postgres {
-    async fn create(server_url: &str) -> anyhow::Result<Postgres> {
+    pub(crate) async fn create(server_url: &str) -> anyhow::Result<Postgres> {
         let base = server_base(server_url)?;
         let mut bytes = [0u8; 6];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
@@ -273,7 +273,12 @@ impl Postgres {
         })
     }
 
-    async fn drop_database(&self) -> anyhow::Result<()> {
+    /// Its URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) async fn drop_database(&self) -> anyhow::Result<()> {
         let mut conn = sqlx::PgConnection::connect(&self.admin_url).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",

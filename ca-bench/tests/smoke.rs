@@ -58,7 +58,9 @@ fn enroll_against_cfssl_ends_with_the_summary_line() {
         "--compare-cfssl",
     ]);
     assert!(
-        figure(&out, "ours.ok") > 0.0 && figure(&out, "cfssl.ok") > 0.0,
+        figure(&out, "ours.ok") > 0.0
+            && figure(&out, "cfssl.ok") > 0.0
+            && figure(&out, "cfssl_db.ok") > 0.0,
         "{out}"
     );
     assert_eq!(figure(&out, "ours.errors"), 0.0);
@@ -66,14 +68,15 @@ fn enroll_against_cfssl_ends_with_the_summary_line() {
     assert!(is_summary_line(last), "unexpected summary line: {last}");
 }
 
-/// `enroll: ours=<N> certs/s p99=<ms> ms cfssl=<N> certs/s ratio=<x>`, checked by hand.
+/// `enroll: ours=<N> certs/s p99=<ms> ms cfssl=<N> certs/s ratio=<x> cfssl_db=<N> certs/s
+/// ratio_db=<x>`, checked by hand.
 fn is_summary_line(line: &str) -> bool {
     let words: Vec<&str> = line.split(' ').collect();
     let number = |word: &str, prefix: &str| {
         word.strip_prefix(prefix)
             .is_some_and(|n| n.parse::<f64>().is_ok())
     };
-    words.len() == 8
+    words.len() == 11
         && words[0] == "enroll:"
         && number(words[1], "ours=")
         && words[2] == "certs/s"
@@ -82,6 +85,9 @@ fn is_summary_line(line: &str) -> bool {
         && number(words[5], "cfssl=")
         && words[6] == "certs/s"
         && number(words[7], "ratio=")
+        && number(words[8], "cfssl_db=")
+        && words[9] == "certs/s"
+        && number(words[10], "ratio_db=")
 }
 
 #[test]
