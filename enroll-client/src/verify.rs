@@ -164,7 +164,7 @@ pub async fn verify(request: &VerifyRequest) -> Result<Report, ClientError> {
     lines.push((
         "profile".into(),
         format!(
-            "conforms to IoMT-{} (PROFILES §5 error rules)",
+            "conforms to IoMT-{} (docs/PROFILE.md §8 lint rules)",
             level.as_str()
         ),
     ));

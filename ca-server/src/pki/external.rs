@@ -122,7 +122,7 @@ impl CsrSet {
         let csr_dir = dir.join(CSR_DIR);
         std::fs::create_dir_all(&csr_dir).map_err(|e| PkiError::io(&csr_dir, e))?;
         let mut config = format!(
-            "# Written by `ca-server init --external-root`: extension profiles (PROFILES.md §3) for the\n\
+            "# Written by `ca-server init --external-root`: extension profiles (docs/PROFILE.md §3) for the\n\
              # offline root. Sections: root (the root itself), one per CSR, ca/root_ca (the root CRL).\n\n\
              [req]\ndistinguished_name = req_dn\n[req_dn]\n\n\
              [root]\nbasicConstraints = critical,CA:TRUE,pathlen:1\n\
