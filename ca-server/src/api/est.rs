@@ -297,3 +297,7 @@ fn internal_encoding(error: &dyn std::error::Error) -> ApiError {
         "the CA failed to encode its response",
     )
 }
+
+#[cfg(test)]
+#[path = "tests/est.rs"]
+mod tests;

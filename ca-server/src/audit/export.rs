@@ -101,3 +101,7 @@ pub enum ExportError {
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
 }
+
+#[cfg(test)]
+#[path = "tests/export.rs"]
+mod tests;

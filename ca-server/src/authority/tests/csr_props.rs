@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use rcgen::{DistinguishedName, DnType, DnValue, KeyPair};
 
 use super::super::{Csr, CsrError, check_key};
-use super::{SERIAL, csr_with, honest, identity, p256};
+use super::fixtures::{SERIAL, csr_with, honest, identity, p256};
 use crate::tests_support::{apply, config, der_like, mutations};
 
 /// One key for every case: generating one per case would dominate the run.
