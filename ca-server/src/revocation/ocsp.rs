@@ -310,3 +310,7 @@ impl Revocation {
             .collect())
     }
 }
+
+#[cfg(test)]
+#[path = "tests/ocsp.rs"]
+mod tests;

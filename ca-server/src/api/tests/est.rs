@@ -16,85 +16,30 @@ use tower::ServiceExt;
 
 use super::{BODY_LIMIT, decode_base64_body, require_content_type};
 use crate::auth::token::parse_basic;
-use crate::tests_support::{apply, config, mutations};
+use crate::tests_support::{apply, config, mutations, p256_csr};
 use crate::tls::UnverifiedClientChain;
 
 const PKCS10: &str = "application/pkcs10";
-const PUMP: &str = "example-infusion-pump";
 const ENROLL: &str = "/.well-known/est/simpleenroll";
 
-/// A fresh evaluation CA (made by `ca-server init`) and its EST router.
+/// A fresh CA and its EST router.
 struct TestCa {
-    dir: tempfile::TempDir,
+    ca: crate::tests_support::TestCa,
     router: Router,
 }
 
 impl TestCa {
     async fn new() -> TestCa {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = TestCa {
-            router: Router::new(),
-            dir,
-        };
-        ca.cli(&[
-            "init",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--public-url",
-            "http://127.0.0.1:8080",
-        ])
-        .await;
-        let settings = crate::config::Settings::load(&ca.data_dir()).expect("settings");
-        let policies = iomt_core::policy::PolicySet::load_dir(&ca.data_dir().join("policies"))
-            .expect("policies");
-        let material = crate::pki::CaMaterial::load_with(&ca.data_dir(), &settings.key_access)
-            .expect("CA material");
-        let store = crate::storage::open(&settings.database_url())
-            .await
-            .expect("database");
-        let authority = Arc::new(crate::authority::Authority::new(
-            Arc::new(policies),
-            Arc::new(material),
-            store,
-            crate::pki::PublicUrls::new(&settings.config.public_url),
-        ));
+        let ca = crate::tests_support::TestCa::init().await;
         let metrics = Arc::new(crate::telemetry::Metrics::new());
-        TestCa {
-            router: crate::api::est_router(authority, metrics, Duration::from_secs(10)),
-            ..ca
-        }
-    }
-
-    fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("ca")
-    }
-
-    /// Runs a `ca-server` command against this CA; returns its stdout.
-    async fn cli(&self, args: &[&str]) -> String {
-        use clap::Parser;
-        let data_dir = self.data_dir();
-        let full = ["ca-server", "--data-dir", data_dir.to_str().expect("utf-8")]
-            .into_iter()
-            .chain(args.iter().copied());
-        let cli = crate::cli::Cli::try_parse_from(full).expect("command line");
-        let mut out = Vec::new();
-        crate::cli::run(cli, &mut out)
-            .await
-            .unwrap_or_else(|e| panic!("ca-server {args:?}: {e:#}"));
-        String::from_utf8(out).expect("utf-8")
+        let router = crate::api::est_router(ca.authority.clone(), metrics, Duration::from_secs(10));
+        TestCa { ca, router }
     }
 
     /// Registers a pump and returns its `Authorization: Basic` header value.
     async fn pump_with_token(&self, serial: &str) -> String {
-        self.cli(&["device", "register", "--serial", serial, "--product", PUMP])
-            .await;
-        let token = self.cli(&["token", "create", "--serial", serial]).await;
-        format!(
-            "Basic {}",
-            STANDARD.encode(format!("{serial}:{}", token.trim()))
-        )
+        let token = self.ca.pump_with_token(serial).await;
+        format!("Basic {}", STANDARD.encode(format!("{serial}:{token}")))
     }
 
     async fn send(&self, request: Request<Body>) -> Answer {
@@ -163,17 +108,6 @@ impl Answer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
-}
-
-fn p256_csr(serial: &str) -> Vec<u8> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(
-        rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
-        rcgen::DnValue::PrintableString(serial.try_into().expect("printable")),
-    );
-    params.serialize_request(&key).expect("CSR").der().to_vec()
 }
 
 /// The EST body for a DER CSR: base64, one line.
