@@ -99,6 +99,12 @@ impl Csr {
             )));
         }
         let info = &csr.certification_request_info;
+        if info.version.0 != 0 {
+            return Err(CsrError::NotDer(format!(
+                "version {} (RFC 2986 defines only v1, 0)",
+                info.version.0
+            )));
+        }
         let spki = &info.subject_pki;
         let key = match spki.parsed() {
             Ok(PublicKey::EC(_)) => {

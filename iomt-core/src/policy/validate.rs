@@ -99,6 +99,12 @@ fn eku_names(policy: &Policy) -> impl Iterator<Item = &str> {
 
 fn common(policy: &Policy) -> Vec<Violation> {
     let mut out = Vec::new();
+    if policy.validity.max_days == 0 {
+        out.push(Violation::new(
+            "validity.max_days",
+            "a certificate must be valid for at least one day",
+        ));
+    }
     if policy.schema_version != "1.0" {
         out.push(Violation::new(
             "schema_version",

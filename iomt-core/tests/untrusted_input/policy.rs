@@ -120,7 +120,7 @@ proptest! {
 
     /// A value written into the file is the value loaded; a widening one is refused at its key.
     #[test]
-    // 0 is left to `max_days_of_zero_is_refused`, ignored while the loader accepts it.
+    // 0 is `max_days_of_zero_is_refused`'s case.
     fn max_days_written_is_loaded_or_refused_at_its_key(days in prop_oneof![-10i64..0, 1i64..1000]) {
         let sources = pump_with_max_days(days);
         match PolicySet::from_sources(sources) {
@@ -229,7 +229,6 @@ fn policy_oid_with_an_arc_const_oid_cannot_encode_is_refused() {
 /// A certificate valid for zero days is no certificate: the loader should refuse the file at
 /// `validity.max_days`, as it refuses a widening value.
 #[test]
-#[ignore = "the policy loader accepts validity.max_days = 0 (iomt-core/src/policy/validate.rs checks no lower bound)"]
 fn max_days_of_zero_is_refused() {
     match PolicySet::from_sources(pump_with_max_days(0)) {
         Err(PolicyError::Invalid { file, violations }) => {

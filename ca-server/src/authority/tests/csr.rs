@@ -283,7 +283,6 @@ fn structure_defects_are_refused_as_not_der() {
 
 /// Only PKCS#10 v1 exists (RFC 2986: `version INTEGER { v1(0) }`).
 #[test]
-#[ignore = "Csr::parse accepts a CertificationRequest whose version is not v1(0) (authority/csr.rs Csr::parse; x509-parser reads any INTEGER)"]
 fn request_of_another_version_is_refused() {
     let key = p256();
     let cases = [1u8, 2, 0x7f]
