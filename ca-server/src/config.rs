@@ -237,3 +237,45 @@ pub fn resolve_database_url(data_dir: &Path, url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "evaluation = true\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+        public_url = \"http://ca.example.invalid\"\ndatabase_url = \"sqlite://ca.db\"\n\
+        organization = \"Example\"\ncountry = \"US\"\n";
+
+    fn load_with(extra: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), format!("{BASE}{extra}")).unwrap();
+        Settings::load(dir.path())
+    }
+
+    #[test]
+    fn zero_timeouts_caps_and_intervals_are_refused_naming_the_key() {
+        assert!(load_with("").is_ok());
+        for (extra, expected) in [
+            (
+                "[limits]\nheader_timeout_secs = 0\n",
+                OutOfRange::ZeroSeconds("limits.header_timeout_secs"),
+            ),
+            (
+                "[limits]\nmax_connections = 0\n",
+                OutOfRange::Zero("limits.max_connections"),
+            ),
+            (
+                "[audit]\ncheckpoint_interval_secs = 0\n",
+                OutOfRange::ZeroSeconds("audit.checkpoint_interval_secs"),
+            ),
+        ] {
+            match load_with(extra) {
+                Err(ConfigError::OutOfRange { problem, path }) => {
+                    assert_eq!(problem, expected, "{extra}");
+                    assert!(path.ends_with(CONFIG_FILE));
+                }
+                other => panic!("{extra}: expected OutOfRange, got {other:?}"),
+            }
+        }
+    }
+}

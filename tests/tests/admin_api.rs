@@ -417,11 +417,51 @@ async fn api_tokens_enroll_devices_and_certificates_are_searched_over_https_and_
     assert_eq!(rest["certificates"].as_array().unwrap().len(), 1);
     assert!(rest["next"].is_null());
 
+    // A serial as openssl prints it (upper case, colons) names the same certificate; text that is
+    // no serial is refused before anything is looked up or changed.
+    let spelled = serials[2]
+        .to_ascii_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| std::str::from_utf8(pair).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    for bad in ["IP20000003", "abc", "12 34"] {
+        let answer = admin
+            .post_json(
+                &format!("/admin/v1/certificates/{}/release", bad.replace(' ', "%20")),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.code.as_str()),
+            (400, "certificate.bad_serial"),
+            "{bad}: {answer:?}"
+        );
+    }
+    assert_eq!(search("status=on_hold").await.0, ["IP20000003"]);
+    let released = admin
+        .post_json(
+            &format!("/admin/v1/certificates/{spelled}/release"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(released.status, 200, "{released:?}");
+    assert_eq!(released.json()["changes"][0]["serial"], serials[2].as_str());
+    let held_again = admin
+        .post_json(
+            &format!("/admin/v1/certificates/{}/hold", serials[2]),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(held_again.status, 200, "{held_again:?}");
+
     for bad in [
         "status=good",
         "limit=0",
         "expiring_within_days=x",
         "colour=red",
+        "after=not-a-serial",
     ] {
         let answer = admin.get(&format!("/admin/v1/certificates?{bad}")).await;
         assert_eq!(
