@@ -9,4 +9,6 @@ pub mod ocsp;
 pub mod oids;
 pub mod policy;
 pub mod serial;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wire;
