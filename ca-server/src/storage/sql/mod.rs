@@ -7,4 +7,5 @@
 pub(super) mod admin;
 pub(super) mod operations;
 pub(super) mod recalls;
+pub(super) mod records;
 pub(super) mod stations;
