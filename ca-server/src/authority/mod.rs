@@ -4,6 +4,7 @@
 mod admission;
 mod certificate;
 mod chain;
+mod conformant;
 mod csr;
 mod error;
 mod reenroll;
@@ -15,7 +16,6 @@ mod token;
 use std::sync::Arc;
 
 use iomt_core::identity::{DeviceRecord, Identity};
-use iomt_core::lint::{LintInput, lint_device_certificate_with_baseline};
 use iomt_core::policy::{Level, Policy, PolicySet};
 use iomt_core::wire::CsrRequirements;
 use rustls_pki_types::CertificateDer;
@@ -251,31 +251,27 @@ impl Authority {
             now,
         })
         .map_err(EnrollError::from)?;
+        if let Some(current) = request.same_identity_as
+            && !same_identity(current, &signed.der)
+        {
+            return Err(EnrollError::Reenroll(ReenrollProblem::IdentityChanged).into());
+        }
         // Second line of defence: the built-in level as well, whatever the files in the data
         // directory say (one parse; the signature is checked once).
-        let findings = lint_device_certificate_with_baseline(
-            &LintInput {
-                certificate_der: &signed.der,
+        let conformant = conformant::lint(
+            signed,
+            &conformant::LintContext {
                 issuer_der: &issuer.cert_der,
                 policy,
+                baseline: self.policies.baseline_for(policy),
                 identity,
                 now,
                 // A key held in this process was matched to its certificate at load; a token
                 // (HSM) signature is checked every time, since the token is outside our control.
                 verify_signature: !issuer.issuer.key().is_in_process(),
             },
-            self.policies.baseline_for(policy),
-        );
-        if let Some(current) = request.same_identity_as
-            && !same_identity(current, &signed.der)
-        {
-            return Err(EnrollError::Reenroll(ReenrollProblem::IdentityChanged).into());
-        }
-        if !findings.is_empty() {
-            let error = EnrollError::Defect { findings };
-            tracing::error!(%error, "issuance defect: refusing to return a non-conformant certificate");
-            return Err(error.into());
-        }
+        )?;
+        let signed = conformant.certificate();
 
         let device_actor = format!("device:{}", device.serial);
         let (actor, authorized_by, consume_token, supersedes, station_quota, action) =
@@ -387,7 +383,7 @@ impl Authority {
             "certificate issued"
         );
         Ok(Issued {
-            certificate: signed,
+            certificate: conformant.into_certificate(),
             issuer_der: issuer.cert_der.clone(),
             issuer: certificate::issuer_name(level),
             product: device.product.clone(),
