@@ -5,6 +5,7 @@ use iomt_core::extensions::{ExtensionError, hardware_module_name_from_other_name
 use iomt_core::identity::{HardwareModuleName, Identity};
 use iomt_core::oids;
 use iomt_core::policy::{Curve, Policy};
+use x509_parser::asn1_rs::Error as Asn1Error;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
@@ -87,6 +88,50 @@ enum SanEntry {
     Other(&'static str, String),
 }
 
+/// PKCS#9 extensionRequest.
+const EXTENSION_REQUEST: &str = "1.2.840.113549.1.9.14";
+
+/// The DER elements `data` is made of, in order.
+fn der_elements(mut data: &[u8]) -> Result<Vec<x509_parser::asn1_rs::Any<'_>>, Asn1Error> {
+    use x509_parser::asn1_rs::{Any, FromDer};
+    let mut items = Vec::new();
+    while !data.is_empty() {
+        let (rest, item) = Any::from_der(data).map_err(|e| match e {
+            x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e,
+            x509_parser::nom::Err::Incomplete(needed) => Asn1Error::Incomplete(needed),
+        })?;
+        items.push(item);
+        data = rest;
+    }
+    Ok(items)
+}
+
+/// How many extensionRequest values `der` (a CertificationRequest) holds, over all its
+/// attributes (`[0]` of the CertificationRequestInfo).
+fn extension_request_values(der: &[u8]) -> Result<usize, Asn1Error> {
+    use x509_parser::asn1_rs::{Class, Oid};
+    let mut count = 0;
+    for request in der_elements(der)? {
+        for info in der_elements(request.data)?.into_iter().take(1) {
+            for field in der_elements(info.data)? {
+                if field.class() != Class::ContextSpecific || field.tag().0 != 0 {
+                    continue;
+                }
+                for attribute in der_elements(field.data)? {
+                    let parts = der_elements(attribute.data)?;
+                    let [oid, values] = parts.as_slice() else {
+                        return Err(Asn1Error::InvalidLength);
+                    };
+                    if Oid::new(oid.data.into()).to_id_string() == EXTENSION_REQUEST {
+                        count += der_elements(values.data)?.len();
+                    }
+                }
+            }
+        }
+    }
+    Ok(count)
+}
+
 impl Csr {
     /// Parses `der` (hostile input): structure, key, subject and requested SAN.
     pub fn parse(der: &[u8]) -> Result<Csr, CsrError> {
@@ -138,8 +183,22 @@ impl Csr {
                 (attr.attr_type().to_id_string(), value)
             })
             .collect();
+        // Every requested extension is read or the request refused: x509-parser reads only the
+        // first value of the first extensionRequest, and drops one it cannot parse.
+        let requests = extension_request_values(der)
+            .map_err(|e| CsrError::NotDer(format!("attributes: {e}")))?;
+        if requests > 1 {
+            return Err(CsrError::NotDer(format!(
+                "{requests} extensionRequest values (PKCS#9 makes it single-valued)"
+            )));
+        }
         let mut san = Vec::new();
         for ext in csr.requested_extensions().into_iter().flatten() {
+            if let ParsedExtension::ParseError { error } = ext {
+                return Err(CsrError::NotDer(format!(
+                    "a requested extension does not decode: {error}"
+                )));
+            }
             if let ParsedExtension::SubjectAlternativeName(names) = ext {
                 for name in &names.general_names {
                     san.push(match name {
