@@ -1,5 +1,7 @@
 //! `audit export`: the trail as JSON lines, one event per line, with the stored details byte
-//! for byte so anyone can recompute the chain from an export.
+//! for byte so anyone can recompute the chain from an export: details stored as a one-line JSON
+//! object (all the CA writes) appear as that object, exactly as stored; any other stored text
+//! appears as a JSON string whose value is that text.
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -39,9 +41,14 @@ pub fn json_line(stored: &StoredAuditEvent) -> String {
                 .ok()
         })
         .unwrap_or_else(|| stored.event.at.to_string());
-    let details = serde_json::from_str::<&RawValue>(&stored.event.details)
-        .map(Details::Json)
-        .unwrap_or(Details::Text(&stored.event.details));
+    let text = &stored.event.details;
+    // RawValue keeps the object's bytes but not whitespace around it, and a line break inside
+    // would split the line: only a one-line object with nothing around it is embedded as is.
+    let embeddable = text.starts_with('{') && text.ends_with('}') && !text.contains(['\n', '\r']);
+    let details = embeddable
+        .then(|| serde_json::from_str::<&RawValue>(text).ok())
+        .flatten()
+        .map_or(Details::Text(text), Details::Json);
     let exported = ExportedEvent {
         seq: stored.seq,
         at,
