@@ -230,5 +230,17 @@ fn check_oid(out: &mut Vec<Violation>, key: &str, oid: &str) {
     }
     if ObjectIdentifier::from_str(oid).is_err() {
         out.push(Violation::new(key, format!("`{oid}` is not a dotted OID")));
+    } else if oid
+        .split('.')
+        .any(|arc| arc.parse::<u64>().is_ok_and(|n| n > MAX_OID_ARC))
+    {
+        out.push(Violation::new(
+            key,
+            format!("`{oid}` has an arc above {MAX_OID_ARC}, which the DER encoder cannot write"),
+        ));
     }
 }
+
+/// The largest OID arc written correctly (const-oid 0.9 encodes at most four base-128 digits,
+/// 28 bits, per arc; real arcs are far smaller).
+const MAX_OID_ARC: u64 = (1 << 28) - 1;
