@@ -44,6 +44,28 @@ pub struct ConfigFile {
     /// Audit checkpoints (`[audit]`; defaults when absent).
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The operator console at `/console/` (`[console]`; defaults when absent).
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: how long a signed-in browser stays signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Seconds without a request after which a console session ends (default 15 minutes).
+    pub idle_timeout_secs: u64,
+    /// Seconds after sign-in at which a session ends however active it is (default 12 hours).
+    pub max_session_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> ConsoleConfig {
+        ConsoleConfig {
+            idle_timeout_secs: 900,
+            max_session_secs: 12 * 3600,
+        }
+    }
 }
 
 /// `[audit]`: how often the audit trail's head is signed while the server runs (also at start
@@ -181,8 +203,14 @@ impl Settings {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let checked = match config.audit.checkpoint_interval_secs {
-            0 => Err(OutOfRange::ZeroSeconds("audit.checkpoint_interval_secs")),
+        let checked = match (
+            config.audit.checkpoint_interval_secs,
+            config.console.idle_timeout_secs,
+            config.console.max_session_secs,
+        ) {
+            (0, _, _) => Err(OutOfRange::ZeroSeconds("audit.checkpoint_interval_secs")),
+            (_, 0, _) => Err(OutOfRange::ZeroSeconds("console.idle_timeout_secs")),
+            (_, _, 0) => Err(OutOfRange::ZeroSeconds("console.max_session_secs")),
             _ => config.limits.check(),
         };
         checked.map_err(|problem| ConfigError::OutOfRange {

@@ -266,6 +266,7 @@ fn write_files(
         country: options.country.clone(),
         limits: Default::default(),
         audit: Default::default(),
+        console: Default::default(),
     };
     write_config(dir, &config)?;
     let root_fingerprint = if options.external_root {

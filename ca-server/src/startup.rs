@@ -19,7 +19,8 @@ use crate::auth::operator::Authenticator;
 use crate::authority::Authority;
 use crate::config::{ConfigError, Settings};
 use crate::listener::{ConnectionLimits, Listener, Transport, stopped};
-use crate::operations::{AuditAtStart, Gauges, Health};
+use crate::auth::session::Sessions;
+use crate::operations::{AuditAtStart, Gauges, Health, Overviews};
 use crate::pki::{CaMaterial, PkiError, PublicUrls};
 use crate::revocation::Revocation;
 use crate::storage::{CommitObserver, StoreError};
@@ -132,7 +133,7 @@ impl Application {
             store.clone(),
             ca.clone(),
             revocation.clone(),
-            audit,
+            audit.clone(),
             metrics.clone(),
         ));
         let gauges = Arc::new(Gauges::new(
@@ -157,6 +158,22 @@ impl Application {
                 policies.clone(),
             )),
             inventory: Arc::new(crate::operations::Inventory::new(store.clone(), policies)),
+        };
+        let console = api::ConsoleState {
+            sessions: Arc::new(Sessions::new(
+                store.clone(),
+                Duration::from_secs(settings.config.console.idle_timeout_secs),
+                Duration::from_secs(settings.config.console.max_session_secs),
+            )),
+            overviews: Arc::new(Overviews::new(
+                store.clone(),
+                ca.clone(),
+                revocation.clone(),
+                admin.inventory.clone(),
+                audit,
+            )),
+            running: Default::default(),
+            admin: admin.clone(),
         };
 
         let limits = settings.config.limits;
@@ -185,7 +202,8 @@ impl Application {
             metrics: metrics_listener,
             tls,
             est: api::est_router(authority.clone(), metrics.clone(), body_timeout)
-                .merge(api::admin_router(admin, metrics.clone(), body_timeout)),
+                .merge(api::admin_router(admin, metrics.clone(), body_timeout))
+                .merge(api::console_router(console, metrics.clone(), body_timeout)),
             public: api::public_router(
                 ca,
                 revocation.clone(),

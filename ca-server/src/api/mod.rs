@@ -1,8 +1,9 @@
-//! HTTP surface: the EST and admin routers (HTTPS) and the public revocation/AIA router (plain
-//! HTTP).
+//! HTTP surface: the EST and admin routers and the operator console (HTTPS), and the public
+//! revocation/AIA router (plain HTTP).
 
 mod admin;
 mod checkpoint;
+mod console;
 pub mod error;
 pub mod error_code;
 mod est;
@@ -87,6 +88,20 @@ pub fn admin_router(
 }
 
 pub use admin::{AdminState, OPENAPI, Route, routes as admin_routes};
+pub use console::{
+    Access as ConsoleAccess, CONTENT_SECURITY_POLICY, ConsoleState, routes as console_routes,
+};
+
+/// The operator console under `/console/` (HTTPS; a session from an API key or an operator
+/// certificate, with the admin API's roles).
+pub fn console_router(
+    state: ConsoleState,
+    metrics: Arc<Metrics>,
+    body_timeout: Duration,
+) -> Router {
+    let routes = console::router(state).layer(RequestBodyTimeoutLayer::new(body_timeout));
+    tracked(routes, metrics).layer(TraceLayer::new_for_http())
+}
 
 /// The plain-HTTP public routes: CA certificates, CRLs, OCSP, `/healthz` and `/readyz`.
 pub fn public_router(

@@ -267,6 +267,73 @@ impl Authenticator {
         }
     }
 
+    /// [`Authenticator::authenticate`], also returning what identifies the credential for a
+    /// later [`Authenticator::recheck`]: the API key id (`bootstrap` for the init key) or the
+    /// certificate's SHA-256 fingerprint. Never the key itself.
+    pub async fn authenticate_with_lookup(
+        &self,
+        bearer: Option<&str>,
+        peer: Option<&[CertificateDer<'static>]>,
+    ) -> Result<(Operator, String), AuthFailure> {
+        let operator = self.authenticate(bearer, peer).await?;
+        let lookup = match (bearer, peer.and_then(<[_]>::first)) {
+            (Some(key), _) => key_id(key.trim()).unwrap_or(BOOTSTRAP_NAME).to_owned(),
+            (None, Some(leaf)) => sha256_hex(leaf),
+            (None, None) => return Err(AuthFailure::Missing),
+        };
+        Ok((operator, lookup))
+    }
+
+    /// Checks again a credential authenticated earlier (a console session): still enrolled
+    /// under the same name and kind and not revoked; the role is the one on record now. A
+    /// certificate's session also needs that certificate presented on this connection.
+    pub async fn recheck(
+        &self,
+        kind: OperatorKind,
+        name: &str,
+        lookup: &str,
+        peer_leaf: Option<&CertificateDer<'static>>,
+    ) -> Result<Operator, AuthFailure> {
+        if kind == OperatorKind::ApiKey && lookup == BOOTSTRAP_NAME {
+            return match (&self.bootstrap_sha256, name == BOOTSTRAP_NAME) {
+                (Some(_), true) => Ok(Operator {
+                    name: BOOTSTRAP_NAME.to_owned(),
+                    role: Role::Admin,
+                    kind,
+                }),
+                _ => Err(AuthFailure::BadKey),
+            };
+        }
+        let unknown = || match kind {
+            OperatorKind::ApiKey => AuthFailure::BadKey,
+            OperatorKind::Certificate => AuthFailure::UnknownCertificate {
+                fingerprint: lookup.to_owned(),
+            },
+        };
+        if kind == OperatorKind::Certificate
+            && peer_leaf.map(|leaf| sha256_hex(leaf)).as_deref() != Some(lookup)
+        {
+            return Err(unknown());
+        }
+        let record = self
+            .store
+            .operator(lookup)
+            .await?
+            .filter(|r| r.kind == kind && r.name == name)
+            .ok_or_else(unknown)?;
+        if record.revoked_at.is_some() {
+            return Err(match kind {
+                OperatorKind::ApiKey => AuthFailure::RevokedKey(record.name),
+                OperatorKind::Certificate => AuthFailure::RevokedOperator(record.name),
+            });
+        }
+        Ok(Operator {
+            name: record.name,
+            role: record.role,
+            kind,
+        })
+    }
+
     async fn key(&self, key: &str) -> Result<Operator, AuthFailure> {
         let presented = crate::auth::token::hash(key);
         let Some(id) = key_id(key) else {

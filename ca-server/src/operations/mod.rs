@@ -1,12 +1,14 @@
 //! Services for the people who run the CA, shared by the HTTP surface and the command line:
 //! device registration and tokens, stations, certificate search, device re-provisioning, the
 //! policy-change audit at start, readiness checks, the figures metrics report at each scrape,
-//! the fleet inventory and recalls. They call storage, revocation and the CA material; handlers
-//! and commands only parse, call and render.
+//! the fleet inventory and recalls, and the console's overview and device dossier. They call
+//! storage, revocation and the CA material; handlers and commands only parse, call and render.
 
+pub mod dossier;
 pub mod gauges;
 pub mod health;
 pub mod inventory;
+pub mod overview;
 pub mod policy_changes;
 pub mod recall;
 pub mod registry;
@@ -17,4 +19,5 @@ pub mod stations;
 pub use gauges::Gauges;
 pub use health::{AuditAtStart, Check, Health, Readiness};
 pub use inventory::{Inventory, InventoryError};
+pub use overview::{Overview, OverviewError, Overviews};
 pub use recall::{Batches, Outcome, Plan, RecallError, RecallRequest, Recalls, Released};

@@ -184,6 +184,20 @@ impl Recalls {
         Ok(Plan { counts })
     }
 
+    /// Up to `limit` of the certificates the recall would change now (the dry run's sample),
+    /// by serial; changes nothing.
+    pub async fn sample(
+        &self,
+        request: &RecallRequest,
+        limit: u32,
+    ) -> Result<Vec<RecallMatch>, RecallError> {
+        self.issuer_of(&request.query.product)?;
+        Ok(self
+            .store
+            .recall_matches(&request.query, None, limit, now())
+            .await?)
+    }
+
     /// Records the recall (or finds the interrupted one with the same query and action) and
     /// changes every matching valid certificate, batch by batch.
     pub async fn run(

@@ -164,6 +164,36 @@ pub async fn new_enrollment_token(
     Ok(created)
 }
 
+/// A station as the console lists it.
+#[derive(Debug, Clone)]
+pub struct StationView {
+    pub station: Station,
+    /// Certificates issued in the current hourly quota window.
+    pub used_this_hour: u32,
+    /// When it last had a device certificate issued (Unix seconds).
+    pub last_issued: Option<i64>,
+}
+
+/// Every station with its use of the current hour's quota and its last issuance.
+pub async fn overview(store: &dyn Store, now: i64) -> Result<Vec<StationView>, StationError> {
+    let window = crate::storage::StationQuota::window_of(now);
+    let last = store.station_last_issued().await?;
+    let mut views = Vec::new();
+    for station in store.stations().await? {
+        let used_this_hour = store.station_usage(&station.name, window).await?;
+        let last_issued = last
+            .iter()
+            .find(|(name, _)| *name == station.name)
+            .map(|(_, at)| *at);
+        views.push(StationView {
+            station,
+            used_this_hour,
+            last_issued,
+        });
+    }
+    Ok(views)
+}
+
 /// Disables a station at once, revokes its certificates and republishes the station CA's CRL.
 /// Returns the revoked certificate serials.
 pub async fn disable(

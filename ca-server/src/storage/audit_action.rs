@@ -60,6 +60,10 @@ audit_actions! {
     CertificateResent = "certificate.resent",
     /// a certificate was revoked
     CertificateRevoked = "certificate.revoked",
+    /// an operator signed in to the web console (API key or operator certificate)
+    ConsoleSignedIn = "console.signed_in",
+    /// an operator signed out of the web console
+    ConsoleSignedOut = "console.signed_out",
     /// a device was disabled
     DeviceDisabled = "device.disabled",
     /// a device was registered

@@ -6,7 +6,7 @@
 //! | `model.rs`, `audit_action.rs` | the records and the audit vocabulary |
 //! | `error.rs` | `StoreError` and the classification of database failures |
 //! | `store.rs` | the `Store` trait, composed of the role traits below |
-//! | `stations.rs`, `inventory.rs`, `recalls.rs`, `operations.rs`, `audit_checkpoints.rs`, `provision.rs` | one role trait each, with its records |
+//! | `stations.rs`, `inventory.rs`, `recalls.rs`, `operations.rs`, `audit_checkpoints.rs`, `provision.rs`, `console.rs` | one role trait each, with its records |
 //! | `sql/` | statements written once for both backends (`QueryBuilder` writes the placeholders) |
 //! | `batch.rs`, `facts.rs` | the issuance batch and enrollment facts, generic over the database |
 //! | `batcher.rs`, `group_commit.rs` | the group commit: concurrent issuances share one durable commit |
@@ -16,6 +16,7 @@ pub mod audit_action;
 mod audit_checkpoints;
 mod batch;
 mod batcher;
+pub mod console;
 mod error;
 mod facts;
 mod group_commit;
@@ -35,6 +36,7 @@ pub mod testing;
 pub use audit_action::AuditAction;
 pub use audit_checkpoints::{AuditHead, CheckpointStore, StoredCheckpoint};
 pub use batch::MAX_BATCH;
+pub use console::{ConsoleSession, ConsoleStore, ExpiringOnDay, IssuedInHour};
 pub use error::StoreError;
 pub(crate) use error::classify;
 pub use facts::{CertificateState, EnrollmentFacts, FactsQuery, HeldCertificate};

@@ -22,6 +22,7 @@ mod group_write;
 super::inventory::impl_inventory_store!(SqliteStore, Sqlite, begin, append_events);
 super::sql::stations::impl_station_store!(SqliteStore, Sqlite, begin, append_events);
 super::sql::operations::impl_operations_store!(SqliteStore, Sqlite);
+super::sql::console::impl_console_store!(SqliteStore, Sqlite, begin, append_events);
 super::sql::recalls::impl_recall_store!(SqliteStore, Sqlite, begin, append_events);
 
 /// The embedded SQLite store.

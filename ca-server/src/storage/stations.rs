@@ -28,7 +28,8 @@ pub enum StationStatus {
 }
 
 impl StationStatus {
-    pub(super) fn as_str(self) -> &'static str {
+    /// The name used in the database and the console.
+    pub fn as_str(self) -> &'static str {
         match self {
             StationStatus::Active => "active",
             StationStatus::Disabled => "disabled",

@@ -1,10 +1,10 @@
 //! The `Store` trait: the storage interface every backend implements, composed of the role
-//! traits (stations, inventory, recalls, checkpoints, operations) and the core record methods.
+//! traits (stations, inventory, recalls, checkpoints, operations, console) and the core record methods.
 
 use async_trait::async_trait;
 
 use super::{
-    AuditEvent, CertificateQuery, CertificateRecord, CertificateState, CertificateStatus,
+    AuditEvent, CertificateQuery, ConsoleStore, CertificateRecord, CertificateState, CertificateStatus,
     CheckpointStore, CrlSnapshot, Device, EnrollmentFacts, FactsQuery, InventoryStore, Issuance,
     OperationsStore, OperatorRecord, PublishedCrl, RecallStore, RevokedEntry, StationStore,
     StoreError, StoredAuditEvent, TokenRecord,
@@ -18,6 +18,7 @@ pub trait Store:
     + InventoryStore
     + OperationsStore
     + RecallStore
+    + ConsoleStore
     + Send
     + Sync
     + 'static

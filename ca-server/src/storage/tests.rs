@@ -2,11 +2,13 @@
 
 use super::*;
 
+mod console;
 mod facts;
 mod group_commit;
 mod invariants;
 mod inventory;
 mod sqlite_migration;
+use console::*;
 use facts::*;
 use group_commit::*;
 use invariants::*;
@@ -637,7 +639,9 @@ macro_rules! storage_suite {
             inventory_counts_devices_and_certificates_by_product_and_status,
             devices_are_listed_by_filter_with_their_newest_certificate_and_paged,
             tokens_are_revoked_once_and_a_revoked_token_is_never_consumed,
-            station_activity_sums_the_quota_windows_since_a_time);
+            station_activity_sums_the_quota_windows_since_a_time,
+            sessions_expire_when_idle_and_are_deleted_once,
+            console_reads_group_issuance_expiry_and_events);
     };
     (@tests $open:expr; $($name:ident),*) => {
         $(

@@ -310,7 +310,7 @@ async fn guard(
 }
 
 /// How a refused key appears in the audit trail: its public id when it has one, never the key.
-fn key_actor(key: &str) -> String {
+pub(super) fn key_actor(key: &str) -> String {
     match key
         .trim()
         .strip_prefix("iomt_")

@@ -5,6 +5,7 @@
 //! commit).
 
 pub(super) mod admin;
+pub(super) mod console;
 pub(super) mod operations;
 pub(super) mod recalls;
 pub(super) mod records;
