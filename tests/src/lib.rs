@@ -25,6 +25,7 @@ pub const PUMP: &str = "example-infusion-pump";
 pub const MONITOR: &str = "example-patient-monitor";
 
 pub mod client_process;
+pub mod console;
 pub mod custody;
 pub mod operations;
 pub mod pkilint;
@@ -98,6 +99,35 @@ impl TestApp {
             .expect("init");
         let mut settings = Settings::load(&dir.path().join("ca")).expect("settings");
         settings.config.metrics_listen = Some("127.0.0.1:0".to_owned());
+        let (https, http, metrics, authority, revocation, shutdown, server) =
+            serve(&settings).await;
+        TestApp {
+            dir,
+            https,
+            http,
+            metrics,
+            authority,
+            revocation,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// Like [`TestApp::spawn`] (on `database_url` when given), with the settings changed by
+    /// `edit` before serving (e.g. a short console idle timeout).
+    pub async fn spawn_configured(
+        database_url: Option<&str>,
+        edit: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let mut extra = Vec::new();
+        if let Some(url) = database_url {
+            extra.extend(["--database-url", url]);
+        }
+        let dir = TestApp::init_dir(|_, text| text.to_owned(), None, &extra)
+            .await
+            .expect("init");
+        let mut settings = Settings::load(&dir.path().join("ca")).expect("settings");
+        edit(&mut settings);
         let (https, http, metrics, authority, revocation, shutdown, server) =
             serve(&settings).await;
         TestApp {

@@ -74,7 +74,10 @@ pub async fn dossier(
 }
 
 /// One certificate's PEM text, when it is a device certificate on record.
-pub async fn certificate_pem(store: &dyn Store, serial: &str) -> Result<Option<String>, StoreError> {
+pub async fn certificate_pem(
+    store: &dyn Store,
+    serial: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(store
         .certificate(serial)
         .await?

@@ -136,15 +136,16 @@ impl Overviews {
         let rows = self.store.issued_per_hour(first_hour).await?;
         let issued_by_product = hourly(
             first_hour,
-            rows.iter().map(|r| (r.hour, r.product.clone(), r.certificates)),
+            rows.iter()
+                .map(|r| (r.hour, r.product.clone(), r.certificates)),
         );
         let issued_by_station = hourly(
             first_hour,
             rows.iter().map(|r| {
-                let name = r.channel.strip_prefix("station:").map_or_else(
-                    || format!("({})", r.channel),
-                    str::to_owned,
-                );
+                let name = r
+                    .channel
+                    .strip_prefix("station:")
+                    .map_or_else(|| format!("({})", r.channel), str::to_owned);
                 (r.hour, name, r.certificates)
             }),
         );

@@ -74,8 +74,7 @@ pub trait ConsoleStore: Send + Sync {
     /// Device certificates issued at or after `since`, per hour, product and channel.
     async fn issued_per_hour(&self, since: i64) -> Result<Vec<IssuedInHour>, StoreError>;
     /// Valid device certificates expiring in `(from, to]`, per UTC day.
-    async fn expiring_per_day(&self, from: i64, to: i64)
-    -> Result<Vec<ExpiringOnDay>, StoreError>;
+    async fn expiring_per_day(&self, from: i64, to: i64) -> Result<Vec<ExpiringOnDay>, StoreError>;
     /// Each station's newest issuance (`(name, issued_at)`), for the stations that issued.
     async fn station_last_issued(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// The newest `limit` audit events about any of `objects` (e.g. `device:S`,
@@ -195,8 +194,7 @@ where
     <DB as Database>::Arguments: Default,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
 {
-    let mut query =
-        QueryBuilder::<DB>::new("DELETE FROM console_sessions WHERE last_seen_at <= ");
+    let mut query = QueryBuilder::<DB>::new("DELETE FROM console_sessions WHERE last_seen_at <= ");
     query.push_bind(idle_since);
     query
 }

@@ -4,10 +4,10 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditEvent, CertificateQuery, ConsoleStore, CertificateRecord, CertificateState, CertificateStatus,
-    CheckpointStore, CrlSnapshot, Device, EnrollmentFacts, FactsQuery, InventoryStore, Issuance,
-    OperationsStore, OperatorRecord, PublishedCrl, RecallStore, RevokedEntry, StationStore,
-    StoreError, StoredAuditEvent, TokenRecord,
+    AuditEvent, CertificateQuery, CertificateRecord, CertificateState, CertificateStatus,
+    CheckpointStore, ConsoleStore, CrlSnapshot, Device, EnrollmentFacts, FactsQuery,
+    InventoryStore, Issuance, OperationsStore, OperatorRecord, PublishedCrl, RecallStore,
+    RevokedEntry, StationStore, StoreError, StoredAuditEvent, TokenRecord,
 };
 
 /// The storage interface every backend implements.

@@ -47,7 +47,7 @@ fn frame(id: &str, title: &str, description: &str, view_height: f64, drawing: Ma
     let desc_id = format!("{id}-desc");
     html! {
         svg.chart viewBox=(format!("0 0 {WIDTH} {view_height}")) role="img"
-            aria-labelledby=(format!("{title_id} {desc_id}")) xmlns="http://www.w3.org/2000/svg" {
+            aria-labelledby=(format!("{title_id} {desc_id}")) {
             title #(title_id) { (title) }
             desc #(desc_id) { (description) }
             (drawing)
@@ -57,9 +57,10 @@ fn frame(id: &str, title: &str, description: &str, view_height: f64, drawing: Ma
 
 fn y_axis(max: u64) -> Markup {
     let plot = HEIGHT - TOP - BOTTOM;
+    let mut values = vec![0, max / 2, max];
+    values.dedup();
     html! {
-        @for step in [0u64, 1, 2] {
-            @let value = max * step / 2;
+        @for value in values {
             @let y = TOP + plot - plot * (value as f64) / (max.max(1) as f64);
             line x1=(num(LEFT)) x2=(num(WIDTH - RIGHT)) y1=(num(y)) y2=(num(y)) stroke="#c8c8c8" stroke-width="1" {}
             text x=(num(LEFT - 6.0)) y=(num(y + 4.0)) text-anchor="end" font-size="12" fill="#333" { (value) }
@@ -67,17 +68,22 @@ fn y_axis(max: u64) -> Markup {
     }
 }
 
-/// Stacked columns: one column per x value, one colour per series; `ticks` label some columns
-/// (`(index, text)`).
+/// Stacked columns: `columns` x positions (each series has that many values), one colour per
+/// series; `ticks` label some columns (`(index, text)`).
 pub fn stacked_columns(
     id: &str,
     title: &str,
+    columns: usize,
     series: &[(String, Vec<u64>)],
     ticks: &[(usize, String)],
 ) -> Markup {
-    let columns = series.first().map_or(0, |(_, v)| v.len());
     let totals: Vec<u64> = (0..columns)
-        .map(|i| series.iter().map(|(_, v)| v[i]).sum())
+        .map(|i| {
+            series
+                .iter()
+                .map(|(_, v)| v.get(i).copied().unwrap_or(0))
+                .sum()
+        })
         .collect();
     let max = totals.iter().copied().max().unwrap_or(0).max(1);
     let plot_w = WIDTH - LEFT - RIGHT;
@@ -95,7 +101,7 @@ pub fn stacked_columns(
             @let x = LEFT + step * column as f64;
             @let mut base = 0u64;
             @for (i, (_, values)) in series.iter().enumerate() {
-                @let value = values[column];
+                @let value = values.get(column).copied().unwrap_or(0);
                 @if value > 0 {
                     @let y = TOP + plot_h - plot_h * ((base + value) as f64) / (max as f64);
                     @let h = plot_h * (value as f64) / (max as f64);
@@ -139,7 +145,7 @@ pub fn columns(id: &str, title: &str, bars: &[(String, u64)], label_every: usize
     } else {
         series
     };
-    let chart = stacked_columns(id, title, &only, &ticks);
+    let chart = stacked_columns(id, title, bars.len(), &only, &ticks);
     html! {
         (chart)
         details {
@@ -253,9 +259,10 @@ mod tests {
             ("<pump>".to_owned(), vec![1, 0, 2]),
             ("monitor".to_owned(), vec![0, 0, 3]),
         ];
-        let svg = stacked_columns("c", "Issued", &series, &[(0, "12-01".into())]).into_string();
+        let svg = stacked_columns("c", "Issued", 3, &series, &[(0, "12-01".into())]).into_string();
         assert_eq!(svg.matches("<rect").count(), 3 + 2, "{svg}"); // bars + legend swatches
         assert!(svg.contains("&lt;pump&gt;"));
+        assert!(!svg.contains("http://"));
         assert!(!svg.contains("<pump>"));
         assert!(svg.contains("6 in all over 3 columns; the highest column is 5."));
         assert!(!svg.contains("style="));
@@ -281,6 +288,9 @@ mod tests {
             }],
         )
         .into_string();
-        assert!(svg.contains("width=\"360.0\" height=\"18\" fill=\"#009E73\""), "{svg}");
+        assert!(
+            svg.contains("width=\"360.0\" height=\"18\" fill=\"#009E73\""),
+            "{svg}"
+        );
     }
 }

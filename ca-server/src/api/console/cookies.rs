@@ -52,7 +52,10 @@ pub fn ended(location: &str) -> Response {
 
 /// A 303 to `location` that sets the session cookie.
 pub fn started(location: &str, id: &str) -> Response {
-    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, location.to_owned())])
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location.to_owned())],
+    )
         .into_response();
     let headers = response.headers_mut();
     headers.append(header::SET_COOKIE, set(SESSION, id, None));
@@ -67,8 +70,14 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others_and_empty_ones_ignored() {
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, HeaderValue::from_static("a=1; __Host-iomt-console=abc"));
-        headers.append(header::COOKIE, HeaderValue::from_static("__Host-iomt-signin="));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-iomt-console=abc"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-iomt-signin="),
+        );
         assert_eq!(session_id(&headers).as_deref(), Some("abc"));
         assert_eq!(read(&headers, SIGNIN), None);
         assert_eq!(read(&headers, "missing"), None);
@@ -82,6 +91,11 @@ mod tests {
             assert!(text.contains(attribute), "{text}");
         }
         assert!(!text.contains("Domain"));
-        assert!(set(SESSION, "", Some(0)).to_str().unwrap().ends_with("Max-Age=0"));
+        assert!(
+            set(SESSION, "", Some(0))
+                .to_str()
+                .unwrap()
+                .ends_with("Max-Age=0")
+        );
     }
 }

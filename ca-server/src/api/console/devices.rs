@@ -11,7 +11,9 @@ use iomt_core::serial::CertSerial;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::page::{ConsoleError, badge, csrf_field, html_response, layout, path_segment, see_other, when};
+use super::page::{
+    ConsoleError, badge, csrf_field, html_response, layout, path_segment, see_other, when,
+};
 use super::{ConsoleState, ConsoleUser, now};
 use crate::auth::operator::Capability;
 use crate::operations::dossier::{self, Dossier};
@@ -86,10 +88,13 @@ pub async fn search(
     Query(form): Query<SearchForm>,
 ) -> Result<Response, ConsoleError> {
     let store = state.admin.authority.store();
-    if let Some(serial) = nonempty(&form.serial) {
-        if store.device(&serial).await?.is_some() {
-            return Ok(see_other(&format!("/console/devices/{}", path_segment(&serial))));
-        }
+    if let Some(serial) = nonempty(&form.serial)
+        && store.device(&serial).await?.is_some()
+    {
+        return Ok(see_other(&format!(
+            "/console/devices/{}",
+            path_segment(&serial)
+        )));
     }
     let status = nonempty(&form.status);
     let searched = form.serial.is_some() || form.product.is_some() || status.is_some();
@@ -116,7 +121,9 @@ pub async fn search(
             limit: Some(PAGE),
             after: nonempty(&form.after),
         };
-        Some(Found::Devices(state.admin.inventory.devices(params, now()).await?))
+        Some(Found::Devices(
+            state.admin.inventory.devices(params, now()).await?,
+        ))
     };
     let products: Vec<String> = state
         .admin
@@ -136,7 +143,12 @@ pub async fn search(
             p.notice role="status" { "No device " code { (serial) } " is registered; showing the other filters' matches." }
         }
     };
-    Ok(html_response(layout("Devices", Some(&user), "/console/devices", body)))
+    Ok(html_response(layout(
+        "Devices",
+        Some(&user),
+        "/console/devices",
+        body,
+    )))
 }
 
 fn selected_option(value: &str, label: &str, current: Option<&str>) -> Markup {
@@ -276,7 +288,9 @@ pub async fn show(
     let authority = &state.admin.authority;
     let found = dossier::dossier(authority.store(), authority.policies(), &serial).await?;
     let Some(dossier) = found else {
-        return Err(ConsoleError::NotFound(format!("device {serial} is not registered")));
+        return Err(ConsoleError::NotFound(format!(
+            "device {serial} is not registered"
+        )));
     };
     let title = format!("Device {}", dossier.device.serial);
     let notice = done.done.as_deref().and_then(|d| match d {
@@ -286,7 +300,12 @@ pub async fn show(
         "unchanged" => Some("Nothing changed: the certificate was already in that state."),
         _ => None,
     });
-    Ok(html_response(layout(&title, Some(&user), "/console/devices", render(&dossier, &user, notice))))
+    Ok(html_response(layout(
+        &title,
+        Some(&user),
+        "/console/devices",
+        render(&dossier, &user, notice),
+    )))
 }
 
 fn render(dossier: &Dossier, user: &ConsoleUser, notice: Option<&str>) -> Markup {
@@ -386,7 +405,9 @@ pub async fn pem(
     let serial = parse_serial(&serial)?;
     let pem = dossier::certificate_pem(state.admin.authority.store(), serial.as_str())
         .await?
-        .ok_or_else(|| ConsoleError::NotFound(format!("no certificate with serial {}", serial.as_str())))?;
+        .ok_or_else(|| {
+            ConsoleError::NotFound(format!("no certificate with serial {}", serial.as_str()))
+        })?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-pem-file".to_owned()),
@@ -415,10 +436,23 @@ pub async fn confirm(
 ) -> Result<Response, ConsoleError> {
     let serial = parse_serial(&serial)?;
     let (verb, explanation) = match query.action.as_str() {
-        "hold" => ("Hold", "A hold suspends the certificate (certificateHold): OCSP answers revoked and the CRL lists it until it is released. The device cannot authenticate meanwhile."),
-        "release" => ("Release", "Releasing lifts the hold: the certificate is valid again and leaves the next CRL."),
-        "revoke" => ("Revoke", "Revocation is permanent: the device needs a new certificate (re-provisioning) to authenticate again."),
-        other => return Err(ConsoleError::BadForm(format!("unknown action `{other}` (use hold, release or revoke)"))),
+        "hold" => (
+            "Hold",
+            "A hold suspends the certificate (certificateHold): OCSP answers revoked and the CRL lists it until it is released. The device cannot authenticate meanwhile.",
+        ),
+        "release" => (
+            "Release",
+            "Releasing lifts the hold: the certificate is valid again and leaves the next CRL.",
+        ),
+        "revoke" => (
+            "Revoke",
+            "Revocation is permanent: the device needs a new certificate (re-provisioning) to authenticate again.",
+        ),
+        other => {
+            return Err(ConsoleError::BadForm(format!(
+                "unknown action `{other}` (use hold, release or revoke)"
+            )));
+        }
     };
     let record = state
         .admin
@@ -426,7 +460,9 @@ pub async fn confirm(
         .store()
         .certificate(serial.as_str())
         .await?
-        .ok_or_else(|| ConsoleError::NotFound(format!("no certificate with serial {}", serial.as_str())))?;
+        .ok_or_else(|| {
+            ConsoleError::NotFound(format!("no certificate with serial {}", serial.as_str()))
+        })?;
     let back = format!("/console/devices/{}", path_segment(&record.device_serial));
     let body = html! {
         section.card.confirm aria-labelledby="what" {
@@ -450,7 +486,12 @@ pub async fn confirm(
             }
         }
     };
-    Ok(html_response(layout(&format!("{verb} certificate"), Some(&user), "/console/devices", body)))
+    Ok(html_response(layout(
+        &format!("{verb} certificate"),
+        Some(&user),
+        "/console/devices",
+        body,
+    )))
 }
 
 /// The revoke form's reason (its CSRF token is checked by the guard).
@@ -466,12 +507,17 @@ async fn device_of(state: &ConsoleState, serial: &CertSerial) -> Result<String, 
         .store()
         .certificate(serial.as_str())
         .await?
-        .ok_or_else(|| ConsoleError::NotFound(format!("no certificate with serial {}", serial.as_str())))?
+        .ok_or_else(|| {
+            ConsoleError::NotFound(format!("no certificate with serial {}", serial.as_str()))
+        })?
         .device_serial)
 }
 
 fn after_change(device: &str, done: &str) -> Response {
-    see_other(&format!("/console/devices/{}?done={done}", path_segment(device)))
+    see_other(&format!(
+        "/console/devices/{}?done={done}",
+        path_segment(device)
+    ))
 }
 
 /// `POST /console/certificates/{serial}/hold`.
@@ -483,8 +529,16 @@ pub async fn hold(
     let serial = parse_serial(&serial)?;
     let device = device_of(&state, &serial).await?;
     let hold = Reason::parse("certificateHold").ok_or(ConsoleError::Internal)?;
-    let change = state.admin.revocation.revoke(&serial, hold, &user.operator.actor()).await?;
-    let done = if change == crate::revocation::Change::Held { "held" } else { "unchanged" };
+    let change = state
+        .admin
+        .revocation
+        .revoke(&serial, hold, &user.operator.actor())
+        .await?;
+    let done = if change == crate::revocation::Change::Held {
+        "held"
+    } else {
+        "unchanged"
+    };
     Ok(after_change(&device, done))
 }
 
@@ -496,7 +550,11 @@ pub async fn release(
 ) -> Result<Response, ConsoleError> {
     let serial = parse_serial(&serial)?;
     let device = device_of(&state, &serial).await?;
-    state.admin.revocation.release(&serial, &user.operator.actor()).await?;
+    state
+        .admin
+        .revocation
+        .release(&serial, &user.operator.actor())
+        .await?;
     Ok(after_change(&device, "released"))
 }
 
@@ -508,15 +566,30 @@ pub async fn revoke(
     form: Result<Form<ChangeForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
     let Ok(Form(form)) = form else {
-        return Err(ConsoleError::BadForm("the revocation form was not understood".into()));
+        return Err(ConsoleError::BadForm(
+            "the revocation form was not understood".into(),
+        ));
     };
     let serial = parse_serial(&serial)?;
     let name = form.reason.unwrap_or_default();
     let reason = Reason::parse(&name)
         .filter(|r| !r.is_hold())
-        .ok_or_else(|| ConsoleError::BadForm(format!("choose a revocation reason, not `{name}` (one of: {})", REASON_NAMES.join(", "))))?;
+        .ok_or_else(|| {
+            ConsoleError::BadForm(format!(
+                "choose a revocation reason, not `{name}` (one of: {})",
+                REASON_NAMES.join(", ")
+            ))
+        })?;
     let device = device_of(&state, &serial).await?;
-    let change = state.admin.revocation.revoke(&serial, reason, &user.operator.actor()).await?;
-    let done = if change == crate::revocation::Change::Revoked { "revoked" } else { "unchanged" };
+    let change = state
+        .admin
+        .revocation
+        .revoke(&serial, reason, &user.operator.actor())
+        .await?;
+    let done = if change == crate::revocation::Change::Revoked {
+        "revoked"
+    } else {
+        "unchanged"
+    };
     Ok(after_change(&device, done))
 }

@@ -108,14 +108,39 @@ pub fn routes() -> Vec<ConsoleRoute> {
     use Capability as C;
     use Method as M;
     vec![
-        route(M::GET, "/console/static/console.css", Public, get(page::stylesheet)),
+        route(
+            M::GET,
+            "/console/static/console.css",
+            Public,
+            get(page::stylesheet),
+        ),
         route(M::GET, "/console/signin", Public, get(signin::form)),
         route(M::POST, "/console/signin", Public, post(signin::with_key)),
-        route(M::POST, "/console/signin/certificate", Public, post(signin::with_certificate)),
+        route(
+            M::POST,
+            "/console/signin/certificate",
+            Public,
+            post(signin::with_certificate),
+        ),
         route(M::POST, "/console/signout", Session, post(signin::sign_out)),
-        route(M::GET, "/console/", Role(C::DevicesRead), get(overview::show)),
-        route(M::GET, "/console/devices", Role(C::DevicesRead), get(devices::search)),
-        route(M::GET, "/console/devices/{serial}", Role(C::DevicesRead), get(devices::show)),
+        route(
+            M::GET,
+            "/console/",
+            Role(C::DevicesRead),
+            get(overview::show),
+        ),
+        route(
+            M::GET,
+            "/console/devices",
+            Role(C::DevicesRead),
+            get(devices::search),
+        ),
+        route(
+            M::GET,
+            "/console/devices/{serial}",
+            Role(C::DevicesRead),
+            get(devices::show),
+        ),
         route(
             M::GET,
             "/console/certificates/{serial}/pem",
@@ -146,16 +171,36 @@ pub fn routes() -> Vec<ConsoleRoute> {
             Role(C::CertificatesRevoke),
             post(devices::revoke),
         ),
-        route(M::GET, "/console/recalls", Role(C::Recall), get(recalls::list)),
-        route(M::POST, "/console/recalls/plan", Role(C::Recall), post(recalls::plan)),
-        route(M::POST, "/console/recalls/start", Role(C::Recall), post(recalls::start)),
+        route(
+            M::GET,
+            "/console/recalls",
+            Role(C::Recall),
+            get(recalls::list),
+        ),
+        route(
+            M::POST,
+            "/console/recalls/plan",
+            Role(C::Recall),
+            post(recalls::plan),
+        ),
+        route(
+            M::POST,
+            "/console/recalls/start",
+            Role(C::Recall),
+            post(recalls::start),
+        ),
         route(
             M::POST,
             "/console/recalls/{id}/release",
             Role(C::Recall),
             post(recalls::release),
         ),
-        route(M::GET, "/console/stations", Role(C::StationsManage), get(stations::list)),
+        route(
+            M::GET,
+            "/console/stations",
+            Role(C::StationsManage),
+            get(stations::list),
+        ),
         route(
             M::GET,
             "/console/stations/{name}/confirm",
@@ -185,10 +230,7 @@ pub fn router(state: ConsoleState) -> Router {
         router = router.route(route.path, handler);
     }
     router
-        .route(
-            "/console",
-            get(|| async { page::see_other("/console/") }),
-        )
+        .route("/console", get(|| async { page::see_other("/console/") }))
         .with_state(state)
         .layer(middleware::map_response(security_headers))
 }
@@ -254,7 +296,10 @@ async fn guard(
         Ok(operator) => operator,
         Err(AuthFailure::Store(error)) => return ConsoleError::from(error).into_response(),
         Err(failure) => {
-            tracing::warn!(reason = failure.reason(), "console session's credential no longer valid");
+            tracing::warn!(
+                reason = failure.reason(),
+                "console session's credential no longer valid"
+            );
             if let Err(error) = state.sessions.close(&session, now()).await {
                 return ConsoleError::from(error).into_response();
             }
@@ -279,7 +324,14 @@ async fn guard(
     if let Access::Role(capability) = access
         && !user.may(capability)
     {
-        refuse(&state, &user, route, "role_insufficient", Some(capability.name())).await;
+        refuse(
+            &state,
+            &user,
+            route,
+            "role_insufficient",
+            Some(capability.name()),
+        )
+        .await;
         return ConsoleError::Forbidden(format!(
             "role `{}` may not do this (needs {})",
             user.operator.role.as_str(),

@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use super::charts::{self, Gauge};
 use super::page::{ConsoleError, badge, html_response, layout, when};
 use super::{ConsoleState, ConsoleUser, now};
-use crate::operations::overview::{HourlySeries, Overview};
+use crate::operations::overview::{HourlySeries, ISSUANCE_HOURS, Overview};
 
 const DAY: i64 = 86_400;
 
@@ -33,7 +33,7 @@ pub async fn show(
 
 /// Day ticks (`MM-DD`) at each midnight within the series' hours.
 fn day_ticks(series: &HourlySeries) -> Vec<(usize, String)> {
-    (0..crate::operations::overview::ISSUANCE_HOURS)
+    (0..ISSUANCE_HOURS)
         .filter_map(|i| {
             let hour = series.first_hour + 3600 * i as i64;
             (hour.rem_euclid(DAY) == 0).then(|| (i, when(hour)[5..10].to_owned()))
@@ -46,11 +46,7 @@ fn life(now: i64, not_before: i64, not_after: i64) -> (f64, String, bool) {
     let left = (not_after - now).max(0);
     let fraction = left as f64 / total;
     let years = left as f64 / (365.25 * DAY as f64);
-    let text = format!(
-        "{:.1} years left (until {})",
-        years,
-        &when(not_after)[..10]
-    );
+    let text = format!("{:.1} years left (until {})", years, &when(not_after)[..10]);
     (fraction, text, fraction < 0.2)
 }
 
@@ -117,8 +113,8 @@ fn render(overview: &Overview, now: i64) -> Markup {
         section aria-labelledby="issued" {
             h2 #issued { "Certificates issued per hour, last 7 days" }
             p { (by_product.total()) " device certificates in the last 7 days." }
-            (charts::stacked_columns("by-product", "By product", &by_product.series, &day_ticks(by_product)))
-            (charts::stacked_columns("by-station", "By station (token and renewal in parentheses)", &by_station.series, &day_ticks(by_station)))
+            (charts::stacked_columns("by-product", "By product", ISSUANCE_HOURS, &by_product.series, &day_ticks(by_product)))
+            (charts::stacked_columns("by-station", "By station (token and renewal in parentheses)", ISSUANCE_HOURS, &by_station.series, &day_ticks(by_station)))
         }
         section aria-labelledby="expiring" {
             h2 #expiring { "Valid certificates expiring per month, next 24 months" }
@@ -167,7 +163,7 @@ fn render(overview: &Overview, now: i64) -> Markup {
                     @match (audit.checkpoint, &audit.head) {
                         (Some((seq, at)), Some((head, _))) => {
                             "event " (seq) ", signed " (when(at))
-                            @if head > &seq { " · " (head - seq) " events since, signed at the next checkpoint" } @else { " · covers the head" }
+                            @if head > &seq { " · " (head - seq) " later event(s), covered by the next checkpoint" } @else { " · covers the head" }
                         }
                         (Some((seq, at)), None) => { "event " (seq) ", signed " (when(at)) }
                         (None, _) => { (badge("none")) " no checkpoint signed yet" }

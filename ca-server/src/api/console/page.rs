@@ -213,7 +213,10 @@ impl ConsoleError {
 
 impl From<StoreError> for ConsoleError {
     fn from(error: StoreError) -> ConsoleError {
-        if matches!(error, StoreError::Unavailable(_) | StoreError::WriterStopped) {
+        if matches!(
+            error,
+            StoreError::Unavailable(_) | StoreError::WriterStopped
+        ) {
             tracing::error!(%error, "console: database unavailable");
             ConsoleError::Unavailable
         } else {
@@ -255,7 +258,12 @@ mod tests {
 
     #[test]
     fn interpolated_text_is_escaped() {
-        let page = layout("<script>alert(1)</script>", None, "", html! { p { ("\"&<>") } });
+        let page = layout(
+            "<script>alert(1)</script>",
+            None,
+            "",
+            html! { p { ("\"&<>") } },
+        );
         let text = page.into_string();
         assert!(!text.contains("<script>"));
         assert!(text.contains("&lt;script&gt;"));

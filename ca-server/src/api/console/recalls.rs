@@ -50,7 +50,10 @@ pub struct RecallForm {
 impl RecallForm {
     fn request(&self) -> Result<RecallRequest, ConsoleError> {
         let action = RecallAction::parse(&self.action).ok_or_else(|| {
-            ConsoleError::BadForm(format!("action must be hold or revoke, not `{}`", self.action))
+            ConsoleError::BadForm(format!(
+                "action must be hold or revoke, not `{}`",
+                self.action
+            ))
         })?;
         let lot = self.lot.trim();
         Ok(RecallRequest {
@@ -153,7 +156,13 @@ pub async fn list(
         }
     };
     let page = if any_running {
-        layout_refreshing("Recalls", Some(&user), "/console/recalls", REFRESH_SECS, body)
+        layout_refreshing(
+            "Recalls",
+            Some(&user),
+            "/console/recalls",
+            REFRESH_SECS,
+            body,
+        )
     } else {
         layout("Recalls", Some(&user), "/console/recalls", body)
     };
@@ -208,7 +217,9 @@ pub async fn plan(
     form: Result<Form<RecallForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
     let Ok(Form(form)) = form else {
-        return Err(ConsoleError::BadForm("the recall form was not understood".into()));
+        return Err(ConsoleError::BadForm(
+            "the recall form was not understood".into(),
+        ));
     };
     let request = form.request()?;
     let plan = state.admin.recalls.plan(&request).await?;
@@ -250,7 +261,12 @@ pub async fn plan(
             }
         }
     };
-    Ok(html_response(layout("Recall: dry run", Some(&user), "/console/recalls", body)))
+    Ok(html_response(layout(
+        "Recall: dry run",
+        Some(&user),
+        "/console/recalls",
+        body,
+    )))
 }
 
 /// `POST /console/recalls/start`: runs the confirmed recall in the background.
@@ -260,7 +276,9 @@ pub async fn start(
     form: Result<Form<RecallForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
     let Ok(Form(form)) = form else {
-        return Err(ConsoleError::BadForm("the recall form was not understood".into()));
+        return Err(ConsoleError::BadForm(
+            "the recall form was not understood".into(),
+        ));
     };
     let request = form.request()?;
     // Refuse a bad request here, where the operator sees it, not in the background task.
@@ -275,10 +293,16 @@ pub async fn start(
     let actor = user.operator.actor();
     tokio::spawn(async move {
         match recalls.run(&request, &actor, Batches::default()).await {
-            Ok(outcome) => tracing::info!(recall = outcome.recall.id, changed = outcome.changed, %actor, "console recall finished"),
-            Err(error) => tracing::error!(%error, %actor, "console recall failed; start it again to resume"),
+            Ok(outcome) => {
+                tracing::info!(recall = outcome.recall.id, changed = outcome.changed, %actor, "console recall finished")
+            }
+            Err(error) => {
+                tracing::error!(%error, %actor, "console recall failed; start it again to resume")
+            }
         }
-        let mut running = running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut running = running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(at) = running.iter().position(|r| *r == request) {
             running.remove(at);
         }
@@ -292,7 +316,11 @@ pub async fn release(
     Extension(user): Extension<ConsoleUser>,
     Path(id): Path<i64>,
 ) -> Result<Response, ConsoleError> {
-    let released = state.admin.recalls.release(id, &user.operator.actor()).await?;
+    let released = state
+        .admin
+        .recalls
+        .release(id, &user.operator.actor())
+        .await?;
     Ok(see_other(&format!(
         "/console/recalls?released={}",
         released.certificates

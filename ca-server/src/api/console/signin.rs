@@ -90,17 +90,16 @@ fn render(status: StatusCode, notice: Option<&str>, error: Option<&str>) -> Resp
         .into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        cookies::set(
-            cookies::SIGNIN,
-            &token,
-            Some(cookies::SIGNIN_MAX_AGE_SECS),
-        ),
+        cookies::set(cookies::SIGNIN, &token, Some(cookies::SIGNIN_MAX_AGE_SECS)),
     );
     response
 }
 
 /// `GET /console/signin`.
-pub async fn form(State(state): State<ConsoleState>, Query(notice): Query<SignInNotice>) -> Response {
+pub async fn form(
+    State(state): State<ConsoleState>,
+    Query(notice): Query<SignInNotice>,
+) -> Response {
     let idle = state.sessions.idle_timeout().as_secs();
     let text = if notice.expired.is_some() {
         Some(format!(
@@ -118,10 +117,16 @@ pub async fn form(State(state): State<ConsoleState>, Query(notice): Query<SignIn
 }
 
 fn signin_token_ok(headers: &HeaderMap, presented: &str) -> bool {
-    cookies::read(headers, cookies::SIGNIN).is_some_and(|expected| tokens_match(presented, &expected))
+    cookies::read(headers, cookies::SIGNIN)
+        .is_some_and(|expected| tokens_match(presented, &expected))
 }
 
-async fn refused(state: &ConsoleState, actor: String, failure: &AuthFailure, route: &str) -> Response {
+async fn refused(
+    state: &ConsoleState,
+    actor: String,
+    failure: &AuthFailure,
+    route: &str,
+) -> Response {
     state
         .admin
         .failures
@@ -164,7 +169,13 @@ pub async fn with_key(
         },
         Err(AuthFailure::Store(error)) => ConsoleError::from(error).into_response(),
         Err(failure) => {
-            refused(&state, super::super::admin::key_actor(key), &failure, "/console/signin").await
+            refused(
+                &state,
+                super::super::admin::key_actor(key),
+                &failure,
+                "/console/signin",
+            )
+            .await
         }
     }
 }
@@ -195,9 +206,10 @@ pub async fn with_certificate(
         },
         Err(AuthFailure::Store(error)) => ConsoleError::from(error).into_response(),
         Err(failure) => {
-            let actor = presented
-                .and_then(<[_]>::first)
-                .map_or_else(|| "anonymous".to_owned(), |leaf| format!("certificate:{}", sha256_hex(leaf)));
+            let actor = presented.and_then(<[_]>::first).map_or_else(
+                || "anonymous".to_owned(),
+                |leaf| format!("certificate:{}", sha256_hex(leaf)),
+            );
             refused(&state, actor, &failure, "/console/signin/certificate").await
         }
     }

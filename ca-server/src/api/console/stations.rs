@@ -80,7 +80,12 @@ pub async fn list(
             }
         }
     };
-    Ok(html_response(layout("Stations", Some(&user), "/console/stations", body)))
+    Ok(html_response(layout(
+        "Stations",
+        Some(&user),
+        "/console/stations",
+        body,
+    )))
 }
 
 /// `GET /console/stations/{name}/confirm`.
@@ -109,7 +114,12 @@ pub async fn confirm(
             }
         }
     };
-    Ok(html_response(layout("Disable station", Some(&user), "/console/stations", body)))
+    Ok(html_response(layout(
+        "Disable station",
+        Some(&user),
+        "/console/stations",
+        body,
+    )))
 }
 
 /// `POST /console/stations/{name}/disable`.

@@ -100,12 +100,11 @@ macro_rules! impl_console_store {
                     from: i64,
                     to: i64,
                 ) -> Result<Vec<ExpiringOnDay>, StoreError> {
-                    let rows: Vec<(i64, i64)> =
-                        console::select_expiring_per_day::<$db>(from, to)
-                            .build_query_as()
-                            .fetch_all(&self.pool)
-                            .await
-                            .map_err(classify)?;
+                    let rows: Vec<(i64, i64)> = console::select_expiring_per_day::<$db>(from, to)
+                        .build_query_as()
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(classify)?;
                     Ok(rows
                         .into_iter()
                         .map(|(day, n)| ExpiringOnDay {
@@ -124,7 +123,8 @@ macro_rules! impl_console_store {
                     Ok(rows
                         .into_iter()
                         .filter_map(|(by, at)| {
-                            by.strip_prefix("station:").map(|name| (name.to_owned(), at))
+                            by.strip_prefix("station:")
+                                .map(|name| (name.to_owned(), at))
                         })
                         .collect())
                 }

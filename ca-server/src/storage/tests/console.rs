@@ -29,15 +29,55 @@ pub(super) async fn sessions_expire_when_idle_and_are_deleted_once(store: &dyn S
     let found = store.touch_session(&[1; 32], 950, 1_050).await.unwrap();
     assert_eq!(found.map(|s| s.last_seen_at), Some(1_050));
     // At 1_140 it was seen 90 s ago: still alive. Session 2 (seen at 1_000) is not.
-    assert!(store.touch_session(&[1; 32], 1_040, 1_140).await.unwrap().is_some());
-    assert!(store.touch_session(&[2; 32], 1_040, 1_140).await.unwrap().is_none());
+    assert!(
+        store
+            .touch_session(&[1; 32], 1_040, 1_140)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .touch_session(&[2; 32], 1_040, 1_140)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // An expired session is not revived by a later, laxer look either: it was not touched.
-    assert!(store.touch_session(&[9; 32], 0, 1_140).await.unwrap().is_none());
+    assert!(
+        store
+            .touch_session(&[9; 32], 0, 1_140)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.delete_idle_sessions(1_040).await.unwrap(), 1);
-    assert!(store.touch_session(&[2; 32], 0, 1_150).await.unwrap().is_none());
-    assert!(store.delete_session(&[1; 32], &event("console.signed_out")).await.unwrap());
-    assert!(!store.delete_session(&[1; 32], &event("console.signed_out")).await.unwrap());
-    assert!(store.touch_session(&[1; 32], 0, 1_200).await.unwrap().is_none());
+    assert!(
+        store
+            .touch_session(&[2; 32], 0, 1_150)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .delete_session(&[1; 32], &event("console.signed_out"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_session(&[1; 32], &event("console.signed_out"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .touch_session(&[1; 32], 0, 1_200)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let actions: Vec<String> = store
         .audit_events()
         .await
@@ -47,7 +87,11 @@ pub(super) async fn sessions_expire_when_idle_and_are_deleted_once(store: &dyn S
         .collect();
     assert_eq!(
         actions,
-        ["console.signed_in", "console.signed_in", "console.signed_out"]
+        [
+            "console.signed_in",
+            "console.signed_in",
+            "console.signed_out"
+        ]
     );
 }
 
@@ -75,7 +119,12 @@ pub(super) async fn console_reads_group_issuance_expiry_and_events(store: &dyn S
         store.commit_issuance(issued, 1_500).await.unwrap();
     }
     store
-        .set_status("c003", CertificateStatus::Revoked, Some("keyCompromise"), 20_000)
+        .set_status(
+            "c003",
+            CertificateStatus::Revoked,
+            Some("keyCompromise"),
+            20_000,
+        )
         .await
         .unwrap();
     let hours = store.issued_per_hour(3_600).await.unwrap();
@@ -85,7 +134,11 @@ pub(super) async fn console_reads_group_issuance_expiry_and_events(store: &dyn S
         .collect();
     assert_eq!(
         rows,
-        [(7_200, "renewal", 1), (7_200, "station:line1", 1), (18_000, "station:line1", 1)]
+        [
+            (7_200, "renewal", 1),
+            (7_200, "station:line1", 1),
+            (18_000, "station:line1", 1)
+        ]
     );
     assert!(hours.iter().all(|h| h.product == "example-infusion-pump"));
     assert_eq!(store.issued_per_hour(10_000).await.unwrap().len(), 1);
