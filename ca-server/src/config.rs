@@ -47,6 +47,10 @@ pub struct ConfigFile {
     /// The operator console at `/console/` (`[console]`; defaults when absent).
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// CA generations: lifetimes of new generations, planned rollover dates, how often a
+    /// running server looks for a rollover (`[ca]`, `[ca.<name>]`; defaults when absent).
+    #[serde(default, skip_serializing_if = "CaLifecycle::is_default")]
+    pub ca: CaLifecycle,
 }
 
 /// `[console]`: how long a signed-in browser stays signed in.
@@ -65,6 +69,108 @@ impl Default for ConsoleConfig {
             idle_timeout_secs: 900,
             max_session_secs: 12 * 3600,
         }
+    }
+}
+
+/// `[ca]`: the CA lifecycle (docs/PROFILE.md §3.5, README "Rollover").
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaLifecycle {
+    /// Seconds between a running server's looks at the database for a new or retired CA
+    /// generation (every replica picks up `ca rollover` within this time). Default 30.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload_interval_secs: Option<u64>,
+    pub root: CaSettings,
+    pub basic: CaSettings,
+    pub substantial: CaSettings,
+    pub high: CaSettings,
+    pub station: CaSettings,
+    pub tls: CaSettings,
+}
+
+/// `[ca.<name>]`: one CA's lifecycle settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaSettings {
+    /// Lifetime of the next generation `ca rollover` makes, e.g. `"5y"`, `"8y"`, `"90d"` (test
+    /// CAs: `"10m"`). Default: root 15 years, basic and station 5, substantial 8, high 10.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<String>,
+    /// The planned rollover date is this many days before the CA's notAfter; from then on the
+    /// server warns (log and `ca list`). Default: the longest certificate lifetime the CA
+    /// issues plus 180 days, so a rollover on the planned date still leaves half a year
+    /// before the CA could no longer cover a full device lifetime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollover_before_days: Option<u32>,
+}
+
+/// Default seconds between looks for a new CA generation.
+pub const DEFAULT_RELOAD_INTERVAL_SECS: u64 = 30;
+
+impl CaLifecycle {
+    fn is_default(&self) -> bool {
+        *self == CaLifecycle::default()
+    }
+
+    /// Time between looks for a rollover.
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_secs(
+            self.reload_interval_secs
+                .unwrap_or(DEFAULT_RELOAD_INTERVAL_SECS),
+        )
+    }
+
+    /// The settings of the CA `name` (`root`, `basic`, ..., `tls`).
+    pub fn of(&self, name: &str) -> Option<&CaSettings> {
+        Some(match name {
+            "root" => &self.root,
+            "basic" => &self.basic,
+            "substantial" => &self.substantial,
+            "high" => &self.high,
+            "station" => &self.station,
+            "tls" => &self.tls,
+            _ => return None,
+        })
+    }
+
+    /// The lifetime of the next generation of `name`: configured, or the built-in default.
+    pub fn lifetime(&self, name: &str) -> Result<time::Duration, OutOfRange> {
+        let default_years = match name {
+            "root" => 15,
+            "substantial" => 8,
+            "high" => 10,
+            "tls" => return self.configured_lifetime(name, time::Duration::days(397)),
+            _ => 5,
+        };
+        self.configured_lifetime(name, time::Duration::days(365 * default_years))
+    }
+
+    fn configured_lifetime(
+        &self,
+        name: &str,
+        default: time::Duration,
+    ) -> Result<time::Duration, OutOfRange> {
+        let Some(text) = self.of(name).and_then(|s| s.lifetime.as_deref()) else {
+            return Ok(default);
+        };
+        let parsed = humantime::parse_duration(text)
+            .ok()
+            .and_then(|d| time::Duration::try_from(d).ok())
+            .filter(|d| d.whole_seconds() >= 60);
+        parsed.ok_or_else(|| OutOfRange::Lifetime {
+            key: name.to_owned(),
+            value: text.to_owned(),
+        })
+    }
+
+    fn check(&self) -> Result<(), OutOfRange> {
+        if self.reload_interval_secs == Some(0) {
+            return Err(OutOfRange::ZeroSeconds("ca.reload_interval_secs"));
+        }
+        for name in ["root", "basic", "substantial", "high", "station", "tls"] {
+            self.lifetime(name)?;
+        }
+        Ok(())
     }
 }
 
@@ -161,6 +267,10 @@ pub enum OutOfRange {
     ZeroSeconds(&'static str),
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error(
+        "ca.{key}.lifetime: `{value}` is not a duration of at least a minute like \"5y\" or \"90d\""
+    )]
+    Lifetime { key: String, value: String },
 }
 
 /// Why the configuration could not be read.
@@ -211,7 +321,7 @@ impl Settings {
             (0, _, _) => Err(OutOfRange::ZeroSeconds("audit.checkpoint_interval_secs")),
             (_, 0, _) => Err(OutOfRange::ZeroSeconds("console.idle_timeout_secs")),
             (_, _, 0) => Err(OutOfRange::ZeroSeconds("console.max_session_secs")),
-            _ => config.limits.check(),
+            _ => config.limits.check().and_then(|()| config.ca.check()),
         };
         checked.map_err(|problem| ConfigError::OutOfRange {
             path: path.clone(),
@@ -283,6 +393,16 @@ mod tests {
     #[test]
     fn zero_timeouts_caps_and_intervals_are_refused_naming_the_key() {
         assert!(load_with("").is_ok());
+        let short = load_with("[ca.basic]\nlifetime = \"10m\"\nrollover_before_days = 2\n")
+            .expect("a short test lifetime");
+        assert_eq!(
+            short.config.ca.lifetime("basic"),
+            Ok(time::Duration::minutes(10))
+        );
+        assert_eq!(
+            short.config.ca.lifetime("high"),
+            Ok(time::Duration::days(3650))
+        );
         for (extra, expected) in [
             (
                 "[limits]\nheader_timeout_secs = 0\n",
@@ -295,6 +415,17 @@ mod tests {
             (
                 "[audit]\ncheckpoint_interval_secs = 0\n",
                 OutOfRange::ZeroSeconds("audit.checkpoint_interval_secs"),
+            ),
+            (
+                "[ca]\nreload_interval_secs = 0\n",
+                OutOfRange::ZeroSeconds("ca.reload_interval_secs"),
+            ),
+            (
+                "[ca.basic]\nlifetime = \"soon\"\n",
+                OutOfRange::Lifetime {
+                    key: "basic".into(),
+                    value: "soon".into(),
+                },
             ),
         ] {
             match load_with(extra) {

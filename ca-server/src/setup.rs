@@ -267,6 +267,7 @@ fn write_files(
         limits: Default::default(),
         audit: Default::default(),
         console: Default::default(),
+        ca: Default::default(),
     };
     write_config(dir, &config)?;
     let root_fingerprint = if options.external_root {

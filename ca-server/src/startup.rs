@@ -20,8 +20,8 @@ use crate::auth::session::Sessions;
 use crate::authority::Authority;
 use crate::config::{ConfigError, Settings};
 use crate::listener::{ConnectionLimits, Listener, Transport, stopped};
-use crate::operations::{AuditAtStart, Gauges, Health, Overviews};
-use crate::pki::{CaMaterial, PkiError, PublicUrls};
+use crate::operations::{AuditAtStart, Gauges, GenerationError, Health, Lifecycle, Overviews};
+use crate::pki::{CaHandle, CaMaterial, PkiError, PublicUrls};
 use crate::revocation::Revocation;
 use crate::storage::{CommitObserver, StoreError};
 use crate::telemetry::Metrics;
@@ -49,6 +49,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Audit(#[from] crate::audit::GuardError),
+    #[error("CA generations: {0}")]
+    Generations(#[from] GenerationError),
 }
 
 /// A bound, ready-to-run CA server.
@@ -65,6 +67,8 @@ pub struct Application {
     authority: Arc<Authority>,
     revocation: Arc<Revocation>,
     checkpointer: Option<Arc<Checkpointer>>,
+    /// Picks up CA rollovers and retires generations (every replica runs it).
+    lifecycle: Arc<Lifecycle>,
     limits: ConnectionLimits,
 }
 
@@ -88,11 +92,17 @@ impl Application {
         if !settings.config.evaluation {
             policies.ensure_production_ready()?;
         }
-        let ca = Arc::new(CaMaterial::load_with(
-            &settings.data_dir,
-            &settings.key_access,
-        )?);
         let store = crate::storage::open(&settings.database_url()).await?;
+        // Every generation recorded in the database (G1 adopted from the data directory).
+        let handle = CaHandle::new(Arc::new(
+            crate::operations::generations::load(
+                &settings.data_dir,
+                &settings.key_access,
+                store.as_ref(),
+            )
+            .await?,
+        ));
+        let ca = handle.current();
         let trail = crate::audit::guard_at_start(store.as_ref(), &ca.root_der).await?;
         tracing::info!(
             events = trail.events,
@@ -118,27 +128,34 @@ impl Application {
         let tls = TlsAcceptor::from(server_config(&ca)?);
         let urls = PublicUrls::new(&settings.config.public_url);
         let revocation = Arc::new(
-            Revocation::new(ca.clone(), store.clone(), policies.clone())?
+            Revocation::new(handle.clone(), store.clone(), policies.clone())?
                 .with_metrics(metrics.clone()),
         );
         let observer: Arc<dyn CommitObserver> = metrics.clone();
+        let lifecycle = Arc::new(Lifecycle::new(
+            settings,
+            store.clone(),
+            handle.clone(),
+            revocation.clone(),
+            policies.clone(),
+        ));
         let authority = Arc::new(Authority::observed(
             policies.clone(),
-            ca.clone(),
+            handle.clone(),
             store.clone(),
             urls,
             Some(observer),
         ));
         let health = Arc::new(Health::new(
             store.clone(),
-            ca.clone(),
+            handle.clone(),
             revocation.clone(),
             audit.clone(),
             metrics.clone(),
         ));
         let gauges = Arc::new(Gauges::new(
             store.clone(),
-            ca.clone(),
+            handle.clone(),
             revocation.clone(),
             metrics.clone(),
         ));
@@ -205,7 +222,7 @@ impl Application {
                 .merge(api::admin_router(admin, metrics.clone(), body_timeout))
                 .merge(api::console_router(console, metrics.clone(), body_timeout)),
             public: api::public_router(
-                ca,
+                handle,
                 revocation.clone(),
                 store.clone(),
                 health,
@@ -214,6 +231,7 @@ impl Application {
             ),
             revocation,
             checkpointer,
+            lifecycle,
             authority,
             limits: connections,
         })
@@ -244,6 +262,11 @@ impl Application {
         self.revocation.clone()
     }
 
+    /// The CA lifecycle task (tests tick it to pick up a rollover at once).
+    pub fn lifecycle(&self) -> Arc<Lifecycle> {
+        self.lifecycle.clone()
+    }
+
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run_until_stopped(
         self,
@@ -270,6 +293,7 @@ impl Application {
         if let Some(checkpointer) = &self.checkpointer {
             tokio::spawn(checkpointer.clone().run(stop_rx.clone()));
         }
+        tokio::spawn(self.lifecycle.clone().run(stop_rx.clone()));
         let metrics = self.metrics.map(|(socket, _, router)| {
             crate::listener::serve(
                 Listener {

@@ -29,6 +29,7 @@ pub mod console;
 pub mod custody;
 pub mod operations;
 pub mod pkilint;
+pub mod rollover;
 pub mod server_process;
 
 mod clap_free {

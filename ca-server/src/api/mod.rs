@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::authority::Authority;
 use crate::operations::Health;
-use crate::pki::CaMaterial;
+use crate::pki::CaHandle;
 use crate::revocation::Revocation;
 use crate::storage::Store;
 use crate::telemetry::Metrics;
@@ -105,7 +105,7 @@ pub fn console_router(
 
 /// The plain-HTTP public routes: CA certificates, CRLs, OCSP, `/healthz` and `/readyz`.
 pub fn public_router(
-    ca: Arc<CaMaterial>,
+    ca: CaHandle,
     revocation: Arc<Revocation>,
     store: Arc<dyn Store>,
     health: Arc<Health>,

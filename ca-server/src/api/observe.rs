@@ -62,7 +62,7 @@ pub fn certificate_request(
     match result {
         Ok(issued) => metrics.certificate_request(
             authorization.as_str(),
-            issued.issuer,
+            &issued.issuer,
             &issued.product,
             "issued",
         ),

@@ -8,20 +8,22 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ErrorCode};
-use crate::pki::CaMaterial;
+use crate::pki::CaHandle;
 use crate::revocation::{Revocation, RevocationError};
 
 /// `GET /ca/<name>.cer`: a CA certificate in DER (`application/pkix-cert`, RFC 2585).
 pub async fn ca_certificate(
-    State(ca): State<Arc<CaMaterial>>,
+    State(ca): State<CaHandle>,
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = file.strip_suffix(".cer").unwrap_or(&file);
+    let ca = ca.current();
+    // Every generation in use: a retiring generation's certificates still point here.
     let der = match name {
         crate::pki::ROOT_CA => ca.root_der.clone(),
-        crate::pki::STATION_CA => ca.station.cert_der.clone(),
-        other => iomt_core::policy::Level::parse(other)
-            .map(|level| ca.issuing(level).cert_der.clone())
+        other => ca
+            .signer(other)
+            .map(|generation| generation.cert_der.clone())
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::NOT_FOUND,

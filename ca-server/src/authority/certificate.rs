@@ -4,7 +4,7 @@ use iomt_core::extensions::{
     authority_info_access, certificate_policies, key_identifier, masa_url, subject_alt_name,
 };
 use iomt_core::identity::Identity;
-use iomt_core::policy::{Level, Policy, Presence};
+use iomt_core::policy::{Policy, Presence};
 use rcgen::{
     CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, DnValue,
     ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyUsagePurpose, SubjectPublicKeyInfo,
@@ -180,9 +180,4 @@ pub(super) fn public_key_bits(spki_der: &[u8]) -> Vec<u8> {
     x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
         .map(|(_, spki)| spki.subject_public_key.data.to_vec())
         .unwrap_or_default()
-}
-
-/// The issuing CA's name for a level, used in the certificate record.
-pub fn issuer_name(level: Level) -> &'static str {
-    crate::pki::issuing_ca_name(level)
 }

@@ -32,7 +32,7 @@ pub use station::StationEnrollment;
 pub use station_certificate::STATION_VALIDITY;
 pub use token::TokenEnrollment;
 
-use crate::pki::{CaMaterial, PublicUrls};
+use crate::pki::{CaHandle, PublicUrls};
 use crate::storage::{
     AuditAction, AuditEvent, CertificateRecord, CertificateStatus, Device, DeviceStatus,
     GroupCommit, HeldCertificate, Issuance, StationQuota, Store, StoreError,
@@ -44,8 +44,8 @@ pub struct Issued {
     pub certificate: SignedCertificate,
     /// The issuing CA certificate (for a client building its chain).
     pub issuer_der: CertificateDer<'static>,
-    /// The issuing CA's name (`basic`, `substantial`, `high`, `station`).
-    pub issuer: &'static str,
+    /// The issuing CA generation's name (`basic`, `basic-g2`, `station`, ...).
+    pub issuer: String,
     /// The device's product policy id (`station` for a station's own certificate).
     pub product: String,
 }
@@ -53,7 +53,8 @@ pub struct Issued {
 /// The CA's decision-maker: policies, keys and the registry.
 pub struct Authority {
     policies: Arc<PolicySet>,
-    ca: Arc<CaMaterial>,
+    /// The CA material, replaced when a rollover is picked up.
+    ca: CaHandle,
     store: Arc<dyn Store>,
     /// Enrollment reads and issuance writes go through the batching reader and writer.
     commits: GroupCommit,
@@ -147,7 +148,7 @@ impl Authority {
     /// Assembles the authority and starts its issuance writer (on the current tokio runtime).
     pub fn new(
         policies: Arc<PolicySet>,
-        ca: Arc<CaMaterial>,
+        ca: impl Into<CaHandle>,
         store: Arc<dyn Store>,
         urls: PublicUrls,
     ) -> Authority {
@@ -157,14 +158,14 @@ impl Authority {
     /// Like [`Authority::new`], reporting group-commit batches to `observer` (the metrics).
     pub fn observed(
         policies: Arc<PolicySet>,
-        ca: Arc<CaMaterial>,
+        ca: impl Into<CaHandle>,
         store: Arc<dyn Store>,
         urls: PublicUrls,
         observer: Option<Arc<dyn crate::storage::CommitObserver>>,
     ) -> Authority {
         Authority {
             policies,
-            ca,
+            ca: ca.into(),
             commits: GroupCommit::start_observed(store.clone(), observer),
             station_chains: chain::VerifiedChains::default(),
             store,
@@ -178,8 +179,13 @@ impl Authority {
     }
 
     /// The root certificate (DER).
-    pub fn root_der(&self) -> &[u8] {
-        &self.ca.root_der
+    pub fn root_der(&self) -> CertificateDer<'static> {
+        self.ca.current().root_der.clone()
+    }
+
+    /// The CA material in use (replaced when a rollover is picked up).
+    pub fn ca(&self) -> &CaHandle {
+        &self.ca
     }
 
     /// The registry, as a shared handle (for services built beside the authority).
@@ -198,20 +204,15 @@ impl Authority {
         &self,
         label: Option<&str>,
     ) -> Result<Vec<CertificateDer<'static>>, EnrollError> {
-        let mut certs = vec![self.ca.root_der.clone()];
+        let ca = self.ca.current();
+        let mut certs = vec![ca.root_der.clone()];
         match label.map(|l| self.select(l)).transpose()? {
             None => {
-                certs.extend(
-                    Level::ALL
-                        .iter()
-                        .map(|l| self.ca.issuing(*l).cert_der.clone()),
-                );
+                certs.extend(Level::ALL.iter().map(|l| ca.issuing(*l).cert_der.clone()));
                 // Stations enroll their own keys on the unlabeled path.
-                certs.push(self.ca.station.cert_der.clone());
+                certs.push(ca.station.cert_der.clone());
             }
-            Some(selection) => {
-                certs.push(self.ca.issuing(self.level_of(&selection)).cert_der.clone())
-            }
+            Some(selection) => certs.push(ca.issuing(self.level_of(&selection)).cert_der.clone()),
         }
         Ok(certs)
     }
@@ -240,7 +241,10 @@ impl Authority {
             ..
         } = request;
         let level = policy.policy.level;
-        let issuer = self.ca.issuing(level);
+        // One material for the whole issuance: a rollover picked up meanwhile applies to the
+        // next request.
+        let ca = self.ca.current();
+        let issuer = ca.issuing(level);
         let signed = certificate::build_and_sign(&certificate::CertificateInputs {
             policy,
             identity,
@@ -305,7 +309,7 @@ impl Authority {
         let issuance = Issuance {
             certificate: CertificateRecord {
                 serial: signed.serial_hex.clone(),
-                issuer: certificate::issuer_name(level).to_owned(),
+                issuer: issuer.name.clone(),
                 device_serial: device.serial.clone(),
                 product: device.product.clone(),
                 policy_oid: policy.policy.certificate_policy_oid.clone(),
@@ -378,6 +382,7 @@ impl Authority {
             device = %device.serial,
             product = %device.product,
             level = level.as_str(),
+            issuer = %issuer.name,
             authorized_by = %authorized_by,
             action = action.as_str(),
             "certificate issued"
@@ -385,7 +390,7 @@ impl Authority {
         Ok(Issued {
             certificate: conformant.into_certificate(),
             issuer_der: issuer.cert_der.clone(),
-            issuer: certificate::issuer_name(level),
+            issuer: issuer.name.clone(),
             product: device.product.clone(),
         })
     }

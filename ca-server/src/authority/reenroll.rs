@@ -135,14 +135,21 @@ impl Authority {
             .await?
             .filter(|record| record.der == leaf.as_ref())
             .ok_or_else(|| not_ours("this CA has no record of it"))?;
-        let level = iomt_core::policy::Level::parse(&record.issuer)
+        let is_device_issuer = crate::pki::GenerationId::parse(&record.issuer)
+            .is_some_and(|g| matches!(g.role, crate::pki::CaRole::Issuing(_)));
+        let ca = self.ca.current();
+        // Any loaded generation of the issuing CA: a device whose certificate a retiring
+        // generation signed renews under the active one (docs/PROFILE.md §3.5).
+        let issuer = ca
+            .signer(&record.issuer)
+            .filter(|_| is_device_issuer)
             .ok_or_else(|| not_ours("it was not issued by a device issuing CA"))?;
         // Chain check at a moment inside its validity: expiry itself is judged by policy below.
         let at = now
             .unix_timestamp()
             .min(record.not_after - 1)
             .max(record.not_before);
-        super::chain::verify_client_certificate(leaf, &self.ca.issuing(level).cert_der, at)
+        super::chain::verify_client_certificate(leaf, &issuer.cert_der, at)
             .map_err(|reason| not_ours(&reason.to_string()))?;
         match record.status {
             CertificateStatus::Valid => {}

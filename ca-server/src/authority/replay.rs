@@ -157,10 +157,14 @@ impl Authority {
             }])
             .await?;
         tracing::info!(certificate = %record.serial, device = %repeat.device.serial, "repeated request: certificate sent again");
+        let ca = self.ca.current();
+        let issuer = ca
+            .signer(&record.issuer)
+            .unwrap_or_else(|| ca.issuing(level));
         Ok(Some(Issued {
             certificate,
-            issuer_der: self.ca.issuing(level).cert_der.clone(),
-            issuer: level.as_str(),
+            issuer_der: issuer.cert_der.clone(),
+            issuer: issuer.name.clone(),
             product: record.product.clone(),
         }))
     }

@@ -170,8 +170,20 @@ impl Authority {
         leaf: &CertificateDer<'static>,
         now: OffsetDateTime,
     ) -> Result<(), super::chain::ChainError> {
-        self.station_chains
-            .verify(leaf, &self.ca.station.cert_der, now.unix_timestamp())
+        // Every loaded station CA generation: a station enrolled under a retiring one keeps
+        // working until its own certificate expires.
+        let ca = self.ca.current();
+        let mut outcome = None;
+        for generation in ca.station_generations() {
+            match self
+                .station_chains
+                .verify(leaf, &generation.cert_der, now.unix_timestamp())
+            {
+                Ok(()) => return Ok(()),
+                Err(error) => outcome = outcome.or(Some(error)),
+            }
+        }
+        Err(outcome.unwrap_or(super::chain::ChainError::Path(webpki::Error::UnknownIssuer)))
     }
 
     /// The hour this issuance counts in and the station's limit (its own, else the product
@@ -225,10 +237,11 @@ impl Authority {
             .into());
         }
         csr.verify_signature()?;
-        let identity = station_identity(&self.ca.station, &station.name);
+        let ca = self.ca.current();
+        let identity = station_identity(&ca.station, &station.name);
         csr.check_identity(&identity)?;
         let signed =
-            build_station_certificate(&identity, &csr.spki_der, &self.ca.station, &self.urls, now)?;
+            build_station_certificate(&identity, &csr.spki_der, &ca.station, &self.urls, now)?;
         // Re-checked by an independent verifier before it is stored and returned.
         let leaf = CertificateDer::from(signed.der.clone());
         if let Err(reason) = self.verify_station_chain(&leaf, now) {
@@ -246,6 +259,7 @@ impl Authority {
                 revoked: false,
                 issued_at: now.unix_timestamp(),
             },
+            issuer: ca.station.name.clone(),
             token_hash,
             audit: AuditEvent {
                 at: now.unix_timestamp(),
@@ -275,8 +289,8 @@ impl Authority {
         tracing::info!(station = %station.name, certificate = %signed.serial_hex, "station certificate issued");
         Ok(Issued {
             certificate: signed,
-            issuer_der: self.ca.station.cert_der.clone(),
-            issuer: crate::pki::STATION_CA,
+            issuer_der: ca.station.cert_der.clone(),
+            issuer: ca.station.name.clone(),
             product: crate::pki::STATION_CA.to_owned(),
         })
     }

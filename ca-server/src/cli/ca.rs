@@ -1,5 +1,5 @@
-//! `ca-server ca import` and `ca install-root-ocsp`: install what the offline root signed,
-//! audited.
+//! `ca-server ca list`, `ca rollover`, `ca import` and `ca install-root-ocsp`: the CA
+//! generations, and installing what the offline root signed, audited.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,12 +7,23 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::open;
-use crate::pki::{ImportRequest, KeyAccess};
+use crate::operations::RolledOver;
+use crate::operations::generations;
+use crate::pki::{CaRole, ImportRequest, KeyAccess};
 use crate::storage::{AuditAction, AuditEvent};
 
 /// `ca` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
+    /// Every generation of every CA: validity, status (active, retiring, retired, pending), how
+    /// many valid certificates each still has, the planned rollover date and warnings.
+    List(ListArgs),
+    /// Make the next generation of an issuing or station CA: a new key in the same custody
+    /// (sealed file or PKCS#11), signed by the root. From then on (within
+    /// `ca.reload_interval_secs` on every running server) new certificates and renewals come
+    /// from it; the previous generation keeps its CRL and OCSP until its last certificate
+    /// expires. Under an offline root: a CSR and the openssl ceremony recipe, then `ca import`.
+    Rollover(RolloverArgs),
     /// Install the certificates the offline root signed for the CSRs in DIR/csr/, after checking
     /// each against its key, the root and the CA profile. All or nothing.
     Import(ImportArgs),
@@ -20,6 +31,22 @@ pub enum CaCommand {
     /// (`<name>.ocsp.der`, made by csr/root-ocsp-with-openssl.sh), after checking each against
     /// the root and the certificate it answers for. Restart `serve` to use them.
     InstallRootOcsp(InstallRootOcspArgs),
+}
+
+/// `ca list` options.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// One JSON array instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ca rollover` options.
+#[derive(Debug, Args)]
+pub struct RolloverArgs {
+    /// The CA: basic, substantial, high or station (root: not in this version).
+    #[arg(long = "ca", value_parser = ["root", "basic", "substantial", "high", "station"])]
+    pub ca: String,
 }
 
 /// `ca install-root-ocsp` options.
@@ -43,6 +70,103 @@ pub struct ImportArgs {
     /// The root's CRL over the CA certificates (PEM or DER); served at /crl/root.crl.
     #[arg(long)]
     pub root_crl: Option<PathBuf>,
+}
+
+pub(super) async fn list(
+    data_dir: &Path,
+    database_url: Option<String>,
+    args: ListArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let (settings, policies, store) = open(data_dir, database_url).await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let views = generations::list(
+        store.as_ref(),
+        data_dir,
+        &policies,
+        &settings.config.ca,
+        now,
+    )
+    .await?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&views)?)?;
+        return Ok(());
+    }
+    let day = |t: Option<i64>| {
+        t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .map(|t| t.date().to_string())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    writeln!(
+        out,
+        "{:<16} {:<4} {:<9} {:<11} {:<11} {:>7}  {:<11}",
+        "GENERATION", "GEN", "STATUS", "NOT BEFORE", "NOT AFTER", "VALID", "ROLL OVER BY"
+    )?;
+    for view in &views {
+        let valid = view
+            .valid_certificates
+            .map_or_else(|| "-".to_owned(), |n| n.to_string());
+        writeln!(
+            out,
+            "{:<16} {:<4} {:<9} {:<11} {:<11} {:>7}  {:<11}",
+            view.name,
+            view.generation,
+            view.status,
+            day(view.not_before),
+            day(view.not_after),
+            valid,
+            day(view.planned_rollover),
+        )?;
+        for warning in &view.warnings {
+            writeln!(out, "  ! {warning}")?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn rollover(
+    data_dir: &Path,
+    database_url: Option<String>,
+    args: RolloverArgs,
+    access: &KeyAccess,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let (mut settings, policies, store) = open(data_dir, database_url).await?;
+    settings.key_access = access.clone();
+    let role =
+        CaRole::parse(&args.ca).ok_or_else(|| anyhow::anyhow!("no CA called `{}`", args.ca))?;
+    match generations::rollover(&settings, &policies, store.as_ref(), role, "operator:cli").await? {
+        RolledOver::Active {
+            previous,
+            next,
+            not_after,
+        } => {
+            let until = time::OffsetDateTime::from_unix_timestamp(not_after)
+                .map(|t| t.date().to_string())
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{next} is active (valid until {until}); {previous} is retiring: it keeps its CRL \
+                 and OCSP until its last certificate expires. Running servers pick it up within \
+                 {} s.",
+                settings.config.ca.reload_interval().as_secs()
+            )?;
+        }
+        RolledOver::Pending { next, csr_dir } => {
+            let dir = csr_dir.display();
+            writeln!(
+                out,
+                "{next}: key made, CSR written to {dir}/{next}.csr.pem. The current generation \
+                 stays active until the offline root signs it:\n\
+                 \x20 # on the offline root (copy {dir} over):\n\
+                 \x20 cd {next} && sh sign-with-openssl.sh ROOT.crt.pem ROOT.key signed\n\
+                 \x20 # back here:\n\
+                 \x20 ca-server ca import --data-dir {data} --root ROOT.crt.pem --certs signed",
+                data = data_dir.display()
+            )?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn import_ca(

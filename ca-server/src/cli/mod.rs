@@ -26,7 +26,7 @@ pub use admin::{
     ApikeyCommand, AuditCommand, CertificatesCommand, CredentialArgs, ExportArgs, NameArgs,
     OperatorAddArgs, OperatorCommand, SearchArgs,
 };
-pub use ca::{CaCommand, ImportArgs, InstallRootOcspArgs};
+pub use ca::{CaCommand, ImportArgs, InstallRootOcspArgs, ListArgs, RolloverArgs};
 pub use init::InitArgs;
 pub use inventory::{DeviceListArgs, FleetCommand, JsonArgs, TokenListArgs, TokenRevokeArgs};
 pub use recall::{RecallArgs, RecallCommand, RecallRunArgs};
@@ -110,7 +110,8 @@ pub enum Command {
     /// Verify or export the hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// CA certificates: install the ones an offline root signed (`init --external-root`).
+    /// CA generations (`ca list`, `ca rollover`) and installing what an offline root signed
+    /// (`ca import`, `ca install-root-ocsp`).
     #[command(subcommand)]
     Ca(CaCommand),
 }
@@ -143,6 +144,12 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         }
         Some(Command::Ca(CaCommand::InstallRootOcsp(args))) => {
             ca::install_root_ocsp(&cli.data_dir, &args.from, out).await
+        }
+        Some(Command::Ca(CaCommand::List(args))) => {
+            ca::list(&cli.data_dir, cli.database_url, args, out).await
+        }
+        Some(Command::Ca(CaCommand::Rollover(args))) => {
+            ca::rollover(&cli.data_dir, cli.database_url, args, &access, out).await
         }
         Some(Command::Ca(CaCommand::Import(args))) => {
             ca::import_ca(&cli.data_dir, args, &access, out).await

@@ -15,7 +15,7 @@ use super::open;
 use crate::operations::health::rfc3339;
 use crate::operations::recall::{self as service, DEFAULT_BATCH};
 use crate::operations::{Batches, Plan, RecallRequest, Recalls};
-use crate::pki::{CaMaterial, KeyAccess};
+use crate::pki::KeyAccess;
 use crate::revocation::Revocation;
 use crate::storage::{RecallAction, RecallQuery, RecallRecord};
 
@@ -191,9 +191,12 @@ async fn service(
     database_url: Option<String>,
     access: &KeyAccess,
 ) -> anyhow::Result<Recalls> {
-    // Keys first: a wrong passphrase or PIN stops here, before the database is touched.
-    let ca = Arc::new(CaMaterial::load_with(data_dir, access)?);
+    // Keys before any write: a wrong passphrase or PIN stops here with nothing changed. Every
+    // generation in the database, so a retiring one's CRL is republished too.
     let (_, policies, store) = open(data_dir, database_url).await?;
+    let ca = Arc::new(
+        crate::operations::generations::load_recorded(data_dir, access, store.as_ref()).await?,
+    );
     let policies = Arc::new(policies);
     let revocation = Arc::new(Revocation::new(ca, store.clone(), policies.clone())?);
     Ok(Recalls::new(store, revocation, policies))

@@ -10,7 +10,7 @@ use clap::Args;
 use iomt_core::serial::CertSerial;
 
 use super::open;
-use crate::pki::{CaMaterial, KeyAccess};
+use crate::pki::KeyAccess;
 use crate::revocation::{REASON_NAMES, Reason, Revocation};
 use crate::storage::Store;
 
@@ -43,9 +43,12 @@ pub(super) async fn revocation_service(
     database_url: Option<String>,
     access: &KeyAccess,
 ) -> anyhow::Result<(Revocation, Arc<dyn Store>)> {
-    // Keys first: a wrong passphrase or PIN stops here, before the database is touched.
-    let ca = Arc::new(CaMaterial::load_with(data_dir, access)?);
+    // Keys before any write: a wrong passphrase or PIN stops here with nothing changed. Every
+    // generation in the database, so a retiring one's CRL is republished too.
     let (_, policies, store) = open(data_dir, database_url).await?;
+    let ca = Arc::new(
+        crate::operations::generations::load_recorded(data_dir, access, store.as_ref()).await?,
+    );
     let service = Revocation::new(ca, store.clone(), Arc::new(policies))?;
     Ok((service, store))
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::pki::CaMaterial;
+use crate::pki::CaHandle;
 use crate::revocation::Revocation;
 use crate::storage::{StationQuota, StationStatus, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -16,7 +16,7 @@ const DAY: i64 = 86_400;
 /// Sets the scrape-time gauges of a [`Metrics`].
 pub struct Gauges {
     store: Arc<dyn Store>,
-    ca: Arc<CaMaterial>,
+    ca: CaHandle,
     revocation: Arc<Revocation>,
     metrics: Arc<Metrics>,
 }
@@ -31,13 +31,13 @@ impl Gauges {
     /// Gauges over this process's store, CA material and revocation service.
     pub fn new(
         store: Arc<dyn Store>,
-        ca: Arc<CaMaterial>,
+        ca: impl Into<CaHandle>,
         revocation: Arc<Revocation>,
         metrics: Arc<Metrics>,
     ) -> Gauges {
         Gauges {
             store,
-            ca,
+            ca: ca.into(),
             revocation,
             metrics,
         }
@@ -47,14 +47,11 @@ impl Gauges {
     /// database-backed gauges at their last values and sets `iomt_database_up` to 0.
     pub async fn scrape(&self) -> String {
         let now = OffsetDateTime::now_utc();
-        for name in CaMaterial::crl_issuers() {
-            let not_after = match name {
-                crate::pki::ROOT_CA => self.ca.root.as_ref().map(|r| r.not_after),
-                other => self.ca.signer(other).map(|s| s.not_after),
-            };
-            if let Some(not_after) = not_after {
+        let ca = self.ca.current();
+        for name in ca.crl_issuers() {
+            if let Some(signer) = ca.signer(&name) {
                 self.metrics
-                    .set_ca_remaining(name, (not_after - now).whole_seconds());
+                    .set_ca_remaining(&name, (signer.not_after - now).whole_seconds());
             }
         }
         let up = match self.read_database(now.unix_timestamp()).await {
@@ -71,10 +68,10 @@ impl Gauges {
 
     async fn read_database(&self, now: i64) -> Result<(), StoreError> {
         self.store.ping().await?;
-        for name in CaMaterial::crl_issuers() {
-            if let Ok(Some(crl)) = self.revocation.published_crl(name).await {
+        for name in self.ca.current().crl_issuers() {
+            if let Ok(Some(crl)) = self.revocation.published_crl(&name).await {
                 self.metrics
-                    .set_crl(name, (now - crl.this_update) as f64, crl.next_update);
+                    .set_crl(&name, (now - crl.this_update) as f64, crl.next_update);
             }
         }
         let window = StationQuota::window_of(now);

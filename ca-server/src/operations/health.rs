@@ -10,7 +10,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::pki::{CaMaterial, ROOT_CA};
+use crate::pki::{CaHandle, ROOT_CA};
 use crate::revocation::Revocation;
 use crate::storage::Store;
 use crate::telemetry::Metrics;
@@ -50,7 +50,7 @@ pub struct Readiness {
 /// Runs the readiness checks.
 pub struct Health {
     store: Arc<dyn Store>,
-    ca: Arc<CaMaterial>,
+    ca: CaHandle,
     revocation: Arc<Revocation>,
     audit: AuditAtStart,
     metrics: Arc<Metrics>,
@@ -76,14 +76,14 @@ impl Health {
     /// Checks over this process's store, keys and revocation service.
     pub fn new(
         store: Arc<dyn Store>,
-        ca: Arc<CaMaterial>,
+        ca: impl Into<CaHandle>,
         revocation: Arc<Revocation>,
         audit: AuditAtStart,
         metrics: Arc<Metrics>,
     ) -> Health {
         Health {
             store,
-            ca,
+            ca: ca.into(),
             revocation,
             audit,
             metrics,
@@ -135,15 +135,16 @@ impl Health {
     fn keys(&self) -> Check {
         let mut failed = Vec::new();
         let mut checked = Vec::new();
-        for name in CaMaterial::crl_issuers() {
+        let ca = self.ca.current();
+        for name in ca.crl_issuers() {
             // An offline root signs nothing here; every other CA key must.
-            let Some(signer) = self.ca.signer(name) else {
+            let Some(signer) = ca.signer(&name) else {
                 continue;
             };
-            checked.push(name);
             if let Err(error) = signer.issuer.key().sign(PROBE) {
                 failed.push(format!("{name}: {error}"));
             }
+            checked.push(name);
         }
         Check {
             name: "ca_keys",
@@ -158,14 +159,15 @@ impl Health {
 
     async fn crls(&self, now: i64) -> Check {
         let mut problems = Vec::new();
-        for issuer in CaMaterial::crl_issuers() {
-            match self.revocation.published_crl(issuer).await {
+        let ca = self.ca.current();
+        for issuer in ca.crl_issuers() {
+            match self.revocation.published_crl(&issuer).await {
                 Ok(Some(crl)) if crl.next_update > now => {}
                 Ok(Some(crl)) => problems.push(format!(
                     "{issuer}: stale since {}",
                     rfc3339(crl.next_update)
                 )),
-                Ok(None) if issuer == ROOT_CA && self.ca.root.is_none() => {
+                Ok(None) if issuer == ROOT_CA && ca.root.is_none() => {
                     problems.push(format!("{issuer}: no CRL imported from the offline root"));
                 }
                 Ok(None) => problems.push(format!("{issuer}: not published yet")),

@@ -119,7 +119,13 @@ impl CsrSet {
 
     /// Writes `dir/csr/<name>.csr.pem`, `openssl.cnf` and `sign-with-openssl.sh`.
     pub fn write(&self, dir: &Path) -> Result<(), PkiError> {
-        let csr_dir = dir.join(CSR_DIR);
+        self.write_into(&dir.join(CSR_DIR))
+    }
+
+    /// Writes `<name>.csr.pem`, `openssl.cnf` and the ceremony scripts into `csr_dir` (`init
+    /// --external-root`: `DIR/csr/`; `ca rollover`: `DIR/rollover/<name>/`).
+    pub fn write_into(&self, csr_dir: &Path) -> Result<(), PkiError> {
+        let csr_dir = csr_dir.to_path_buf();
         std::fs::create_dir_all(&csr_dir).map_err(|e| PkiError::io(&csr_dir, e))?;
         let mut config = format!(
             "# Written by `ca-server init --external-root`: extension profiles (docs/PROFILE.md §3) for the\n\

@@ -85,10 +85,7 @@ pub fn create_hierarchy(
             Level::High => 10,
         };
         let title = format!("IoMT {} Issuing CA G1", capitalized(level.as_str()));
-        let mut eku = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        if level_allows_server_auth(policies, level) {
-            eku.push(ExtendedKeyUsagePurpose::ServerAuth);
-        }
+        let eku = level_ekus(policies, level);
         let policy_oids = policies.issuer_policy_oids(level);
         let key = keys.generate(&ca_dir, issuing_ca_name(level), alg)?;
         issue_sub_ca(
@@ -135,7 +132,7 @@ pub fn create_hierarchy(
     Ok(())
 }
 
-fn capitalized(name: &str) -> String {
+pub(super) fn capitalized(name: &str) -> String {
     let mut chars = name.chars();
     chars
         .next()
@@ -199,7 +196,40 @@ fn issue_sub_ca(
     eku: Vec<ExtendedKeyUsagePurpose>,
     policy_oids: &[String],
 ) -> Result<(), PkiError> {
-    let mut ca = ca_params(params, title, key, now, years * 365)?;
+    let ca = sub_ca_params(
+        params,
+        title,
+        key,
+        now,
+        Duration::days(years * 365),
+        eku,
+        policy_oids,
+        urls,
+    )?;
+    match signer {
+        Signer::Root(root) => {
+            let cert = ca.signed_by(key, root)?;
+            write_cert(ca_dir, name, cert.pem().as_bytes())
+        }
+        Signer::External(csrs) => csrs.add(name, &ca, key, years * 365, policy_oids, urls),
+    }
+}
+
+/// The certificate of an issuing or station CA (docs/PROFILE.md §3.2): pathLen 0, keyCertSign +
+/// cRLSign, the level's EKUs and policy OIDs, the root's CRL DP and AIA.
+#[allow(clippy::too_many_arguments)] // the fields of one CA certificate
+pub(super) fn sub_ca_params(
+    params: &HierarchyParams,
+    title: &str,
+    key: &CaKey,
+    now: OffsetDateTime,
+    lifetime: Duration,
+    eku: Vec<ExtendedKeyUsagePurpose>,
+    policy_oids: &[String],
+    urls: &PublicUrls,
+) -> Result<CertificateParams, PkiError> {
+    let mut ca = ca_params(params, title, key, now, 0)?;
+    ca.not_after = now + lifetime;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.use_authority_key_identifier_extension = true;
     ca.extended_key_usages = eku;
@@ -215,13 +245,17 @@ fn issue_sub_ca(
             authority_info_access(Some(&urls.ocsp(ROOT_CA)), &urls.ca_cert(ROOT_CA))?,
         ),
     ];
-    match signer {
-        Signer::Root(root) => {
-            let cert = ca.signed_by(key, root)?;
-            write_cert(ca_dir, name, cert.pem().as_bytes())
-        }
-        Signer::External(csrs) => csrs.add(name, &ca, key, years * 365, policy_oids, urls),
+    Ok(ca)
+}
+
+/// The EKUs of a level's issuing CA: clientAuth, and serverAuth when the level allows devices
+/// to serve TLS.
+pub(super) fn level_ekus(policies: &PolicySet, level: Level) -> Vec<ExtendedKeyUsagePurpose> {
+    let mut eku = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if level_allows_server_auth(policies, level) {
+        eku.push(ExtendedKeyUsagePurpose::ServerAuth);
     }
+    eku
 }
 
 fn issue_tls_certificate(

@@ -15,6 +15,7 @@ use super::error::PkiError;
 use super::pkcs11::{TOKEN_CONFIG, Token, TokenConfig};
 use super::sealed::{KeyVault, Passphrase, SEALED_TAG};
 use super::signer::CaKey;
+use crate::storage::KeyCustody;
 
 /// Where new PKCS#11 keys go at `init`.
 #[derive(Debug, Clone)]
@@ -131,6 +132,63 @@ impl KeyStore {
         let path = key_path(ca_dir, name);
         write_new(&path, pem_text.as_bytes(), PRIVATE).map_err(|e| PkiError::io(&path, e))?;
         Ok(key)
+    }
+
+    /// Generates the key of a new CA generation (`ca rollover`) in the same custody as the
+    /// others, without touching the data directory: in the token when there is one (returning
+    /// its CKA_ID), otherwise sealed under the CA passphrase (returning the sealed PEM). The
+    /// caller stores the reference with the generation's record.
+    pub fn generate_detached(
+        &self,
+        name: &str,
+        alg: &'static SignatureAlgorithm,
+    ) -> Result<(CaKey, KeyCustody, Vec<u8>), PkiError> {
+        if let Some((token, _)) = &self.token {
+            let (key, id) = token.generate(name, alg)?;
+            return Ok((CaKey::Token(key), KeyCustody::Pkcs11, id.into_bytes()));
+        }
+        let key = KeyPair::generate_for(alg)?;
+        let der = Zeroizing::new(key.serialize_der());
+        let sealed = self.vault.seal(name, &der)?;
+        Ok((
+            CaKey::File(Box::new(key)),
+            KeyCustody::Sealed,
+            sealed.into_bytes(),
+        ))
+    }
+
+    /// The key of a generation recorded in the database ([`KeyStore::generate_detached`]).
+    pub fn load_stored(
+        &self,
+        name: &str,
+        custody: KeyCustody,
+        key: Option<&[u8]>,
+    ) -> Result<CaKey, PkiError> {
+        let place = PathBuf::from(format!("<database>/{name}"));
+        let bad = |reason: &str| PkiError::Invalid {
+            path: place.clone(),
+            reason: reason.to_owned(),
+        };
+        let key = key.ok_or_else(|| bad("the generation has no key reference"))?;
+        match custody {
+            KeyCustody::Pkcs11 => {
+                let (token, _) = self.token.as_ref().ok_or_else(|| {
+                    bad("the key is in a PKCS#11 token, but this CA has no DIR/ca/pkcs11.toml")
+                })?;
+                let id = std::str::from_utf8(key).map_err(|_| bad("the CKA_ID is not text"))?;
+                token.key(id).map(CaKey::Token)
+            }
+            KeyCustody::Sealed => {
+                let block = pem::parse(key).map_err(|e| bad(&e.to_string()))?;
+                if block.tag() != SEALED_TAG {
+                    return Err(bad("the stored key is not sealed"));
+                }
+                let der = self.vault.open(&place, name, &block)?;
+                let pair = KeyPair::try_from(der.as_slice()).map_err(|e| bad(&e.to_string()))?;
+                Ok(CaKey::File(Box::new(pair)))
+            }
+            KeyCustody::DataDir => Err(bad("the key is in the data directory, not the database")),
+        }
     }
 
     /// Writes `ca_dir/pkcs11.toml` when the keys are in a token (end of `init`).

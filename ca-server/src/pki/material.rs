@@ -12,9 +12,11 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::audit_signer::{self, AuditSigner};
 use super::custody::KeyAccess;
 use super::error::PkiError;
+use super::generation::{CaRole, GenerationId};
 use super::keystore::KeyStore;
 use super::signer::CaKey;
-use super::{ROOT_CA, STATION_CA, TLS_CERT, issuing_ca_name};
+use super::{ROOT_CA, TLS_CERT};
+use crate::storage::{GenerationRecord, GenerationStatus, KeyCustody};
 
 /// `DIR/ca/root.crl`: the CRL over the CA certificates produced by an offline root.
 pub const ROOT_CRL_FILE: &str = "root.crl";
@@ -24,7 +26,8 @@ pub const ROOT_OCSP_DIR: &str = "root-ocsp";
 
 /// A CA that signs: its certificate, the rcgen issuer (DN, key id, key) and its validity end.
 pub struct IssuingCa {
-    /// Short name (`basic`, `station`, ...).
+    /// The generation's name (`basic`, `basic-g2`, `station`, ...): its certificates' issuer,
+    /// its CRL and OCSP names.
     pub name: String,
     pub cert_der: CertificateDer<'static>,
     pub issuer: Issuer<'static, CaKey>,
@@ -50,14 +53,30 @@ pub struct CaMaterial {
     /// The offline root's pre-signed OCSP responses, `(certificate name, DER)`; empty when the
     /// root is online (the server then signs through a root-delegated responder).
     pub root_ocsp: Vec<(String, Vec<u8>)>,
+    /// The active generation of each level's issuing CA.
     pub issuing: BTreeMap<Level, IssuingCa>,
+    /// The active generation of the station CA.
     pub station: IssuingCa,
+    /// Earlier generations of the issuing and station CAs (retiring or retired): they issue
+    /// nothing, and sign only their CRLs and OCSP responder certificates.
+    pub earlier: Vec<EarlierCa>,
+    /// `(name, status)` of every generation this material was loaded from (empty: the data
+    /// directory alone); a reload compares it with the database.
+    pub loaded_from: Vec<(String, GenerationStatus)>,
     pub tls_chain: Vec<CertificateDer<'static>>,
     /// The HTTPS listener's certificate (issued by the root).
     pub tls_cert: CertificateDer<'static>,
     pub tls_key: PrivateKeyDer<'static>,
     /// The key that signs audit checkpoints; `None` in a data directory created before them.
     pub audit: Option<AuditSigner>,
+}
+
+/// A generation that is no longer active.
+#[derive(Debug)]
+pub struct EarlierCa {
+    pub ca: IssuingCa,
+    /// Retiring or retired.
+    pub status: GenerationStatus,
 }
 
 impl std::fmt::Debug for CaMaterial {
@@ -75,8 +94,19 @@ impl CaMaterial {
         CaMaterial::load_with(dir, &KeyAccess::default())
     }
 
-    /// Loads `dir/ca/*`, unlocking the keys as `access` says.
+    /// Loads `dir/ca/*`, unlocking the keys as `access` says (the generations `init` made).
     pub fn load_with(dir: &Path, access: &KeyAccess) -> Result<CaMaterial, PkiError> {
+        CaMaterial::load_generations(dir, access, &[])
+    }
+
+    /// Loads `dir/ca/*` and the generations recorded in the database: the active one of each
+    /// issuing and station CA signs, the earlier ones keep their CRL and OCSP duties. A CA with
+    /// no recorded generation is its G1 from the data directory.
+    pub fn load_generations(
+        dir: &Path,
+        access: &KeyAccess,
+        records: &[GenerationRecord],
+    ) -> Result<CaMaterial, PkiError> {
         let ca_dir = dir.join("ca");
         let root_path = ca_dir.join(format!("{ROOT_CA}.crt.pem"));
         if !root_path.exists() && dir.join("csr").exists() {
@@ -85,10 +115,19 @@ impl CaMaterial {
         let keys = KeyStore::open(dir, access)?;
         let root_der = read_cert(&root_path)?;
         let mut issuing = BTreeMap::new();
-        for level in Level::ALL {
-            issuing.insert(level, load_ca(&keys, &ca_dir, issuing_ca_name(level))?);
+        let mut earlier = Vec::new();
+        let mut station = None;
+        for role in CaRole::ALL.into_iter().filter(|r| r.is_subordinate_ca()) {
+            let (active, older) = load_role(&keys, &ca_dir, role, records)?;
+            earlier.extend(older);
+            match role {
+                CaRole::Issuing(level) => {
+                    issuing.insert(level, active);
+                }
+                _ => station = Some(active),
+            }
         }
-        let station = load_ca(&keys, &ca_dir, STATION_CA)?;
+        let station = station.ok_or_else(|| invalid(&ca_dir, "no station CA"))?;
         let tls_cert = read_cert(&ca_dir.join(format!("{TLS_CERT}.crt.pem")))?;
         let tls_key = keys.load_tls(&ca_dir, TLS_CERT)?;
         let root = match keys.load(&ca_dir, ROOT_CA)? {
@@ -117,32 +156,59 @@ impl CaMaterial {
             root_der,
             issuing,
             station,
+            earlier,
+            loaded_from: records.iter().map(|r| (r.name.clone(), r.status)).collect(),
             tls_key,
         })
     }
 
-    /// A CA that publishes a CRL, by name (`root`, `basic`, `substantial`, `high`, `station`).
+    /// A CA that publishes a CRL, by generation name (`root`, `basic`, `basic-g2`, `station`,
+    /// ...): the active generations and the earlier ones.
     pub fn signer(&self, name: &str) -> Option<&IssuingCa> {
-        match name {
-            ROOT_CA => self.root.as_ref(),
-            STATION_CA => Some(&self.station),
-            other => Level::parse(other).map(|level| self.issuing(level)),
+        if name == ROOT_CA {
+            return self.root.as_ref();
         }
+        self.subordinates().find(|ca| ca.name == name)
     }
 
-    /// Names of every CA that publishes a CRL.
-    pub fn crl_issuers() -> [&'static str; 5] {
-        [ROOT_CA, "basic", "substantial", "high", STATION_CA]
+    /// Every issuing and station CA generation loaded: the active ones, then the earlier ones.
+    pub fn subordinates(&self) -> impl Iterator<Item = &IssuingCa> {
+        self.issuing
+            .values()
+            .chain(std::iter::once(&self.station))
+            .chain(self.earlier.iter().map(|e| &e.ca))
     }
 
-    /// Every certificate the root issued to this CA: the issuing CAs, the station CA and the
-    /// HTTPS certificate (what the root's OCSP answers cover).
-    pub fn root_issued(&self) -> Vec<&[u8]> {
-        let mut certs: Vec<&[u8]> = Level::ALL
+    /// Names of every CA generation that publishes a CRL (the root first).
+    pub fn crl_issuers(&self) -> Vec<String> {
+        std::iter::once(ROOT_CA.to_owned())
+            .chain(self.subordinates().map(|ca| ca.name.clone()))
+            .collect()
+    }
+
+    /// True when the generation `name` is retired: its final CRL is published once and kept.
+    pub fn is_retired(&self, name: &str) -> bool {
+        self.earlier
             .iter()
-            .map(|level| self.issuing(*level).cert_der.as_ref())
-            .collect();
-        certs.push(self.station.cert_der.as_ref());
+            .any(|e| e.ca.name == name && e.status == GenerationStatus::Retired)
+    }
+
+    /// Every generation of the issuing CA of `level` that is loaded (active first).
+    pub fn level_generations(&self, level: Level) -> impl Iterator<Item = &IssuingCa> {
+        self.subordinates()
+            .filter(move |ca| generation_role(&ca.name) == Some(CaRole::Issuing(level)))
+    }
+
+    /// Every generation of the station CA that is loaded (active first).
+    pub fn station_generations(&self) -> impl Iterator<Item = &IssuingCa> {
+        self.subordinates()
+            .filter(|ca| generation_role(&ca.name) == Some(CaRole::Station))
+    }
+
+    /// Every certificate the root issued to this CA: the issuing CAs and station CA of every
+    /// loaded generation, and the HTTPS certificate (what the root's OCSP answers cover).
+    pub fn root_issued(&self) -> Vec<&[u8]> {
+        let mut certs: Vec<&[u8]> = self.subordinates().map(|ca| ca.cert_der.as_ref()).collect();
         certs.push(self.tls_cert.as_ref());
         certs
     }
@@ -188,12 +254,68 @@ fn read(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(|e| PkiError::io(path, e))
 }
 
-pub(crate) fn read_cert(path: &Path) -> Result<CertificateDer<'static>, PkiError> {
+/// The certificate in a PEM file.
+pub fn read_cert(path: &Path) -> Result<CertificateDer<'static>, PkiError> {
     let block = pem::parse(read(path)?).map_err(|e| invalid(path, e))?;
     if block.tag() != "CERTIFICATE" {
         return Err(invalid(path, "not a PEM CERTIFICATE"));
     }
     Ok(CertificateDer::from(block.into_contents()))
+}
+
+fn generation_role(name: &str) -> Option<CaRole> {
+    GenerationId::parse(name).map(|g| g.role)
+}
+
+/// The active generation of `role` and its earlier ones, from the records (or G1 from the data
+/// directory when none is recorded).
+fn load_role(
+    keys: &KeyStore,
+    ca_dir: &Path,
+    role: CaRole,
+    records: &[GenerationRecord],
+) -> Result<(IssuingCa, Vec<EarlierCa>), PkiError> {
+    let mut active = None;
+    let mut earlier = Vec::new();
+    for record in records
+        .iter()
+        .filter(|r| r.ca == role.as_str() && r.status != GenerationStatus::Pending)
+    {
+        let ca = match record.custody {
+            KeyCustody::DataDir => load_ca(keys, ca_dir, &record.name)?,
+            KeyCustody::Sealed | KeyCustody::Pkcs11 => stored_ca(keys, ca_dir, record)?,
+        };
+        match record.status {
+            GenerationStatus::Active => active = Some(ca),
+            status => earlier.push(EarlierCa { ca, status }),
+        }
+    }
+    let active = match active {
+        Some(active) => active,
+        None if earlier.is_empty() => load_ca(keys, ca_dir, role.as_str())?,
+        None => {
+            return Err(invalid(
+                ca_dir,
+                format!("the database records no active generation of the CA `{role:?}`"),
+            ));
+        }
+    };
+    Ok((active, earlier))
+}
+
+/// A generation whose certificate and key reference are in the database.
+fn stored_ca(
+    keys: &KeyStore,
+    ca_dir: &Path,
+    record: &GenerationRecord,
+) -> Result<IssuingCa, PkiError> {
+    let place = ca_dir.join(format!("<database>/{}", record.name));
+    let der = record
+        .der
+        .clone()
+        .ok_or_else(|| invalid(&place, "the generation has no certificate"))?;
+    let key = keys.load_stored(&record.name, record.custody, record.key.as_deref())?;
+    pair(&place, &record.name, CertificateDer::from(der), key)
 }
 
 fn load_ca(keys: &KeyStore, ca_dir: &Path, name: &str) -> Result<IssuingCa, PkiError> {
@@ -208,6 +330,17 @@ fn load_ca(keys: &KeyStore, ca_dir: &Path, name: &str) -> Result<IssuingCa, PkiE
 fn issuing_ca(ca_dir: &Path, name: &str, key: CaKey) -> Result<IssuingCa, PkiError> {
     let cert_path = ca_dir.join(format!("{name}.crt.pem"));
     let cert_der = read_cert(&cert_path)?;
+    pair(&cert_path, name, cert_der, key)
+}
+
+/// Pairs a CA key with its certificate, refusing a certificate for another key.
+pub(crate) fn pair(
+    cert_path: &Path,
+    name: &str,
+    cert_der: CertificateDer<'static>,
+    key: CaKey,
+) -> Result<IssuingCa, PkiError> {
+    let cert_path = cert_path.to_path_buf();
     let (_, parsed) = X509Certificate::from_der(&cert_der).map_err(|e| invalid(&cert_path, e))?;
     if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
         return Err(invalid(
@@ -226,4 +359,52 @@ fn issuing_ca(ca_dir: &Path, name: &str, key: CaKey) -> Result<IssuingCa, PkiErr
         issuer,
         not_after,
     })
+}
+
+/// The CA material a running server signs with, replaced as a whole when a rollover is picked
+/// up (`operations::generations`): every request reads the current one once and uses it
+/// throughout, so no request mixes two generations.
+#[derive(Clone)]
+pub struct CaHandle(std::sync::Arc<std::sync::RwLock<std::sync::Arc<CaMaterial>>>);
+
+impl std::fmt::Debug for CaHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CaHandle").finish_non_exhaustive()
+    }
+}
+
+impl From<std::sync::Arc<CaMaterial>> for CaHandle {
+    fn from(material: std::sync::Arc<CaMaterial>) -> CaHandle {
+        CaHandle::new(material)
+    }
+}
+
+impl From<&CaHandle> for CaHandle {
+    fn from(handle: &CaHandle) -> CaHandle {
+        handle.clone()
+    }
+}
+
+impl CaHandle {
+    /// A handle on `material`.
+    pub fn new(material: std::sync::Arc<CaMaterial>) -> CaHandle {
+        CaHandle(std::sync::Arc::new(std::sync::RwLock::new(material)))
+    }
+
+    /// The material in use now.
+    pub fn current(&self) -> std::sync::Arc<CaMaterial> {
+        match self.0.read() {
+            Ok(guard) => guard.clone(),
+            // A writer never panics while holding the lock (it only swaps an Arc).
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `material` in use for every request that starts from now on.
+    pub fn replace(&self, material: std::sync::Arc<CaMaterial>) {
+        match self.0.write() {
+            Ok(mut guard) => *guard = material,
+            Err(poisoned) => *poisoned.into_inner() = material,
+        }
+    }
 }

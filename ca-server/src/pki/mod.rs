@@ -1,16 +1,19 @@
-//! The CA hierarchy (docs/PROFILE.md §3): creating it at `init`, loading it at `serve`.
+//! The CA hierarchy (docs/PROFILE.md §3): creating it at `init`, loading it at `serve`, and
+//! its generations (`ca rollover`, §3.5).
 
 mod audit_signer;
 pub mod custody;
 mod error;
 mod external;
 pub mod fingerprint;
+mod generation;
 mod hierarchy;
 mod import;
 mod keystore;
 mod material;
 pub mod pkcs11;
 mod profile_check;
+mod rollover;
 mod root_ocsp;
 mod sealed;
 mod serial;
@@ -20,11 +23,18 @@ pub use audit_signer::{AUDIT_SIGNER, AuditSigner, check_profile as check_audit_s
 pub use custody::KeyAccess;
 pub use error::PkiError;
 pub use external::{CSR_DIR, OPENSSL_CONFIG, ROOT_OCSP_DAYS, ROOT_OCSP_SCRIPT, SIGN_SCRIPT};
+pub use generation::{CaRole, GenerationId};
 pub use hierarchy::{HierarchyParams, create_hierarchy};
 pub use import::{ImportError, ImportRequest, Imported, import};
 pub use keystore::{KeyStore, PendingToken, TokenOptions};
-pub use material::{CaMaterial, IssuingCa, ROOT_CRL_FILE, ROOT_OCSP_DIR};
+pub use material::{
+    CaHandle, CaMaterial, EarlierCa, IssuingCa, ROOT_CRL_FILE, ROOT_OCSP_DIR,
+    read_cert as read_certificate,
+};
 pub use profile_check::ProfileViolation;
+pub use rollover::{
+    NextGeneration, ROLLOVER_DIR, RolloverError, RolloverParams, key_algorithm, make_next,
+};
 pub use root_ocsp::{CheckedResponse, RootOcspError, install_renewed as install_root_ocsp};
 pub use sealed::{PBKDF2_ITERATIONS, Passphrase, SEALED_TAG};
 pub use serial::{issuance_serial, random_serial};

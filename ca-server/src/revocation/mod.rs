@@ -11,7 +11,7 @@ mod responder;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use iomt_core::policy::{Level, PolicySet};
+use iomt_core::policy::PolicySet;
 use iomt_core::serial::CertSerial;
 use rcgen::{CertificateRevocationListParams, PublicKeyData, RevokedCertParams, SerialNumber};
 use time::{Duration, OffsetDateTime};
@@ -23,7 +23,7 @@ use presigned::Presigned;
 pub use reason::{REASON_NAMES, Reason};
 use responder::Responder;
 
-use crate::pki::{CaMaterial, IssuingCa, PkiError, ROOT_CA, STATION_CA};
+use crate::pki::{CaHandle, CaMaterial, CaRole, GenerationId, IssuingCa, PkiError, ROOT_CA};
 use crate::storage::{
     AuditAction, AuditEvent, CertificateStatus, CrlSnapshot, PublishedCrl, StatusReader, Store,
     StoreError,
@@ -84,19 +84,39 @@ impl Change {
 
 /// Revocation state, CRL publication and the OCSP responder.
 pub struct Revocation {
-    ca: Arc<CaMaterial>,
+    /// The CA material, replaced when a rollover is picked up ([`Revocation::reloaded`]).
+    ca: CaHandle,
     store: Arc<dyn Store>,
     /// OCSP's certificate-state lookups, batched across concurrent requests.
     states: StatusReader,
     policies: Arc<PolicySet>,
-    /// Delegated responders: one per issuing CA, and the root's while the root is online.
-    responders: RwLock<BTreeMap<OcspIssuer, Arc<Responder>>>,
+    /// Delegated responders, by CA generation name: one per issuing CA generation, and the
+    /// root's while the root is online.
+    responders: RwLock<BTreeMap<String, Arc<Responder>>>,
+    /// What the material in use says about CertIDs and pre-signed answers.
+    view: RwLock<Arc<View>>,
+    /// Where OCSP answers are counted (a server's registry; none for the CLI).
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// The OCSP lookups derived from one CA material.
+struct View {
+    /// The material they were derived from.
+    ca: Arc<CaMaterial>,
     /// Which of our CAs a CertID names.
     index: IssuerIndex,
     /// The offline root's pre-signed responses over the CA certificates (empty when online).
     presigned: Presigned,
-    /// Where OCSP answers are counted (a server's registry; none for the CLI).
-    metrics: Option<Arc<Metrics>>,
+}
+
+impl View {
+    fn of(ca: Arc<CaMaterial>, now: OffsetDateTime) -> Result<View, PkiError> {
+        Ok(View {
+            index: IssuerIndex::new(&ca)?,
+            presigned: Presigned::new(&ca.root_ocsp, now),
+            ca,
+        })
+    }
 }
 
 /// How long an OCSP answer may be cached: short, so a revocation spreads within the hour.
@@ -110,20 +130,16 @@ impl Revocation {
     /// Issues the delegated responders, indexes the CertID hashes of our CAs and reads the
     /// offline root's pre-signed responses (warning when they near their nextUpdate).
     pub fn new(
-        ca: Arc<CaMaterial>,
+        ca: impl Into<CaHandle>,
         store: Arc<dyn Store>,
         policies: Arc<PolicySet>,
     ) -> Result<Revocation, RevocationError> {
+        let ca: CaHandle = ca.into();
         let now = OffsetDateTime::now_utc();
-        let mut responders = BTreeMap::new();
-        for issuer in OcspIssuer::ALL {
-            if let Some(signer) = responder_signer(&ca, issuer) {
-                let responder = Responder::issue(signer, &issuer.responder_title(), now)?;
-                responders.insert(issuer, Arc::new(responder));
-            }
-        }
-        let presigned = Presigned::new(&ca.root_ocsp, now);
-        if ca.root.is_none() && presigned.is_empty() {
+        let material = ca.current();
+        let responders = issue_responders(&material, &BTreeMap::new(), now)?;
+        let view = View::of(material.clone(), now)?;
+        if material.root.is_none() && view.presigned.is_empty() {
             tracing::warn!(
                 "the root is offline and no pre-signed OCSP responses for the CA certificates are \
                  installed: /ocsp/root answers `unauthorized`, so relying parties that check the whole \
@@ -131,15 +147,55 @@ impl Revocation {
             );
         }
         Ok(Revocation {
-            index: IssuerIndex::new(&ca)?,
+            view: RwLock::new(Arc::new(view)),
             ca,
             states: StatusReader::start(store.clone()),
             store,
             policies,
             responders: RwLock::new(responders),
-            presigned,
             metrics: None,
         })
+    }
+
+    /// Takes up the material now in the handle (after a rollover was picked up): the CertID
+    /// index, the pre-signed answers, and a responder for every generation that has none.
+    pub fn reloaded(&self) -> Result<(), RevocationError> {
+        let material = self.ca.current();
+        if Arc::ptr_eq(&self.view().ca, &material) {
+            return Ok(());
+        }
+        let now = OffsetDateTime::now_utc();
+        let current = self
+            .responders
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let responders = issue_responders(&material, &current, now)?;
+        let view = View::of(material, now)?;
+        if let Ok(mut slot) = self.responders.write() {
+            *slot = responders;
+        }
+        if let Ok(mut slot) = self.view.write() {
+            *slot = Arc::new(view);
+        }
+        Ok(())
+    }
+
+    /// The CA material in use.
+    pub fn ca(&self) -> &CaHandle {
+        &self.ca
+    }
+
+    fn view(&self) -> Arc<View> {
+        match self.view.read() {
+            Ok(view) => view.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The names `/ocsp/<name>` answers for: `root` and every issuing CA generation.
+    pub fn responder_names(&self) -> Vec<String> {
+        ocsp_names(&self.ca.current())
     }
 
     /// Counts OCSP answers in `metrics`.
@@ -160,8 +216,9 @@ impl Revocation {
         &self,
         issuer: &str,
     ) -> Result<Option<PublishedCrl>, RevocationError> {
-        if issuer == ROOT_CA && self.ca.root.is_none() {
-            return match self.ca.root_crl.as_deref() {
+        let ca = self.ca.current();
+        if issuer == ROOT_CA && ca.root.is_none() {
+            return match ca.root_crl.as_deref() {
                 None => Ok(None),
                 Some(der) => offline_root_crl(Some(der)).map(Some),
             };
@@ -299,18 +356,43 @@ impl Revocation {
         Ok(Change::Released)
     }
 
-    /// Builds, signs and stores a new CRL for `issuer` (root, a level, or station).
+    /// Builds, signs and stores a new CRL for `issuer` (root, or a generation of an issuing or
+    /// station CA).
     pub async fn publish_crl(&self, issuer: &str) -> Result<PublishedCrl, RevocationError> {
-        if issuer == ROOT_CA && self.ca.root.is_none() {
+        let ca = self.ca.current();
+        if issuer == ROOT_CA && ca.root.is_none() {
             return Err(RevocationError::RootSignerOffline);
         }
-        let signer = self
-            .ca
+        let signer = ca
             .signer(issuer)
             .ok_or_else(|| RevocationError::UnknownIssuer(issuer.to_owned()))?;
-        let snapshot = self.store.crl_snapshot(issuer).await?;
         let now = OffsetDateTime::now_utc();
         let next_update = now + self.crl_validity(issuer);
+        self.sign_and_store(signer, issuer, now, next_update).await
+    }
+
+    /// The final CRL of a generation that retires (RFC 5280 §5: a CRL is published until the
+    /// last certificate it covers expired): its nextUpdate is the CA's own notAfter, and it is
+    /// never reissued.
+    pub async fn publish_final_crl(&self, issuer: &str) -> Result<PublishedCrl, RevocationError> {
+        let ca = self.ca.current();
+        let signer = ca
+            .signer(issuer)
+            .filter(|_| issuer != ROOT_CA)
+            .ok_or_else(|| RevocationError::UnknownIssuer(issuer.to_owned()))?;
+        let now = OffsetDateTime::now_utc();
+        let next_update = signer.not_after.max(now + self.crl_validity(issuer));
+        self.sign_and_store(signer, issuer, now, next_update).await
+    }
+
+    async fn sign_and_store(
+        &self,
+        signer: &IssuingCa,
+        issuer: &str,
+        now: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<PublishedCrl, RevocationError> {
+        let snapshot = self.store.crl_snapshot(issuer).await?;
         let der = sign_crl(signer, &snapshot, now, next_update)?;
         let published = PublishedCrl {
             number: snapshot.number,
@@ -322,16 +404,20 @@ impl Revocation {
         Ok(published)
     }
 
-    /// The CRL to serve: the latest one, reissued first if none exists or half its life is gone.
+    /// The CRL to serve: the latest one, reissued first if none exists or half its life is gone
+    /// (a retired generation's final CRL is served as it is).
     pub async fn current_crl(&self, issuer: &str) -> Result<PublishedCrl, RevocationError> {
-        if issuer == ROOT_CA && self.ca.root.is_none() {
-            return offline_root_crl(self.ca.root_crl.as_deref());
+        let ca = self.ca.current();
+        if issuer == ROOT_CA && ca.root.is_none() {
+            return offline_root_crl(ca.root_crl.as_deref());
         }
-        if self.ca.signer(issuer).is_none() {
+        if ca.signer(issuer).is_none() {
             return Err(RevocationError::UnknownIssuer(issuer.to_owned()));
         }
         let now = OffsetDateTime::now_utc().unix_timestamp();
         match self.store.latest_crl(issuer).await? {
+            Some(crl) if ca.is_retired(issuer) => Ok(crl),
+            None if ca.is_retired(issuer) => self.publish_final_crl(issuer).await,
             Some(crl) if now < crl.this_update + (crl.next_update - crl.this_update) / 2 => Ok(crl),
             _ => self.publish_crl(issuer).await,
         }
@@ -339,52 +425,48 @@ impl Revocation {
 
     /// Renews responders and CRLs that are past half their life (the background task calls this).
     pub async fn refresh(&self) -> Result<(), RevocationError> {
+        self.reloaded()?;
         let now = OffsetDateTime::now_utc();
-        for issuer in OcspIssuer::ALL {
-            let Some(signer) = responder_signer(&self.ca, issuer) else {
+        let ca = self.ca.current();
+        for name in ocsp_names(&ca) {
+            let Some(signer) = responder_signer(&ca, &name) else {
                 continue;
             };
-            let due = self
-                .responder(issuer)
-                .is_none_or(|r| r.due_for_renewal(now));
+            let due = self.responder(&name).is_none_or(|r| r.due_for_renewal(now));
             if due {
-                let fresh = Arc::new(Responder::issue(signer, &issuer.responder_title(), now)?);
+                let fresh = Arc::new(Responder::issue(signer, &responder_title(&name), now)?);
                 if let Ok(mut responders) = self.responders.write() {
-                    responders.insert(issuer, fresh);
+                    responders.insert(name, fresh);
                 }
             }
         }
-        for issuer in CaMaterial::crl_issuers() {
-            if issuer == ROOT_CA && self.ca.root.is_none() {
+        for issuer in ca.crl_issuers() {
+            if issuer == ROOT_CA && ca.root.is_none() {
                 // Published from the file the offline root produced; nothing to sign here.
                 continue;
             }
-            self.current_crl(issuer).await?;
+            self.current_crl(&issuer).await?;
         }
         Ok(())
     }
 
-    fn responder(&self, issuer: OcspIssuer) -> Option<Arc<Responder>> {
+    fn responder(&self, name: &str) -> Option<Arc<Responder>> {
         self.responders
             .read()
             .ok()
-            .and_then(|r| r.get(&issuer).cloned())
+            .and_then(|r| r.get(name).cloned())
     }
 
     fn crl_validity(&self, issuer: &str) -> Duration {
-        match issuer {
-            ROOT_CA => ROOT_CRL_VALIDITY,
-            STATION_CA => STATION_CRL_VALIDITY,
-            other => Level::parse(other)
-                .map(|level| {
-                    Duration::hours(i64::from(
-                        self.policies
-                            .level(level)
-                            .revocation
-                            .crl_max_next_update_hours,
-                    ))
-                })
-                .unwrap_or(STATION_CRL_VALIDITY),
+        match GenerationId::parse(issuer).map(|g| g.role) {
+            Some(CaRole::Root) => ROOT_CRL_VALIDITY,
+            Some(CaRole::Issuing(level)) => Duration::hours(i64::from(
+                self.policies
+                    .level(level)
+                    .revocation
+                    .crl_max_next_update_hours,
+            )),
+            _ => STATION_CRL_VALIDITY,
         }
     }
 }
@@ -446,10 +528,59 @@ fn offline_root_crl(der: Option<&[u8]>) -> Result<PublishedCrl, RevocationError>
     })
 }
 
-/// The CA that certifies a responder: the issuing CA, or the root while it is online.
-fn responder_signer(ca: &CaMaterial, issuer: OcspIssuer) -> Option<&IssuingCa> {
-    match issuer {
-        OcspIssuer::Root => ca.root.as_ref(),
-        OcspIssuer::Issuing(level) => Some(ca.issuing(level)),
+/// The CA generation that certifies the responder `name`: an issuing CA generation, or the
+/// root while it is online.
+fn responder_signer<'a>(ca: &'a CaMaterial, name: &str) -> Option<&'a IssuingCa> {
+    if name == ROOT_CA {
+        return ca.root.as_ref();
     }
+    // An expired generation has nothing left to answer for (and cannot certify a responder).
+    ca.signer(name).filter(|signer| {
+        is_issuing_generation(name) && signer.not_after > OffsetDateTime::now_utc()
+    })
+}
+
+/// True for a generation of a level's issuing CA (device certificates).
+fn is_issuing_generation(name: &str) -> bool {
+    GenerationId::parse(name).is_some_and(|g| matches!(g.role, CaRole::Issuing(_)))
+}
+
+/// `/ocsp/<name>` names: the root and every loaded issuing CA generation (URL order).
+fn ocsp_names(ca: &CaMaterial) -> Vec<String> {
+    let mut names: Vec<String> = ca
+        .subordinates()
+        .map(|c| c.name.clone())
+        .filter(|name| is_issuing_generation(name))
+        .collect();
+    names.sort_by_key(|name| GenerationId::parse(name));
+    names.insert(0, ROOT_CA.to_owned());
+    names
+}
+
+/// The delegated responder certificate's common name.
+fn responder_title(name: &str) -> String {
+    match name {
+        ROOT_CA => "IoMT Root OCSP Responder".to_owned(),
+        other => format!("IoMT {other} OCSP Responder"),
+    }
+}
+
+/// A responder for every generation of `ca`, keeping the ones in `current` that still serve.
+fn issue_responders(
+    ca: &CaMaterial,
+    current: &BTreeMap<String, Arc<Responder>>,
+    now: OffsetDateTime,
+) -> Result<BTreeMap<String, Arc<Responder>>, RevocationError> {
+    let mut responders = BTreeMap::new();
+    for name in ocsp_names(ca) {
+        let Some(signer) = responder_signer(ca, &name) else {
+            continue;
+        };
+        let responder = match current.get(&name) {
+            Some(kept) if !kept.due_for_renewal(now) => kept.clone(),
+            _ => Arc::new(Responder::issue(signer, &responder_title(&name), now)?),
+        };
+        responders.insert(name, responder);
+    }
+    Ok(responders)
 }

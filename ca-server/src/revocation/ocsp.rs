@@ -17,7 +17,6 @@
 //! produced ([`super::presigned`]), served byte for byte.
 
 use iomt_core::ocsp::{self, Answer, CertIdHash, ErrorKind, OcspRequestError, Query, Status};
-use iomt_core::policy::Level;
 use time::OffsetDateTime;
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 
@@ -27,41 +26,21 @@ use crate::pki::{CaMaterial, PkiError, ROOT_CA};
 use crate::storage::{CertificateStatus, StoreError};
 
 /// A CA whose certificates this responder answers for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum OcspIssuer {
-    /// The issuing CA of one assurance level (device certificates).
-    Issuing(Level),
+    /// A generation of the issuing CA of one assurance level (device certificates), by name
+    /// (`basic`, `basic-g2`, ...).
+    Issuing(String),
     /// The root (the CA certificates under it).
     Root,
 }
 
 impl OcspIssuer {
-    /// Every responder, in URL order.
-    pub const ALL: [OcspIssuer; 4] = [
-        OcspIssuer::Root,
-        OcspIssuer::Issuing(Level::Basic),
-        OcspIssuer::Issuing(Level::Substantial),
-        OcspIssuer::Issuing(Level::High),
-    ];
-
     /// The responder's name in `/ocsp/<name>`.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             OcspIssuer::Root => ROOT_CA,
-            OcspIssuer::Issuing(level) => level.as_str(),
-        }
-    }
-
-    /// The responder a URL names, if it is one of ours.
-    pub fn parse(name: &str) -> Option<OcspIssuer> {
-        OcspIssuer::ALL.into_iter().find(|i| i.as_str() == name)
-    }
-
-    /// The delegated responder certificate's common name.
-    pub fn responder_title(self) -> String {
-        match self {
-            OcspIssuer::Root => "IoMT Root OCSP Responder".to_owned(),
-            OcspIssuer::Issuing(level) => format!("IoMT {} OCSP Responder", level.as_str()),
+            OcspIssuer::Issuing(name) => name,
         }
     }
 }
@@ -84,18 +63,20 @@ impl IssuerIndex {
     /// Indexes the root and the issuing CAs of `ca`.
     pub(super) fn new(ca: &CaMaterial) -> Result<IssuerIndex, PkiError> {
         let mut certs = vec![(OcspIssuer::Root, ca.root_der.as_ref())];
-        for level in Level::ALL {
-            certs.push((
-                OcspIssuer::Issuing(level),
-                ca.issuing(level).cert_der.as_ref(),
-            ));
+        for generation in ca.subordinates() {
+            if super::is_issuing_generation(&generation.name) {
+                certs.push((
+                    OcspIssuer::Issuing(generation.name.clone()),
+                    generation.cert_der.as_ref(),
+                ));
+            }
         }
         let mut entries = Vec::new();
         for (issuer, der) in certs {
             let cert = parse(der)?;
             for hash in [CertIdHash::Sha1, CertIdHash::Sha256] {
                 entries.push(IndexEntry {
-                    issuer,
+                    issuer: issuer.clone(),
                     hash,
                     name: hash.digest(cert.subject().as_raw()),
                     key: hash.digest(&cert.public_key().subject_public_key.data),
@@ -114,9 +95,9 @@ impl IssuerIndex {
 
     /// The one CA every query names, if they all name the same one of ours.
     fn issuer_of(&self, queries: &[Query]) -> Option<OcspIssuer> {
-        let mut found = None;
+        let mut found: Option<&OcspIssuer> = None;
         for query in queries {
-            let issuer = self
+            let issuer = &self
                 .entries
                 .iter()
                 .find(|e| {
@@ -130,7 +111,7 @@ impl IssuerIndex {
             }
             found = Some(issuer);
         }
-        found
+        found.cloned()
     }
 
     fn issued_by_root(&self, serial: &[u8]) -> bool {
@@ -151,7 +132,10 @@ impl Revocation {
     /// Answers a DER OCSP request sent to `/ocsp/<responder>` with a DER OCSP response (failures
     /// are OCSP error statuses). Only a responder name that is not ours is an error (404).
     pub async fn ocsp(&self, responder: &str, request: &[u8]) -> Result<Vec<u8>, RevocationError> {
-        if OcspIssuer::parse(responder).is_none() {
+        let view = self.view();
+        if responder != ROOT_CA
+            && !(super::is_issuing_generation(responder) && view.ca.signer(responder).is_some())
+        {
             return Err(RevocationError::UnknownResponder(responder.to_owned()));
         }
         let parsed = match ocsp::parse_request(request) {
@@ -168,15 +152,15 @@ impl Revocation {
                 }));
             }
         };
-        let Some(issuer) = self.index.issuer_of(&parsed.queries) else {
+        let Some(issuer) = view.index.issuer_of(&parsed.queries) else {
             self.count_ocsp("unauthorized");
             return Ok(ocsp::error_response(ErrorKind::Unauthorized));
         };
-        if issuer == OcspIssuer::Root && self.ca.root.is_none() {
-            return Ok(self.presigned_answer(&parsed.queries));
+        if issuer == OcspIssuer::Root && view.ca.root.is_none() {
+            return Ok(self.presigned_answer(&view, &parsed.queries));
         }
         let answered = self
-            .answer(issuer, &parsed.queries, parsed.nonce.as_ref())
+            .answer(&view, &issuer, &parsed.queries, parsed.nonce.as_ref())
             .await;
         Ok(answered.unwrap_or_else(|error| {
             tracing::error!(%error, "OCSP response failed");
@@ -194,9 +178,9 @@ impl Revocation {
     }
 
     /// Under an offline root: the pre-signed response for exactly this CertID, as it was signed.
-    fn presigned_answer(&self, queries: &[Query]) -> Vec<u8> {
+    fn presigned_answer(&self, view: &super::View, queries: &[Query]) -> Vec<u8> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        match self.presigned.lookup(queries, now) {
+        match view.presigned.lookup(queries, now) {
             Lookup::Found(der) => {
                 self.count_ocsp("presigned");
                 der.to_vec()
@@ -220,15 +204,16 @@ impl Revocation {
 
     async fn answer(
         &self,
-        issuer: OcspIssuer,
+        view: &super::View,
+        issuer: &OcspIssuer,
         queries: &[Query],
         nonce: Option<&ocsp::Nonce>,
     ) -> Result<Vec<u8>, RevocationError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let next = now + OCSP_VALIDITY.whole_seconds();
         let statuses = match issuer {
-            OcspIssuer::Issuing(level) => self.device_statuses(level, queries, now).await?,
-            OcspIssuer::Root => self.root_statuses(queries).await?,
+            OcspIssuer::Issuing(name) => self.device_statuses(name, queries, now).await?,
+            OcspIssuer::Root => self.root_statuses(view, queries).await?,
         };
         for status in &statuses {
             self.count_ocsp(match status {
@@ -248,7 +233,7 @@ impl Revocation {
             })
             .collect();
         let responder = self
-            .responder(issuer)
+            .responder(issuer.as_str())
             .ok_or_else(|| RevocationError::UnknownResponder(issuer.as_str().to_owned()))?;
         ocsp::build_response(
             &responder.cert_der,
@@ -264,7 +249,7 @@ impl Revocation {
     /// Device certificates: the status on record, `unknown` for a serial of another issuer.
     async fn device_statuses(
         &self,
-        level: Level,
+        issuer: &str,
         queries: &[Query],
         now: i64,
     ) -> Result<Vec<Status>, RevocationError> {
@@ -272,7 +257,7 @@ impl Revocation {
         for query in queries {
             let serial = hex::encode(&query.serial);
             statuses.push(match self.states.state(serial).await? {
-                Some(state) if state.issuer == level.as_str() => match state.status {
+                Some(state) if state.issuer == issuer => match state.status {
                     CertificateStatus::Valid => Status::Good,
                     CertificateStatus::OnHold | CertificateStatus::Revoked => Status::Revoked {
                         at: state.revoked_at.unwrap_or(now),
@@ -290,14 +275,18 @@ impl Revocation {
     }
 
     /// CA certificates: from the root's current CRL, so OCSP and the CRL always agree.
-    async fn root_statuses(&self, queries: &[Query]) -> Result<Vec<Status>, RevocationError> {
+    async fn root_statuses(
+        &self,
+        view: &super::View,
+        queries: &[Query],
+    ) -> Result<Vec<Status>, RevocationError> {
         let crl = self.current_crl(ROOT_CA).await?;
         let (_, crl) = CertificateRevocationList::from_der(&crl.der)
             .map_err(|e| RevocationError::RootCrl(e.to_string()))?;
         Ok(queries
             .iter()
             .map(|query| {
-                if !self.index.issued_by_root(&query.serial) {
+                if !view.index.issued_by_root(&query.serial) {
                     return Status::Unknown;
                 }
                 crl.iter_revoked_certificates()

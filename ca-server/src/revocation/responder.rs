@@ -42,7 +42,8 @@ impl Responder {
         params.distinguished_name = dn;
         params.serial_number = Some(random_serial()?);
         params.not_before = now - Duration::minutes(5);
-        params.not_after = now + RESPONDER_LIFETIME;
+        // Never past the issuer's own end (a short-lived or retiring generation).
+        params.not_after = (now + RESPONDER_LIFETIME).min(issuer.not_after);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];

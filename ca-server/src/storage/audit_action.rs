@@ -46,6 +46,12 @@ audit_actions! {
     CaCreated = "ca.created",
     /// certificates signed by an offline root were installed (`ca import`)
     CaImported = "ca.imported",
+    /// a retiring CA generation's last certificate expired: it retired, its final CRL published
+    CaRetired = "ca.retired",
+    /// a new CA generation became active (`ca rollover`, or `ca import` of a rollover signed by the offline root); the previous one is retiring
+    CaRolledOver = "ca.rolled_over",
+    /// a CA generation's key and CSR were made for the offline root (`ca rollover` under an offline root)
+    CaRolloverPending = "ca.rollover_pending",
     /// the offline root's renewed pre-signed OCSP responses were installed
     CaRootOcspInstalled = "ca.root_ocsp_installed",
     /// a certificate was put on hold (certificateHold)

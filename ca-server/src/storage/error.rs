@@ -28,6 +28,13 @@ pub enum StoreError {
     StationRateLimited { station: String },
     #[error("an operator named `{0}` already exists")]
     OperatorExists(String),
+    #[error(
+        "CA `{ca}`: generation {expected} is no longer the active one (a concurrent rollover \
+         won); nothing was written"
+    )]
+    GenerationConflict { ca: String, expected: i64 },
+    #[error("the database holds an unreadable record: {0}")]
+    Corrupt(String),
     #[error("the storage batching task has stopped")]
     WriterStopped,
     #[error("storage is unavailable: {0}")]

@@ -6,7 +6,7 @@
 //! | `model.rs`, `audit_action.rs` | the records and the audit vocabulary |
 //! | `error.rs` | `StoreError` and the classification of database failures |
 //! | `store.rs` | the `Store` trait, composed of the role traits below |
-//! | `stations.rs`, `inventory.rs`, `recalls.rs`, `operations.rs`, `audit_checkpoints.rs`, `provision.rs`, `console.rs` | one role trait each, with its records |
+//! | `stations.rs`, `generations.rs`, `inventory.rs`, `recalls.rs`, `operations.rs`, `audit_checkpoints.rs`, `provision.rs`, `console.rs` | one role trait each, with its records |
 //! | `sql/` | statements written once for both backends (`QueryBuilder` writes the placeholders) |
 //! | `batch.rs`, `facts.rs` | the issuance batch and enrollment facts, generic over the database |
 //! | `batcher.rs`, `group_commit.rs` | the group commit: concurrent issuances share one durable commit |
@@ -19,6 +19,7 @@ mod batcher;
 pub mod console;
 mod error;
 mod facts;
+pub mod generations;
 mod group_commit;
 pub mod inventory;
 mod model;
@@ -40,6 +41,9 @@ pub use console::{ConsoleSession, ConsoleStore, ExpiringOnDay, IssuedInHour};
 pub use error::StoreError;
 pub(crate) use error::classify;
 pub use facts::{CertificateState, EnrollmentFacts, FactsQuery, HeldCertificate};
+pub use generations::{
+    GenerationRecord, GenerationStatus, GenerationStore, IssuerCount, KeyCustody,
+};
 pub use group_commit::{CommitObserver, GroupCommit, StatusReader};
 pub use inventory::{
     CertificateCount, DeviceCount, DeviceListing, DeviceQuery, InventoryStore, NewestCertificate,

@@ -27,6 +27,12 @@ super::sql::console::impl_console_store!(
     begin_with_chain_lock,
     append_events
 );
+super::sql::generations::impl_generation_store!(
+    PostgresStore,
+    Postgres,
+    begin_with_chain_lock,
+    append_events
+);
 super::sql::recalls::impl_recall_store!(
     PostgresStore,
     Postgres,

@@ -23,6 +23,7 @@ super::inventory::impl_inventory_store!(SqliteStore, Sqlite, begin, append_event
 super::sql::stations::impl_station_store!(SqliteStore, Sqlite, begin, append_events);
 super::sql::operations::impl_operations_store!(SqliteStore, Sqlite);
 super::sql::console::impl_console_store!(SqliteStore, Sqlite, begin, append_events);
+super::sql::generations::impl_generation_store!(SqliteStore, Sqlite, begin, append_events);
 super::sql::recalls::impl_recall_store!(SqliteStore, Sqlite, begin, append_events);
 
 /// The embedded SQLite store.

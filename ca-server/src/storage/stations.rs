@@ -70,6 +70,8 @@ pub struct StationCertificate {
 #[derive(Debug, Clone)]
 pub struct StationIssuance {
     pub certificate: StationCertificate,
+    /// The station CA generation that signed it (`station`, `station-g2`, ...).
+    pub issuer: String,
     pub token_hash: Vec<u8>,
     pub audit: AuditEvent,
 }

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use super::{
     AuditEvent, CertificateQuery, CertificateRecord, CertificateState, CertificateStatus,
     CheckpointStore, ConsoleStore, CrlSnapshot, Device, EnrollmentFacts, FactsQuery,
-    InventoryStore, Issuance, OperationsStore, OperatorRecord, PublishedCrl, RecallStore,
-    RevokedEntry, StationStore, StoreError, StoredAuditEvent, TokenRecord,
+    GenerationStore, InventoryStore, Issuance, OperationsStore, OperatorRecord, PublishedCrl,
+    RecallStore, RevokedEntry, StationStore, StoreError, StoredAuditEvent, TokenRecord,
 };
 
 /// The storage interface every backend implements.
@@ -15,6 +15,7 @@ use super::{
 pub trait Store:
     StationStore
     + CheckpointStore
+    + GenerationStore
     + InventoryStore
     + OperationsStore
     + RecallStore

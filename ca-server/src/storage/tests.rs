@@ -333,6 +333,7 @@ fn station_issuance(serial: &str, station: &str) -> StationIssuance {
             revoked: false,
             issued_at: 1_500,
         },
+        issuer: "station".into(),
         token_hash: vec![9; 32],
         audit: event("station.certificate_issued"),
     }
@@ -603,6 +604,120 @@ async fn audit_pages_continue_after_a_sequence_number(store: &dyn Store) {
     assert_eq!(rest[0].event.action, "c");
 }
 
+fn generation(name: &str, ca: &str, number: i64, status: GenerationStatus) -> GenerationRecord {
+    GenerationRecord {
+        name: name.into(),
+        ca: ca.into(),
+        generation: number,
+        status,
+        not_before: Some(1_000),
+        not_after: Some(9_000),
+        der: Some(vec![0x30, 0x00]),
+        custody: KeyCustody::Sealed,
+        key: Some(b"sealed".to_vec()),
+        created_at: 2_000,
+        changed_at: 2_000,
+    }
+}
+
+async fn generations_roll_over_once_and_retire_once(store: &dyn Store) {
+    let g1 = generation("basic", "basic", 1, GenerationStatus::Active);
+    store
+        .adopt_generations(std::slice::from_ref(&g1))
+        .await
+        .unwrap();
+    // Adopting again (another replica's start) changes nothing.
+    let mut changed = g1.clone();
+    changed.not_after = Some(1);
+    store.adopt_generations(&[changed]).await.unwrap();
+    assert_eq!(store.generations().await.unwrap(), vec![g1.clone()]);
+
+    let g2 = generation("basic-g2", "basic", 2, GenerationStatus::Active);
+    store
+        .activate_generation(&g2, &event("ca.rolled_over"))
+        .await
+        .unwrap();
+    // A second rollover from G1 (a concurrent one that lost) writes nothing.
+    let rival = generation("basic-g2b", "basic", 2, GenerationStatus::Active);
+    assert!(matches!(
+        store
+            .activate_generation(&rival, &event("ca.rolled_over"))
+            .await,
+        Err(StoreError::GenerationConflict { expected: 1, .. })
+    ));
+    let stored = store.generations().await.unwrap();
+    let statuses: Vec<_> = stored.iter().map(|g| (g.name.as_str(), g.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("basic", GenerationStatus::Retiring),
+            ("basic-g2", GenerationStatus::Active)
+        ]
+    );
+    assert_eq!(stored[1].key.as_deref(), Some(&b"sealed"[..]));
+
+    // Pending (offline root) then activated in place: the pending row is replaced.
+    let pending = generation("basic-g3", "basic", 3, GenerationStatus::Pending);
+    store
+        .add_pending_generation(&pending, &event("ca.rollover_pending"))
+        .await
+        .unwrap();
+    let second = generation("basic-g4", "basic", 4, GenerationStatus::Pending);
+    assert!(
+        store
+            .add_pending_generation(&second, &event("ca.rollover_pending"))
+            .await
+            .is_err()
+    );
+    let g3 = generation("basic-g3", "basic", 3, GenerationStatus::Active);
+    store
+        .activate_generation(&g3, &event("ca.rolled_over"))
+        .await
+        .unwrap();
+    let stored = store.generations().await.unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[2].status, GenerationStatus::Active);
+
+    assert!(
+        store
+            .retire_generation("basic", 3_000, &event("ca.retired"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .retire_generation("basic", 3_001, &event("ca.retired"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .retire_generation("basic-g3", 3_001, &event("ca.retired"))
+            .await
+            .unwrap()
+    );
+    let stored = store.generations().await.unwrap();
+    assert_eq!(stored[0].status, GenerationStatus::Retired);
+    assert_eq!(stored[0].changed_at, 3_000);
+}
+
+async fn valid_certificates_are_counted_per_issuer(store: &dyn Store) {
+    register_with_token(store, "IP-COUNT-1", 41).await;
+    let mut issuance = issuance("c0a1", "IP-COUNT-1", Some(vec![41; 32]));
+    issuance.certificate.issuer = "basic-g2".into();
+    store.commit_issuance(&issuance, 1_500).await.unwrap();
+    let counts = store.valid_by_issuer(1_600).await.unwrap();
+    let g2 = counts.iter().find(|c| c.issuer == "basic-g2").unwrap();
+    assert_eq!((g2.valid, g2.unexpired), (1, 1));
+    assert_eq!(g2.last_not_after, issuance.certificate.not_after);
+    // Past its notAfter nothing is counted.
+    let later = store
+        .valid_by_issuer(issuance.certificate.not_after)
+        .await
+        .unwrap();
+    assert!(later.iter().all(|c| c.issuer != "basic-g2"));
+}
+
 macro_rules! storage_suite {
     ($open:expr) => {
         storage_suite!(@tests $open;
@@ -641,7 +756,9 @@ macro_rules! storage_suite {
             tokens_are_revoked_once_and_a_revoked_token_is_never_consumed,
             station_activity_sums_the_quota_windows_since_a_time,
             sessions_expire_when_idle_and_are_deleted_once,
-            console_reads_group_issuance_expiry_and_events);
+            console_reads_group_issuance_expiry_and_events,
+            generations_roll_over_once_and_retire_once,
+            valid_certificates_are_counted_per_issuer);
     };
     (@tests $open:expr; $($name:ident),*) => {
         $(

@@ -52,7 +52,7 @@ pub async fn export(
 pub async fn verify(State(state): State<AdminState>) -> Result<Json<VerifyResponse>, ApiError> {
     let verification = audit::verify(
         state.authority.store(),
-        state.authority.root_der(),
+        &state.authority.root_der(),
         Vec::new(),
     )
     .await?;

@@ -6,6 +6,7 @@
 
 pub(super) mod admin;
 pub(super) mod console;
+pub(super) mod generations;
 pub(super) mod operations;
 pub(super) mod recalls;
 pub(super) mod records;

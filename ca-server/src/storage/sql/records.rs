@@ -360,10 +360,10 @@ macro_rules! impl_store {
                     .push_bind(issuer)
                     .push(
                         " AND status <> 'valid' UNION ALL SELECT serial, revoked_at, \
-                         revocation_reason FROM station_certificates WHERE ",
+                         revocation_reason FROM station_certificates WHERE issuer = ",
                     )
                     .push_bind(issuer)
-                    .push(" = 'station' AND status <> 'valid' ORDER BY serial");
+                    .push(" AND status <> 'valid' ORDER BY serial");
                 let rows = select
                     .build()
                     .fetch_all(&mut *tx)

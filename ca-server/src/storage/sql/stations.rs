@@ -219,7 +219,7 @@ macro_rules! impl_station_store {
                 }
                 let mut insert = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO station_certificates (serial, station, not_before, not_after, \
-                     spki_sha256, der, issued_at) VALUES (",
+                     spki_sha256, der, issued_at, issuer) VALUES (",
                 );
                 let mut values = insert.separated(", ");
                 values
@@ -229,7 +229,8 @@ macro_rules! impl_station_store {
                     .push_bind(cert.not_after)
                     .push_bind(&cert.spki_sha256)
                     .push_bind(&cert.der)
-                    .push_bind(cert.issued_at);
+                    .push_bind(cert.issued_at)
+                    .push_bind(&issuance.issuer);
                 insert.push(")");
                 insert
                     .build()
