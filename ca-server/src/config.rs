@@ -72,7 +72,7 @@ impl Default for ConsoleConfig {
     }
 }
 
-/// `[ca]`: the CA lifecycle (docs/PROFILE.md §3.5, README "Rollover").
+/// `[ca]`: the CA lifecycle (docs/PROFILE.md §3.7, README "Rollover").
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaLifecycle {

@@ -92,6 +92,11 @@ impl Application {
         if !settings.config.evaluation {
             policies.ensure_production_ready()?;
         }
+        // Keys first: a wrong passphrase or PIN stops here, before the database is touched.
+        let (dir, access) = (settings.data_dir.clone(), settings.key_access.clone());
+        tokio::task::spawn_blocking(move || CaMaterial::check_unlock(&dir, &access))
+            .await
+            .map_err(|e| GenerationError::Task(e.to_string()))??;
         let store = crate::storage::open(&settings.database_url()).await?;
         // Every generation recorded in the database (G1 adopted from the data directory).
         let handle = CaHandle::new(Arc::new(

@@ -98,6 +98,10 @@ async fn enroll_with_softhsm_keys_signs_through_the_token() {
             "the {name} key must stay in the token"
         );
     }
+    // A one-second look for CA rollovers (see the end of this test).
+    let config = data.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap() + "\n[ca]\nreload_interval_secs = 1\n";
+    std::fs::write(&config, text).unwrap();
     // The PIN file recorded at init is read again by serve.
     let app = TestApp::serve_dir(dir, KeyAccess::default()).await;
     let token = app.pump_with_token("IP20000010").await;
@@ -161,6 +165,32 @@ async fn enroll_with_softhsm_keys_signs_through_the_token() {
             "{text}"
         );
     }
+
+    // Rollover keeps the custody: the G2 key is generated in the token, signs there, and the
+    // running server issues from it without a restart.
+    let pkcs11_before = std::fs::read(app.data_dir().join("ca/pkcs11.toml")).unwrap();
+    app.cli(&["ca", "rollover", "--ca", "basic"])
+        .await
+        .expect("rollover");
+    let list = app.cli(&["ca", "list", "--json"]).await.unwrap();
+    assert!(list.contains("\"custody\": \"pkcs11\""), "{list}");
+    app.wait_for_active(iomt_core::policy::Level::Basic, "basic-g2")
+        .await;
+    let token = app.pump_with_token("IP20000011").await;
+    let second = app.dir.path().join("device-g2");
+    app.enroll("IP20000011", &token, &second)
+        .await
+        .expect("enroll under G2");
+    let leaf = read_pem_certs(&second.join("cert.pem")).remove(0);
+    let chain = read_pem_certs(&second.join("chain.pem"));
+    webpki_verify(&leaf, &chain[0], &app.root_der());
+    let (_, g2) = X509Certificate::from_der(&chain[0]).unwrap();
+    assert!(g2.subject().to_string().contains("G2"), "{}", g2.subject());
+    // Nothing about G2 was written to the data directory: the database holds its CKA_ID.
+    assert_eq!(
+        std::fs::read(app.data_dir().join("ca/pkcs11.toml")).unwrap(),
+        pkcs11_before
+    );
     assert_no_clear_private_key(&app.data_dir());
 }
 

@@ -322,3 +322,169 @@ async fn replicas_on_postgres_pick_up_a_rollover_without_restart() {
     replica_revocation.current_crl("basic").await.unwrap();
     replica_revocation.current_crl("basic-g2").await.unwrap();
 }
+
+#[tokio::test]
+async fn offline_root_rollover_is_a_csr_and_a_ceremony_then_ca_import_activates_it() {
+    if !require_tool("openssl", &["version"]) {
+        return;
+    }
+    // A CA under an offline root (the README ceremony), with a one-second reload interval.
+    let dir = TestApp::init_dir(iomt_tests::no_reenroll_interval, None, &["--external-root"])
+        .await
+        .expect("init");
+    let data = dir.path().join("ca");
+    let config = data.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap() + "\n" + FAST;
+    std::fs::write(&config, text).unwrap();
+    let root_dir = dir.path().join("offline-root");
+    std::fs::create_dir(&root_dir).unwrap();
+    iomt_tests::custody::offline_root(&data.join("csr"), &root_dir);
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let root_crt = path(&root_dir.join("root.crt.pem"));
+    TestApp::cli_in(
+        &path(&data),
+        &[
+            "ca",
+            "import",
+            "--root",
+            &root_crt,
+            "--certs",
+            &path(&root_dir.join("signed")),
+            "--root-crl",
+            &path(&root_dir.join("root.crl.pem")),
+        ],
+    )
+    .await
+    .expect("import");
+    let app = TestApp::serve_dir(dir, ca_server::pki::KeyAccess::default()).await;
+    let old = enroll(&app, "IP20000040").await;
+
+    // The rollover makes a key and a CSR; G1 stays active until the ceremony.
+    let out = app.cli(&["ca", "rollover", "--ca", "basic"]).await.unwrap();
+    assert!(out.contains("basic-g2.csr.pem"), "{out}");
+    let list = app.cli(&["ca", "list"]).await.unwrap();
+    assert!(list.contains("pending"), "{list}");
+    assert_eq!(app.active_generation(Level::Basic), "basic");
+    // A second rollover while one is pending is refused.
+    let again = app
+        .cli(&["ca", "rollover", "--ca", "basic"])
+        .await
+        .unwrap_err();
+    assert!(again.contains("pending"), "{again}");
+
+    // The ceremony, as printed: the generated script signs it (and makes the root's OCSP answer).
+    let ceremony = app.data_dir().join("rollover").join("basic-g2");
+    let signed = ceremony.join("signed");
+    run_tool(
+        Command::new("sh")
+            .current_dir(&ceremony)
+            .arg("sign-with-openssl.sh")
+            .arg(&root_crt)
+            .arg(root_dir.join("root.key"))
+            .arg(&signed),
+    );
+    // A certificate for another key is refused and changes nothing.
+    let wrong = dir_with_wrong_certificate(&app, &root_dir);
+    let refused = app
+        .cli(&[
+            "ca",
+            "import",
+            "--root",
+            &root_crt,
+            "--certs",
+            &path(&wrong),
+        ])
+        .await
+        .unwrap_err();
+    assert!(refused.contains("does not match the key"), "{refused}");
+    assert!(app.cli(&["ca", "list"]).await.unwrap().contains("pending"));
+
+    let out = app
+        .cli(&[
+            "ca",
+            "import",
+            "--root",
+            &root_crt,
+            "--certs",
+            &path(&signed),
+        ])
+        .await
+        .unwrap();
+    assert!(out.contains("basic-g2 is active"), "{out}");
+    app.wait_for_active(Level::Basic, "basic-g2").await;
+
+    let fresh = enroll(&app, "IP20000041").await;
+    assert!(issuer_cn(&leaf(&fresh)).contains("Basic Issuing CA G2"));
+    renew(&app, &old).await;
+    assert!(issuer_cn(&leaf(&old)).contains("Basic Issuing CA G2"));
+    for dir in [&fresh, &old] {
+        run_tool(
+            Command::new("openssl")
+                .arg("verify")
+                .arg("-CAfile")
+                .arg(app.root_pem())
+                .arg("-untrusted")
+                .arg(dir.join("chain.pem"))
+                .arg(dir.join("cert.pem")),
+        );
+    }
+    // The root's pre-signed answer over the new CA certificate is served at /ocsp/root.
+    let url = format!("http://{}/ocsp/root", app.http);
+    let cert = signed.join("basic-g2.crt.pem");
+    let root_pem = app.root_pem();
+    let text = tokio::task::spawn_blocking(move || {
+        let out = Command::new("openssl")
+            .args(["ocsp", "-no_nonce", "-issuer"])
+            .arg(&root_pem)
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-CAfile")
+            .arg(&root_pem)
+            .args(["-url", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    })
+    .await
+    .unwrap();
+    assert!(text.contains(": good"), "{text}");
+}
+
+/// A directory holding `basic-g2.crt.pem` signed by the offline root for a key that is not the
+/// pending generation's.
+fn dir_with_wrong_certificate(app: &TestApp, root_dir: &Path) -> PathBuf {
+    let wrong = app.dir.path().join("wrong");
+    std::fs::create_dir_all(&wrong).unwrap();
+    let key = wrong.join("other.key");
+    run_tool(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&key),
+    );
+    run_tool(
+        Command::new("openssl")
+            .args(["req", "-new", "-key"])
+            .arg(&key)
+            .args(["-subj", "/CN=other", "-out"])
+            .arg(wrong.join("other.csr")),
+    );
+    run_tool(
+        Command::new("openssl")
+            .args(["x509", "-req", "-in"])
+            .arg(wrong.join("other.csr"))
+            .arg("-CA")
+            .arg(root_dir.join("root.crt.pem"))
+            .arg("-CAkey")
+            .arg(root_dir.join("root.key"))
+            .args(["-days", "30", "-set_serial", "0x1234567890abcdef12", "-out"])
+            .arg(wrong.join("basic-g2.crt.pem")),
+    );
+    wrong
+}

@@ -139,7 +139,7 @@ impl Authority {
             .is_some_and(|g| matches!(g.role, crate::pki::CaRole::Issuing(_)));
         let ca = self.ca.current();
         // Any loaded generation of the issuing CA: a device whose certificate a retiring
-        // generation signed renews under the active one (docs/PROFILE.md §3.5).
+        // generation signed renews under the active one (docs/PROFILE.md §3.7).
         let issuer = ca
             .signer(&record.issuer)
             .filter(|_| is_device_issuer)

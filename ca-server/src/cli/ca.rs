@@ -10,7 +10,7 @@ use super::open;
 use crate::operations::RolledOver;
 use crate::operations::generations;
 use crate::pki::{CaRole, ImportRequest, KeyAccess};
-use crate::storage::{AuditAction, AuditEvent};
+use crate::storage::{AuditAction, AuditEvent, GenerationStatus};
 
 /// `ca` subcommands.
 #[derive(Debug, Subcommand)]
@@ -175,6 +175,18 @@ pub(super) async fn import_ca(
     access: &KeyAccess,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
+    if data_dir.join("ca").join("root.crt.pem").exists() {
+        let (_, _, store) = open(data_dir, None).await?;
+        let pending: Vec<_> = store
+            .generations()
+            .await?
+            .into_iter()
+            .filter(|g| g.status == GenerationStatus::Pending)
+            .collect();
+        if !pending.is_empty() {
+            return import_generations(data_dir, &args, access, store.as_ref(), pending, out).await;
+        }
+    }
     let imported = crate::pki::import(
         data_dir,
         &ImportRequest {
@@ -208,6 +220,73 @@ pub(super) async fn import_ca(
         )?;
     }
     describe_root_ocsp(&imported.root_ocsp, out)
+}
+
+/// `ca import` after `ca rollover` under an offline root: every pending generation whose signed
+/// certificate is in `--certs` is checked and becomes active (the previous one retiring).
+async fn import_generations(
+    data_dir: &Path,
+    args: &ImportArgs,
+    access: &KeyAccess,
+    store: &dyn crate::storage::Store,
+    pending: Vec<crate::storage::GenerationRecord>,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let request = ImportRequest {
+        root: args.root.clone(),
+        certs: args.certs.clone(),
+        root_crl: args.root_crl.clone(),
+    };
+    let mut activated = 0;
+    for generation in pending {
+        if !args
+            .certs
+            .join(format!("{}.crt.pem", generation.name))
+            .exists()
+        {
+            writeln!(
+                out,
+                "{}: no signed certificate in {}; still pending",
+                generation.name,
+                args.certs.display()
+            )?;
+            continue;
+        }
+        let imported = crate::pki::import_generation(data_dir, &generation, &request, access)?;
+        let record = imported.record;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        store
+            .activate_generation(
+                &record,
+                &AuditEvent {
+                    at: now,
+                    actor: "operator:cli".into(),
+                    action: AuditAction::CaRolledOver.into(),
+                    object: format!("ca:{}", record.name),
+                    details: serde_json::json!({
+                        "ca": record.ca,
+                        "external_root": true,
+                        "custody": record.custody.as_str(),
+                        "not_after": record.not_after,
+                    })
+                    .to_string(),
+                },
+            )
+            .await?;
+        writeln!(
+            out,
+            "{} is active (signed by the offline root); the previous generation is retiring",
+            record.name
+        )?;
+        describe_root_ocsp(&imported.root_ocsp, out)?;
+        activated += 1;
+    }
+    anyhow::ensure!(
+        activated > 0,
+        "no pending generation's certificate was found in {}",
+        args.certs.display()
+    );
+    Ok(())
 }
 
 pub(super) async fn install_root_ocsp(

@@ -191,8 +191,9 @@ async fn service(
     database_url: Option<String>,
     access: &KeyAccess,
 ) -> anyhow::Result<Recalls> {
-    // Keys before any write: a wrong passphrase or PIN stops here with nothing changed. Every
-    // generation in the database, so a retiring one's CRL is republished too.
+    // Keys first: a wrong passphrase or PIN stops here, before the database is touched. Then
+    // every generation in the database, so a retiring one's CRL is republished too.
+    crate::pki::CaMaterial::check_unlock(data_dir, access)?;
     let (_, policies, store) = open(data_dir, database_url).await?;
     let ca = Arc::new(
         crate::operations::generations::load_recorded(data_dir, access, store.as_ref()).await?,

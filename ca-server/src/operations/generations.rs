@@ -1,5 +1,5 @@
 //! CA generations for the people who run the CA and for the running server (docs/PROFILE.md
-//! §3.5): adopting the generations `init` made, loading the material of every recorded
+//! §3.7): adopting the generations `init` made, loading the material of every recorded
 //! generation, `ca rollover`, the per-generation view `ca list` and the console show
 //! ([`list`]), and the background task every replica runs ([`Lifecycle`]): it picks up a
 //! rollover made anywhere, retires a generation once its last certificate expired (publishing
@@ -129,6 +129,9 @@ pub struct GenerationView {
     /// `G1`, `G2`, ...
     pub generation: String,
     pub status: String,
+    /// Where its key is: `data-dir` (made by `init`), `sealed` or `pkcs11` (made by `ca
+    /// rollover`, referenced from the database).
+    pub custody: String,
     /// Validity of its certificate (Unix seconds); absent while pending.
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
@@ -199,6 +202,7 @@ pub fn assess(
         ca: record.ca.clone(),
         generation: id.map(GenerationId::label).unwrap_or_default(),
         status: record.status.as_str().to_owned(),
+        custody: record.custody.as_str().to_owned(),
         not_before: record.not_before,
         not_after: record.not_after,
         valid_certificates: subordinate.then(|| count.map_or(0, |c| c.valid)),
@@ -491,17 +495,13 @@ impl Lifecycle {
     /// issued under it unseen.
     async fn retire_expired(&self, now: i64) -> Result<bool, GenerationError> {
         let records = self.store.generations().await?;
-        let counts = self.store.valid_by_issuer(now).await?;
         let grace = 2 * i64::try_from(self.interval().as_secs()).unwrap_or(i64::MAX / 4);
         let mut retired = false;
         for record in records
             .iter()
             .filter(|r| r.status == GenerationStatus::Retiring && r.changed_at + grace <= now)
         {
-            if counts
-                .iter()
-                .any(|c| c.issuer == record.name && c.unexpired > 0)
-            {
+            if self.store.has_unexpired(&record.name, now).await? {
                 continue;
             }
             if self.ca.current().signer(&record.name).is_none() {
@@ -533,7 +533,8 @@ impl Lifecycle {
 
     async fn warn(&self, now: i64) -> Result<(), GenerationError> {
         let records = self.store.generations().await?;
-        let counts = self.store.valid_by_issuer(now).await?;
+        // The warnings of active generations depend on dates only: no certificate count.
+        let counts = [];
         let Ok(mut warned) = self.warned.lock() else {
             return Ok(());
         };

@@ -19,6 +19,7 @@ use super::material::{ROOT_CRL_FILE, read_cert};
 use super::profile_check::{ProfileViolation, check_ca, check_issued, check_root, check_tls};
 use super::root_ocsp::{self, CheckedResponse, RootOcspError, root_issued_names};
 use super::{AUDIT_SIGNER, ROOT_CA, TLS_CERT};
+use crate::storage::{GenerationRecord, GenerationStatus};
 
 /// What `ca import` was given.
 #[derive(Debug, Clone)]
@@ -186,4 +187,94 @@ fn read_crl(path: &Path) -> Result<Vec<u8>, PkiError> {
         }),
         Err(_) => Ok(bytes),
     }
+}
+
+/// A pending generation (`ca rollover` under an offline root) signed at the ceremony, checked
+/// and ready to activate.
+#[derive(Debug)]
+pub struct ImportedGeneration {
+    /// The generation's record, now active, with its certificate.
+    pub record: GenerationRecord,
+    /// The root's pre-signed OCSP response over the new CA certificate, when given (installed).
+    pub root_ocsp: Vec<CheckedResponse>,
+}
+
+/// `ca import` after `ca rollover` under an offline root: checks `certs/<name>.crt.pem` against
+/// the pending generation's key, the installed root (the given one must be it) and the CA profile;
+/// installs the root's pre-signed OCSP response over it (`<name>.ocsp.der`) and a renewed root
+/// CRL when given. Returns the record to activate; nothing is activated here.
+pub fn import_generation(
+    dir: &Path,
+    pending: &GenerationRecord,
+    request: &ImportRequest,
+    access: &KeyAccess,
+) -> Result<ImportedGeneration, ImportError> {
+    let refuse = |path: &Path, reason: String| ImportError::Refused {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let violates = |path: &Path, violation: ProfileViolation| ImportError::Profile {
+        path: path.to_path_buf(),
+        violation,
+    };
+    let ca_dir = dir.join("ca");
+    let installed_root = read_cert(&ca_dir.join(format!("{ROOT_CA}.crt.pem")))?;
+    let root_der = read_cert(&request.root)?;
+    if root_der != installed_root {
+        return Err(refuse(
+            &request.root,
+            "this is not the root of this CA (a root rollover is a different ceremony)".into(),
+        ));
+    }
+    let (_, root) =
+        X509Certificate::from_der(&root_der).map_err(|e| refuse(&request.root, e.to_string()))?;
+    let name = pending.name.as_str();
+    let path = request.certs.join(format!("{name}.crt.pem"));
+    let der = read_cert(&path)?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| refuse(&path, e.to_string()))?;
+    let keys = KeyStore::open(dir, access)?;
+    let key = keys.load_stored(name, pending.custody, pending.key.as_deref())?;
+    if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+        return Err(refuse(
+            &path,
+            format!("the certificate does not match the key `ca rollover` made for {name}"),
+        ));
+    }
+    check_issued(&cert, &root).map_err(|v| violates(&path, v))?;
+    let policies = PolicySet::load_dir(&dir.join("policies"))?;
+    let expected = match Level::parse(&pending.ca) {
+        Some(level) => policies.issuer_policy_oids(level),
+        None => vec![STATION_POLICY_OID.to_owned()],
+    };
+    check_ca(&cert, &expected).map_err(|v| violates(&path, v))?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let root_ocsp = root_ocsp::check_dir(&request.certs, &root_der, &[(name, der.as_ref())], now)?;
+    let crl = match &request.root_crl {
+        Some(crl_path) => {
+            let crl_der = read_crl(crl_path)?;
+            let (_, crl) = CertificateRevocationList::from_der(&crl_der)
+                .map_err(|e| refuse(crl_path, e.to_string()))?;
+            crl.verify_signature(root.public_key())
+                .map_err(|e| refuse(crl_path, format!("not signed by the root: {e}")))?;
+            Some(crl_der)
+        }
+        None => None,
+    };
+    let validity = cert.validity();
+    let record = GenerationRecord {
+        status: GenerationStatus::Active,
+        not_before: Some(validity.not_before.timestamp()),
+        not_after: Some(validity.not_after.timestamp()),
+        der: Some(der.to_vec()),
+        changed_at: now,
+        ..pending.clone()
+    };
+    // Everything checked: install the root's answers (and CRL) the server reads at reload.
+    root_ocsp::install(dir, &root_ocsp)?;
+    if let Some(crl_der) = crl {
+        let target = ca_dir.join(ROOT_CRL_FILE);
+        iomt_core::files::write_atomic(&target, &crl_der, PUBLIC)
+            .map_err(|e| PkiError::io(&target, e))?;
+    }
+    Ok(ImportedGeneration { record, root_ocsp })
 }

@@ -99,6 +99,19 @@ impl CaMaterial {
         CaMaterial::load_generations(dir, access, &[])
     }
 
+    /// Checks that `access` unlocks this CA's keys (the passphrase opens a sealed key, the PIN
+    /// logs in to the token) without loading the rest: commands call it before they touch the
+    /// database, so a wrong secret changes nothing.
+    pub fn check_unlock(dir: &Path, access: &KeyAccess) -> Result<(), PkiError> {
+        let ca_dir = dir.join("ca");
+        if !ca_dir.join(format!("{ROOT_CA}.crt.pem")).exists() && dir.join("csr").exists() {
+            return Err(PkiError::NotImported(dir.display().to_string()));
+        }
+        let keys = KeyStore::open(dir, access)?;
+        keys.load(&ca_dir, CaRole::Station.as_str())?;
+        Ok(())
+    }
+
     /// Loads `dir/ca/*` and the generations recorded in the database: the active one of each
     /// issuing and station CA signs, the earlier ones keep their CRL and OCSP duties. A CA with
     /// no recorded generation is its G1 from the data directory.

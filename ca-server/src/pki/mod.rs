@@ -1,5 +1,5 @@
 //! The CA hierarchy (docs/PROFILE.md §3): creating it at `init`, loading it at `serve`, and
-//! its generations (`ca rollover`, §3.5).
+//! its generations (`ca rollover`, §3.7).
 
 mod audit_signer;
 pub mod custody;
@@ -25,7 +25,9 @@ pub use error::PkiError;
 pub use external::{CSR_DIR, OPENSSL_CONFIG, ROOT_OCSP_DAYS, ROOT_OCSP_SCRIPT, SIGN_SCRIPT};
 pub use generation::{CaRole, GenerationId};
 pub use hierarchy::{HierarchyParams, create_hierarchy};
-pub use import::{ImportError, ImportRequest, Imported, import};
+pub use import::{
+    ImportError, ImportRequest, Imported, ImportedGeneration, import, import_generation,
+};
 pub use keystore::{KeyStore, PendingToken, TokenOptions};
 pub use material::{
     CaHandle, CaMaterial, EarlierCa, IssuingCa, ROOT_CRL_FILE, ROOT_OCSP_DIR,

@@ -1,4 +1,4 @@
-//! `ca rollover` for an issuing or station CA (docs/PROFILE.md §3.5): the next generation's key,
+//! `ca rollover` for an issuing or station CA (docs/PROFILE.md §3.7): the next generation's key,
 //! in the same custody as the others (sealed under the CA passphrase, or in the PKCS#11 token),
 //! and its certificate signed by the root — or, under an offline root, a CSR and the openssl
 //! recipe for the ceremony, the generation then pending until `ca import`.

@@ -154,6 +154,9 @@ pub trait GenerationStore: Send + Sync {
     /// Per issuer (device certificates and station certificates), the certificates not expired
     /// at `now`, and how many of them are not revoked.
     async fn valid_by_issuer(&self, now: i64) -> Result<Vec<IssuerCount>, StoreError>;
+    /// True when `issuer` signed a certificate (device or station) that is unexpired at `now`,
+    /// whatever its status: what its CRL must still cover. One index probe.
+    async fn has_unexpired(&self, issuer: &str, now: i64) -> Result<bool, StoreError>;
 }
 
 /// The stored columns, in this order.

@@ -710,12 +710,20 @@ async fn valid_certificates_are_counted_per_issuer(store: &dyn Store) {
     let g2 = counts.iter().find(|c| c.issuer == "basic-g2").unwrap();
     assert_eq!((g2.valid, g2.unexpired), (1, 1));
     assert_eq!(g2.last_not_after, issuance.certificate.not_after);
+    assert!(store.has_unexpired("basic-g2", 1_600).await.unwrap());
+    assert!(!store.has_unexpired("basic-g7", 1_600).await.unwrap());
     // Past its notAfter nothing is counted.
     let later = store
         .valid_by_issuer(issuance.certificate.not_after)
         .await
         .unwrap();
     assert!(later.iter().all(|c| c.issuer != "basic-g2"));
+    assert!(
+        !store
+            .has_unexpired("basic-g2", issuance.certificate.not_after)
+            .await
+            .unwrap()
+    );
 }
 
 macro_rules! storage_suite {

@@ -162,6 +162,26 @@ macro_rules! impl_generation_store {
                         })
                         .collect())
                 }
+
+                async fn has_unexpired(&self, issuer: &str, now: i64) -> Result<bool, StoreError> {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT 1 FROM certificates WHERE issuer = ",
+                    );
+                    q.push_bind(issuer)
+                        .push(" AND not_after > ")
+                        .push_bind(now)
+                        .push(" UNION ALL SELECT 1 FROM station_certificates WHERE issuer = ")
+                        .push_bind(issuer)
+                        .push(" AND not_after > ")
+                        .push_bind(now)
+                        .push(" LIMIT 1");
+                    let row: Option<(i32,)> = q
+                        .build_query_as()
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(classify)?;
+                    Ok(row.is_some())
+                }
             }
 
             /// A unique violation on insert: another generation took the name, number or the
