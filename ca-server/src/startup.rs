@@ -189,7 +189,7 @@ impl Application {
             )),
             overviews: Arc::new(Overviews::new(
                 store.clone(),
-                ca.clone(),
+                handle.clone(),
                 revocation.clone(),
                 admin.inventory.clone(),
                 audit,

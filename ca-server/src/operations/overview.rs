@@ -12,8 +12,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::health::AuditAtStart;
 use super::inventory::{Inventory, InventoryError, NamedTally};
-use crate::pki::{CaMaterial, ROOT_CA, STATION_CA};
+use crate::pki::{CaHandle, CaMaterial, GenerationId, ROOT_CA};
 use crate::revocation::Revocation;
+use crate::storage::GenerationStatus;
 use crate::storage::{Store, StoreError};
 
 const HOUR: i64 = 3600;
@@ -38,14 +39,15 @@ impl HourlySeries {
     }
 }
 
-/// One CA generation. Until CA rollover exists every CA is its own single generation (G1).
+/// One CA generation in use (docs/PROFILE.md §3.7); the full list with certificate counts and
+/// warnings is `operations::generations::list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaGeneration {
     /// `root`, `basic`, `substantial`, `high` or `station`.
     pub ca: String,
     /// 1 for G1.
     pub generation: u32,
-    /// `active` (signing now).
+    /// `active` (signing now), `retiring` or `retired`.
     pub status: &'static str,
     pub not_before: i64,
     pub not_after: i64,
@@ -106,7 +108,7 @@ pub enum OverviewError {
 /// Reads the overview.
 pub struct Overviews {
     store: Arc<dyn Store>,
-    ca: Arc<CaMaterial>,
+    ca: CaHandle,
     revocation: Arc<Revocation>,
     inventory: Arc<Inventory>,
     audit_at_start: AuditAtStart,
@@ -116,14 +118,14 @@ impl Overviews {
     /// The overview over this CA.
     pub fn new(
         store: Arc<dyn Store>,
-        ca: Arc<CaMaterial>,
+        ca: impl Into<CaHandle>,
         revocation: Arc<Revocation>,
         inventory: Arc<Inventory>,
         audit_at_start: AuditAtStart,
     ) -> Overviews {
         Overviews {
             store,
-            ca,
+            ca: ca.into(),
             revocation,
             inventory,
             audit_at_start,
@@ -165,8 +167,9 @@ impl Overviews {
             .collect();
         let summary = self.inventory.summary(now).await?;
         let mut crls = Vec::new();
-        for issuer in CaMaterial::crl_issuers() {
-            let latest = self.revocation.published_crl(issuer).await?;
+        let ca = self.ca.current();
+        for issuer in ca.crl_issuers() {
+            let latest = self.revocation.published_crl(&issuer).await?;
             crls.push(CrlFreshness {
                 issuer: issuer.to_owned(),
                 latest: latest.map(|c| (c.number, c.this_update, c.next_update)),
@@ -180,7 +183,7 @@ impl Overviews {
             issued_by_station,
             expiring_per_month,
             status_by_level: summary.certificates_by_level,
-            generations: ca_generations(&self.ca),
+            generations: ca_generations(&ca),
             crls,
             audit: AuditState {
                 verified_at_start: self.audit_at_start.clone(),
@@ -254,21 +257,29 @@ fn validity(der: &[u8]) -> (i64, i64) {
 /// station CA, with their validity read from their certificates.
 pub fn ca_generations(ca: &CaMaterial) -> Vec<CaGeneration> {
     let mut generations = Vec::new();
-    let mut push = |name: &str, der: &[u8]| {
+    let mut push = |name: &str, der: &[u8], status: GenerationStatus| {
         let (not_before, not_after) = validity(der);
+        let id = GenerationId::parse(name);
         generations.push(CaGeneration {
-            ca: name.to_owned(),
-            generation: 1,
-            status: "active",
+            ca: id.map_or(name, |g| g.role.as_str()).to_owned(),
+            generation: id.map_or(1, |g| g.number),
+            status: status.as_str(),
             not_before,
             not_after,
         });
     };
-    push(ROOT_CA, &ca.root_der);
+    push(ROOT_CA, &ca.root_der, GenerationStatus::Active);
     for issuing in ca.issuing.values() {
-        push(&issuing.name, &issuing.cert_der);
+        push(&issuing.name, &issuing.cert_der, GenerationStatus::Active);
     }
-    push(STATION_CA, &ca.station.cert_der);
+    push(
+        &ca.station.name,
+        &ca.station.cert_der,
+        GenerationStatus::Active,
+    );
+    for earlier in &ca.earlier {
+        push(&earlier.ca.name, &earlier.ca.cert_der, earlier.status);
+    }
     generations
 }
 
