@@ -1,6 +1,7 @@
 //! Shared core of the IoMT device identity authority: policy model and loader, certificate
 //! profile linter, EST wire codecs and DER helpers. No network or database I/O lives here.
 
+pub mod attestation;
 pub mod extensions;
 pub mod files;
 pub mod identity;

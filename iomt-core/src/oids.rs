@@ -31,6 +31,18 @@ pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.
 pub const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 /// ecdsa-with-SHA256.
 pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+/// id-aa-evidence (draft-ietf-lamps-csr-attestation, early-allocated id-aa 59): the PKCS#10
+/// attribute that carries key attestation evidence.
+pub const AA_EVIDENCE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.59");
+/// TCG `TcgAttestCertify` evidence statement: a TPM2_Certify of the CSR key.
+pub const TCG_ATTEST_CERTIFY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.23.133.20.1");
+/// TCG hwType of a TPM 2.0 (HardwareModuleName of a TPM-resident key).
+pub const TCG_HW_TYPE_TPM2: &str = "2.23.133.1.2";
+/// tcg-kp-EKCertificate: the extended key usage of an EK certificate.
+pub const TCG_KP_EK_CERTIFICATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.23.133.8.1");
+/// tcg-at-tpmManufacturer (in the EK certificate's SAN directoryName).
+pub const TCG_AT_TPM_MANUFACTURER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.23.133.2.1");
 /// X520SerialNumber (2.5.4.5).
 pub const AT_SERIAL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.5");
 /// The operator certificate policy: a certificate that authenticates a person or service to

@@ -4,7 +4,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 pub use super::error_code::ErrorCode;
-use crate::authority::{CsrError, EnrollError, ReenrollProblem, StationProblem, TokenProblem};
+use iomt_core::attestation::AttestationError;
+
+use crate::authority::{
+    AttestationProblem, CsrError, EnrollError, ReenrollProblem, StationProblem, TokenProblem,
+};
 use crate::storage::StoreError;
 
 /// An error response: `code: message` on one line, plain text.
@@ -109,6 +113,31 @@ impl ApiError {
     }
 }
 
+/// Status and code of a refused attestation (docs/PROFILE.md §6.1).
+fn attestation_status(problem: &AttestationProblem) -> (StatusCode, ErrorCode) {
+    use AttestationProblem as P;
+    use StatusCode as S;
+    match problem {
+        P::AkNotRestricted => (S::FORBIDDEN, ErrorCode::AttestationAkInvalid),
+        P::ChallengeUnknown => (S::FORBIDDEN, ErrorCode::AttestationChallengeUnknown),
+        P::ChallengeExpired => (S::FORBIDDEN, ErrorCode::AttestationChallengeExpired),
+        P::ChallengeUsed => (S::FORBIDDEN, ErrorCode::AttestationChallengeUsed),
+        P::EkUnusable(_) => (S::FORBIDDEN, ErrorCode::AttestationEkUnusable),
+        P::EkUntrusted { .. } => (S::FORBIDDEN, ErrorCode::AttestationEkUntrusted),
+        P::EkMismatch => (S::FORBIDDEN, ErrorCode::AttestationEkMismatch),
+        P::KeyMismatch => (S::FORBIDDEN, ErrorCode::AttestationKeyMismatch),
+        P::KeyNotFixed { .. } => (S::FORBIDDEN, ErrorCode::AttestationKeyNotFixed),
+        P::NameMismatch => (S::FORBIDDEN, ErrorCode::AttestationNameMismatch),
+        P::Malformed(AttestationError::TooLarge { .. }) => {
+            (S::PAYLOAD_TOO_LARGE, ErrorCode::AttestationTooLarge)
+        }
+        P::Malformed(_) => (S::BAD_REQUEST, ErrorCode::AttestationMalformed),
+        P::Missing => (S::FORBIDDEN, ErrorCode::AttestationMissing),
+        P::SignatureInvalid => (S::FORBIDDEN, ErrorCode::AttestationSignatureInvalid),
+        P::TpmMismatch { .. } => (S::CONFLICT, ErrorCode::AttestationTpmMismatch),
+    }
+}
+
 impl From<EnrollError> for ApiError {
     fn from(error: EnrollError) -> ApiError {
         use StatusCode as S;
@@ -130,6 +159,7 @@ impl From<EnrollError> for ApiError {
                 );
             }
             EnrollError::AlreadyEnrolled { .. } => (S::CONFLICT, ErrorCode::DeviceAlreadyEnrolled),
+            EnrollError::Attestation(problem) => attestation_status(problem),
             EnrollError::DeviceDisabled { .. } => (S::FORBIDDEN, ErrorCode::DeviceDisabled),
             EnrollError::DeviceRecalled { .. } => (S::FORBIDDEN, ErrorCode::DeviceRecalled),
             EnrollError::DuplicateKey { .. } => (S::FORBIDDEN, ErrorCode::CsrDuplicateKey),

@@ -33,6 +33,36 @@ macro_rules! error_codes {
 }
 
 error_codes! {
+    /// the attestation key is not a restricted signing key generated in and fixed to the TPM
+    AttestationAkInvalid = "attestation.ak_invalid",
+    /// the attestation challenge expired before the CSR arrived; ask for a new one
+    AttestationChallengeExpired = "attestation.challenge_expired",
+    /// the TPM2_Certify qualifying data is no challenge this CA issued for this device (or the attestation key is not the one the challenge was sealed to)
+    AttestationChallengeUnknown = "attestation.challenge_unknown",
+    /// the attestation challenge was already used by an issuance (replay)
+    AttestationChallengeUsed = "attestation.challenge_used",
+    /// the EK public area is not the key the EK certificate certifies
+    AttestationEkMismatch = "attestation.ek_mismatch",
+    /// the endorsement key cannot be used for credential activation (the message says why)
+    AttestationEkUnusable = "attestation.ek_unusable",
+    /// the EK certificate does not chain to a TPM manufacturer root in `tpm-roots`
+    AttestationEkUntrusted = "attestation.ek_untrusted",
+    /// the attested key is not the CSR's public key
+    AttestationKeyMismatch = "attestation.key_mismatch",
+    /// the attested key lacks fixedTPM, fixedParent, sensitiveDataOrigin or sign: it could leave the TPM or was imported
+    AttestationKeyNotFixed = "attestation.key_not_fixed",
+    /// the attestation evidence does not parse (the message names the structure)
+    AttestationMalformed = "attestation.malformed",
+    /// the product requires TPM key attestation and the CSR carries no evidence
+    AttestationMissing = "attestation.missing",
+    /// the attested name is not the name of the public area in the evidence
+    AttestationNameMismatch = "attestation.name_mismatch",
+    /// the attestation key's signature over TPM2_Certify does not verify
+    AttestationSignatureInvalid = "attestation.signature_invalid",
+    /// the attestation evidence is larger than this CA accepts
+    AttestationTooLarge = "attestation.too_large",
+    /// the device is bound to another TPM; an operator must re-provision it first
+    AttestationTpmMismatch = "attestation.tpm_mismatch",
     /// an audit export query parameter is malformed (`since`, `limit`)
     AuditBadQuery = "audit.bad_query",
     /// no signed audit checkpoint has been made yet

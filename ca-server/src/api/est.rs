@@ -214,7 +214,7 @@ fn claimed_device(csr_der: &[u8]) -> Option<String> {
 }
 
 /// Reads the body within [`BODY_LIMIT`]; the body timeout layer bounds the time.
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
@@ -234,7 +234,10 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     })
 }
 
-fn require_content_type(headers: &HeaderMap, expected: &'static str) -> Result<(), ApiError> {
+pub(super) fn require_content_type(
+    headers: &HeaderMap,
+    expected: &'static str,
+) -> Result<(), ApiError> {
     let actual = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -2,6 +2,7 @@
 //! revocation/AIA router (plain HTTP).
 
 mod admin;
+pub mod attestation;
 mod checkpoint;
 mod console;
 pub mod error;
@@ -50,6 +51,7 @@ pub fn est_router(
         .route("/.well-known/est/csrattrs", get(est::csrattrs))
         .route("/.well-known/est/simpleenroll", post(est::simpleenroll))
         .route("/.well-known/est/simplereenroll", post(est::simplereenroll))
+        .route("/attestation/challenge", post(attestation::challenge))
         .route(
             "/.well-known/est/{label}/cacerts",
             get(est::cacerts_labeled),

@@ -13,21 +13,12 @@ pub(super) fn seconds_to_next_hour(now: OffsetDateTime) -> u64 {
     (StationQuota::window_of(now) + 3600 - now).unsigned_abs()
 }
 
-/// A product's policy must not demand evidence this CA cannot verify (docs/PROFILE.md §6.1):
-/// key attestation and TLS channel binding are parsed but not verified yet.
+/// A product's policy must not demand evidence this CA cannot verify (docs/PROFILE.md §6.1): TLS
+/// channel binding is not verified yet. Key attestation is verified: a policy that requires it
+/// is met or refused on the evidence (`attestation.*`, `authority/attestation/`).
 fn check_requirements_supported(policy: &Policy) -> Result<(), EnrollError> {
     let product = policy.policy.id.clone();
     let enrollment = &policy.enrollment;
-    if enrollment
-        .authorization_all_of
-        .contains(&AuthorizationFactor::KeyAttestation)
-        || policy.key_protection.attestation == Strength::Required
-    {
-        return Err(EnrollError::RequirementUnsupported {
-            product,
-            requirement: "verified key attestation",
-        });
-    }
     if enrollment.channel_binding == Strength::Required {
         return Err(EnrollError::RequirementUnsupported {
             product,

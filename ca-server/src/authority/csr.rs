@@ -78,6 +78,8 @@ pub struct Csr {
     pub key: SubjectKey,
     subject: Vec<(String, String)>,
     san: Vec<SanEntry>,
+    /// The key attestation evidence attribute's value (DER), if present.
+    evidence: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +92,8 @@ enum SanEntry {
 
 /// PKCS#9 extensionRequest.
 const EXTENSION_REQUEST: &str = "1.2.840.113549.1.9.14";
+/// id-aa-evidence (draft-ietf-lamps-csr-attestation).
+const EVIDENCE: &str = "1.2.840.113549.1.9.16.2.59";
 
 /// The DER elements `data` is made of, in order.
 fn der_elements(mut data: &[u8]) -> Result<Vec<x509_parser::asn1_rs::Any<'_>>, Asn1Error> {
@@ -106,11 +110,11 @@ fn der_elements(mut data: &[u8]) -> Result<Vec<x509_parser::asn1_rs::Any<'_>>, A
     Ok(items)
 }
 
-/// How many extensionRequest values `der` (a CertificationRequest) holds, over all its
-/// attributes (`[0]` of the CertificationRequestInfo).
-fn extension_request_values(der: &[u8]) -> Result<usize, Asn1Error> {
+/// The CSR's attributes as `(dotted OID, raw DER of each value)`, over all of them (`[0]` of the
+/// CertificationRequestInfo).
+fn attribute_values(der: &[u8]) -> Result<Vec<(String, Vec<Vec<u8>>)>, Asn1Error> {
     use x509_parser::asn1_rs::{Class, Oid};
-    let mut count = 0;
+    let mut attributes = Vec::new();
     for request in der_elements(der)? {
         for info in der_elements(request.data)?.into_iter().take(1) {
             for field in der_elements(info.data)? {
@@ -122,14 +126,19 @@ fn extension_request_values(der: &[u8]) -> Result<usize, Asn1Error> {
                     let [oid, values] = parts.as_slice() else {
                         return Err(Asn1Error::InvalidLength);
                     };
-                    if Oid::new(oid.data.into()).to_id_string() == EXTENSION_REQUEST {
-                        count += der_elements(values.data)?.len();
-                    }
+                    let values = der_elements(values.data)?
+                        .iter()
+                        .map(|v| {
+                            use x509_parser::asn1_rs::ToDer;
+                            v.to_der_vec().map_err(|_| Asn1Error::InvalidLength)
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    attributes.push((Oid::new(oid.data.into()).to_id_string(), values));
                 }
             }
         }
     }
-    Ok(count)
+    Ok(attributes)
 }
 
 impl Csr {
@@ -185,8 +194,26 @@ impl Csr {
             .collect();
         // Every requested extension is read or the request refused: x509-parser reads only the
         // first value of the first extensionRequest, and drops one it cannot parse.
-        let requests = extension_request_values(der)
-            .map_err(|e| CsrError::NotDer(format!("attributes: {e}")))?;
+        let attributes =
+            attribute_values(der).map_err(|e| CsrError::NotDer(format!("attributes: {e}")))?;
+        let count = |oid: &str| -> usize {
+            attributes
+                .iter()
+                .filter(|(o, _)| o == oid)
+                .map(|(_, values)| values.len())
+                .sum()
+        };
+        let requests = count(EXTENSION_REQUEST);
+        if count(EVIDENCE) > 1 {
+            return Err(CsrError::NotDer(format!(
+                "{} evidence values (draft-ietf-lamps-csr-attestation: COUNTS MAX 1)",
+                count(EVIDENCE)
+            )));
+        }
+        let evidence = attributes
+            .into_iter()
+            .find(|(oid, _)| oid == EVIDENCE)
+            .and_then(|(_, mut values)| values.pop());
         if requests > 1 {
             return Err(CsrError::NotDer(format!(
                 "{requests} extensionRequest values (PKCS#9 makes it single-valued)"
@@ -224,7 +251,13 @@ impl Csr {
             key,
             subject,
             san,
+            evidence,
         })
+    }
+
+    /// The DER of the `id-aa-evidence` attribute's value (an EvidenceBundle), if the CSR has one.
+    pub fn evidence(&self) -> Option<&[u8]> {
+        self.evidence.as_deref()
     }
 
     /// Verifies the proof of possession: the CSR is signed by the key it carries.

@@ -3,6 +3,7 @@
 use iomt_core::identity::IdentityError;
 use iomt_core::lint::Finding;
 
+use super::attestation::AttestationProblem;
 use super::certificate::BuildError;
 use super::csr::{CsrError, KeyNotAllowed};
 use crate::storage::StoreError;
@@ -141,6 +142,8 @@ pub enum EnrollError {
         "device {serial} already holds valid certificate {certificate}; a second initial enrollment needs an operator to re-provision it (`ca-server device reprovision {serial}`)"
     )]
     AlreadyEnrolled { serial: String, certificate: String },
+    #[error("{0}")]
+    Attestation(#[from] AttestationProblem),
     #[error("device {serial} is disabled")]
     DeviceDisabled { serial: String },
     #[error(

@@ -2,6 +2,7 @@
 //! lint → store with the token and the audit event in one transaction → answer.
 
 mod admission;
+pub mod attestation;
 mod certificate;
 mod chain;
 mod conformant;
@@ -23,6 +24,7 @@ use time::OffsetDateTime;
 
 use admission::seconds_to_next_hour;
 pub use admission::{allow_station_enrollment, allow_token_enrollment};
+pub use attestation::AttestationProblem;
 pub use certificate::{BuildError, CertificateInputs, SignedCertificate, build_and_sign};
 pub use csr::{Csr, CsrError, KeyNotAllowed, SubjectKey};
 pub use error::{EnrollError, ReenrollProblem, StationProblem, TokenProblem};
@@ -85,6 +87,8 @@ struct IssueRequest<'a> {
     authorization: Authorization,
     /// At re-enrollment: the current certificate, whose subject and SAN the new one must repeat.
     same_identity_as: Option<&'a [u8]>,
+    /// The key's verified TPM attestation, if the CSR carried evidence.
+    attested: Option<attestation::Attested>,
 }
 
 /// True when two certificates carry the same subject and subjectAltName, byte for byte.
@@ -306,6 +310,14 @@ impl Authority {
                 ),
             };
         let initial = consume_token.is_some() || station_quota.is_some();
+        let attested = request.attested.as_ref().map(|a| {
+            serde_json::json!({
+                "ek_sha256": hex::encode(&a.claim.ek_sha256),
+                "hw_serial": a.claim.hw_serial,
+                "manufacturer": a.manufacturer,
+                "evidence_sha256": hex::encode(&a.evidence_sha256),
+            })
+        });
         let issuance = Issuance {
             certificate: CertificateRecord {
                 serial: signed.serial_hex.clone(),
@@ -325,6 +337,7 @@ impl Authority {
             consume_token,
             station_quota,
             initial,
+            attestation: request.attested.as_ref().map(|a| a.claim.clone()),
             audit: AuditEvent {
                 at: now.unix_timestamp(),
                 actor,
@@ -336,6 +349,7 @@ impl Authority {
                     "authorized_by": authorized_by,
                     "supersedes": supersedes,
                     "not_after": signed.not_after.unix_timestamp(),
+                    "attestation": attested,
                 })
                 .to_string(),
             },
@@ -365,6 +379,18 @@ impl Authority {
                     same_device: holder == device.serial,
                     holder,
                 });
+            }
+            Err(StoreError::ChallengeNotConsumable) => {
+                return lost_race(AttestationProblem::ChallengeUsed.into());
+            }
+            Err(StoreError::BoundToOtherTpm { device, ek_sha256 }) => {
+                return lost_race(
+                    AttestationProblem::TpmMismatch {
+                        serial: device,
+                        bound: ek_sha256,
+                    }
+                    .into(),
+                );
             }
             Err(StoreError::DeviceRecalled(serial)) => {
                 return Err(EnrollError::DeviceRecalled { serial }.into());

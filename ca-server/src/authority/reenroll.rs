@@ -59,6 +59,8 @@ impl Authority {
             spki_sha256,
         } = vet_csr(policy, &device, super::Csr::parse(request.csr_der)?)?;
         self.check_rekey(&current, policy, &spki_sha256).await?;
+        let actor = format!("device:{}", device.serial);
+        let attested = self.attest(policy, &device, &csr, &actor, now).await?;
 
         self.issue(IssueRequest {
             device: &device,
@@ -70,6 +72,7 @@ impl Authority {
             now,
             authorization: Authorization::CurrentCertificate(current.serial.clone()),
             same_identity_as: Some(&current.der),
+            attested,
         })
         .await
     }
@@ -113,7 +116,7 @@ impl Authority {
 
     /// Finds the presented certificate in the registry and checks it chains to the issuing CA
     /// that issued it and its state.
-    async fn current_certificate(
+    pub(in crate::authority) async fn current_certificate(
         &self,
         leaf: &CertificateDer<'static>,
         now: OffsetDateTime,

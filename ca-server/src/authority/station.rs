@@ -111,6 +111,7 @@ impl Authority {
         super::token::check_key_unused(facts.key_holder, &device)?;
         self.check_not_enrolled(&device, facts.held, &actor, now)
             .await?;
+        let attested = self.attest(policy, &device, &csr, &actor, now).await?;
 
         self.issue(IssueRequest {
             device: &device,
@@ -122,13 +123,14 @@ impl Authority {
             now,
             authorization: Authorization::Station(quota),
             same_identity_as: None,
+            attested,
         })
         .await
     }
 
     /// The station behind a client certificate: it chains to the station CA, is on record
     /// byte for byte, is not revoked, and its station is active.
-    async fn authenticate_station(
+    pub(in crate::authority) async fn authenticate_station(
         &self,
         leaf: &CertificateDer<'static>,
         now: OffsetDateTime,
@@ -165,7 +167,7 @@ impl Authority {
         Ok(station)
     }
 
-    fn verify_station_chain(
+    pub(in crate::authority) fn verify_station_chain(
         &self,
         leaf: &CertificateDer<'static>,
         now: OffsetDateTime,

@@ -89,13 +89,10 @@ impl Authority {
             spki_sha256,
         } = vet_csr(policy, &device, csr?)?;
         check_key_unused(facts.key_holder, &device)?;
-        self.check_not_enrolled(
-            &device,
-            facts.held,
-            &format!("device:{}", device.serial),
-            now,
-        )
-        .await?;
+        let actor = format!("device:{}", device.serial);
+        self.check_not_enrolled(&device, facts.held, &actor, now)
+            .await?;
+        let attested = self.attest(policy, &device, &csr, &actor, now).await?;
 
         self.issue(IssueRequest {
             device: &device,
@@ -107,6 +104,7 @@ impl Authority {
             now,
             authorization: Authorization::Token(token_hash),
             same_identity_as: None,
+            attested,
         })
         .await
     }
@@ -147,7 +145,7 @@ impl Authority {
 }
 
 /// The token must exist, belong to the serial asked for, and be unused, unrevoked and unexpired.
-fn check_token(
+pub(super) fn check_token(
     token: Option<&TokenRecord>,
     serial: &str,
     now: OffsetDateTime,

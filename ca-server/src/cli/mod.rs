@@ -11,6 +11,7 @@ mod registry;
 mod revocation;
 mod serve;
 mod station;
+mod tpm_roots;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use recall::{RecallArgs, RecallCommand, RecallRunArgs};
 pub use registry::{DeviceCommand, RegisterArgs, TokenArgs, TokenCommand};
 pub use revocation::{ReleaseArgs, RevokeArgs};
 pub use serve::ServeArgs;
+pub use tpm_roots::{TpmRootsAddArgs, TpmRootsCommand, TpmRootsRemoveArgs};
 
 /// The default data directory; `serve` (or no command) creates a development CA there on first run.
 pub const DEFAULT_DATA_DIR: &str = "./ca-data";
@@ -114,6 +116,9 @@ pub enum Command {
     /// (`ca import`, `ca install-root-ocsp`).
     #[command(subcommand)]
     Ca(CaCommand),
+    /// TPM manufacturer roots that EK certificates must chain to for attested enrollment.
+    #[command(subcommand)]
+    TpmRoots(tpm_roots::TpmRootsCommand),
 }
 
 /// Runs a parsed command line, writing results for the operator to `out`.
@@ -198,6 +203,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         }
         Some(Command::Recall(args)) => {
             recall::run(&cli.data_dir, cli.database_url, args, &access, out).await
+        }
+        Some(Command::TpmRoots(command)) => {
+            tpm_roots::run(&cli.data_dir, cli.database_url, command, out).await
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod reprovision;
 pub mod search;
 pub mod stations;
+pub mod tpm_roots;
 
 pub use gauges::Gauges;
 pub use generations::{GenerationError, GenerationView, Lifecycle, RolledOver};

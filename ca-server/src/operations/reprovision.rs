@@ -1,6 +1,7 @@
 //! Re-provisioning a device (`ca-server device reprovision`): the operator's decision that a
 //! device may enroll from scratch again, e.g. after a repair or a suspected clone. Its current
-//! certificates are revoked (reason superseded) so clone detection lets the next enrollment in.
+//! certificates are revoked (reason superseded) so clone detection lets the next enrollment in,
+//! and its TPM binding is removed so the next attested enrollment may bring another TPM.
 
 use time::OffsetDateTime;
 
@@ -35,6 +36,8 @@ pub async fn reprovision(
             .await?;
         changes.push((certificate.serial, change));
     }
+    // The next attested enrollment binds the device to whatever TPM it then has.
+    let unbound = store.unbind_tpm(serial).await?;
     store
         .append_audit(&[AuditEvent {
             at: OffsetDateTime::now_utc().unix_timestamp(),
@@ -43,6 +46,7 @@ pub async fn reprovision(
             object: format!("device:{serial}"),
             details: serde_json::json!({
                 "revoked": changes.iter().filter(|(_, c)| *c == Change::Revoked).map(|(s, _)| s).collect::<Vec<_>>(),
+                "unbound_tpm_ek_sha256": unbound.map(|b| hex::encode(b.ek_sha256)),
             })
             .to_string(),
         }])

@@ -78,6 +78,8 @@ audit_actions! {
     DeviceReprovisioned = "device.reprovisioned",
     /// an enrollment with a new key was refused because the device already holds a valid certificate (clone suspected)
     EnrollmentRefusedClone = "enrollment.refused_clone",
+    /// an attested enrollment was refused because the device is bound to another TPM (EK)
+    EnrollmentRefusedTpm = "enrollment.refused_tpm",
     /// an operator certificate was enrolled
     OperatorAdded = "operator.added",
     /// an operator certificate was revoked
@@ -104,6 +106,10 @@ audit_actions! {
     TokenCreated = "token.created",
     /// a device's pending enrollment tokens were revoked
     TokenRevoked = "token.revoked",
+    /// a TPM manufacturer root was added to the EK trust anchors (`tpm-roots add`)
+    TpmRootAdded = "tpm_root.added",
+    /// a TPM manufacturer root was removed from the EK trust anchors (`tpm-roots remove`)
+    TpmRootRemoved = "tpm_root.removed",
 }
 
 impl From<AuditAction> for String {

@@ -18,6 +18,10 @@ pub enum StoreError {
     KeyHeld { holder: String },
     #[error("device {0} already holds a certificate that is neither revoked nor expired")]
     DeviceHoldsCertificate(String),
+    #[error("the attestation challenge was used or expired while this request was in flight")]
+    ChallengeNotConsumable,
+    #[error("device {device} is bound to another TPM (EK certificate SHA-256 {ek_sha256})")]
+    BoundToOtherTpm { device: String, ek_sha256: String },
     #[error("device {0} is named by an active recall")]
     DeviceRecalled(String),
     #[error("station {0} already exists")]

@@ -203,6 +203,7 @@ mod tests {
             consume_token: Some(vec![token; 32]),
             station_quota: None,
             initial: false,
+            attestation: None,
             audit: AuditEvent {
                 at: 1_000,
                 actor: "test".into(),

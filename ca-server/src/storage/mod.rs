@@ -6,12 +6,13 @@
 //! | `model.rs`, `audit_action.rs` | the records and the audit vocabulary |
 //! | `error.rs` | `StoreError` and the classification of database failures |
 //! | `store.rs` | the `Store` trait, composed of the role traits below |
-//! | `stations.rs`, `generations.rs`, `inventory.rs`, `recalls.rs`, `operations.rs`, `audit_checkpoints.rs`, `provision.rs`, `console.rs` | one role trait each, with its records |
+//! | `stations.rs`, `attestation.rs`, `generations.rs`, `inventory.rs`, `recalls.rs`, `operations.rs`, `audit_checkpoints.rs`, `provision.rs`, `console.rs` | one role trait each, with its records |
 //! | `sql/` | statements written once for both backends (`QueryBuilder` writes the placeholders) |
 //! | `batch.rs`, `facts.rs` | the issuance batch and enrollment facts, generic over the database |
 //! | `batcher.rs`, `group_commit.rs` | the group commit: concurrent issuances share one durable commit |
 //! | `sqlite.rs` + `sqlite/`, `postgres.rs` + `postgres/` | connecting, write transactions, the group writer, what each dialect does differently |
 
+pub mod attestation;
 pub mod audit_action;
 mod audit_checkpoints;
 mod batch;
@@ -34,6 +35,7 @@ mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use attestation::{AttestationClaim, AttestationStore, ChallengeRecord, TpmBinding, TpmRoot};
 pub use audit_action::AuditAction;
 pub use audit_checkpoints::{AuditHead, CheckpointStore, StoredCheckpoint};
 pub use batch::MAX_BATCH;

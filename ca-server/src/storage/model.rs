@@ -269,5 +269,8 @@ pub struct Issuance {
     /// certificate neither revoked nor expired, and for a key certified before for any device.
     /// Any issuance is refused for a key certified for another device.
     pub initial: bool,
+    /// The attestation challenge consumed and the TPM the device is bound to, for an issuance
+    /// whose key was attested.
+    pub attestation: Option<super::AttestationClaim>,
     pub audit: AuditEvent,
 }

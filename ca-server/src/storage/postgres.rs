@@ -21,6 +21,12 @@ super::inventory::impl_inventory_store!(
 );
 super::sql::stations::impl_station_store!(PostgresStore, Postgres, begin, append_events);
 super::sql::operations::impl_operations_store!(PostgresStore, Postgres);
+super::sql::attestation::impl_attestation_store!(
+    PostgresStore,
+    Postgres,
+    begin_with_chain_lock,
+    append_events
+);
 super::sql::console::impl_console_store!(
     PostgresStore,
     Postgres,

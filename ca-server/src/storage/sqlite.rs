@@ -25,6 +25,7 @@ super::sql::operations::impl_operations_store!(SqliteStore, Sqlite);
 super::sql::console::impl_console_store!(SqliteStore, Sqlite, begin, append_events);
 super::sql::generations::impl_generation_store!(SqliteStore, Sqlite, begin, append_events);
 super::sql::recalls::impl_recall_store!(SqliteStore, Sqlite, begin, append_events);
+super::sql::attestation::impl_attestation_store!(SqliteStore, Sqlite, begin, append_events);
 
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]

@@ -4,16 +4,18 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditEvent, CertificateQuery, CertificateRecord, CertificateState, CertificateStatus,
-    CheckpointStore, ConsoleStore, CrlSnapshot, Device, EnrollmentFacts, FactsQuery,
-    GenerationStore, InventoryStore, Issuance, OperationsStore, OperatorRecord, PublishedCrl,
-    RecallStore, RevokedEntry, StationStore, StoreError, StoredAuditEvent, TokenRecord,
+    AttestationStore, AuditEvent, CertificateQuery, CertificateRecord, CertificateState,
+    CertificateStatus, CheckpointStore, ConsoleStore, CrlSnapshot, Device, EnrollmentFacts,
+    FactsQuery, GenerationStore, InventoryStore, Issuance, OperationsStore, OperatorRecord,
+    PublishedCrl, RecallStore, RevokedEntry, StationStore, StoreError, StoredAuditEvent,
+    TokenRecord,
 };
 
 /// The storage interface every backend implements.
 #[async_trait]
 pub trait Store:
     StationStore
+    + AttestationStore
     + CheckpointStore
     + GenerationStore
     + InventoryStore

@@ -67,6 +67,7 @@ fn issuance(serial: &str, device_serial: &str, token_hash: Option<Vec<u8>>) -> I
         consume_token: token_hash,
         station_quota: None,
         initial: false,
+        attestation: None,
         audit: event("certificate.issued"),
     }
 }

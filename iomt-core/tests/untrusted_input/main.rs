@@ -6,6 +6,7 @@
 //! a case costs a signature or a full policy load; `PROPTEST_CASES=5000 cargo test -p iomt-core
 //! --test untrusted_input` runs them all harder.
 
+mod attestation;
 mod ocsp;
 mod policy;
 mod wire;

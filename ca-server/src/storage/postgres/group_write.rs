@@ -33,8 +33,13 @@ pub(in crate::storage) async fn commit(
         .map_err(classify)?;
     let claims = read_claims(&mut tx, batch, now).await?;
     let mut verdicts = batch::admit(batch, &claims.claims());
+    // Attestation claims are only read before the quotas are taken, and written once the
+    // verdicts are final, so a refused issuance consumes no challenge.
+    crate::storage::attestation::check_claims::<Postgres>(&mut tx, batch, &mut verdicts, now)
+        .await?;
     batch::take_station_quotas::<Postgres>(&mut tx, batch, &mut verdicts).await?;
     let admitted = batch::admitted(batch, &verdicts);
+    crate::storage::attestation::write_claims::<Postgres>(&mut tx, &admitted, now).await?;
     if !admitted.is_empty() {
         let writes = Writes::of(&admitted, claims.chain_head);
         let mut query = QueryBuilder::<Postgres>::new("WITH ");

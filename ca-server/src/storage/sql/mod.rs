@@ -5,6 +5,7 @@
 //! commit).
 
 pub(super) mod admin;
+pub(super) mod attestation;
 pub(super) mod console;
 pub(super) mod generations;
 pub(super) mod operations;

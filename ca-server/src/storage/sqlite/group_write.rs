@@ -87,8 +87,12 @@ async fn commit_in_transaction(
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let claims = read_claims(conn, batch, now).await?;
     let mut verdicts = batch::admit(batch, &claims.claims());
+    // Attestation claims are only read before the quotas are taken, and written once the
+    // verdicts are final, so a refused issuance consumes no challenge.
+    crate::storage::attestation::check_claims::<Sqlite>(conn, batch, &mut verdicts, now).await?;
     batch::take_station_quotas::<Sqlite>(conn, batch, &mut verdicts).await?;
     let admitted = batch::admitted(batch, &verdicts);
+    crate::storage::attestation::write_claims::<Sqlite>(conn, &admitted, now).await?;
     let mut query = QueryBuilder::<Sqlite>::new("");
     if !admitted.is_empty() {
         let writes = Writes::of(&admitted, claims.chain_head);
