@@ -180,6 +180,7 @@ fn synthetic(device: &str, issued_at: i64, now: i64) -> anyhow::Result<Issuance>
         consume_token: None,
         station_quota: None,
         initial: false,
+        attestation: None,
         audit: AuditEvent {
             at: now,
             actor: "ca-bench".into(),

@@ -31,6 +31,7 @@ pub mod operations;
 pub mod pkilint;
 pub mod rollover;
 pub mod server_process;
+pub mod swtpm;
 
 mod clap_free {
     /// Parses a `ca-server` command line as the binary would.

@@ -48,6 +48,7 @@ fn issuance(i: usize, now: i64) -> Issuance {
         consume_token: None,
         station_quota: None,
         initial: false,
+        attestation: None,
         audit: AuditEvent {
             at: now,
             actor: "bench".to_owned(),

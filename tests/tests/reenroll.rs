@@ -522,6 +522,7 @@ async fn certificate_expired_beyond_grace_is_refused() {
                 consume_token: None,
                 station_quota: None,
                 initial: false,
+                attestation: None,
                 audit,
             },
             0,

@@ -43,10 +43,10 @@ error_codes! {
     AttestationChallengeUsed = "attestation.challenge_used",
     /// the EK public area is not the key the EK certificate certifies
     AttestationEkMismatch = "attestation.ek_mismatch",
-    /// the endorsement key cannot be used for credential activation (the message says why)
-    AttestationEkUnusable = "attestation.ek_unusable",
     /// the EK certificate does not chain to a TPM manufacturer root in `tpm-roots`
     AttestationEkUntrusted = "attestation.ek_untrusted",
+    /// the endorsement key cannot be used for credential activation (the message says why)
+    AttestationEkUnusable = "attestation.ek_unusable",
     /// the attested key is not the CSR's public key
     AttestationKeyMismatch = "attestation.key_mismatch",
     /// the attested key lacks fixedTPM, fixedParent, sensitiveDataOrigin or sign: it could leave the TPM or was imported

@@ -110,9 +110,11 @@ fn der_elements(mut data: &[u8]) -> Result<Vec<x509_parser::asn1_rs::Any<'_>>, A
     Ok(items)
 }
 
-/// The CSR's attributes as `(dotted OID, raw DER of each value)`, over all of them (`[0]` of the
-/// CertificationRequestInfo).
-fn attribute_values(der: &[u8]) -> Result<Vec<(String, Vec<Vec<u8>>)>, Asn1Error> {
+/// One CSR attribute: its dotted OID and the DER of each of its values.
+type Attribute = (String, Vec<Vec<u8>>);
+
+/// The CSR's attributes, over all of them (`[0]` of the CertificationRequestInfo).
+fn attribute_values(der: &[u8]) -> Result<Vec<Attribute>, Asn1Error> {
     use x509_parser::asn1_rs::{Class, Oid};
     let mut attributes = Vec::new();
     for request in der_elements(der)? {

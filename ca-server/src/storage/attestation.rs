@@ -116,7 +116,7 @@ where
             continue;
         };
         let mut query = QueryBuilder::<DB>::new(
-            "SELECT 1 FROM attestation_challenges WHERE used_at IS NULL AND expires_at > ",
+            "SELECT expires_at FROM attestation_challenges WHERE used_at IS NULL AND expires_at > ",
         );
         query
             .push_bind(now)

@@ -2,12 +2,14 @@
 
 use super::*;
 
+mod attestation;
 mod console;
 mod facts;
 mod group_commit;
 mod invariants;
 mod inventory;
 mod sqlite_migration;
+use attestation::*;
 use console::*;
 use facts::*;
 use group_commit::*;
@@ -731,6 +733,12 @@ macro_rules! storage_suite {
     ($open:expr) => {
         storage_suite!(@tests $open;
             register_is_all_or_nothing,
+            tpm_roots_are_added_once_listed_and_removed,
+            challenge_is_consumed_once_by_a_committed_issuance,
+            expired_or_foreign_challenge_is_not_consumed,
+            a_second_tpm_is_refused_and_its_challenge_left_unused,
+            one_challenge_serves_one_issuance_of_a_batch,
+            expired_challenges_are_purged_when_a_new_one_is_stored,
             token_is_consumed_once,
             expired_token_is_not_consumed,
             token_for_unknown_device_is_refused,
