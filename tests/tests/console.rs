@@ -10,21 +10,6 @@ use iomt_tests::{PUMP, TestApp};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-fn bootstrap_key(app: &TestApp) -> String {
-    std::fs::read_to_string(app.data_dir().join("admin-token"))
-        .expect("admin-token")
-        .trim()
-        .to_owned()
-}
-
-async fn api_key(app: &TestApp, name: &str, role: &str) -> String {
-    app.cli(&["apikey", "create", "--name", name, "--role", role])
-        .await
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 /// A registered pump with one certificate; returns (device serial, certificate serial).
 async fn enrolled_pump(app: &TestApp, serial: &str) -> (String, String) {
     let token = app.pump_with_token(serial).await;
@@ -78,6 +63,16 @@ fn assert_protected(page: &iomt_tests::console::Page) {
         "an external resource: {}",
         page.body
     );
+    // Every form that changes something carries the CSRF token (the guard refuses it otherwise).
+    for form in page.body.split("<form").skip(1) {
+        let form = &form[..form.find("</form>").expect("a closed form")];
+        if form.contains("method=\"post\"") {
+            assert!(
+                form.contains("name=\"csrf\""),
+                "a POST form without its token: {form}"
+            );
+        }
+    }
 }
 
 async fn headers_cookies_and_pages(app: TestApp) {
@@ -110,7 +105,7 @@ async fn headers_cookies_and_pages(app: TestApp) {
         assert_protected(&page);
     }
 
-    let signed_in = console.sign_in(&bootstrap_key(&app)).await;
+    let signed_in = console.sign_in(&app.admin_key()).await;
     assert_eq!(
         signed_in.status,
         StatusCode::SEE_OTHER,
@@ -211,7 +206,7 @@ async fn bad_sign_ins(app: TestApp) {
     let forged = forger
         .post(
             "/console/signin",
-            &[("csrf", "guess"), ("api_key", &bootstrap_key(&app))],
+            &[("csrf", "guess"), ("api_key", &app.admin_key())],
         )
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
@@ -235,7 +230,7 @@ async fn sign_in_with_a_wrong_key_or_a_forged_form_is_refused_and_audited() {
 
 async fn registrar_cannot_revoke(app: TestApp) {
     let (device, certificate) = enrolled_pump(&app, "IP22000001").await;
-    let key = api_key(&app, "line-registrar", "registrar").await;
+    let key = app.api_key("line-registrar", "registrar").await;
     let mut console = ConsoleClient::new(&app);
     assert_eq!(console.sign_in(&key).await.status, StatusCode::SEE_OTHER);
     let page = console.get(&format!("/console/devices/{device}")).await;
@@ -307,7 +302,7 @@ async fn registrar_is_not_offered_revoke_and_is_refused_when_it_posts_it_on_post
 async fn csrf_is_checked(app: TestApp) {
     let (device, certificate) = enrolled_pump(&app, "IP22000002").await;
     let mut console = ConsoleClient::new(&app);
-    console.sign_in(&bootstrap_key(&app)).await;
+    console.sign_in(&app.admin_key()).await;
     let hold = format!("/console/certificates/{certificate}/hold");
     for fields in [vec![], vec![("csrf", "forged")], vec![("csrf", "")]] {
         let refused = console.post(&hold, &fields).await;
@@ -316,7 +311,7 @@ async fn csrf_is_checked(app: TestApp) {
     }
     // Another session's token is no good either.
     let mut other = ConsoleClient::new(&app);
-    other.sign_in(&bootstrap_key(&app)).await;
+    other.sign_in(&app.admin_key()).await;
     let foreign = other.csrf().await;
     assert_eq!(
         console.post(&hold, &[("csrf", &foreign)]).await.status,
@@ -370,14 +365,15 @@ async fn a_form_without_the_sessions_csrf_token_is_refused_and_changes_nothing_o
 
 async fn idle_and_revoked_sessions_end(database: Option<&str>) {
     let app = TestApp::spawn_configured(database, |settings| {
-        settings.config.console.idle_timeout_secs = 1;
+        // Long enough for sign-in and the first page on a loaded CI machine.
+        settings.config.console.idle_timeout_secs = 3;
     })
     .await;
     let mut console = ConsoleClient::new(&app);
-    console.sign_in(&bootstrap_key(&app)).await;
+    console.sign_in(&app.admin_key()).await;
     assert_eq!(console.get("/console/").await.status, StatusCode::OK);
-    // Let the session go idle past its 1-second timeout (time must pass; nothing to wait on).
-    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    // Let the session go idle past its 3-second timeout (time must pass; nothing to wait on).
+    tokio::time::sleep(std::time::Duration::from_millis(4_100)).await;
     let expired = console.get("/console/").await;
     assert_eq!(expired.status, StatusCode::SEE_OTHER);
     assert_eq!(
@@ -389,7 +385,7 @@ async fn idle_and_revoked_sessions_end(database: Option<&str>) {
     assert!(notice.body.contains("without activity"), "{}", notice.body);
 
     // A revoked API key ends its session at the next request.
-    let key = api_key(&app, "qa", "auditor").await;
+    let key = app.api_key("qa", "auditor").await;
     let mut auditor = ConsoleClient::new(&app);
     auditor.sign_in(&key).await;
     assert_eq!(auditor.get("/console/devices").await.status, StatusCode::OK);
@@ -424,7 +420,7 @@ async fn device_search_finds_by_serial_product_lot_and_status() {
     let (device, certificate) = enrolled_pump(&app, "IP22000003").await;
     app.register("IP22000004", PUMP).await;
     let mut console = ConsoleClient::new(&app);
-    console.sign_in(&bootstrap_key(&app)).await;
+    console.sign_in(&app.admin_key()).await;
     let by_serial = console
         .get(&format!("/console/devices?serial={device}"))
         .await;

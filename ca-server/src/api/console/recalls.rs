@@ -119,7 +119,7 @@ pub async fn list(
         @if let Some(n) = notice.released { p.notice role="status" { "Released: " (n) " certificates are valid again." } }
         section.card aria-labelledby="new" {
             h2 #new { "New recall" }
-            (recall_fields(&products))
+            (recall_fields(&user, &products))
         }
         section aria-labelledby="recalls" {
             h2 #recalls { "Recalls" }
@@ -169,9 +169,10 @@ pub async fn list(
     Ok(html_response(page))
 }
 
-fn recall_fields(products: &[String]) -> Markup {
+fn recall_fields(user: &ConsoleUser, products: &[String]) -> Markup {
     html! {
         form method="post" action="/console/recalls/plan" {
+            (csrf_field(user))
             div.field {
                 label for="product" { "Product" }
                 select #product name="product" required {
