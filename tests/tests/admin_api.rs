@@ -84,21 +84,6 @@ impl Answer {
     }
 }
 
-fn bootstrap_key(app: &TestApp) -> String {
-    std::fs::read_to_string(app.data_dir().join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-async fn api_key(app: &TestApp, name: &str, role: &str) -> String {
-    app.cli(&["apikey", "create", "--name", name, "--role", role])
-        .await
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 async fn actions(app: &TestApp, action: &str) -> Vec<(String, Value)> {
     app.authority
         .store()
@@ -119,7 +104,7 @@ async fn actions(app: &TestApp, action: &str) -> Vec<(String, Value)> {
 #[tokio::test]
 async fn admin_api_with_missing_wrong_or_revoked_key_is_refused_and_audited() {
     let app = TestApp::spawn().await;
-    let key = api_key(&app, "mes", "registrar").await;
+    let key = app.api_key("mes", "registrar").await;
     assert!(key.starts_with("iomt_"), "{key}");
     let path = "/admin/v1/devices/IP20000001";
 
@@ -182,9 +167,9 @@ async fn admin_api_with_missing_wrong_or_revoked_key_is_refused_and_audited() {
 #[tokio::test]
 async fn admin_api_with_a_role_too_weak_is_forbidden_and_audited() {
     let app = TestApp::spawn().await;
-    let registrar = Admin::new(&app, Some(&api_key(&app, "mes", "registrar").await));
-    let auditor = Admin::new(&app, Some(&api_key(&app, "qa", "auditor").await));
-    let admin = Admin::new(&app, Some(&bootstrap_key(&app)));
+    let registrar = Admin::new(&app, Some(&app.api_key("mes", "registrar").await));
+    let auditor = Admin::new(&app, Some(&app.api_key("qa", "auditor").await));
+    let admin = Admin::new(&app, Some(&app.admin_key()));
 
     let device = serde_json::json!({"devices": [{"serial": "IP20000001", "product": PUMP}]});
     let denied = auditor.post_json("/admin/v1/devices", device.clone()).await;
@@ -262,7 +247,7 @@ async fn admin_api_with_a_role_too_weak_is_forbidden_and_audited() {
 async fn bulk_registration_with_bad_rows_names_each_line_and_imports_nothing() {
     let app = TestApp::spawn().await;
     app.register("IP20000050", PUMP).await;
-    let registrar = Admin::new(&app, Some(&api_key(&app, "mes", "registrar").await));
+    let registrar = Admin::new(&app, Some(&app.api_key("mes", "registrar").await));
     let csv = "serial,product,lot\n\
                IP20000101,example-infusion-pump,L7\n\
                bad serial!,example-infusion-pump,L7\n\
@@ -332,7 +317,7 @@ async fn bulk_registration_with_bad_rows_names_each_line_and_imports_nothing() {
 #[tokio::test]
 async fn api_tokens_enroll_devices_and_certificates_are_searched_over_https_and_cli() {
     let app = TestApp::spawn().await;
-    let admin = Admin::new(&app, Some(&bootstrap_key(&app)));
+    let admin = Admin::new(&app, Some(&app.admin_key()));
     let csv = "serial,product,lot\nIP20000001,example-infusion-pump,L1\nIP20000002,example-infusion-pump,L1\nIP20000003,example-infusion-pump,L2\n";
     assert_eq!(
         admin

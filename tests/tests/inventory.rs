@@ -28,14 +28,6 @@ async fn register_lots(app: &TestApp) -> Vec<String> {
     serials
 }
 
-async fn api_key(app: &TestApp, name: &str, role: &str) -> String {
-    app.cli(&["apikey", "create", "--name", name, "--role", role])
-        .await
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 /// `(status, x-error-code, body)` of an admin API call.
 async fn admin(app: &TestApp, key: &str, method: &str, path: &str) -> (StatusCode, String, String) {
     let url = format!("{}{path}", app.server_url());
@@ -204,7 +196,7 @@ async fn summary_and_listing_agree_with_the_registry(app: TestApp) {
     }
 
     // The admin API gives the same figures, to any role.
-    let auditor = api_key(&app, "inventory-auditor", "auditor").await;
+    let auditor = app.api_key("inventory-auditor", "auditor").await;
     let (status, _, body) = admin(&app, &auditor, "GET", "/admin/v1/fleet/summary").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut from_api = json(&body);
@@ -291,8 +283,8 @@ async fn revoked_token_is_refused_on_est_and_the_device_enrolls_with_a_new_one()
     assert_eq!(line["id"].as_str().unwrap().len(), 16);
 
     // Roles: an auditor may look but not revoke; a registrar may revoke.
-    let auditor = api_key(&app, "tokens-auditor", "auditor").await;
-    let registrar = api_key(&app, "tokens-registrar", "registrar").await;
+    let auditor = app.api_key("tokens-auditor", "auditor").await;
+    let registrar = app.api_key("tokens-registrar", "registrar").await;
     let revoke_path = format!("/admin/v1/devices/{serial}/tokens/revoke");
     let (status, code, _) = admin(&app, &auditor, "POST", &revoke_path).await;
     assert_eq!(
@@ -385,7 +377,7 @@ async fn revoked_token_is_refused_on_est_and_the_device_enrolls_with_a_new_one()
 async fn revocations_racing_enrollments_leave_each_token_used_or_revoked(app: TestApp) {
     let app = Arc::new(app);
     let devices = app.pumps_with_tokens(4_000, 24).await;
-    let registrar = api_key(&app, "race-registrar", "registrar").await;
+    let registrar = app.api_key("race-registrar", "registrar").await;
     let mut enrollments = Vec::new();
     let mut revocations = Vec::new();
     for (serial, token) in devices.clone() {

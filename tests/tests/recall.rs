@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ca_server::operations::{Batches, RecallRequest, Recalls};
 use ca_server::storage::{CertificateStatus, RecallAction, RecallQuery, testing};
-use iomt_core::ocsp::{Status, build_request, check_response};
+use iomt_core::ocsp::Status;
 use iomt_core::policy::PolicySet;
 use iomt_tests::{PUMP, TestApp};
 
@@ -51,49 +51,6 @@ async fn status_of(app: &TestApp, device: &str) -> CertificateStatus {
     app.certificates(device).await[0].status
 }
 
-async fn fetch(app: &TestApp, path: &str) -> Vec<u8> {
-    let response = app
-        .plain_client()
-        .get(format!("http://{}{path}", app.http))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{path}");
-    response.bytes().await.unwrap().to_vec()
-}
-
-/// Serials (lowercase hex) on the Basic CRL.
-async fn crl_serials(app: &TestApp) -> BTreeSet<String> {
-    let der = fetch(app, "/crl/basic.crl").await;
-    let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
-    crl.iter_revoked_certificates()
-        .map(|r| comparable(&hex::encode(r.raw_serial())))
-        .collect()
-}
-
-/// A hex serial without leading zeros (DER may prefix a 00 octet).
-fn comparable(hex: &str) -> String {
-    hex.trim_start_matches('0').to_owned()
-}
-
-/// What OCSP says about a certificate of the Basic CA.
-async fn ocsp(app: &TestApp, issuer: &[u8], serial_hex: &str) -> Status {
-    let serial = hex::decode(serial_hex).unwrap();
-    let response = app
-        .plain_client()
-        .post(format!("http://{}/ocsp/basic", app.http))
-        .header("content-type", "application/ocsp-request")
-        .body(build_request(issuer, &serial, None).unwrap())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    check_response(&response, issuer, &serial, None, now).expect("OCSP response verifies")
-}
-
 async fn audit_actions(app: &TestApp) -> Vec<String> {
     app.authority
         .store()
@@ -108,7 +65,7 @@ async fn audit_actions(app: &TestApp) -> Vec<String> {
 async fn one_lot_among_three(app: TestApp) {
     let devices = register_lots(&app, 1, 3).await;
     let certificates = enroll_all(&app, &devices).await;
-    let issuer = fetch(&app, "/ca/basic.cer").await;
+    let issuer = app.fetch("/ca/basic.cer").await;
     let in_lot_b = |serial: &String| devices[serial] == "LOT-B";
 
     // A dry run says what it would touch and changes nothing.
@@ -132,7 +89,7 @@ async fn one_lot_among_three(app: TestApp) {
         assert_eq!(status_of(&app, device).await, CertificateStatus::Valid);
     }
     assert_eq!(audit_actions(&app).await.len(), before);
-    assert!(crl_serials(&app).await.is_empty());
+    assert!(app.crl_serials("basic").await.is_empty());
 
     // The recall holds exactly lot B.
     let out = app
@@ -152,13 +109,13 @@ async fn one_lot_among_three(app: TestApp) {
     let lot_b: BTreeSet<String> = devices
         .keys()
         .filter(|s| in_lot_b(s))
-        .map(|s| comparable(&certificates[s]))
+        .map(|s| iomt_tests::operations::comparable_serial(&certificates[s]))
         .collect();
-    assert_eq!(crl_serials(&app).await, lot_b);
+    assert_eq!(app.crl_serials("basic").await, lot_b);
     for (device, certificate) in &certificates {
         let (stored, answered) = (
             status_of(&app, device).await,
-            ocsp(&app, &issuer, certificate).await,
+            app.ocsp_basic(&issuer, certificate).await,
         );
         if in_lot_b(device) {
             assert_eq!(stored, CertificateStatus::OnHold, "{device}");
@@ -220,10 +177,10 @@ async fn one_lot_among_three(app: TestApp) {
         released.contains("3 certificate(s) valid again"),
         "{released}"
     );
-    assert!(crl_serials(&app).await.is_empty());
+    assert!(app.crl_serials("basic").await.is_empty());
     for (device, certificate) in &certificates {
         assert_eq!(status_of(&app, device).await, CertificateStatus::Valid);
-        assert_eq!(ocsp(&app, &issuer, certificate).await, Status::Good);
+        assert_eq!(app.ocsp_basic(&issuer, certificate).await, Status::Good);
     }
     let (status, _, _) = app
         .post_simpleenroll("IP29999999", &token, "application/pkcs10", body)
@@ -314,7 +271,7 @@ async fn interrupted_recall_resumes_and_completes_once() {
     for device in devices.keys() {
         assert_eq!(status_of(&app, device).await, CertificateStatus::Revoked);
     }
-    assert_eq!(crl_serials(&app).await.len(), 9);
+    assert_eq!(app.crl_serials("basic").await.len(), 9);
     let actions = audit_actions(&app).await;
     assert_eq!(actions.iter().filter(|a| *a == "recall.started").count(), 1);
     assert_eq!(

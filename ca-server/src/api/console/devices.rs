@@ -19,7 +19,7 @@ use crate::auth::operator::Capability;
 use crate::operations::dossier::{self, Dossier};
 use crate::operations::inventory::{DeviceListParams, DevicePage, InventoryError};
 use crate::operations::search::{self, SearchError, SearchPage, SearchParams};
-use crate::revocation::{REASON_NAMES, Reason, RevocationError};
+use crate::revocation::{Change, REASON_NAMES, Reason, RevocationError};
 
 /// Rows a search page shows.
 const PAGE: u32 = 100;
@@ -513,11 +513,53 @@ async fn device_of(state: &ConsoleState, serial: &CertSerial) -> Result<String, 
         .device_serial)
 }
 
-fn after_change(device: &str, done: &str) -> Response {
-    see_other(&format!(
+/// What an operator asked the console to do to one certificate.
+enum Action {
+    Hold,
+    Release,
+    Revoke(Reason),
+}
+
+/// Parses the certificate serial, applies `action` through the revocation service (which audits
+/// it with the operator as actor) and sends the operator back to the device's page with what
+/// happened (`unchanged` when the certificate already was in that state).
+async fn apply(
+    state: &ConsoleState,
+    user: &ConsoleUser,
+    serial: &str,
+    action: Action,
+) -> Result<Response, ConsoleError> {
+    let serial = parse_serial(serial)?;
+    let device = device_of(state, &serial).await?;
+    let actor = user.operator.actor();
+    let revocation = &state.admin.revocation;
+    let done = match action {
+        Action::Hold => {
+            let hold = Reason::parse("certificateHold").ok_or(ConsoleError::Internal)?;
+            let change = revocation.revoke(&serial, hold, &actor).await?;
+            if change == Change::Held {
+                "held"
+            } else {
+                "unchanged"
+            }
+        }
+        Action::Release => {
+            revocation.release(&serial, &actor).await?;
+            "released"
+        }
+        Action::Revoke(reason) => {
+            let change = revocation.revoke(&serial, reason, &actor).await?;
+            if change == Change::Revoked {
+                "revoked"
+            } else {
+                "unchanged"
+            }
+        }
+    };
+    Ok(see_other(&format!(
         "/console/devices/{}?done={done}",
-        path_segment(device)
-    ))
+        path_segment(&device)
+    )))
 }
 
 /// `POST /console/certificates/{serial}/hold`.
@@ -526,20 +568,7 @@ pub async fn hold(
     Extension(user): Extension<ConsoleUser>,
     Path(serial): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let serial = parse_serial(&serial)?;
-    let device = device_of(&state, &serial).await?;
-    let hold = Reason::parse("certificateHold").ok_or(ConsoleError::Internal)?;
-    let change = state
-        .admin
-        .revocation
-        .revoke(&serial, hold, &user.operator.actor())
-        .await?;
-    let done = if change == crate::revocation::Change::Held {
-        "held"
-    } else {
-        "unchanged"
-    };
-    Ok(after_change(&device, done))
+    apply(&state, &user, &serial, Action::Hold).await
 }
 
 /// `POST /console/certificates/{serial}/release`.
@@ -548,14 +577,7 @@ pub async fn release(
     Extension(user): Extension<ConsoleUser>,
     Path(serial): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let serial = parse_serial(&serial)?;
-    let device = device_of(&state, &serial).await?;
-    state
-        .admin
-        .revocation
-        .release(&serial, &user.operator.actor())
-        .await?;
-    Ok(after_change(&device, "released"))
+    apply(&state, &user, &serial, Action::Release).await
 }
 
 /// `POST /console/certificates/{serial}/revoke` (reason required, never certificateHold).
@@ -570,7 +592,6 @@ pub async fn revoke(
             "the revocation form was not understood".into(),
         ));
     };
-    let serial = parse_serial(&serial)?;
     let name = form.reason.unwrap_or_default();
     let reason = Reason::parse(&name)
         .filter(|r| !r.is_hold())
@@ -580,16 +601,5 @@ pub async fn revoke(
                 REASON_NAMES.join(", ")
             ))
         })?;
-    let device = device_of(&state, &serial).await?;
-    let change = state
-        .admin
-        .revocation
-        .revoke(&serial, reason, &user.operator.actor())
-        .await?;
-    let done = if change == crate::revocation::Change::Revoked {
-        "revoked"
-    } else {
-        "unchanged"
-    };
-    Ok(after_change(&device, done))
+    apply(&state, &user, &serial, Action::Revoke(reason)).await
 }

@@ -25,6 +25,28 @@ fn attested(serial: &str, device: &str, challenge: u8, ek: u8) -> Issuance {
     issuance
 }
 
+/// Registers `devices` and stores one challenge per `(secret byte, device, EK byte)`, made at 0.
+async fn seed(store: &dyn Store, devices: &[&str], challenges: &[(u8, &str, u8)]) {
+    let devices: Vec<_> = devices.iter().map(|serial| device(serial)).collect();
+    store.register_devices(&devices, &[]).await.unwrap();
+    for (secret, serial, ek) in challenges {
+        store
+            .insert_challenge(&challenge(*secret, serial, *ek), 0)
+            .await
+            .unwrap();
+    }
+}
+
+/// When the challenge with secret byte `n` was used, if it was.
+async fn used_at(store: &dyn Store, n: u8) -> Option<i64> {
+    store.challenge(&[n; 32]).await.unwrap().unwrap().used_at
+}
+
+/// The TPM `serial` is bound to.
+async fn binding(store: &dyn Store, serial: &str) -> TpmBinding {
+    store.device_tpm(serial).await.unwrap().expect("a binding")
+}
+
 pub(super) async fn tpm_roots_are_added_once_listed_and_removed(store: &dyn Store) {
     let root = |n: u8| TpmRoot {
         sha256: vec![n; 32],
@@ -65,21 +87,14 @@ pub(super) async fn tpm_roots_are_added_once_listed_and_removed(store: &dyn Stor
 }
 
 pub(super) async fn challenge_is_consumed_once_by_a_committed_issuance(store: &dyn Store) {
-    store
-        .register_devices(&[device("IP20000001")], &[])
-        .await
-        .unwrap();
-    store
-        .insert_challenge(&challenge(7, "IP20000001", 9), 0)
-        .await
-        .unwrap();
+    seed(store, &["IP20000001"], &[(7, "IP20000001", 9)]).await;
     store
         .commit_issuance(&attested("aa01", "IP20000001", 7, 9), 1_500)
         .await
         .unwrap();
     let stored = store.challenge(&[7; 32]).await.unwrap().unwrap();
     assert_eq!(stored.used_at, Some(1_500));
-    let bound = store.device_tpm("IP20000001").await.unwrap().unwrap();
+    let bound = binding(store, "IP20000001").await;
     assert_eq!((bound.ek_sha256, bound.bound_at), (vec![9; 32], 1_500));
     // Replayed: refused, nothing written.
     let err = store
@@ -92,14 +107,12 @@ pub(super) async fn challenge_is_consumed_once_by_a_committed_issuance(store: &d
 }
 
 pub(super) async fn expired_or_foreign_challenge_is_not_consumed(store: &dyn Store) {
-    store
-        .register_devices(&[device("IP20000001"), device("IP20000002")], &[])
-        .await
-        .unwrap();
-    store
-        .insert_challenge(&challenge(7, "IP20000001", 9), 0)
-        .await
-        .unwrap();
+    seed(
+        store,
+        &["IP20000001", "IP20000002"],
+        &[(7, "IP20000001", 9)],
+    )
+    .await;
     // Another device's challenge.
     let err = store
         .commit_issuance(&attested("aa01", "IP20000002", 7, 9), 1_500)
@@ -112,30 +125,21 @@ pub(super) async fn expired_or_foreign_challenge_is_not_consumed(store: &dyn Sto
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::ChallengeNotConsumable), "{err}");
-    assert_eq!(
-        store.challenge(&[7; 32]).await.unwrap().unwrap().used_at,
-        None
-    );
+    assert_eq!(used_at(store, 7).await, None);
     assert!(store.device_tpm("IP20000001").await.unwrap().is_none());
 }
 
 pub(super) async fn a_second_tpm_is_refused_and_its_challenge_left_unused(store: &dyn Store) {
-    store
-        .register_devices(&[device("IP20000001")], &[])
-        .await
-        .unwrap();
-    store
-        .insert_challenge(&challenge(1, "IP20000001", 9), 0)
-        .await
-        .unwrap();
-    store
-        .insert_challenge(&challenge(2, "IP20000001", 8), 0)
-        .await
-        .unwrap();
-    store
-        .insert_challenge(&challenge(3, "IP20000001", 9), 0)
-        .await
-        .unwrap();
+    seed(
+        store,
+        &["IP20000001"],
+        &[
+            (1, "IP20000001", 9),
+            (2, "IP20000001", 8),
+            (3, "IP20000001", 9),
+        ],
+    )
+    .await;
     store
         .commit_issuance(&attested("aa01", "IP20000001", 1, 9), 1_500)
         .await
@@ -145,24 +149,13 @@ pub(super) async fn a_second_tpm_is_refused_and_its_challenge_left_unused(store:
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::BoundToOtherTpm { .. }), "{err}");
-    assert_eq!(
-        store.challenge(&[2; 32]).await.unwrap().unwrap().used_at,
-        None
-    );
+    assert_eq!(used_at(store, 2).await, None);
     // The same TPM again (a renewal) keeps the first binding.
     store
         .commit_issuance(&attested("aa03", "IP20000001", 3, 9), 1_700)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .device_tpm("IP20000001")
-            .await
-            .unwrap()
-            .unwrap()
-            .bound_at,
-        1_500
-    );
+    assert_eq!(binding(store, "IP20000001").await.bound_at, 1_500);
     // Re-provisioning unbinds; then another TPM may bind.
     let unbound = store.unbind_tpm("IP20000001").await.unwrap().unwrap();
     assert_eq!(unbound.ek_sha256, vec![9; 32]);
@@ -170,26 +163,11 @@ pub(super) async fn a_second_tpm_is_refused_and_its_challenge_left_unused(store:
         .commit_issuance(&attested("aa04", "IP20000001", 2, 8), 1_800)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .device_tpm("IP20000001")
-            .await
-            .unwrap()
-            .unwrap()
-            .ek_sha256,
-        vec![8; 32]
-    );
+    assert_eq!(binding(store, "IP20000001").await.ek_sha256, vec![8; 32]);
 }
 
 pub(super) async fn one_challenge_serves_one_issuance_of_a_batch(store: &dyn Store) {
-    store
-        .register_devices(&[device("IP20000001")], &[])
-        .await
-        .unwrap();
-    store
-        .insert_challenge(&challenge(5, "IP20000001", 9), 0)
-        .await
-        .unwrap();
+    seed(store, &["IP20000001"], &[(5, "IP20000001", 9)]).await;
     let batch = [
         attested("aa01", "IP20000001", 5, 9),
         attested("aa02", "IP20000001", 5, 9),
@@ -205,14 +183,7 @@ pub(super) async fn one_challenge_serves_one_issuance_of_a_batch(store: &dyn Sto
 }
 
 pub(super) async fn expired_challenges_are_purged_when_a_new_one_is_stored(store: &dyn Store) {
-    store
-        .register_devices(&[device("IP20000001")], &[])
-        .await
-        .unwrap();
-    store
-        .insert_challenge(&challenge(1, "IP20000001", 9), 0)
-        .await
-        .unwrap();
+    seed(store, &["IP20000001"], &[(1, "IP20000001", 9)]).await;
     store
         .insert_challenge(&challenge(2, "IP20000001", 9), 2_001)
         .await
