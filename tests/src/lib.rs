@@ -24,6 +24,7 @@ pub const PUMP: &str = "example-infusion-pump";
 /// The example station-only product (narrows Substantial).
 pub const MONITOR: &str = "example-patient-monitor";
 
+pub mod browser;
 pub mod client_process;
 pub mod console;
 pub mod custody;
