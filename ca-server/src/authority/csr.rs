@@ -7,6 +7,7 @@ use iomt_core::oids;
 use iomt_core::policy::{Curve, Policy};
 use x509_parser::asn1_rs::Error as Asn1Error;
 use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::error::X509Error;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
@@ -14,17 +15,36 @@ use x509_parser::public_key::PublicKey;
 /// id-on-hardwareModuleName as x509-parser prints OIDs.
 const HMN_OID: &str = "1.3.6.1.5.5.7.8.4";
 
+/// Why a body is not a well-formed DER PKCS#10 request (all `400 csr.not_der`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Malformed {
+    #[error("{0}")]
+    Structure(x509_parser::nom::Err<X509Error>),
+    #[error("{0} bytes after the request")]
+    TrailingBytes(usize),
+    #[error("version {0} (RFC 2986 defines only v1, 0)")]
+    Version(u32),
+    #[error("attributes: {0}")]
+    Attributes(Asn1Error),
+    #[error("{0} evidence values (draft-ietf-lamps-csr-attestation: COUNTS MAX 1)")]
+    EvidenceValues(usize),
+    #[error("{0} extensionRequest values (PKCS#9 makes it single-valued)")]
+    ExtensionRequests(usize),
+    #[error("a requested extension does not decode: {0}")]
+    Extension(x509_parser::nom::Err<x509_parser::der_parser::error::BerError>),
+}
+
 /// What is wrong with a CSR.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CsrError {
     #[error("the body is not a DER PKCS#10 certification request: {0}")]
-    NotDer(String),
+    NotDer(Malformed),
     #[error("the CSR signature does not verify with its own public key (no proof of possession)")]
     BadSignature,
     #[error("a station-authorized CSR must name the device in its subject serialNumber attribute")]
     NoSerialNumber,
     #[error("the CSR public key cannot be read: {0}")]
-    UnreadableKey(String),
+    UnreadableKey(X509Error),
     #[error(
         "subject attribute {attribute} is `{requested}` in the CSR but `{registered}` in the registration record"
     )]
@@ -47,6 +67,13 @@ pub enum CsrError {
         "subjectAltName {kind} `{value}` is not allowed in device certificates (only the HardwareModuleName and product URI)"
     )]
     SanForbidden { kind: &'static str, value: String },
+}
+
+// The cause is written into the message (the client reads only that), so it is no `source`.
+impl From<Malformed> for CsrError {
+    fn from(malformed: Malformed) -> CsrError {
+        CsrError::NotDer(malformed)
+    }
 }
 
 /// The subject key of a verified CSR.
@@ -146,20 +173,13 @@ fn attribute_values(der: &[u8]) -> Result<Vec<Attribute>, Asn1Error> {
 impl Csr {
     /// Parses `der` (hostile input): structure, key, subject and requested SAN.
     pub fn parse(der: &[u8]) -> Result<Csr, CsrError> {
-        let (rest, csr) =
-            X509CertificationRequest::from_der(der).map_err(|e| CsrError::NotDer(e.to_string()))?;
+        let (rest, csr) = X509CertificationRequest::from_der(der).map_err(Malformed::Structure)?;
         if !rest.is_empty() {
-            return Err(CsrError::NotDer(format!(
-                "{} bytes after the request",
-                rest.len()
-            )));
+            return Err(Malformed::TrailingBytes(rest.len()).into());
         }
         let info = &csr.certification_request_info;
         if info.version.0 != 0 {
-            return Err(CsrError::NotDer(format!(
-                "version {} (RFC 2986 defines only v1, 0)",
-                info.version.0
-            )));
+            return Err(Malformed::Version(info.version.0).into());
         }
         let spki = &info.subject_pki;
         let key = match spki.parsed() {
@@ -181,7 +201,7 @@ impl Csr {
                 exponent: rsa.try_exponent().unwrap_or(0),
             },
             Ok(_) => SubjectKey::Other,
-            Err(e) => return Err(CsrError::UnreadableKey(e.to_string())),
+            Err(e) => return Err(CsrError::UnreadableKey(e)),
         };
         let subject = info
             .subject
@@ -196,8 +216,7 @@ impl Csr {
             .collect();
         // Every requested extension is read or the request refused: x509-parser reads only the
         // first value of the first extensionRequest, and drops one it cannot parse.
-        let attributes =
-            attribute_values(der).map_err(|e| CsrError::NotDer(format!("attributes: {e}")))?;
+        let attributes = attribute_values(der).map_err(Malformed::Attributes)?;
         let count = |oid: &str| -> usize {
             attributes
                 .iter()
@@ -207,26 +226,19 @@ impl Csr {
         };
         let requests = count(EXTENSION_REQUEST);
         if count(EVIDENCE) > 1 {
-            return Err(CsrError::NotDer(format!(
-                "{} evidence values (draft-ietf-lamps-csr-attestation: COUNTS MAX 1)",
-                count(EVIDENCE)
-            )));
+            return Err(Malformed::EvidenceValues(count(EVIDENCE)).into());
         }
         let evidence = attributes
             .into_iter()
             .find(|(oid, _)| oid == EVIDENCE)
             .and_then(|(_, mut values)| values.pop());
         if requests > 1 {
-            return Err(CsrError::NotDer(format!(
-                "{requests} extensionRequest values (PKCS#9 makes it single-valued)"
-            )));
+            return Err(Malformed::ExtensionRequests(requests).into());
         }
         let mut san = Vec::new();
         for ext in csr.requested_extensions().into_iter().flatten() {
             if let ParsedExtension::ParseError { error } = ext {
-                return Err(CsrError::NotDer(format!(
-                    "a requested extension does not decode: {error}"
-                )));
+                return Err(Malformed::Extension(error.clone()).into());
             }
             if let ParsedExtension::SubjectAlternativeName(names) = ext {
                 for name in &names.general_names {
@@ -264,8 +276,8 @@ impl Csr {
 
     /// Verifies the proof of possession: the CSR is signed by the key it carries.
     pub fn verify_signature(&self) -> Result<(), CsrError> {
-        let (_, csr) = X509CertificationRequest::from_der(&self.der)
-            .map_err(|e| CsrError::NotDer(e.to_string()))?;
+        let (_, csr) =
+            X509CertificationRequest::from_der(&self.der).map_err(Malformed::Structure)?;
         csr.verify_signature().map_err(|_| CsrError::BadSignature)
     }
 
