@@ -80,6 +80,10 @@ pub struct CaLifecycle {
     /// generation (every replica picks up `ca rollover` within this time). Default 30.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reload_interval_secs: Option<u64>,
+    /// The HTTPS certificate is renewed once this percentage of its life has passed (1-99,
+    /// default 67); its lifetime is `[ca.tls] lifetime` (default 397 days).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_renew_percent: Option<u8>,
     pub root: CaSettings,
     pub basic: CaSettings,
     pub substantial: CaSettings,
@@ -104,6 +108,9 @@ pub struct CaSettings {
     pub rollover_before_days: Option<u32>,
 }
 
+/// Default percentage of its life after which the HTTPS certificate is renewed.
+pub const DEFAULT_TLS_RENEW_PERCENT: u8 = 67;
+
 /// Default seconds between looks for a new CA generation.
 pub const DEFAULT_RELOAD_INTERVAL_SECS: u64 = 30;
 
@@ -118,6 +125,11 @@ impl CaLifecycle {
             self.reload_interval_secs
                 .unwrap_or(DEFAULT_RELOAD_INTERVAL_SECS),
         )
+    }
+
+    /// The percentage of its life after which the HTTPS certificate is renewed.
+    pub fn tls_renew_percent(&self) -> u8 {
+        self.tls_renew_percent.unwrap_or(DEFAULT_TLS_RENEW_PERCENT)
     }
 
     /// The settings of the CA `name` (`root`, `basic`, ..., `tls`).
@@ -166,6 +178,9 @@ impl CaLifecycle {
     fn check(&self) -> Result<(), OutOfRange> {
         if self.reload_interval_secs == Some(0) {
             return Err(OutOfRange::ZeroSeconds("ca.reload_interval_secs"));
+        }
+        if !(1..=99).contains(&self.tls_renew_percent()) {
+            return Err(OutOfRange::Percent("ca.tls_renew_percent"));
         }
         for name in ["root", "basic", "substantial", "high", "station", "tls"] {
             self.lifetime(name)?;
@@ -267,6 +282,8 @@ pub enum OutOfRange {
     ZeroSeconds(&'static str),
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("{0} must be a percentage from 1 to 99")]
+    Percent(&'static str),
     #[error(
         "ca.{key}.lifetime: `{value}` is not a duration of at least a minute like \"5y\" or \"90d\""
     )]

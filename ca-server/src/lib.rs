@@ -14,6 +14,7 @@ pub mod auth;
 pub mod authority;
 pub mod cli;
 pub mod config;
+pub mod https_cert;
 pub mod listener;
 pub mod operations;
 pub mod pki;

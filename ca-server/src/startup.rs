@@ -19,6 +19,7 @@ use crate::auth::operator::Authenticator;
 use crate::auth::session::Sessions;
 use crate::authority::Authority;
 use crate::config::{ConfigError, Settings};
+use crate::https_cert::{CurrentCert, HttpsRenewal};
 use crate::listener::{ConnectionLimits, Listener, Transport, stopped};
 use crate::operations::{AuditAtStart, Gauges, GenerationError, Health, Lifecycle, Overviews};
 use crate::pki::{CaHandle, CaMaterial, PkiError, PublicUrls};
@@ -69,6 +70,8 @@ pub struct Application {
     checkpointer: Option<Arc<Checkpointer>>,
     /// Picks up CA rollovers and retires generations (every replica runs it).
     lifecycle: Arc<Lifecycle>,
+    /// Renews the HTTPS certificate before it expires and after a root rollover.
+    https_renewal: Arc<HttpsRenewal>,
     limits: ConnectionLimits,
 }
 
@@ -130,7 +133,17 @@ impl Application {
         if let Some(checkpointer) = &checkpointer {
             checkpointer.checkpoint_now().await;
         }
-        let tls = TlsAcceptor::from(server_config(&ca)?);
+        let current_cert = Arc::new(
+            CurrentCert::new(ca.tls_chain.clone(), ca.tls_key.clone_key())
+                .map_err(TlsSetupError::Certificate)?,
+        );
+        let tls = TlsAcceptor::from(server_config(&ca, current_cert.clone())?);
+        let https_renewal = Arc::new(HttpsRenewal::new(
+            settings,
+            store.clone(),
+            handle.clone(),
+            current_cert,
+        ));
         let urls = PublicUrls::new(&settings.config.public_url);
         let revocation = Arc::new(
             Revocation::new(handle.clone(), store.clone(), policies.clone())?
@@ -237,6 +250,7 @@ impl Application {
             revocation,
             checkpointer,
             lifecycle,
+            https_renewal,
             authority,
             limits: connections,
         })
@@ -299,6 +313,7 @@ impl Application {
             tokio::spawn(checkpointer.clone().run(stop_rx.clone()));
         }
         tokio::spawn(self.lifecycle.clone().run(stop_rx.clone()));
+        tokio::spawn(self.https_renewal.clone().run(stop_rx.clone()));
         let metrics = self.metrics.map(|(socket, _, router)| {
             crate::listener::serve(
                 Listener {

@@ -14,6 +14,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
+use crate::https_cert::CurrentCert;
 use crate::pki::CaMaterial;
 
 /// The client certificate chain a TLS peer presented, if any (stations, devices, operators).
@@ -43,8 +44,12 @@ pub enum TlsSetupError {
     Certificate(rustls::Error),
 }
 
-/// Builds the server config; ring is the only crypto provider.
-pub fn server_config(ca: &CaMaterial) -> Result<Arc<ServerConfig>, TlsSetupError> {
+/// Builds the server config; ring is the only crypto provider. The server certificate comes
+/// from `current` at each handshake, so a renewal needs no new config.
+pub fn server_config(
+    ca: &CaMaterial,
+    current: Arc<CurrentCert>,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -58,8 +63,7 @@ pub fn server_config(ca: &CaMaterial) -> Result<Arc<ServerConfig>, TlsSetupError
         .with_safe_default_protocol_versions()
         .map_err(TlsSetupError::Certificate)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(ca.tls_chain.clone(), ca.tls_key.clone_key())
-        .map_err(TlsSetupError::Certificate)?;
+        .with_cert_resolver(current);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -134,6 +134,19 @@ impl KeyStore {
         Ok(key)
     }
 
+    /// Generates a key and seals it under the CA passphrase without writing it anywhere: the
+    /// caller writes the sealed PEM (the renewed HTTPS key, `pki::tls_cert`).
+    pub fn generate_sealed(
+        &self,
+        name: &str,
+        alg: &'static SignatureAlgorithm,
+    ) -> Result<(KeyPair, Zeroizing<String>), PkiError> {
+        let key = KeyPair::generate_for(alg)?;
+        let der = Zeroizing::new(key.serialize_der());
+        let sealed = Zeroizing::new(self.vault.seal(name, &der)?);
+        Ok((key, sealed))
+    }
+
     /// Generates the key of a new CA generation (`ca rollover`) in the same custody as the
     /// others, without touching the data directory: in the token when there is one (returning
     /// its CKA_ID), otherwise sealed under the CA passphrase (returning the sealed PEM). The

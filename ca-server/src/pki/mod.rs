@@ -18,6 +18,7 @@ mod root_ocsp;
 mod sealed;
 mod serial;
 mod signer;
+mod tls_cert;
 
 pub use audit_signer::{AUDIT_SIGNER, AuditSigner, check_profile as check_audit_signer_profile};
 pub use custody::KeyAccess;
@@ -41,6 +42,7 @@ pub use root_ocsp::{CheckedResponse, RootOcspError, install_renewed as install_r
 pub use sealed::{PBKDF2_ITERATIONS, Passphrase, SEALED_TAG};
 pub use serial::{issuance_serial, random_serial};
 pub use signer::CaKey;
+pub use tls_cert::{RenewedTls, renew_tls_certificate};
 
 use iomt_core::policy::Level;
 

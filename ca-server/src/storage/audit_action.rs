@@ -54,6 +54,8 @@ audit_actions! {
     CaRolloverPending = "ca.rollover_pending",
     /// the offline root's renewed pre-signed OCSP responses were installed
     CaRootOcspInstalled = "ca.root_ocsp_installed",
+    /// the HTTPS listener's certificate was renewed by the root (before expiry, or after a root rollover), with a new key
+    CaTlsRenewed = "ca.tls_renewed",
     /// a certificate was put on hold (certificateHold)
     CertificateHeld = "certificate.held",
     /// a device certificate was issued at first enrollment
