@@ -11,13 +11,17 @@ use super::error::{ApiError, ErrorCode};
 use crate::pki::CaHandle;
 use crate::revocation::{Revocation, RevocationError};
 
-/// `GET /ca/<name>.cer`: a CA certificate in DER (`application/pkix-cert`, RFC 2585).
+/// `GET /ca/<name>.cer`: a CA certificate in DER (`application/pkix-cert`, RFC 2585); `GET
+/// /ca/bundle.pem`: the trust bundle.
 pub async fn ca_certificate(
     State(ca): State<CaHandle>,
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
-    let name = file.strip_suffix(".cer").unwrap_or(&file);
     let ca = ca.current();
+    if file == TRUST_BUNDLE {
+        return Ok(trust_bundle(&ca));
+    }
+    let name = file.strip_suffix(".cer").unwrap_or(&file);
     // Every generation in use: a retiring generation's certificates still point here.
     let der = match name {
         crate::pki::ROOT_CA => ca.root_der.clone(),
@@ -38,6 +42,26 @@ pub async fn ca_certificate(
         HeaderValue::from_static("application/pkix-cert"),
     );
     Ok(response)
+}
+
+/// The hospital trust bundle's file name under `/ca/`.
+pub const TRUST_BUNDLE: &str = "bundle.pem";
+
+/// `GET /ca/bundle.pem`: the root and every CA generation still in use, PEM, for relying
+/// parties (hospital servers, nginx) to trust before devices move to a new generation. Served
+/// over plain HTTP like the root: check the root's fingerprint out of band.
+fn trust_bundle(ca: &crate::pki::CaMaterial) -> Response {
+    let text: String = ca
+        .trust_bundle()
+        .into_iter()
+        .map(|der| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec())))
+        .collect();
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pem-certificate-chain"),
+    );
+    response
 }
 
 /// `GET /crl/<ca>.crl` (DER, `application/pkix-crl`) or `/crl/<ca>.pem`.

@@ -226,6 +226,19 @@ impl CaMaterial {
         certs
     }
 
+    /// The hospital trust bundle (`GET /ca/bundle.pem`): the root, then every issuing and
+    /// station CA generation a valid certificate can still chain to (active and retiring;
+    /// retired ones issued nothing that is still valid).
+    pub fn trust_bundle(&self) -> Vec<&[u8]> {
+        let mut certs = vec![self.root_der.as_ref()];
+        certs.extend(
+            self.subordinates()
+                .filter(|ca| !self.is_retired(&ca.name))
+                .map(|ca| ca.cert_der.as_ref()),
+        );
+        certs
+    }
+
     /// The issuing CA of a level.
     pub fn issuing(&self, level: Level) -> &IssuingCa {
         // `load` fills every level.
