@@ -282,3 +282,75 @@ impl HttpsRenewal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, IsCa, Issuer, KeyPair};
+    use time::Duration;
+
+    fn make_root(name: &str) -> (Issuer<'static, KeyPair>, Vec<u8>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        (Issuer::new(params, key), der)
+    }
+
+    /// A leaf issued at `issued` for `life`, backdated like ours.
+    fn leaf(root: &Issuer<'_, KeyPair>, issued: OffsetDateTime, life: Duration) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = issued - BACKDATE;
+        params.not_after = issued + life;
+        params.signed_by(&key, root).unwrap().der().to_vec()
+    }
+
+    fn config(lifetime: &str, percent: u8) -> CaLifecycle {
+        let mut config = CaLifecycle {
+            tls_renew_percent: Some(percent),
+            ..CaLifecycle::default()
+        };
+        config.tls.lifetime = Some(lifetime.to_owned());
+        config
+    }
+
+    #[test]
+    fn due_after_the_configured_share_of_life_counted_from_issuance() {
+        let (root, root_der) = make_root("Root G1");
+        let issued = OffsetDateTime::now_utc() - Duration::minutes(30);
+        let cert = leaf(&root, issued, Duration::hours(1));
+        let config = config("1h", 67);
+        let at = due(&cert, &root_der, &config, issued + Duration::minutes(39))
+            .unwrap()
+            .unwrap_err();
+        // 67 % of an hour after issuance, not after the backdated notBefore.
+        assert!((at - (issued + Duration::seconds(2412))).abs() < Duration::seconds(2));
+        let reason = due(&cert, &root_der, &config, issued + Duration::minutes(41)).unwrap();
+        assert_eq!(reason, Ok(Due::Age));
+    }
+
+    #[test]
+    fn due_at_once_when_longer_lived_than_configured_or_signed_by_another_root() {
+        let (root, root_der) = make_root("Root G1");
+        let now = OffsetDateTime::now_utc();
+        let long = leaf(&root, now, Duration::days(397));
+        assert_eq!(
+            due(&long, &root_der, &config("1h", 67), now).unwrap(),
+            Ok(Due::Lifetime)
+        );
+        assert!(
+            due(&long, &root_der, &config("397d", 67), now)
+                .unwrap()
+                .is_err()
+        );
+        let (_, other_root) = make_root("Root G2");
+        assert_eq!(
+            due(&long, &other_root, &config("397d", 67), now).unwrap(),
+            Ok(Due::Issuer)
+        );
+    }
+}
