@@ -149,6 +149,16 @@ pub fn due(
     }
 }
 
+/// True when a certificate capped at `root_end` would end over a minute after `leaf`.
+fn outlasts(leaf: &[u8], root_end: Option<OffsetDateTime>) -> bool {
+    let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
+        return true;
+    };
+    root_end.is_some_and(|end| {
+        end > cert.validity().not_after.to_datetime() + time::Duration::minutes(1)
+    })
+}
+
 /// Renews the HTTPS certificate in the background (every replica renews its own).
 pub struct HttpsRenewal {
     dir: PathBuf,
@@ -217,6 +227,21 @@ impl HttpsRenewal {
             .config
             .lifetime(TLS_CERT)
             .map_err(|e| RenewalError::Unreadable(e.to_string()))?;
+        if reason == Due::Age && !outlasts(&leaf, material.root.as_ref().map(|r| r.not_after)) {
+            // The root ends first: a renewal would end no later than this certificate (it is
+            // capped at the root's notAfter), so only a root rollover helps.
+            let mut warned = self
+                .warned
+                .lock()
+                .map_err(|e| RenewalError::Task(e.to_string()))?;
+            if warned.as_deref() != Some(leaf.as_ref()) {
+                tracing::warn!(
+                    "the HTTPS certificate is due but already ends with the root: roll the root over"
+                );
+                *warned = Some(leaf.to_vec());
+            }
+            return Ok(now + time::Duration::hours(1));
+        }
         let (dir, access) = (self.dir.clone(), self.access.clone());
         let renewed = tokio::task::spawn_blocking(move || {
             let keys = KeyStore::open(&dir, &access)?;
@@ -352,5 +377,15 @@ mod tests {
             due(&long, &other_root, &config("397d", 67), now).unwrap(),
             Ok(Due::Issuer)
         );
+    }
+
+    #[test]
+    fn no_renewal_once_the_certificate_already_ends_with_the_root() {
+        let (root, _) = make_root("Root G1");
+        let now = OffsetDateTime::now_utc();
+        let cert = leaf(&root, now, Duration::hours(1));
+        assert!(outlasts(&cert, Some(now + Duration::hours(2))));
+        assert!(!outlasts(&cert, Some(now + Duration::hours(1))));
+        assert!(!outlasts(&cert, None));
     }
 }
