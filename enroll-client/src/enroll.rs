@@ -316,6 +316,11 @@ pub(crate) fn generate_key(
 
 /// A CSR carrying only the device serial (the CA fills everything else from its registry).
 pub fn build_csr(key: &KeyPair, serial: &str) -> Result<Vec<u8>, ClientError> {
+    build_csr_with(key, serial)
+}
+
+/// The CSR for `serial` signed by any key: a software key pair or one held by the TPM.
+pub fn build_csr_with(key: &impl rcgen::SigningKey, serial: &str) -> Result<Vec<u8>, ClientError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     let printable = serial

@@ -14,4 +14,5 @@ pub mod rotation;
 pub mod staging;
 pub mod status;
 pub mod tls;
+pub mod tpm;
 pub mod verify;
