@@ -199,6 +199,20 @@ impl HttpsRenewal {
         }
     }
 
+    /// Whether this is the first warning about `leaf` (each certificate is warned about once,
+    /// not at every look).
+    fn first_warning_for(&self, leaf: &[u8]) -> Result<bool, RenewalError> {
+        let mut warned = self
+            .warned
+            .lock()
+            .map_err(|e| RenewalError::Task(e.to_string()))?;
+        if warned.as_deref() == Some(leaf) {
+            return Ok(false);
+        }
+        *warned = Some(leaf.to_vec());
+        Ok(true)
+    }
+
     /// Renews the certificate if it is due; returns when to look again.
     pub async fn tick(&self) -> Result<OffsetDateTime, RenewalError> {
         let now = OffsetDateTime::now_utc();
@@ -209,17 +223,12 @@ impl HttpsRenewal {
             Err(at) => return Ok(at),
         };
         if material.root.is_none() {
-            let mut warned = self
-                .warned
-                .lock()
-                .map_err(|e| RenewalError::Task(e.to_string()))?;
-            if warned.as_deref() != Some(leaf.as_ref()) {
+            if self.first_warning_for(&leaf)? {
                 tracing::warn!(
                     reason = reason.as_str(),
                     "the HTTPS certificate is due for renewal but the root is offline: have the \
                      offline root sign a new one at the next ceremony"
                 );
-                *warned = Some(leaf.to_vec());
             }
             return Ok(now + time::Duration::hours(1));
         }
@@ -230,15 +239,10 @@ impl HttpsRenewal {
         if reason == Due::Age && !outlasts(&leaf, material.root.as_ref().map(|r| r.not_after)) {
             // The root ends first: a renewal would end no later than this certificate (it is
             // capped at the root's notAfter), so only a root rollover helps.
-            let mut warned = self
-                .warned
-                .lock()
-                .map_err(|e| RenewalError::Task(e.to_string()))?;
-            if warned.as_deref() != Some(leaf.as_ref()) {
+            if self.first_warning_for(&leaf)? {
                 tracing::warn!(
                     "the HTTPS certificate is due but already ends with the root: roll the root over"
                 );
-                *warned = Some(leaf.to_vec());
             }
             return Ok(now + time::Duration::hours(1));
         }

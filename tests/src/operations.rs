@@ -64,6 +64,20 @@ impl TestApp {
             .to_owned()
     }
 
+    /// The stored status of the certificate with serial `certificate` (hex), which must exist.
+    pub async fn certificate_status(
+        &self,
+        certificate: &str,
+    ) -> ca_server::storage::CertificateStatus {
+        self.authority
+            .store()
+            .certificate(certificate)
+            .await
+            .expect("certificate lookup")
+            .expect("the certificate's record")
+            .status
+    }
+
     /// `GET` a plain-HTTP path on the public listener that must answer 200; the body.
     pub async fn fetch(&self, path: &str) -> Vec<u8> {
         let response = self

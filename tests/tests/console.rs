@@ -35,16 +35,6 @@ async fn audit(app: &TestApp, action: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn status_of(app: &TestApp, certificate: &str) -> CertificateStatus {
-    app.authority
-        .store()
-        .certificate(certificate)
-        .await
-        .unwrap()
-        .unwrap()
-        .status
-}
-
 fn assert_protected(page: &iomt_tests::console::Page) {
     let header = |name: &str| {
         page.headers
@@ -271,7 +261,7 @@ async fn registrar_cannot_revoke(app: TestApp) {
     assert_eq!(posted.status, StatusCode::FORBIDDEN, "{}", posted.body);
     assert!(posted.body.contains("registrar"));
     assert_eq!(
-        status_of(&app, &certificate).await,
+        app.certificate_status(&certificate).await,
         CertificateStatus::Valid
     );
     assert!(audit(&app, "certificate.revoked").await.is_empty());
@@ -318,7 +308,7 @@ async fn csrf_is_checked(app: TestApp) {
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        status_of(&app, &certificate).await,
+        app.certificate_status(&certificate).await,
         CertificateStatus::Valid
     );
     assert!(audit(&app, "certificate.held").await.is_empty());
@@ -331,7 +321,7 @@ async fn csrf_is_checked(app: TestApp) {
         format!("/console/devices/{device}?done=held")
     );
     assert_eq!(
-        status_of(&app, &certificate).await,
+        app.certificate_status(&certificate).await,
         CertificateStatus::OnHold
     );
     let events = audit(&app, "certificate.held").await;
@@ -345,7 +335,7 @@ async fn csrf_is_checked(app: TestApp) {
         .await;
     assert_eq!(released.status, StatusCode::SEE_OTHER);
     assert_eq!(
-        status_of(&app, &certificate).await,
+        app.certificate_status(&certificate).await,
         CertificateStatus::Valid
     );
 }

@@ -29,16 +29,6 @@ async fn enrolled_pump(app: &TestApp, serial: &str) -> String {
         .certificate_serial
 }
 
-async fn status_of(app: &TestApp, certificate: &str) -> CertificateStatus {
-    app.authority
-        .store()
-        .certificate(certificate)
-        .await
-        .unwrap()
-        .expect("the certificate's record")
-        .status
-}
-
 /// The session's CSRF token, as the page's sign-out form carries it.
 async fn page_csrf(browser: &Browser) -> String {
     browser
@@ -89,7 +79,7 @@ async fn a_registrar_is_not_offered_revoke_and_is_refused_when_it_posts_one() {
         .await;
     assert_eq!(browser.status().await, 403, "{}", browser.text().await);
     assert_eq!(
-        status_of(&app, &certificate).await,
+        app.certificate_status(&certificate).await,
         CertificateStatus::Valid
     );
     browser.close().await;
@@ -171,7 +161,7 @@ async fn an_admin_finds_holds_and_releases_a_device_and_ocsp_and_the_crl_follow(
         browser.text().await
     );
     assert_eq!(
-        status_of(&app, &certificate).await,
+        app.certificate_status(&certificate).await,
         CertificateStatus::Valid
     );
 
@@ -190,7 +180,7 @@ async fn an_admin_finds_holds_and_releases_a_device_and_ocsp_and_the_crl_follow(
         "the change is announced"
     );
     assert_eq!(
-        status_of(&app, &certificate).await,
+        app.certificate_status(&certificate).await,
         CertificateStatus::OnHold
     );
     assert!(matches!(
@@ -216,7 +206,7 @@ async fn an_admin_finds_holds_and_releases_a_device_and_ocsp_and_the_crl_follow(
         "/console/devices/IP22200002?done=released"
     );
     assert_eq!(
-        status_of(&app, &certificate).await,
+        app.certificate_status(&certificate).await,
         CertificateStatus::Valid
     );
     assert_eq!(app.ocsp_basic(&issuer, &certificate).await, Status::Good);
@@ -226,7 +216,10 @@ async fn an_admin_finds_holds_and_releases_a_device_and_ocsp_and_the_crl_follow(
             .contains(&comparable_serial(&certificate))
     );
     for other in [&certificates[0], &certificates[2]] {
-        assert_eq!(status_of(&app, other).await, CertificateStatus::Valid);
+        assert_eq!(
+            app.certificate_status(other).await,
+            CertificateStatus::Valid
+        );
     }
 
     browser.click_link("Stations").await;
@@ -270,7 +263,7 @@ async fn a_recall_of_one_lot_from_the_console_changes_what_the_database_says() {
     browser.screenshot("recall-dry-run").await;
     for (serial, certificate) in &certificates {
         assert_eq!(
-            status_of(&app, certificate).await,
+            app.certificate_status(certificate).await,
             CertificateStatus::Valid,
             "the dry run changed nothing ({serial})"
         );
@@ -296,7 +289,7 @@ async fn a_recall_of_one_lot_from_the_console_changes_what_the_database_says() {
         .expect("a count");
     let mut held = 0;
     for (serial, certificate) in &certificates {
-        let status = status_of(&app, certificate).await;
+        let status = app.certificate_status(certificate).await;
         let expected = if lots[serial] == "LOT-B" {
             held += 1;
             CertificateStatus::OnHold
@@ -318,7 +311,10 @@ async fn a_recall_of_one_lot_from_the_console_changes_what_the_database_says() {
         browser.text().await
     );
     for certificate in certificates.values() {
-        assert_eq!(status_of(&app, certificate).await, CertificateStatus::Valid);
+        assert_eq!(
+            app.certificate_status(certificate).await,
+            CertificateStatus::Valid
+        );
     }
     browser.close().await;
 }
