@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::enroll::{EnrollRequest, Server, enroll};
+use crate::enroll::{EnrollAuthorization, EnrollRequest, Server, enroll};
 use crate::error::ClientError;
 use crate::provision::{ProvisionRequest, provision};
 use crate::rotation::{
@@ -20,7 +20,7 @@ use crate::verify::{RevocationCheck, Verdict, VerifyRequest, verify};
 /// 4 the CA's TLS certificate is not trusted by --ca-cert; 5 credentials refused (401);
 /// 6 refused by the CA's policy (403); 7 unusable response or untrusted certificate;
 /// 8 other server error; 9 provision: some devices failed (listed in the summary);
-/// 10 the device needs re-provisioning (its identity cannot be renewed);
+/// 10 the device needs re-provisioning (its identity cannot be renewed); 11 the TPM failed;
 /// verify: 20 untrusted chain, 21 not conformant, 22 revoked, 23 revocation unknown.
 #[derive(Debug, Parser)]
 #[command(name = "enroll-client", version)]
@@ -85,6 +85,12 @@ pub struct ServerArgs {
     /// EST label: a product id or level (selects /.well-known/est/<label>/).
     #[arg(long)]
     pub label: Option<String>,
+    /// The TPM 2.0 holding the device key, as a tpm2-tss TCTI (e.g. `device:/dev/tpmrm0`,
+    /// `swtpm:host=127.0.0.1,port=2321`). Each renewal creates the new key in the TPM, proves it
+    /// there to the CA (EK certificate, credential activation, TPM2_Certify) and signs the
+    /// mutual-TLS handshake with the current TPM key; key.pem holds only TSS2 PRIVATE KEY blobs.
+    #[arg(long, value_name = "TCTI")]
+    pub tpm: Option<String>,
     /// Renew once this percentage of the certificate lifetime has passed (the product policy's
     /// window_start_percent: 70 at Basic, 75 at Substantial and High).
     #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u8).range(0..=100))]
@@ -131,6 +137,7 @@ impl ServerArgs {
             url: self.server.clone(),
             ca_cert: self.ca_cert.clone(),
             label: self.label.clone(),
+            tpm: self.tpm.clone(),
         }
     }
 
@@ -155,14 +162,29 @@ pub struct EnrollArgs {
     #[arg(long)]
     pub serial: String,
     /// One-time enrollment token (or set ENROLL_TOKEN to keep it out of the process list).
-    #[arg(long, env = "ENROLL_TOKEN", hide_env_values = true)]
-    pub token: String,
+    #[arg(
+        long,
+        env = "ENROLL_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "station"
+    )]
+    pub token: Option<String>,
+    /// Enroll as a manufacturing station instead of with a token: the station's credential
+    /// directory (key.pem, cert.pem, chain.pem) authorizes this one device.
+    #[arg(long, value_name = "STATION_DIR", conflicts_with = "token")]
+    pub station: Option<PathBuf>,
     /// Directory for key.pem, cert.pem and chain.pem (created 0700).
     #[arg(long)]
     pub out: PathBuf,
     /// EST label: a product id or level (selects /.well-known/est/<label>/).
     #[arg(long)]
     pub label: Option<String>,
+    /// Create the device key in this TPM 2.0 (a tpm2-tss TCTI, e.g. `device:/dev/tpmrm0`) and
+    /// prove it to the CA: the EK certificate, credential activation of a fresh attestation key,
+    /// and a TPM2_Certify of the new key over the CA's challenge, carried in the CSR. key.pem
+    /// then holds the key's TSS2 PRIVATE KEY blobs; the private key never leaves the TPM.
+    #[arg(long, value_name = "TCTI")]
+    pub tpm: Option<String>,
 }
 
 /// `provision` options.
@@ -233,9 +255,18 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
                 server: args.server,
                 ca_cert: args.ca_cert,
                 serial: args.serial,
-                token: args.token,
+                authorization: match (args.token, args.station) {
+                    (_, Some(station)) => EnrollAuthorization::Station(station),
+                    (Some(token), None) => EnrollAuthorization::Token(token),
+                    (None, None) => {
+                        return Err(ClientError::Local(
+                            "give --token (or ENROLL_TOKEN) or --station".into(),
+                        ));
+                    }
+                },
                 out: args.out,
                 label: args.label,
+                tpm: args.tpm,
             })
             .await?;
             let report = |out: &mut (dyn Write + Send)| -> std::io::Result<()> {
@@ -316,6 +347,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), ClientErr
                     url: args.server,
                     ca_cert: args.ca_cert,
                     label: args.label,
+                    tpm: None,
                 },
                 station: args.station,
                 serials: args.serials,

@@ -2,6 +2,7 @@
 //! root before anything is written, then the credential set replaced atomically.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use iomt_core::oids;
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, PublicKeyData};
@@ -13,6 +14,9 @@ use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::keystore::{self, Credential};
 use crate::staging::{self, Purpose, Staged};
+use crate::tls::{ClientIdentity, ClientKey};
+use crate::tpm::tss2_pem::is_tss2_pem;
+use crate::tpm::{Tpm, TpmKey, TpmKeyFile};
 
 /// Where the CA is and how to trust it.
 #[derive(Debug, Clone)]
@@ -23,30 +27,41 @@ pub struct Server {
     pub ca_cert: PathBuf,
     /// Optional EST label (product or level).
     pub label: Option<String>,
+    /// The TCTI of the TPM that holds the device key (`--tpm`); `None`: a key file.
+    pub tpm: Option<String>,
+}
+
+/// What authorizes a first enrollment.
+pub enum EnrollAuthorization {
+    /// The device's one-time token; never logged.
+    Token(String),
+    /// The credential directory of a manufacturing station enrolling the device.
+    Station(PathBuf),
+}
+
+impl std::fmt::Debug for EnrollAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnrollAuthorization::Token(_) => f.write_str("Token(<redacted>)"),
+            EnrollAuthorization::Station(dir) => f.debug_tuple("Station").field(dir).finish(),
+        }
+    }
 }
 
 /// What `enroll-client enroll` is asked to do.
+#[derive(Debug)]
 pub struct EnrollRequest {
     /// `https://host:port`.
     pub server: String,
     /// Root certificate to trust (PEM).
     pub ca_cert: PathBuf,
     pub serial: String,
-    /// One-time token; never logged.
-    pub token: String,
+    pub authorization: EnrollAuthorization,
     pub out: PathBuf,
     /// Optional EST label (product or level).
     pub label: Option<String>,
-}
-
-impl std::fmt::Debug for EnrollRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnrollRequest")
-            .field("server", &self.server)
-            .field("serial", &self.serial)
-            .field("token", &"<redacted>")
-            .finish_non_exhaustive()
-    }
+    /// The TCTI of the TPM to create the device key in (`--tpm`).
+    pub tpm: Option<String>,
 }
 
 /// The result of a successful enrollment or renewal.
@@ -69,16 +84,39 @@ pub fn read_root(path: &Path) -> Result<CertificateDer<'static>, ClientError> {
     Ok(CertificateDer::from(block.into_contents()))
 }
 
-/// First enrollment with a one-time token. The key and CSR are staged in `out` first; a rerun
-/// for the same serial (after a crash or a lost answer) sends the same CSR again.
+/// First enrollment, with a one-time token or by a station. A software key and its CSR are
+/// staged in `out` first, so a rerun for the same serial (after a crash or a lost answer) sends
+/// the same CSR again; a TPM key is attested afresh on each attempt (its challenge is single-use).
 pub async fn enroll(request: &EnrollRequest) -> Result<Enrolled, ClientError> {
     let server = Server {
         url: request.server.clone(),
         ca_cert: request.ca_cert.clone(),
         label: request.label.clone(),
+        tpm: request.tpm.clone(),
     };
     let root = read_root(&server.ca_cert)?;
-    let client = EstClient::new(&server.url, &root, &ca_name(&server), None)?;
+    let station = match &request.authorization {
+        EnrollAuthorization::Station(dir) => Some(client_identity(&keystore::load(dir)?, None)?),
+        EnrollAuthorization::Token(_) => None,
+    };
+    let client = EstClient::new(&server.url, &root, &ca_name(&server), station)?;
+    if let Some(tcti) = &request.tpm {
+        let tpm = Tpm::open(tcti)?;
+        let key = TpmKey::create_in(&tpm)?;
+        let issued = crate::attested::enroll(&client, &key, request).await?;
+        let enrolled = install(
+            &client,
+            &server,
+            &root,
+            &key,
+            key.to_pem()?,
+            issued,
+            &request.out,
+        )
+        .await?;
+        staging::clear(&request.out);
+        return Ok(enrolled);
+    }
     let label = server.label.as_deref();
     let purpose = Purpose::Enroll(request.serial.clone());
     let staged = match staging::load(&request.out)? {
@@ -98,11 +136,28 @@ pub async fn enroll(request: &EnrollRequest) -> Result<Enrolled, ClientError> {
             staged
         }
     };
-    let issued = client
-        .simpleenroll(label, &request.serial, &request.token, &staged.csr_der)
-        .await
-        .inspect_err(|error| forget_if_refused(&request.out, error))?;
-    let enrolled = install(&client, &server, &root, &staged.key, issued, &request.out).await?;
+    let issued = match &request.authorization {
+        EnrollAuthorization::Token(token) => {
+            client
+                .simpleenroll(label, &request.serial, token, &staged.csr_der)
+                .await
+        }
+        EnrollAuthorization::Station(_) => {
+            client.simpleenroll_as_station(label, &staged.csr_der).await
+        }
+    }
+    .inspect_err(|error| forget_if_refused(&request.out, error))?;
+    let key_pem = staged.key.serialize_pem();
+    let enrolled = install(
+        &client,
+        &server,
+        &root,
+        &staged.key,
+        key_pem,
+        issued,
+        &request.out,
+    )
+    .await?;
     staging::clear(&request.out);
     Ok(enrolled)
 }
@@ -113,10 +168,19 @@ pub async fn enroll(request: &EnrollRequest) -> Result<Enrolled, ClientError> {
 pub async fn reenroll(server: &Server, dir: &Path) -> Result<Enrolled, ClientError> {
     let root = read_root(&server.ca_cert)?;
     let current = keystore::load(dir)?;
-    let identity = client_identity(&current)?;
-    let serial = subject_serial(&identity.0[0])?;
-    let from = certificate_serial(&identity.0[0])?;
+    let tpm = server.tpm.as_deref().map(Tpm::open).transpose()?;
+    let identity = client_identity(&current, tpm.as_ref())?;
+    let serial = subject_serial(&identity.chain[0])?;
+    let from = certificate_serial(&identity.chain[0])?;
     let client = EstClient::new(&server.url, &root, &ca_name(server), Some(identity))?;
+    if let Some(tpm) = &tpm {
+        // A TPM renewal attests a new key each time: nothing to resend from a staged request.
+        staging::clear(dir);
+        let key = TpmKey::create_in(tpm)?;
+        let issued =
+            crate::attested::reenroll(&client, &key, &serial, server.label.as_deref()).await?;
+        return install(&client, server, &root, &key, key.to_pem()?, issued, dir).await;
+    }
     let label = server.label.as_deref();
     let staged = match pending_renewal(dir)? {
         Some(staged) => {
@@ -139,7 +203,8 @@ pub async fn reenroll(server: &Server, dir: &Path) -> Result<Enrolled, ClientErr
         .simplereenroll(label, &staged.csr_der)
         .await
         .inspect_err(|error| forget_if_refused(dir, error))?;
-    let enrolled = install(&client, server, &root, &staged.key, issued, dir).await?;
+    let key_pem = staged.key.serialize_pem();
+    let enrolled = install(&client, server, &root, &staged.key, key_pem, issued, dir).await?;
     staging::clear(dir);
     Ok(enrolled)
 }
@@ -187,11 +252,14 @@ fn ca_name(server: &Server) -> String {
     server.ca_cert.display().to_string()
 }
 
+/// Verifies the issued certificate for `key` and replaces the credential set in `out` with it
+/// and `key_pem` (a PKCS#8 key, or a TPM key's TSS2 PRIVATE KEY blobs).
 async fn install(
     client: &EstClient,
     server: &Server,
     root: &CertificateDer<'static>,
-    key: &KeyPair,
+    key: &impl PublicKeyData,
+    key_pem: String,
     issued: Vec<Vec<u8>>,
     out: &Path,
 ) -> Result<Enrolled, ClientError> {
@@ -205,7 +273,7 @@ async fn install(
         X509Certificate::from_der(leaf).map_err(|e| ClientError::BadResponse(e.to_string()))?;
     let serial = hex_serial(&parsed);
     let credential = Credential {
-        key_pem: key.serialize_pem(),
+        key_pem,
         cert_pem: keystore::certificates_pem([leaf.as_slice()]),
         chain_pem: keystore::certificates_pem(chain.iter().map(|c| c.as_ref())),
     };
@@ -252,9 +320,11 @@ fn hex_serial(cert: &X509Certificate<'_>) -> String {
 }
 
 /// The current certificate chain (leaf, issuing CA) and key, for the TLS client certificate.
+/// A `TSS2 PRIVATE KEY` is loaded into `tpm` (the device's `--tpm`), which signs the handshakes.
 pub(crate) fn client_identity(
     current: &Credential,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClientError> {
+    tpm: Option<&Arc<Tpm>>,
+) -> Result<ClientIdentity, ClientError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         ClientError::Local(format!("the current {what} cannot be read: {e}"))
     };
@@ -276,9 +346,28 @@ pub(crate) fn client_identity(
             "the current certificate file is empty".into(),
         ));
     }
+    if is_tss2_pem(current.key_pem.as_bytes()) {
+        let tpm = tpm.ok_or_else(|| {
+            ClientError::Local(
+                "key.pem is a TPM key (TSS2 PRIVATE KEY): pass --tpm TCTI to use it".into(),
+            )
+        })?;
+        // Loaded once here so that a key file this TPM cannot load fails now, not mid-handshake.
+        drop(TpmKey::load_in(tpm, current.key_pem.as_bytes())?);
+        return Ok(ClientIdentity {
+            chain,
+            key: ClientKey::Tpm(TpmKeyFile {
+                tpm: tpm.clone(),
+                pem: current.key_pem.as_bytes().to_vec(),
+            }),
+        });
+    }
     let key = pem::parse(&current.key_pem).map_err(|e| bad("key", &e))?;
     let key = PrivateKeyDer::try_from(key.into_contents()).map_err(|e| bad("key", &e))?;
-    Ok((chain, key))
+    Ok(ClientIdentity {
+        chain,
+        key: ClientKey::Software(key),
+    })
 }
 
 fn subject_serial(cert: &CertificateDer<'_>) -> Result<String, ClientError> {
@@ -319,9 +408,9 @@ pub fn build_csr(key: &KeyPair, serial: &str) -> Result<Vec<u8>, ClientError> {
     build_csr_with(key, serial)
 }
 
-/// The CSR for `serial` signed by any key: a software key pair or one held by the TPM.
-pub fn build_csr_with(key: &impl rcgen::SigningKey, serial: &str) -> Result<Vec<u8>, ClientError> {
-    let mut params = CertificateParams::default();
+/// The subject a device asks for: its serialNumber alone, as a PrintableString (the CA fills
+/// everything else from its registry).
+pub(crate) fn device_subject(serial: &str) -> Result<DistinguishedName, ClientError> {
     let mut dn = DistinguishedName::new();
     let printable = serial
         .try_into()
@@ -330,7 +419,13 @@ pub fn build_csr_with(key: &impl rcgen::SigningKey, serial: &str) -> Result<Vec<
         DnType::CustomDnType(vec![2, 5, 4, 5]),
         DnValue::PrintableString(printable),
     );
-    params.distinguished_name = dn;
+    Ok(dn)
+}
+
+/// The CSR for `serial` signed by any key: a software key pair or one held by the TPM.
+pub fn build_csr_with(key: &impl rcgen::SigningKey, serial: &str) -> Result<Vec<u8>, ClientError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = device_subject(serial)?;
     let csr = params
         .serialize_request(key)
         .map_err(|e| ClientError::Local(format!("CSR: {e}")))?;
@@ -343,7 +438,7 @@ pub fn verify_chain(
     leaf: &[u8],
     ca_certs: &[Vec<u8>],
     root: &CertificateDer<'static>,
-    key: &KeyPair,
+    key: &impl PublicKeyData,
     ca_name: &str,
 ) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let untrusted = |reason: String| ClientError::Untrusted {
@@ -373,7 +468,7 @@ pub fn verify_chain(
 /// not the certificate, is wrong.
 pub fn verify_leaf(
     leaf: &[u8],
-    key: &KeyPair,
+    key: &impl PublicKeyData,
     anchor: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'static>],
     ca_name: &str,

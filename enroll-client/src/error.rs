@@ -39,6 +39,9 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Local(String),
+    /// The TPM could not create, load or use a key, or attest it.
+    #[error("TPM: {0}")]
+    Tpm(#[from] crate::tpm::TpmError),
     /// `provision` finished, but some devices failed (each already reported).
     #[error("{failed} of {total} device(s) could not be provisioned")]
     BatchIncomplete { failed: usize, total: usize },
@@ -50,7 +53,8 @@ pub enum ClientError {
 impl ClientError {
     /// Process exit code: 3 unreachable, 4 TLS trust, 5 unauthorized, 6 forbidden,
     /// 7 bad response or untrusted certificate, 8 other server error (and 429),
-    /// 9 a batch left devices unprovisioned, 10 the device needs re-provisioning, 1 local error.
+    /// 9 a batch left devices unprovisioned, 10 the device needs re-provisioning, 11 the TPM
+    /// failed, 1 local error.
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Unreachable { .. } => 3,
@@ -61,6 +65,7 @@ impl ClientError {
             ClientError::Server { .. } | ClientError::TooSoon { .. } => 8,
             ClientError::BatchIncomplete { .. } => 9,
             ClientError::NeedsReprovisioning(_) => 10,
+            ClientError::Tpm(_) => 11,
             ClientError::Io { .. } | ClientError::Local(_) => 1,
             ClientError::Verdict(code) => *code,
         }

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use iomt_core::wire::{CsrRequirements, decode_csrattrs, parse_certs_only};
 use reqwest::{StatusCode, header};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 
 use crate::error::ClientError;
 
@@ -19,6 +19,9 @@ const RESPONSE_LIMIT: usize = 256 * 1024;
 /// An EST endpoint and the trust to reach it.
 pub struct EstClient {
     http: reqwest::Client,
+    /// The same TLS configuration, for requests that must know their connection (RFC 9266).
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    server: String,
     base: String,
     ca_cert_name: String,
 }
@@ -30,17 +33,19 @@ impl EstClient {
         server: &str,
         root: &CertificateDer<'static>,
         ca_cert_name: &str,
-        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+        identity: Option<crate::tls::ClientIdentity>,
     ) -> Result<EstClient, ClientError> {
         let tls = crate::tls::client_config(root, ca_cert_name, identity)?;
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(tls.clone())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| ClientError::Local(format!("HTTP client: {e}")))?;
         Ok(EstClient {
             http,
+            tls: std::sync::Arc::new(tls),
+            server: server.trim_end_matches('/').to_owned(),
             base: format!("{}/.well-known/est", server.trim_end_matches('/')),
             ca_cert_name: ca_cert_name.to_owned(),
         })
@@ -134,13 +139,66 @@ impl EstClient {
         parse_certs_only(&body).map_err(|e| ClientError::BadResponse(format!("{operation}: {e}")))
     }
 
+    /// The TLS configuration (trust and client certificate) of this client.
+    pub fn tls_config(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        self.tls.clone()
+    }
+
+    /// The CA's base URL, `https://host:port`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The URL of an EST operation (for requests sent outside this client).
+    pub fn operation_url(&self, label: Option<&str>, operation: &str) -> String {
+        self.url(label, operation)
+    }
+
+    /// `POST /attestation/challenge` (JSON): the credential sealed to the TPM's EK and AK.
+    /// Authorized by `serial:token` when given, else by this client's certificate.
+    pub async fn attestation_challenge(
+        &self,
+        basic: Option<(&str, &str)>,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}/attestation/challenge", self.server);
+        let mut request = self
+            .http
+            .post(&url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some((serial, token)) = basic {
+            request = request.basic_auth(serial, Some(token));
+        }
+        let bytes = self.exchange(request, url, "attestation challenge").await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ClientError::BadResponse(format!("attestation challenge: not the expected JSON: {e}"))
+        })
+    }
+
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
         label: Option<&str>,
         operation: &str,
     ) -> Result<Vec<u8>, ClientError> {
-        let url = self.url(label, operation);
+        let bytes = self
+            .exchange(request, self.url(label, operation), operation)
+            .await?;
+        if bytes.is_empty() {
+            return Ok(bytes);
+        }
+        decode_base64_body(&bytes, operation)
+    }
+
+    /// Sends `request`; the body of a successful answer (empty for 204, and for a csrattrs
+    /// 404), or the CA's refusal as a typed error.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+        operation: &str,
+    ) -> Result<Vec<u8>, ClientError> {
         let response = request
             .send()
             .await
@@ -173,38 +231,9 @@ impl EstClient {
             return Ok(Vec::new());
         }
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-            let (code, message) = match text.split_once(": ") {
-                Some((code, message)) if !code.contains(' ') => {
-                    (code.to_owned(), message.to_owned())
-                }
-                _ => (status.as_str().to_owned(), text),
-            };
-            return Err(match status {
-                StatusCode::TOO_MANY_REQUESTS => ClientError::TooSoon {
-                    retry_after_secs: retry_after.unwrap_or(60),
-                    message,
-                },
-                StatusCode::UNAUTHORIZED => ClientError::Unauthorized { code, message },
-                StatusCode::FORBIDDEN => ClientError::Forbidden { code, message },
-                _ => ClientError::Server {
-                    status: status.as_u16(),
-                    code,
-                    message,
-                    retry_after_secs: retry_after
-                        .filter(|_| status == StatusCode::SERVICE_UNAVAILABLE),
-                },
-            });
+            return Err(refusal(status, &bytes, retry_after));
         }
-        // RFC 8951: the body is base64 regardless of Content-Transfer-Encoding; ignore whitespace.
-        let compact: Vec<u8> = bytes
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        STANDARD
-            .decode(compact)
-            .map_err(|e| ClientError::BadResponse(format!("{operation}: body is not base64: {e}")))
+        Ok(bytes)
     }
 
     fn transport_error(&self, url: &str, error: &reqwest::Error) -> ClientError {
@@ -244,6 +273,41 @@ impl EstClient {
             reason: chain(error),
         }
     }
+}
+
+/// The CA's refusal: its stable code and message (the body is `code: message`), typed by status.
+pub(crate) fn refusal(status: StatusCode, body: &[u8], retry_after: Option<u64>) -> ClientError {
+    let text = String::from_utf8_lossy(body).trim().to_owned();
+    let (code, message) = match text.split_once(": ") {
+        Some((code, message)) if !code.contains(' ') => (code.to_owned(), message.to_owned()),
+        _ => (status.as_str().to_owned(), text),
+    };
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => ClientError::TooSoon {
+            retry_after_secs: retry_after.unwrap_or(60),
+            message,
+        },
+        StatusCode::UNAUTHORIZED => ClientError::Unauthorized { code, message },
+        StatusCode::FORBIDDEN => ClientError::Forbidden { code, message },
+        _ => ClientError::Server {
+            status: status.as_u16(),
+            code,
+            message,
+            retry_after_secs: retry_after.filter(|_| status == StatusCode::SERVICE_UNAVAILABLE),
+        },
+    }
+}
+
+/// An EST body: base64 whatever Content-Transfer-Encoding says (RFC 8951), whitespace ignored.
+pub(crate) fn decode_base64_body(bytes: &[u8], operation: &str) -> Result<Vec<u8>, ClientError> {
+    let compact: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    STANDARD
+        .decode(compact)
+        .map_err(|e| ClientError::BadResponse(format!("{operation}: body is not base64: {e}")))
 }
 
 /// Why a body could not be read.

@@ -1,6 +1,7 @@
 //! The IoMT enrollment client: generates a key locally, enrolls over EST, verifies the issued
 //! chain against the trusted root and writes the credential files atomically.
 
+pub mod attested;
 pub mod cli;
 pub mod clock;
 pub mod daemon;

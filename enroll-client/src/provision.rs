@@ -113,7 +113,7 @@ pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, Cl
         &request.server.url,
         &root,
         &ca_name,
-        Some(client_identity(&station)?),
+        Some(client_identity(&station, None)?),
     )?;
     let label = request.server.label.clone();
     let ca_certs = client.cacerts(label.as_deref()).await?;

@@ -19,14 +19,23 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::clock::{DeviceClock, human};
 use crate::error::ClientError;
 
+/// The key behind a client certificate: a key file, or a key that stays in the TPM.
+pub enum ClientKey {
+    Software(rustls_pki_types::PrivateKeyDer<'static>),
+    Tpm(crate::tpm::TpmKeyFile),
+}
+
+/// A client certificate chain (leaf first) and its key, for mutual TLS.
+pub struct ClientIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: ClientKey,
+}
+
 /// A rustls client configuration trusting only `root`, judging time by the device clock.
 pub fn client_config(
     root: &CertificateDer<'static>,
     ca_cert_name: &str,
-    identity: Option<(
-        Vec<CertificateDer<'static>>,
-        rustls_pki_types::PrivateKeyDer<'static>,
-    )>,
+    identity: Option<ClientIdentity>,
 ) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -46,11 +55,21 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     match identity {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
+        Some(ClientIdentity {
+            chain,
+            key: ClientKey::Software(key),
+        }) => builder.with_client_auth_cert(chain, key).map_err(|e| {
             ClientError::Local(format!(
                 "the current certificate and key cannot be used: {e}"
             ))
         }),
+        Some(ClientIdentity {
+            chain,
+            key: ClientKey::Tpm(key),
+        }) => {
+            Ok(builder
+                .with_client_cert_resolver(Arc::new(crate::tpm::TpmClientCert::new(chain, key))))
+        }
         None => Ok(builder.with_no_client_auth()),
     }
 }

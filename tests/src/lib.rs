@@ -14,7 +14,7 @@ use ca_server::config::Settings;
 use ca_server::startup::Application;
 use ca_server::storage::CertificateRecord;
 use clap_free::parse;
-use enroll_client::enroll::{EnrollRequest, Enrolled, enroll};
+use enroll_client::enroll::{EnrollAuthorization, EnrollRequest, Enrolled, enroll};
 use enroll_client::error::ClientError;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::oneshot;
@@ -416,9 +416,10 @@ impl TestApp {
             server: self.server_url(),
             ca_cert: self.root_pem(),
             serial: serial.to_owned(),
-            token: token.to_owned(),
+            authorization: EnrollAuthorization::Token(token.to_owned()),
             out: out.to_path_buf(),
             label: None,
+            tpm: None,
         })
         .await
     }
@@ -539,6 +540,7 @@ impl TestApp {
             url: self.server_url(),
             ca_cert: self.root_pem(),
             label: None,
+            tpm: None,
         }
     }
 }

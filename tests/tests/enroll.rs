@@ -316,9 +316,10 @@ async fn client_reports_an_untrusted_server_as_a_tls_trust_failure() {
         server: app.server_url(),
         ca_cert: other.root_pem(),
         serial: "IP20000004".into(),
-        token: token.clone(),
+        authorization: enroll_client::enroll::EnrollAuthorization::Token(token.clone()),
         out: app.dir.path().join("x"),
         label: None,
+        tpm: None,
     })
     .await
     .expect_err("untrusted");

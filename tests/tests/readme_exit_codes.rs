@@ -137,6 +137,7 @@ fn variant(error: &ClientError) -> usize {
         ClientError::Local(_) => 10,
         ClientError::BatchIncomplete { .. } => 11,
         ClientError::Verdict(_) => 12,
+        ClientError::Tpm(_) => 13,
     }
 }
 
@@ -210,6 +211,7 @@ fn client_errors() -> Vec<ClientError> {
             failed: 1,
             total: 2,
         },
+        ClientError::Tpm(enroll_client::tpm::TpmError::NotP256),
     ];
     all.extend(
         verdicts()
@@ -219,7 +221,7 @@ fn client_errors() -> Vec<ClientError> {
     let covered: BTreeSet<usize> = all.iter().map(variant).collect();
     assert_eq!(
         covered,
-        (0..13).collect(),
+        (0..14).collect(),
         "a sample of every ClientError variant"
     );
     all
