@@ -303,3 +303,85 @@ fn ring_digest(data: &[u8]) -> Vec<u8> {
     let out = iomt_tests::run_tool(Command::new("sha256sum").arg(&file));
     hex::decode(out.split_whitespace().next().unwrap()).unwrap()
 }
+
+/// The patient monitor (Substantial, station only) in a build whose board may carry a TPM 2.0.
+fn monitor_with_tpm(file: &str, text: &str) -> String {
+    if file == "example-patient-monitor.toml" {
+        text.replace(
+            r#"allowed_modules = ["secure-element"]"#,
+            r#"allowed_modules = ["secure-element", "tpm2"]"#,
+        )
+    } else {
+        text.to_owned()
+    }
+}
+
+#[tokio::test]
+async fn substantial_accepts_a_token_only_with_tpm_evidence() {
+    if !swtpm::available() {
+        return;
+    }
+    let tpm = SoftwareTpm::start();
+    let app = TestApp::spawn_with_policies(monitor_with_tpm).await;
+    trust_manufacturer(&app, &tpm).await;
+
+    // A token and a software key: the station is still required.
+    let serial = "PM70000201";
+    app.register(serial, iomt_tests::MONITOR).await;
+    let token = app.token(serial).await;
+    let (_, csr) = iomt_tests::p256_csr(serial);
+    let (status, code, body) = app
+        .post_simpleenroll(
+            serial,
+            &token,
+            "application/pkcs10",
+            TestApp::est_body(&csr),
+        )
+        .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "policy.token_not_allowed"),
+        "{body}"
+    );
+    assert!(body.contains("TPM key attestation"), "{body}");
+    assert!(!app.token_used(&token).await);
+
+    // The same token with the key made and proven in the TPM: issued at Substantial.
+    let out = app.dir.path().join("monitor");
+    enroll(&token_request(&app, serial, &token, &out, &tpm.tcti))
+        .await
+        .expect("token + TPM attestation at Substantial");
+    assert!(app.token_used(&token).await);
+    let der = iomt_tests::read_pem_certs(&out.join("cert.pem")).remove(0);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    let policies: Vec<String> = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::CertificatePolicies(cp) => {
+                Some(cp.iter().map(|p| p.policy_id.to_id_string()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(
+        policies.contains(&"1.3.6.1.4.1.32473.7.1.2".to_owned()),
+        "{policies:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_substantial_product_without_a_tpm_option_gets_no_tokens() {
+    // The shipped patient monitor keeps its key in a secure element: station only.
+    let app = TestApp::spawn().await;
+    let serial = "PM70000202";
+    app.register(serial, iomt_tests::MONITOR).await;
+    let refused = app
+        .cli(&["token", "create", "--serial", serial])
+        .await
+        .expect_err("no tokens for a station-only product");
+    assert!(
+        refused.contains("does not accept one-time tokens"),
+        "{refused}"
+    );
+}

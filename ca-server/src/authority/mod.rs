@@ -33,6 +33,7 @@ use replay::Attempt;
 pub use station::StationEnrollment;
 pub use station_certificate::STATION_VALIDITY;
 pub use token::TokenEnrollment;
+pub use token::{token_with_attestation, tokens_accepted};
 
 use crate::pki::{CaHandle, PublicUrls};
 use crate::storage::{

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::auth::token;
 use crate::storage::{Device, FactsQuery, TokenRecord};
-use iomt_core::policy::Policy;
+use iomt_core::policy::{AuthorizationFactor, Level, Policy};
 
 /// A token-authorized enrollment request, parsed from the transport.
 pub struct TokenEnrollment<'a> {
@@ -69,7 +69,19 @@ impl Authority {
         if let Some(label) = request.label {
             self.check_label(label, &device, policy)?;
         }
-        allow_token_enrollment(policy)?;
+        // At Substantial a token may stand in for the station when the key is proven to be in a
+        // TPM: decided below, on the evidence.
+        let needs_attestation = match allow_token_enrollment(policy) {
+            Ok(()) => None,
+            Err(EnrollError::TokenNotAllowed { product, .. }) if token_with_attestation(policy) => {
+                Some(EnrollError::TokenNotAllowed {
+                    product,
+                    method: "a manufacturing station's mutual-TLS certificate, or a token with \
+                             TPM key attestation evidence in the CSR",
+                })
+            }
+            Err(refused) => return Err(refused.into()),
+        };
         if let Some(refused) = used {
             // A used token: the same request again gets the certificate it was issued.
             let resent = match (facts.token.as_ref(), csr) {
@@ -93,6 +105,11 @@ impl Authority {
         self.check_not_enrolled(&device, facts.held, &actor, now)
             .await?;
         let attested = self.attest(policy, &device, &csr, &actor, now).await?;
+        if let Some(refused) = needs_attestation
+            && attested.is_none()
+        {
+            return Err(refused.into());
+        }
 
         self.issue(IssueRequest {
             device: &device,
@@ -142,6 +159,33 @@ impl Authority {
         )
         .await
     }
+}
+
+/// True when a token with verified TPM key attestation authorizes enrollment although the
+/// policy names a station (docs/PROFILE.md §6.1): at Substantial, for products whose key may
+/// live in a TPM 2.0. The station's part there is to vouch for a hardware key, which the TPM's
+/// evidence proves directly; the token still names the one registered device. Not at High,
+/// whose profile requires the station as well as the attestation.
+pub fn token_with_attestation(policy: &Policy) -> bool {
+    policy.policy.level == Level::Substantial
+        && policy
+            .key_protection
+            .allowed_modules
+            .iter()
+            .any(|module| module == "tpm2")
+}
+
+/// True when tokens may be issued for the product's devices: the policy accepts them, or they
+/// are accepted with TPM attestation ([`token_with_attestation`]).
+pub fn tokens_accepted(policy: &Policy) -> bool {
+    let enrollment = &policy.enrollment;
+    let by_policy = enrollment
+        .authorization_any_of
+        .contains(&AuthorizationFactor::OneTimeToken)
+        && !enrollment
+            .authorization_all_of
+            .contains(&AuthorizationFactor::StationMtls);
+    by_policy || token_with_attestation(policy)
 }
 
 /// The token must exist, belong to the serial asked for, and be unused, unrevoked and unexpired.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use iomt_core::identity::check_serial;
-use iomt_core::policy::{AuthorizationFactor, PolicySet};
+use iomt_core::policy::PolicySet;
 
 use crate::auth::token;
 use crate::storage::{
@@ -53,7 +53,9 @@ pub enum RegistryError {
         product: String,
     },
     #[error(
-        "product `{product}` does not accept one-time tokens (it enrolls through a manufacturing station)"
+        "product `{product}` does not accept one-time tokens (it enrolls through a manufacturing \
+         station; at Substantial, a token is accepted for a TPM-attested key only where the \
+         product allows a TPM 2.0)"
     )]
     TokensNotAllowed { product: String },
     #[error("not registered: {}", .0.join(", "))]
@@ -264,13 +266,7 @@ pub async fn create_tokens(
             continue;
         };
         let enrollment = &policy.enrollment;
-        if !enrollment
-            .authorization_any_of
-            .contains(&AuthorizationFactor::OneTimeToken)
-            || enrollment
-                .authorization_all_of
-                .contains(&AuthorizationFactor::StationMtls)
-        {
+        if !crate::authority::tokens_accepted(policy) {
             return Err(RegistryError::TokensNotAllowed {
                 product: device.product,
             });
