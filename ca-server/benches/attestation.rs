@@ -49,7 +49,8 @@ fn main() {
     let key_raw = fixture("swtpm-key.pub");
     let key = Public::parse_tpm2b(&key_raw).expect("key");
     let point = key.key.sec1_uncompressed().expect("point");
-    let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+    let mut spki =
+        hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").expect("SPKI prefix");
     spki.extend_from_slice(&point);
     let evidence_der = encode_evidence(
         &fixture("swtpm-attest.bin"),
