@@ -53,3 +53,18 @@ pub async fn wait_for_material(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+impl TestApp {
+    /// Waits (up to 30 s) until the server signs new CA generations with the root generation
+    /// `name` (`root-g2`, ...), i.e. it picked up `ca rollover --ca root`.
+    pub async fn wait_for_root(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.authority.ca().current().active_root_name() != name {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server did not pick up {name} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

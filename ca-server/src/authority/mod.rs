@@ -203,22 +203,49 @@ impl Authority {
         self.store.as_ref()
     }
 
-    /// CA certificates for `/cacerts`: the root and the issuing CA the label selects; without a
-    /// label every issuing CA and the station CA.
+    /// CA certificates for `/cacerts`: the active root and the issuing CA the label selects;
+    /// without a label every issuing CA and the station CA. During a root key update (a root
+    /// rollover whose previous root has not expired) also, per RFC 7030 §4.1.3, the older roots
+    /// (OldWithOld), the link certificates (NewWithOld, OldWithNew) and the retiring
+    /// generations of the selected CAs, so both the old chain and the new one can be built.
     pub fn ca_certificates(
         &self,
         label: Option<&str>,
     ) -> Result<Vec<CertificateDer<'static>>, EnrollError> {
         let ca = self.ca.current();
-        let mut certs = vec![ca.root_der.clone()];
-        match label.map(|l| self.select(l)).transpose()? {
+        let active_root = ca.active_root_der().clone();
+        let mut certs = vec![active_root.clone()];
+        let level = label
+            .map(|l| self.select(l))
+            .transpose()?
+            .map(|selection| self.level_of(&selection));
+        match level {
             None => {
                 certs.extend(Level::ALL.iter().map(|l| ca.issuing(*l).cert_der.clone()));
                 // Stations enroll their own keys on the unlabeled path.
                 certs.push(ca.station.cert_der.clone());
             }
-            Some(selection) => certs.push(ca.issuing(self.level_of(&selection)).cert_der.clone()),
+            Some(level) => certs.push(ca.issuing(level).cert_der.clone()),
         }
+        let links = ca.root_links();
+        if links.is_empty() {
+            return Ok(certs);
+        }
+        certs.extend(
+            ca.roots()
+                .into_iter()
+                .filter(|r| **r != active_root)
+                .cloned(),
+        );
+        certs.extend(links.into_iter().cloned());
+        let retiring = ca.earlier.iter().filter(|e| {
+            e.status == crate::storage::GenerationStatus::Retiring
+                && match level {
+                    None => true,
+                    Some(level) => ca.level_generations(level).any(|g| g.name == e.ca.name),
+                }
+        });
+        certs.extend(retiring.map(|e| e.ca.cert_der.clone()));
         Ok(certs)
     }
 

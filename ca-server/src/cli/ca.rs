@@ -19,10 +19,16 @@ pub enum CaCommand {
     /// many valid certificates each still has, the planned rollover date and warnings.
     List(ListArgs),
     /// Make the next generation of an issuing or station CA: a new key in the same custody
-    /// (sealed file or PKCS#11), signed by the root. From then on (within
+    /// (sealed file or PKCS#11), signed by the active root. From then on (within
     /// `ca.reload_interval_secs` on every running server) new certificates and renewals come
     /// from it; the previous generation keeps its CRL and OCSP until its last certificate
     /// expires. Under an offline root: a CSR and the openssl ceremony recipe, then `ca import`.
+    ///
+    /// `--ca root` (online root only): a new root key in the same custody, the self-signed root
+    /// G2 and the link certificates NewWithOld and OldWithNew (RFC 4210 §4.4), written to
+    /// DIR/ca/root-g2*.crt.pem and served by EST cacerts and /ca/bundle.pem. Issuance does not
+    /// move: roll each issuing and station CA over afterwards (`ca rollover --ca basic`, ...)
+    /// to issue under the new root.
     Rollover(RolloverArgs),
     /// Install the certificates the offline root signed for the CSRs in DIR/csr/, after checking
     /// each against its key, the root and the CA profile. All or nothing.
@@ -44,7 +50,7 @@ pub struct ListArgs {
 /// `ca rollover` options.
 #[derive(Debug, Args)]
 pub struct RolloverArgs {
-    /// The CA: basic, substantial, high or station (root: not in this version).
+    /// The CA: root, basic, substantial, high or station.
     #[arg(long = "ca", value_parser = ["root", "basic", "substantial", "high", "station"])]
     pub ca: String,
 }
@@ -149,6 +155,31 @@ pub(super) async fn rollover(
                 "{next} is active (valid until {until}); {previous} is retiring: it keeps its CRL \
                  and OCSP until its last certificate expires. Running servers pick it up within \
                  {} s.",
+                settings.config.ca.reload_interval().as_secs()
+            )?;
+        }
+        RolledOver::Root {
+            previous,
+            next,
+            not_after,
+            files,
+        } => {
+            let until = time::OffsetDateTime::from_unix_timestamp(not_after)
+                .map(|t| t.date().to_string())
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{next} is the active root (valid until {until}); {previous} is retiring. Written:"
+            )?;
+            for file in &files {
+                writeln!(out, "  {}", file.display())?;
+            }
+            writeln!(
+                out,
+                "Running servers serve the new root and its link certificates (EST cacerts, \
+                 /ca/bundle.pem) within {} s; devices accept it through the NewWithOld link. \
+                 Give hospitals the new bundle, then move issuance under {next}: `ca-server ca \
+                 rollover --ca basic` (and substantial, high, station).",
                 settings.config.ca.reload_interval().as_secs()
             )?;
         }

@@ -17,7 +17,8 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::config::{CaLifecycle, OutOfRange, Settings};
 use crate::pki::{
     CaHandle, CaMaterial, CaRole, GenerationId, HierarchyParams, KeyAccess, KeyStore,
-    NextGeneration, PkiError, RolloverError, RolloverParams, make_next,
+    NextGeneration, PkiError, RolloverError, RolloverParams, make_next, make_next_root,
+    write_root_files,
 };
 use crate::revocation::{Revocation, RevocationError};
 use crate::storage::{
@@ -73,6 +74,7 @@ pub fn initial_records(dir: &Path, now: i64) -> Result<Vec<GenerationRecord>, Pk
             key: None,
             created_at: now,
             changed_at: now,
+            links: None,
         });
     }
     Ok(records)
@@ -303,6 +305,15 @@ pub enum RolledOver {
     },
     /// Under an offline root: the key and CSR are made, the ceremony recipe is in `csr_dir`.
     Pending { next: String, csr_dir: PathBuf },
+    /// A new root generation is active, with its link certificates; the issuing and station
+    /// CAs move under it with their own `ca rollover`.
+    Root {
+        previous: String,
+        next: String,
+        not_after: i64,
+        /// The new root and its links, written to `DIR/ca/`.
+        files: Vec<PathBuf>,
+    },
 }
 
 /// `ca rollover --ca <role>`: the next generation, signed by the root (active at once, the
@@ -314,7 +325,7 @@ pub async fn rollover(
     role: CaRole,
     actor: &str,
 ) -> Result<RolledOver, GenerationError> {
-    if !role.is_subordinate_ca() {
+    if !role.is_subordinate_ca() && role != CaRole::Root {
         return Err(RolloverError::Unsupported(role.as_str()).into());
     }
     let dir = settings.data_dir.clone();
@@ -355,12 +366,44 @@ pub async fn rollover(
             lifetime,
             now: OffsetDateTime::now_utc(),
         };
+        if role == CaRole::Root {
+            return make_next_root(&keys, &material, next_id, &params).map(NextGeneration::Signed);
+        }
         make_next(&dir, &keys, &material, next_id, &params)
     })
     .await
     .map_err(|e| GenerationError::Task(e.to_string()))??;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     match made {
+        NextGeneration::Signed(record) if role == CaRole::Root => {
+            let not_after = record.not_after.unwrap_or(now);
+            let audit = AuditEvent {
+                at: now,
+                actor: actor.to_owned(),
+                action: AuditAction::CaRolledOver.into(),
+                object: format!("ca:{}", record.name),
+                details: serde_json::json!({
+                    "ca": role.as_str(),
+                    "previous": previous,
+                    "custody": record.custody.as_str(),
+                    "not_after": not_after,
+                    "root_sha256": crate::pki::fingerprint::sha256_colon_hex(
+                        record.der.as_deref().unwrap_or_default()
+                    ),
+                    "links": ["new-with-old", "old-with-new"],
+                })
+                .to_string(),
+            };
+            store.activate_generation(&record, &audit).await?;
+            let files = write_root_files(&settings.data_dir, &record)?;
+            tracing::info!(%previous, next = %record.name, "root rolled over: link certificates published");
+            Ok(RolledOver::Root {
+                previous,
+                next: record.name,
+                not_after,
+                files,
+            })
+        }
         NextGeneration::Signed(record) => {
             let not_after = record.not_after.unwrap_or(now);
             let audit = AuditEvent {
@@ -500,6 +543,9 @@ impl Lifecycle {
         for record in records
             .iter()
             .filter(|r| r.status == GenerationStatus::Retiring && r.changed_at + grace <= now)
+            // A retiring root still signs the CRL over the CA certificates it issued (their
+            // holders' certificates are not in the certificate tables): it is never retired here.
+            .filter(|r| r.ca != CaRole::Root.as_str())
         {
             if self.store.has_unexpired(&record.name, now).await? {
                 continue;
@@ -587,6 +633,7 @@ mod tests {
             key: None,
             created_at: 0,
             changed_at: 0,
+            links: None,
         }
     }
 

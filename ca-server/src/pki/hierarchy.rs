@@ -165,7 +165,7 @@ fn ca_name(params: &HierarchyParams, title: &str) -> Result<DistinguishedName, P
     Ok(dn)
 }
 
-fn ca_params(
+pub(super) fn ca_params(
     params: &HierarchyParams,
     title: &str,
     key: &CaKey,
@@ -205,6 +205,7 @@ fn issue_sub_ca(
         eku,
         policy_oids,
         urls,
+        ROOT_CA,
     )?;
     match signer {
         Signer::Root(root) => {
@@ -216,7 +217,8 @@ fn issue_sub_ca(
 }
 
 /// The certificate of an issuing or station CA (docs/PROFILE.md §3.2): pathLen 0, keyCertSign +
-/// cRLSign, the level's EKUs and policy OIDs, the root's CRL DP and AIA.
+/// cRLSign, the level's EKUs and policy OIDs, the CRL DP and AIA of the root generation
+/// `root` that signs it.
 #[allow(clippy::too_many_arguments)] // the fields of one CA certificate
 pub(super) fn sub_ca_params(
     params: &HierarchyParams,
@@ -227,6 +229,7 @@ pub(super) fn sub_ca_params(
     eku: Vec<ExtendedKeyUsagePurpose>,
     policy_oids: &[String],
     urls: &PublicUrls,
+    root: &str,
 ) -> Result<CertificateParams, PkiError> {
     let mut ca = ca_params(params, title, key, now, 0)?;
     ca.not_after = now + lifetime;
@@ -234,7 +237,7 @@ pub(super) fn sub_ca_params(
     ca.use_authority_key_identifier_extension = true;
     ca.extended_key_usages = eku;
     ca.crl_distribution_points = vec![CrlDistributionPoint {
-        uris: vec![urls.crl(ROOT_CA)],
+        uris: vec![urls.crl(root)],
     }];
     ca.custom_extensions = vec![
         CustomExtension::from_oid_content(&[2, 5, 29, 32], certificate_policies(policy_oids)?),
@@ -242,7 +245,7 @@ pub(super) fn sub_ca_params(
         // the chain by OCSP (nginx `ssl_ocsp on`) need it on the CA certificates too.
         CustomExtension::from_oid_content(
             &[1, 3, 6, 1, 5, 5, 7, 1, 1],
-            authority_info_access(Some(&urls.ocsp(ROOT_CA)), &urls.ca_cert(ROOT_CA))?,
+            authority_info_access(Some(&urls.ocsp(root)), &urls.ca_cert(root))?,
         ),
     ];
     Ok(ca)

@@ -15,6 +15,7 @@ pub mod pkcs11;
 mod profile_check;
 mod rollover;
 mod root_ocsp;
+mod root_rollover;
 mod sealed;
 mod serial;
 mod signer;
@@ -31,7 +32,7 @@ pub use import::{
 };
 pub use keystore::{KeyStore, PendingToken, TokenOptions};
 pub use material::{
-    CaHandle, CaMaterial, EarlierCa, IssuingCa, ROOT_CRL_FILE, ROOT_OCSP_DIR,
+    CaHandle, CaMaterial, EarlierCa, IssuingCa, LaterRoot, ROOT_CRL_FILE, ROOT_OCSP_DIR,
     read_cert as read_certificate,
 };
 pub use profile_check::ProfileViolation;
@@ -39,6 +40,9 @@ pub use rollover::{
     NextGeneration, ROLLOVER_DIR, RolloverError, RolloverParams, key_algorithm, make_next,
 };
 pub use root_ocsp::{CheckedResponse, RootOcspError, install_renewed as install_root_ocsp};
+pub use root_rollover::{
+    NEW_WITH_OLD_SUFFIX, OLD_WITH_NEW_SUFFIX, make_next_root, write_root_files,
+};
 pub use sealed::{PBKDF2_ITERATIONS, Passphrase, SEALED_TAG};
 pub use serial::{issuance_serial, random_serial};
 pub use signer::CaKey;

@@ -27,10 +27,17 @@ pub const ROLLOVER_DIR: &str = "rollover";
 #[derive(Debug, thiserror::Error)]
 pub enum RolloverError {
     #[error(
-        "`ca rollover --ca {0}` is not available: only the issuing CAs (basic, substantial, \
-         high) and the station CA roll over in this version"
+        "`ca rollover --ca {0}` is not available: the root, the issuing CAs (basic, \
+         substantial, high) and the station CA roll over; the HTTPS certificate renews itself"
     )]
     Unsupported(&'static str),
+    #[error(
+        "the root is offline (signed at a ceremony, `init --external-root`): `ca rollover --ca \
+         root` needs the root key in this CA's custody (sealed or PKCS#11). Roll an offline root \
+         over at its ceremony: make the new root and both link certificates (RFC 4210 §4.4) \
+         there; this version does not import them"
+    )]
+    RootOffline,
     #[error("{0} already has a pending generation waiting for the offline root; import it first")]
     AlreadyPending(String),
     #[error(transparent)]
@@ -120,9 +127,10 @@ pub fn make_next(
         eku,
         &policy_oids,
         &urls,
+        material.active_root_name(),
     )?;
-    // A CA certificate never outlives the root that signs it.
-    if let Ok((_, root)) = X509Certificate::from_der(&material.root_der) {
+    // A CA certificate never outlives the root that signs it (the active root generation).
+    if let Ok((_, root)) = X509Certificate::from_der(material.active_root_der()) {
         let root_end = root.validity().not_after.to_datetime();
         certificate.not_after = certificate.not_after.min(root_end);
     }
@@ -138,8 +146,9 @@ pub fn make_next(
         key: Some(key_ref),
         created_at: params.now.unix_timestamp(),
         changed_at: params.now.unix_timestamp(),
+        links: None,
     };
-    match &material.root {
+    match material.active_root() {
         Some(root) => {
             let cert = certificate
                 .signed_by(&key, &root.issuer)

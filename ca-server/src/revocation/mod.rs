@@ -531,8 +531,8 @@ fn offline_root_crl(der: Option<&[u8]>) -> Result<PublishedCrl, RevocationError>
 /// The CA generation that certifies the responder `name`: an issuing CA generation, or the
 /// root while it is online.
 fn responder_signer<'a>(ca: &'a CaMaterial, name: &str) -> Option<&'a IssuingCa> {
-    if name == ROOT_CA {
-        return ca.root.as_ref();
+    if ca.is_root(name) {
+        return ca.signer(name);
     }
     // An expired generation has nothing left to answer for (and cannot certify a responder).
     ca.signer(name).filter(|signer| {
@@ -553,14 +553,23 @@ fn ocsp_names(ca: &CaMaterial) -> Vec<String> {
         .filter(|name| is_issuing_generation(name))
         .collect();
     names.sort_by_key(|name| GenerationId::parse(name));
-    names.insert(0, ROOT_CA.to_owned());
-    names
+    let roots =
+        std::iter::once(ROOT_CA.to_owned()).chain(ca.later_roots.iter().map(|r| r.ca.name.clone()));
+    roots.chain(names).collect()
 }
 
 /// The delegated responder certificate's common name.
 fn responder_title(name: &str) -> String {
     match name {
         ROOT_CA => "IoMT Root OCSP Responder".to_owned(),
+        other if GenerationId::parse(other).is_some_and(|g| g.role == CaRole::Root) => {
+            format!(
+                "IoMT Root {} OCSP Responder",
+                GenerationId::parse(other)
+                    .map(|g| g.label())
+                    .unwrap_or_default()
+            )
+        }
         other => format!("IoMT {other} OCSP Responder"),
     }
 }

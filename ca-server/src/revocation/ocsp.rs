@@ -31,16 +31,15 @@ pub enum OcspIssuer {
     /// A generation of the issuing CA of one assurance level (device certificates), by name
     /// (`basic`, `basic-g2`, ...).
     Issuing(String),
-    /// The root (the CA certificates under it).
-    Root,
+    /// A root generation (the CA certificates under it), by name (`root`, `root-g2`, ...).
+    Root(String),
 }
 
 impl OcspIssuer {
     /// The responder's name in `/ocsp/<name>`.
     pub fn as_str(&self) -> &str {
         match self {
-            OcspIssuer::Root => ROOT_CA,
-            OcspIssuer::Issuing(name) => name,
+            OcspIssuer::Root(name) | OcspIssuer::Issuing(name) => name,
         }
     }
 }
@@ -48,8 +47,9 @@ impl OcspIssuer {
 /// CertID hashes (SHA-1 and SHA-256) of every CA we answer for.
 pub(super) struct IssuerIndex {
     entries: Vec<IndexEntry>,
-    /// Serials (INTEGER contents) of the certificates the root issued to this CA.
-    root_issued: Vec<Vec<u8>>,
+    /// `(root generation, serial)` (INTEGER contents) of the certificates a root issued to
+    /// this CA.
+    root_issued: Vec<(String, Vec<u8>)>,
 }
 
 struct IndexEntry {
@@ -62,7 +62,13 @@ struct IndexEntry {
 impl IssuerIndex {
     /// Indexes the root and the issuing CAs of `ca`.
     pub(super) fn new(ca: &CaMaterial) -> Result<IssuerIndex, PkiError> {
-        let mut certs = vec![(OcspIssuer::Root, ca.root_der.as_ref())];
+        let mut certs = vec![(OcspIssuer::Root(ROOT_CA.to_owned()), ca.root_der.as_ref())];
+        for root in &ca.later_roots {
+            certs.push((
+                OcspIssuer::Root(root.ca.name.clone()),
+                root.ca.cert_der.as_ref(),
+            ));
+        }
         for generation in ca.subordinates() {
             if super::is_issuing_generation(&generation.name) {
                 certs.push((
@@ -83,9 +89,25 @@ impl IssuerIndex {
                 });
             }
         }
+        let mut roots = vec![(ROOT_CA.to_owned(), ca.root_der.as_ref())];
+        roots.extend(
+            ca.later_roots
+                .iter()
+                .map(|r| (r.ca.name.clone(), r.ca.cert_der.as_ref())),
+        );
+        let mut root_subjects = Vec::new();
+        for (name, der) in roots {
+            root_subjects.push((name, parse(der)?.subject().as_raw().to_vec()));
+        }
         let mut root_issued = Vec::new();
         for der in ca.root_issued() {
-            root_issued.push(parse(der)?.raw_serial().to_vec());
+            let cert = parse(der)?;
+            if let Some((name, _)) = root_subjects
+                .iter()
+                .find(|(_, subject)| subject.as_slice() == cert.issuer().as_raw())
+            {
+                root_issued.push((name.clone(), cert.raw_serial().to_vec()));
+            }
         }
         Ok(IssuerIndex {
             entries,
@@ -114,8 +136,10 @@ impl IssuerIndex {
         found.cloned()
     }
 
-    fn issued_by_root(&self, serial: &[u8]) -> bool {
-        self.root_issued.iter().any(|s| s == serial)
+    fn issued_by_root(&self, root: &str, serial: &[u8]) -> bool {
+        self.root_issued
+            .iter()
+            .any(|(name, s)| name == root && s == serial)
     }
 }
 
@@ -134,7 +158,8 @@ impl Revocation {
     pub async fn ocsp(&self, responder: &str, request: &[u8]) -> Result<Vec<u8>, RevocationError> {
         let view = self.view();
         if responder != ROOT_CA
-            && !(super::is_issuing_generation(responder) && view.ca.signer(responder).is_some())
+            && !((super::is_issuing_generation(responder) || view.ca.is_root(responder))
+                && view.ca.signer(responder).is_some())
         {
             return Err(RevocationError::UnknownResponder(responder.to_owned()));
         }
@@ -156,7 +181,7 @@ impl Revocation {
             self.count_ocsp("unauthorized");
             return Ok(ocsp::error_response(ErrorKind::Unauthorized));
         };
-        if issuer == OcspIssuer::Root && view.ca.root.is_none() {
+        if issuer == OcspIssuer::Root(ROOT_CA.to_owned()) && view.ca.root.is_none() {
             return Ok(self.presigned_answer(&view, &parsed.queries));
         }
         let answered = self
@@ -213,7 +238,7 @@ impl Revocation {
         let next = now + OCSP_VALIDITY.whole_seconds();
         let statuses = match issuer {
             OcspIssuer::Issuing(name) => self.device_statuses(name, queries, now).await?,
-            OcspIssuer::Root => self.root_statuses(view, queries).await?,
+            OcspIssuer::Root(name) => self.root_statuses(view, name, queries).await?,
         };
         for status in &statuses {
             self.count_ocsp(match status {
@@ -278,15 +303,16 @@ impl Revocation {
     async fn root_statuses(
         &self,
         view: &super::View,
+        root: &str,
         queries: &[Query],
     ) -> Result<Vec<Status>, RevocationError> {
-        let crl = self.current_crl(ROOT_CA).await?;
+        let crl = self.current_crl(root).await?;
         let (_, crl) = CertificateRevocationList::from_der(&crl.der)
             .map_err(|e| RevocationError::RootCrl(e.to_string()))?;
         Ok(queries
             .iter()
             .map(|query| {
-                if !view.index.issued_by_root(&query.serial) {
+                if !view.index.issued_by_root(root, &query.serial) {
                     return Status::Unknown;
                 }
                 crl.iter_revoked_certificates()

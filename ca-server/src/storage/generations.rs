@@ -94,6 +94,17 @@ pub struct GenerationRecord {
     pub key: Option<Vec<u8>>,
     pub created_at: i64,
     pub changed_at: i64,
+    /// A root generation after G1: its link certificates (RFC 4210 §4.4); `None` otherwise.
+    pub links: Option<RootLinks>,
+}
+
+/// The two link certificates made with a new root generation (RFC 4210 §4.4), DER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootLinks {
+    /// NewWithOld: the new root's subject and key, signed by the previous root's key.
+    pub new_with_old: Vec<u8>,
+    /// OldWithNew: the previous root's subject and key, signed by the new root's key.
+    pub old_with_new: Vec<u8>,
 }
 
 impl std::fmt::Debug for GenerationRecord {
@@ -161,7 +172,7 @@ pub trait GenerationStore: Send + Sync {
 
 /// The stored columns, in this order.
 pub(super) const COLUMNS: &str = "name, ca, generation, status, not_before, not_after, der, \
-     custody, key, created_at, changed_at";
+     custody, key, created_at, changed_at, link_new_with_old, link_old_with_new";
 
 /// A row of [`COLUMNS`].
 pub(super) type GenerationRow = (
@@ -176,12 +187,27 @@ pub(super) type GenerationRow = (
     Option<Vec<u8>>,
     i64,
     i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
 );
 
 /// A stored row as a record; a row with an unknown status or custody is a damaged database.
 pub(super) fn from_row(row: GenerationRow) -> Result<GenerationRecord, StoreError> {
-    let (name, ca, generation, status, not_before, not_after, der, custody, key, created, changed) =
-        row;
+    let (
+        name,
+        ca,
+        generation,
+        status,
+        not_before,
+        not_after,
+        der,
+        custody,
+        key,
+        created,
+        changed,
+        new_with_old,
+        old_with_new,
+    ) = row;
     let status = GenerationStatus::parse(&status)
         .ok_or_else(|| StoreError::Corrupt(format!("generation {name}: status `{status}`")))?;
     let custody = KeyCustody::parse(&custody)
@@ -198,5 +224,11 @@ pub(super) fn from_row(row: GenerationRow) -> Result<GenerationRecord, StoreErro
         key,
         created_at: created,
         changed_at: changed,
+        links: new_with_old
+            .zip(old_with_new)
+            .map(|(new_with_old, old_with_new)| RootLinks {
+                new_with_old,
+                old_with_new,
+            }),
     })
 }

@@ -44,7 +44,7 @@ pub use error::StoreError;
 pub(crate) use error::classify;
 pub use facts::{CertificateState, EnrollmentFacts, FactsQuery, HeldCertificate};
 pub use generations::{
-    GenerationRecord, GenerationStatus, GenerationStore, IssuerCount, KeyCustody,
+    GenerationRecord, GenerationStatus, GenerationStore, IssuerCount, KeyCustody, RootLinks,
 };
 pub use group_commit::{CommitObserver, GroupCommit, StatusReader};
 pub use inventory::{

@@ -620,6 +620,7 @@ fn generation(name: &str, ca: &str, number: i64, status: GenerationStatus) -> Ge
         key: Some(b"sealed".to_vec()),
         created_at: 2_000,
         changed_at: 2_000,
+        links: None,
     }
 }
 

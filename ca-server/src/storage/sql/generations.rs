@@ -28,7 +28,9 @@ macro_rules! impl_generation_store {
                     .push_bind(record.custody.as_str())
                     .push_bind(&record.key)
                     .push_bind(record.created_at)
-                    .push_bind(record.changed_at);
+                    .push_bind(record.changed_at)
+                    .push_bind(record.links.as_ref().map(|l| l.new_with_old.clone()))
+                    .push_bind(record.links.as_ref().map(|l| l.old_with_new.clone()));
                 q.push(")");
                 q
             }
