@@ -246,6 +246,9 @@ impl Authority {
                 }
         });
         certs.extend(retiring.map(|e| e.ca.cert_der.clone()));
+        // A certs-only SET OF holds each certificate once.
+        let mut seen = std::collections::HashSet::new();
+        certs.retain(|c| seen.insert(c.clone()));
         Ok(certs)
     }
 
