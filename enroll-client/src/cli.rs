@@ -21,6 +21,7 @@ use crate::verify::{RevocationCheck, Verdict, VerifyRequest, verify};
 /// 6 refused by the CA's policy (403); 7 unusable response or untrusted certificate;
 /// 8 other server error; 9 provision: some devices failed (listed in the summary);
 /// 10 the device needs re-provisioning (its identity cannot be renewed); 11 the TPM failed;
+/// 12 the CA presents a new root without a valid link certificate (trust.pem unchanged);
 /// verify: 20 untrusted chain, 21 not conformant, 22 revoked, 23 revocation unknown.
 #[derive(Debug, Parser)]
 #[command(name = "enroll-client", version)]
@@ -76,10 +77,14 @@ pub struct ServerArgs {
     /// CA base URL, e.g. https://ca.example:8443
     #[arg(long, env = "EST_SERVER")]
     pub server: String,
-    /// Root certificate (PEM) to trust for the CA's TLS and the issued chain.
+    /// Root certificate (PEM) to trust for the CA's TLS and the issued chain. The roots the
+    /// device has come to trust since are in DIR/trust.pem: a new root the CA presents in
+    /// cacerts is added there only when a NewWithOld link certificate signed by a root already
+    /// trusted authenticates it (otherwise exit 12, trust.pem unchanged).
     #[arg(long)]
     pub ca_cert: PathBuf,
-    /// Directory holding key.pem, cert.pem and chain.pem (replaced atomically as one set).
+    /// Directory holding key.pem, cert.pem and chain.pem (replaced atomically as one set) and
+    /// trust.pem (every trusted root, replaced atomically).
     #[arg(long)]
     pub out: PathBuf,
     /// EST label: a product id or level (selects /.well-known/est/<label>/).
@@ -155,7 +160,10 @@ pub struct EnrollArgs {
     /// CA base URL, e.g. https://ca.example:8443
     #[arg(long, env = "EST_SERVER")]
     pub server: String,
-    /// Root certificate (PEM) to trust for the CA's TLS and the issued chain.
+    /// Root certificate (PEM) to trust for the CA's TLS and the issued chain. The roots the
+    /// device has come to trust since are in DIR/trust.pem: a new root the CA presents in
+    /// cacerts is added there only when a NewWithOld link certificate signed by a root already
+    /// trusted authenticates it (otherwise exit 12, trust.pem unchanged).
     #[arg(long)]
     pub ca_cert: PathBuf,
     /// Device serial as registered.
@@ -173,7 +181,7 @@ pub struct EnrollArgs {
     /// directory (key.pem, cert.pem, chain.pem) authorizes this one device.
     #[arg(long, value_name = "STATION_DIR", conflicts_with = "token")]
     pub station: Option<PathBuf>,
-    /// Directory for key.pem, cert.pem and chain.pem (created 0700).
+    /// Directory for key.pem, cert.pem, chain.pem and trust.pem (created 0700).
     #[arg(long)]
     pub out: PathBuf,
     /// EST label: a product id or level (selects /.well-known/est/<label>/).

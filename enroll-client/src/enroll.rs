@@ -267,6 +267,10 @@ async fn install(
         .first()
         .ok_or_else(|| ClientError::BadResponse("the CA returned no certificate".into()))?;
     let ca_certs = client.cacerts(server.label.as_deref()).await?;
+    // A new root in cacerts is taken up only through its link certificate (DIR/trust.pem).
+    let mut trust = crate::trust::Trust::load(root, out)?;
+    trust.update(&ca_certs)?;
+    let root = trust.root_for(leaf, &ca_certs);
     let chain = verify_chain(leaf, &ca_certs, root, key, &ca_name(server))?;
     let clock_warning = clock_warning(leaf);
     let (_, parsed) =

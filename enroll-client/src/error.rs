@@ -32,6 +32,13 @@ pub enum ClientError {
     BadResponse(String),
     #[error("the issued certificate does not verify against {ca_cert}: {reason}")]
     Untrusted { ca_cert: String, reason: String },
+    /// The CA presents a root that no link certificate from a trusted root authenticates
+    /// (`DIR/trust.pem` is left as it was).
+    #[error(
+        "the CA presents a new root ({subject}) that is not trusted: {reason}; trust.pem is \
+         unchanged"
+    )]
+    UntrustedRoot { subject: String, reason: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -54,7 +61,7 @@ impl ClientError {
     /// Process exit code: 3 unreachable, 4 TLS trust, 5 unauthorized, 6 forbidden,
     /// 7 bad response or untrusted certificate, 8 other server error (and 429),
     /// 9 a batch left devices unprovisioned, 10 the device needs re-provisioning, 11 the TPM
-    /// failed, 1 local error.
+    /// failed, 12 a new root without a valid link certificate, 1 local error.
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Unreachable { .. } => 3,
@@ -66,6 +73,7 @@ impl ClientError {
             ClientError::BatchIncomplete { .. } => 9,
             ClientError::NeedsReprovisioning(_) => 10,
             ClientError::Tpm(_) => 11,
+            ClientError::UntrustedRoot { .. } => 12,
             ClientError::Io { .. } | ClientError::Local(_) => 1,
             ClientError::Verdict(code) => *code,
         }

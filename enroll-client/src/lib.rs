@@ -16,4 +16,5 @@ pub mod staging;
 pub mod status;
 pub mod tls;
 pub mod tpm;
+pub mod trust;
 pub mod verify;

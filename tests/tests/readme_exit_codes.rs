@@ -138,6 +138,7 @@ fn variant(error: &ClientError) -> usize {
         ClientError::BatchIncomplete { .. } => 11,
         ClientError::Verdict(_) => 12,
         ClientError::Tpm(_) => 13,
+        ClientError::UntrustedRoot { .. } => 14,
     }
 }
 
@@ -212,6 +213,10 @@ fn client_errors() -> Vec<ClientError> {
             total: 2,
         },
         ClientError::Tpm(enroll_client::tpm::TpmError::NotP256),
+        ClientError::UntrustedRoot {
+            subject: text(),
+            reason: text(),
+        },
     ];
     all.extend(
         verdicts()
@@ -221,7 +226,7 @@ fn client_errors() -> Vec<ClientError> {
     let covered: BTreeSet<usize> = all.iter().map(variant).collect();
     assert_eq!(
         covered,
-        (0..14).collect(),
+        (0..15).collect(),
         "a sample of every ClientError variant"
     );
     all
