@@ -2,6 +2,7 @@
 //! chain against the trusted root and writes the credential files atomically.
 
 pub mod attested;
+pub mod bound;
 pub mod cli;
 pub mod clock;
 pub mod daemon;

@@ -2,6 +2,7 @@
 //! profile linter, EST wire codecs and DER helpers. No network or database I/O lives here.
 
 pub mod attestation;
+pub mod channel_binding;
 pub mod extensions;
 pub mod files;
 pub mod identity;
