@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 
 use crate::config::Limits;
-use crate::tls::UnverifiedClientChain;
+use crate::tls::{ChannelBinding, UnverifiedClientChain};
 
 /// File descriptors kept free for everything that is not a client connection: the database
 /// (SQLite file, WAL and shared memory, or the PostgreSQL pool), key and policy files, logs,
@@ -95,7 +95,8 @@ pub fn connection_cap(nofile_soft: Option<u64>, configured: Option<usize>) -> us
 pub enum Transport {
     /// Plain HTTP (the public revocation and AIA endpoints).
     Plain,
-    /// rustls; the client's certificate chain, if any, goes into each request's extensions.
+    /// rustls; the client's certificate chain, if any, and the connection's channel binding go
+    /// into each request's extensions.
     Tls(TlsAcceptor),
 }
 
@@ -192,8 +193,10 @@ pub async fn serve(listener: Listener, mut stop: watch::Receiver<bool>) -> std::
                     let chain = UnverifiedClientChain(stream.get_ref().1.peer_certificates().map(
                         |certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()),
                     ));
+                    let binding = ChannelBinding::of(stream.get_ref().1);
                     let service = router.map_request(move |mut request: Request<Incoming>| {
                         request.extensions_mut().insert(chain.clone());
+                        request.extensions_mut().insert(binding);
                         request
                     });
                     serve_connection(stream, service, limits, watcher, peer).await;

@@ -33,6 +33,28 @@ impl UnverifiedClientChain {
     }
 }
 
+/// The connection's RFC 9266 `tls-exporter` value (label `EXPORTER-Channel-Binding`, empty
+/// context, 32 bytes), which a channel-bound CSR carries in its challengePassword. `None` on a
+/// TLS 1.2 connection: RFC 9266 §3 binds TLS 1.2 only with extended master secret, which this
+/// CA does not check, so only TLS 1.3 connections have a binding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChannelBinding(pub Option<iomt_core::channel_binding::Exporter>);
+
+impl ChannelBinding {
+    /// The exporter of an established server connection.
+    pub fn of(connection: &rustls::ServerConnection) -> ChannelBinding {
+        use iomt_core::channel_binding::{EXPORTER_LABEL, EXPORTER_LEN};
+        if connection.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return ChannelBinding(None);
+        }
+        ChannelBinding(
+            connection
+                .export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None)
+                .ok(),
+        )
+    }
+}
+
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {

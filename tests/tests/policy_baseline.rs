@@ -157,6 +157,7 @@ async fn certificate_the_builtin_baseline_forbids_is_never_issued_even_when_file
             serial: "IP20000001",
             token: &token,
             csr_der: &csr,
+            channel_binding: None,
         })
         .await
         .expect_err("the built-in baseline must refuse a five-year Basic certificate");

@@ -7,7 +7,8 @@ pub use super::error_code::ErrorCode;
 use iomt_core::attestation::AttestationError;
 
 use crate::authority::{
-    AttestationProblem, CsrError, EnrollError, ReenrollProblem, StationProblem, TokenProblem,
+    AttestationProblem, BindingProblem, CsrError, EnrollError, ReenrollProblem, StationProblem,
+    TokenProblem,
 };
 use crate::storage::StoreError;
 
@@ -160,6 +161,14 @@ impl From<EnrollError> for ApiError {
             }
             EnrollError::AlreadyEnrolled { .. } => (S::CONFLICT, ErrorCode::DeviceAlreadyEnrolled),
             EnrollError::Attestation(problem) => attestation_status(problem),
+            EnrollError::ChannelBinding(problem) => (
+                S::FORBIDDEN,
+                match problem {
+                    BindingProblem::Mismatch => ErrorCode::CsrChannelBindingMismatch,
+                    BindingProblem::Missing => ErrorCode::CsrChannelBindingMissing,
+                    BindingProblem::Unavailable => ErrorCode::CsrChannelBindingUnavailable,
+                },
+            ),
             EnrollError::DeviceDisabled { .. } => (S::FORBIDDEN, ErrorCode::DeviceDisabled),
             EnrollError::DeviceRecalled { .. } => (S::FORBIDDEN, ErrorCode::DeviceRecalled),
             EnrollError::DuplicateKey { .. } => (S::FORBIDDEN, ErrorCode::CsrDuplicateKey),
@@ -178,9 +187,6 @@ impl From<EnrollError> for ApiError {
             },
             EnrollError::KeyNotAllowed(_) => (S::FORBIDDEN, ErrorCode::PolicyKeyNotAllowed),
             EnrollError::LabelMismatch { .. } => (S::FORBIDDEN, ErrorCode::EstLabelMismatch),
-            EnrollError::RequirementUnsupported { .. } => {
-                (S::FORBIDDEN, ErrorCode::PolicyRequirementUnsupported)
-            }
             EnrollError::TokenNotAllowed { .. } => (S::FORBIDDEN, ErrorCode::PolicyTokenNotAllowed),
             EnrollError::Token { problem } => (
                 S::UNAUTHORIZED,

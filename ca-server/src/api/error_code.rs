@@ -105,6 +105,12 @@ error_codes! {
     CsrBadKey = "csr.bad_key",
     /// the CSR's signature (proof of possession) does not verify
     CsrBadSignature = "csr.bad_signature",
+    /// the CSR's challengePassword is not the tls-exporter value (RFC 9266) of the TLS connection it was sent on
+    CsrChannelBindingMismatch = "csr.channel_binding_mismatch",
+    /// the product requires TLS channel binding and the CSR carries no challengePassword with the connection's tls-exporter value
+    CsrChannelBindingMissing = "csr.channel_binding_missing",
+    /// the CSR carries a channel binding but the connection is not TLS 1.3, so it has no tls-exporter value
+    CsrChannelBindingUnavailable = "csr.channel_binding_unavailable",
     /// the CSR's public key is already certified for a device
     CsrDuplicateKey = "csr.duplicate_key",
     /// the CSR's subject has no serialNumber
@@ -159,8 +165,6 @@ error_codes! {
     OcspUnknownResponder = "ocsp.unknown_responder",
     /// the CSR's key type or size is not allowed by the policy
     PolicyKeyNotAllowed = "policy.key_not_allowed",
-    /// the product's policy requires something this CA cannot verify
-    PolicyRequirementUnsupported = "policy.requirement_unsupported",
     /// the product does not enroll through stations
     PolicyStationNotAllowed = "policy.station_not_allowed",
     /// the product does not accept one-time tokens

@@ -15,7 +15,7 @@ use super::observe::{self, AuthorizationKind};
 use crate::auth::token::parse_basic;
 use crate::authority::{Authority, Csr, Reenrollment, StationEnrollment, TokenEnrollment};
 use crate::telemetry::Metrics;
-use crate::tls::UnverifiedClientChain;
+use crate::tls::{ChannelBinding, UnverifiedClientChain};
 
 /// Largest EST request body accepted (a P-384 CSR is under 1 KiB; RSA-4096 about 2 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -63,10 +63,12 @@ pub async fn simpleenroll(
     State(authority): State<Arc<Authority>>,
     Extension(metrics): Extension<Arc<Metrics>>,
     Extension(peer): Extension<UnverifiedClientChain>,
+    binding: Option<Extension<ChannelBinding>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    enroll(&authority, &metrics, None, &peer, &headers, body).await
+    let connection = Connection::new(&peer, binding);
+    enroll(&authority, &metrics, None, &connection, &headers, body).await
 }
 
 /// `POST <label>/simpleenroll`.
@@ -75,10 +77,20 @@ pub async fn simpleenroll_labeled(
     Extension(metrics): Extension<Arc<Metrics>>,
     Path(label): Path<String>,
     Extension(peer): Extension<UnverifiedClientChain>,
+    binding: Option<Extension<ChannelBinding>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    enroll(&authority, &metrics, Some(&label), &peer, &headers, body).await
+    let connection = Connection::new(&peer, binding);
+    enroll(
+        &authority,
+        &metrics,
+        Some(&label),
+        &connection,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// HTTP Basic `serial:token` authorizes with a one-time token; otherwise a client certificate
@@ -87,10 +99,11 @@ async fn enroll(
     authority: &Authority,
     metrics: &Metrics,
     label: Option<&str>,
-    peer: &UnverifiedClientChain,
+    connection: &Connection<'_>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let peer = connection.peer;
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -112,6 +125,7 @@ async fn enroll(
                         serial: &credential.serial,
                         token: &credential.token,
                         csr_der: &csr_der,
+                        channel_binding: connection.binding.as_ref(),
                     })
                     .await
                     .map_err(ApiError::from_token_route),
@@ -124,6 +138,7 @@ async fn enroll(
                             label,
                             peer_chain: chain,
                             csr_der: &csr_der,
+                            channel_binding: connection.binding.as_ref(),
                         })
                         .await
                         .map_err(ApiError::from);
@@ -149,10 +164,12 @@ pub async fn simplereenroll(
     State(authority): State<Arc<Authority>>,
     Extension(metrics): Extension<Arc<Metrics>>,
     Extension(peer): Extension<UnverifiedClientChain>,
+    binding: Option<Extension<ChannelBinding>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    reenroll(&authority, &metrics, None, &peer, &headers, body).await
+    let connection = Connection::new(&peer, binding);
+    reenroll(&authority, &metrics, None, &connection, &headers, body).await
 }
 
 /// `POST <label>/simplereenroll`.
@@ -161,20 +178,31 @@ pub async fn simplereenroll_labeled(
     Extension(metrics): Extension<Arc<Metrics>>,
     Path(label): Path<String>,
     Extension(peer): Extension<UnverifiedClientChain>,
+    binding: Option<Extension<ChannelBinding>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    reenroll(&authority, &metrics, Some(&label), &peer, &headers, body).await
+    let connection = Connection::new(&peer, binding);
+    reenroll(
+        &authority,
+        &metrics,
+        Some(&label),
+        &connection,
+        &headers,
+        body,
+    )
+    .await
 }
 
 async fn reenroll(
     authority: &Authority,
     metrics: &Metrics,
     label: Option<&str>,
-    peer: &UnverifiedClientChain,
+    connection: &Connection<'_>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let peer = connection.peer;
     let mut device = None;
     let issued = match require_content_type(headers, "application/pkcs10") {
         Err(error) => Err(error),
@@ -186,6 +214,7 @@ async fn reenroll(
                         label,
                         peer_chain: peer.0.as_deref().map(Vec::as_slice),
                         csr_der: &csr_der,
+                        channel_binding: connection.binding.as_ref(),
                     })
                     .await
                     .map_err(ApiError::from);
@@ -199,6 +228,26 @@ async fn reenroll(
     let kind = AuthorizationKind::Reenrollment;
     observe::certificate_request(metrics, "simplereenroll", kind, device.as_deref(), &issued);
     certs_only_response(&[&issued?.certificate.der])
+}
+
+/// What the TLS connection a request arrived on says about its client.
+struct Connection<'a> {
+    peer: &'a UnverifiedClientChain,
+    /// The connection's `tls-exporter` value; `None` without one (TLS 1.2, or no TLS listener
+    /// set the extension), which a required channel binding then refuses.
+    binding: Option<iomt_core::channel_binding::Exporter>,
+}
+
+impl<'a> Connection<'a> {
+    fn new(
+        peer: &'a UnverifiedClientChain,
+        binding: Option<Extension<ChannelBinding>>,
+    ) -> Connection<'a> {
+        Connection {
+            peer,
+            binding: binding.and_then(|Extension(ChannelBinding(exporter))| exporter),
+        }
+    }
 }
 
 /// The body, read and base64-decoded.

@@ -1,7 +1,8 @@
-//! Admission rules from the product policy: which authorizations a product accepts, and the
-//! requirements this CA cannot verify yet (it refuses rather than issue without them).
+//! Admission rules from the product policy: which authorizations a product accepts. The
+//! evidence a policy may require besides (key attestation, TLS channel binding) is verified per
+//! request (`attestation/`, `channel_binding.rs`), and met or refused on its merits.
 
-use iomt_core::policy::{AuthorizationFactor, Policy, Strength};
+use iomt_core::policy::{AuthorizationFactor, Policy};
 use time::OffsetDateTime;
 
 use super::{EnrollError, StationProblem};
@@ -13,25 +14,9 @@ pub(super) fn seconds_to_next_hour(now: OffsetDateTime) -> u64 {
     (StationQuota::window_of(now) + 3600 - now).unsigned_abs()
 }
 
-/// A product's policy must not demand evidence this CA cannot verify (docs/PROFILE.md §6.1): TLS
-/// channel binding is not verified yet. Key attestation is verified: a policy that requires it
-/// is met or refused on the evidence (`attestation.*`, `authority/attestation/`).
-fn check_requirements_supported(policy: &Policy) -> Result<(), EnrollError> {
-    let product = policy.policy.id.clone();
-    let enrollment = &policy.enrollment;
-    if enrollment.channel_binding == Strength::Required {
-        return Err(EnrollError::RequirementUnsupported {
-            product,
-            requirement: "TLS channel binding (RFC 9266)",
-        });
-    }
-    Ok(())
-}
-
-/// A product's policy must let a one-time token authorize enrollment on its own, and must not
-/// demand evidence this CA cannot verify (docs/PROFILE.md §6.1; IOMT-PRC-01).
+/// A product's policy must let a one-time token authorize enrollment on its own
+/// (docs/PROFILE.md §6.1; IOMT-PRC-01).
 pub fn allow_token_enrollment(policy: &Policy) -> Result<(), EnrollError> {
-    check_requirements_supported(policy)?;
     let product = policy.policy.id.clone();
     let enrollment = &policy.enrollment;
     if enrollment
@@ -51,7 +36,6 @@ pub fn allow_token_enrollment(policy: &Policy) -> Result<(), EnrollError> {
 
 /// A product's policy must accept a station's mutual-TLS certificate as authorization.
 pub fn allow_station_enrollment(policy: &Policy) -> Result<(), EnrollError> {
-    check_requirements_supported(policy)?;
     let enrollment = &policy.enrollment;
     let factor = AuthorizationFactor::StationMtls;
     if enrollment.authorization_all_of.contains(&factor)

@@ -1,6 +1,7 @@
 //! PKCS#10 requests: parse hostile DER, verify proof of possession, describe the key, and
 //! check whatever subject and SAN values the CSR carries against the registration record.
 
+use iomt_core::channel_binding::{CHALLENGE_PASSWORD, MAX_CHALLENGE_PASSWORD};
 use iomt_core::extensions::{ExtensionError, hardware_module_name_from_other_name};
 use iomt_core::identity::{HardwareModuleName, Identity};
 use iomt_core::oids;
@@ -28,6 +29,8 @@ pub enum Malformed {
     Attributes(Asn1Error),
     #[error("{0} evidence values (draft-ietf-lamps-csr-attestation: COUNTS MAX 1)")]
     EvidenceValues(usize),
+    #[error("challengePassword: {0}")]
+    ChallengePassword(&'static str),
     #[error("{0} extensionRequest values (PKCS#9 makes it single-valued)")]
     ExtensionRequests(usize),
     #[error("a requested extension does not decode: {0}")]
@@ -107,6 +110,8 @@ pub struct Csr {
     san: Vec<SanEntry>,
     /// The key attestation evidence attribute's value (DER), if present.
     evidence: Option<Vec<u8>>,
+    /// The challengePassword text, if present (where a channel-bound CSR carries its binding).
+    challenge_password: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +175,52 @@ fn attribute_values(der: &[u8]) -> Result<Vec<Attribute>, Asn1Error> {
     Ok(attributes)
 }
 
+/// The challengePassword attribute, if present: one value, a PrintableString or UTF8String of
+/// at most [`MAX_CHALLENGE_PASSWORD`] characters (PKCS#9 `ub-challenge-password`).
+fn challenge_password(attributes: &[Attribute]) -> Result<Option<String>, Malformed> {
+    use x509_parser::asn1_rs::{Any, FromDer, Tag};
+    let mut found = attributes
+        .iter()
+        .filter(|(oid, _)| oid == CHALLENGE_PASSWORD);
+    let Some((_, values)) = found.next() else {
+        return Ok(None);
+    };
+    if found.next().is_some() {
+        return Err(Malformed::ChallengePassword("the attribute appears twice"));
+    }
+    let [value] = values.as_slice() else {
+        return Err(Malformed::ChallengePassword(
+            "it must have exactly one value",
+        ));
+    };
+    let (_, any) = Any::from_der(value)
+        .map_err(|_| Malformed::ChallengePassword("its value does not decode"))?;
+    let text = match any.tag() {
+        Tag::PrintableString => std::str::from_utf8(any.data)
+            .ok()
+            .filter(|t| t.bytes().all(is_printable))
+            .ok_or(Malformed::ChallengePassword("not a valid PrintableString"))?,
+        Tag::Utf8String => std::str::from_utf8(any.data)
+            .map_err(|_| Malformed::ChallengePassword("not a valid UTF8String"))?,
+        _ => {
+            return Err(Malformed::ChallengePassword(
+                "only PrintableString and UTF8String are accepted",
+            ));
+        }
+    };
+    if text.chars().count() > MAX_CHALLENGE_PASSWORD {
+        return Err(Malformed::ChallengePassword(
+            "longer than 255 characters (ub-challenge-password)",
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// The PrintableString alphabet (X.680 §41.4).
+fn is_printable(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b)
+}
+
 impl Csr {
     /// Parses `der` (hostile input): structure, key, subject and requested SAN.
     pub fn parse(der: &[u8]) -> Result<Csr, CsrError> {
@@ -229,12 +280,13 @@ impl Csr {
             return Err(Malformed::EvidenceValues(count(EVIDENCE)).into());
         }
         let evidence = attributes
-            .into_iter()
+            .iter()
             .find(|(oid, _)| oid == EVIDENCE)
-            .and_then(|(_, mut values)| values.pop());
+            .and_then(|(_, values)| values.last().cloned());
         if requests > 1 {
             return Err(Malformed::ExtensionRequests(requests).into());
         }
+        let challenge_password = challenge_password(&attributes)?;
         let mut san = Vec::new();
         for ext in csr.requested_extensions().into_iter().flatten() {
             if let ParsedExtension::ParseError { error } = ext {
@@ -266,7 +318,14 @@ impl Csr {
             subject,
             san,
             evidence,
+            challenge_password,
         })
+    }
+
+    /// The challengePassword text, if the CSR has one (a channel binding, RFC 9266 as carried by
+    /// [`iomt_core::channel_binding`]).
+    pub fn challenge_password(&self) -> Option<&str> {
+        self.challenge_password.as_deref()
     }
 
     /// The DER of the `id-aa-evidence` attribute's value (an EvidenceBundle), if the CSR has one.

@@ -5,6 +5,7 @@ use iomt_core::lint::Finding;
 
 use super::attestation::AttestationProblem;
 use super::certificate::BuildError;
+use super::channel_binding::BindingProblem;
 use super::csr::{CsrError, KeyNotAllowed};
 use crate::storage::StoreError;
 
@@ -144,6 +145,8 @@ pub enum EnrollError {
     AlreadyEnrolled { serial: String, certificate: String },
     #[error("{0}")]
     Attestation(#[from] AttestationProblem),
+    #[error("{0}")]
+    ChannelBinding(#[from] BindingProblem),
     #[error("device {serial} is disabled")]
     DeviceDisabled { serial: String },
     #[error(
@@ -171,13 +174,6 @@ pub enum EnrollError {
         label: String,
         serial: String,
         product: String,
-    },
-    #[error(
-        "product `{product}` requires {requirement}, which this CA cannot verify yet; nothing is issued without it"
-    )]
-    RequirementUnsupported {
-        product: String,
-        requirement: &'static str,
     },
     #[error("product `{product}` enrolls only through {method}; one-time tokens are not accepted")]
     TokenNotAllowed {

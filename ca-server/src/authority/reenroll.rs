@@ -20,6 +20,8 @@ pub struct Reenrollment<'a> {
     /// The client certificate chain the TLS peer presented (leaf first).
     pub peer_chain: Option<&'a [CertificateDer<'static>]>,
     pub csr_der: &'a [u8],
+    /// The connection's `tls-exporter` value (`None` when it has none).
+    pub channel_binding: Option<&'a iomt_core::channel_binding::Exporter>,
 }
 
 fn refuse(problem: ReenrollProblem) -> EnrollError {
@@ -58,6 +60,7 @@ impl Authority {
             identity,
             spki_sha256,
         } = vet_csr(policy, &device, super::Csr::parse(request.csr_der)?)?;
+        super::channel_binding::check(policy, &csr, request.channel_binding)?;
         self.check_rekey(&current, policy, &spki_sha256).await?;
         let actor = format!("device:{}", device.serial);
         let attested = self.attest(policy, &device, &csr, &actor, now).await?;

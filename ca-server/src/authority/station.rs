@@ -26,6 +26,8 @@ pub struct StationEnrollment<'a> {
     /// The client certificate chain the TLS peer presented (leaf first).
     pub peer_chain: &'a [CertificateDer<'static>],
     pub csr_der: &'a [u8],
+    /// The station connection's `tls-exporter` value (`None` when it has none).
+    pub channel_binding: Option<&'a iomt_core::channel_binding::Exporter>,
 }
 
 fn refuse(problem: StationProblem) -> EnrollError {
@@ -88,6 +90,7 @@ impl Authority {
             identity,
             spki_sha256,
         } = vet_csr(policy, &device, csr)?;
+        super::channel_binding::check(policy, &csr, request.channel_binding)?;
         let actor = format!("station:{}", station.name);
         if facts
             .held

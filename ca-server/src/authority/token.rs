@@ -21,6 +21,8 @@ pub struct TokenEnrollment<'a> {
     /// The secret; only its hash is ever looked up or stored.
     pub token: &'a str,
     pub csr_der: &'a [u8],
+    /// The connection's `tls-exporter` value (`None` when it has none, e.g. TLS 1.2).
+    pub channel_binding: Option<&'a iomt_core::channel_binding::Exporter>,
 }
 
 impl Authority {
@@ -100,6 +102,7 @@ impl Authority {
             identity,
             spki_sha256,
         } = vet_csr(policy, &device, csr?)?;
+        super::channel_binding::check(policy, &csr, request.channel_binding)?;
         check_key_unused(facts.key_holder, &device)?;
         let actor = format!("device:{}", device.serial);
         self.check_not_enrolled(&device, facts.held, &actor, now)

@@ -1,6 +1,6 @@
-//! Table tests for admission: which authorization routes each policy accepts, and the
-//! requirement this CA refuses rather than issue without (channel binding). Key attestation is
-//! no longer refused here: it is met or refused on the evidence (`authority/attestation/`).
+//! Table tests for admission: which authorization routes each policy accepts. Key attestation
+//! and channel binding are not decided here: each is met or refused per request, on the
+//! evidence (`authority/attestation/`) and on the connection (`authority/channel_binding.rs`).
 
 use std::sync::LazyLock;
 
@@ -15,7 +15,6 @@ static POLICIES: LazyLock<PolicySet> = LazyLock::new(|| {
 });
 
 const TOKEN_METHOD: &str = "a manufacturing station's mutual-TLS certificate";
-const CHANNEL_BINDING: &str = "TLS channel binding (RFC 9266)";
 
 /// What a route's admission check decided, comparable (`EnrollError` is not `PartialEq`).
 #[derive(Debug, PartialEq, Eq)]
@@ -28,10 +27,6 @@ enum Verdict {
     StationNotAllowed {
         product: String,
     },
-    RequirementUnsupported {
-        product: String,
-        requirement: &'static str,
-    },
 }
 
 fn verdict(result: Result<(), EnrollError>) -> Verdict {
@@ -43,13 +38,6 @@ fn verdict(result: Result<(), EnrollError>) -> Verdict {
         Err(EnrollError::Station(StationProblem::NotAllowed { product })) => {
             Verdict::StationNotAllowed { product }
         }
-        Err(EnrollError::RequirementUnsupported {
-            product,
-            requirement,
-        }) => Verdict::RequirementUnsupported {
-            product,
-            requirement,
-        },
         Err(other) => panic!("admission refused with an unexpected error: {other:?}"),
     }
 }
@@ -81,13 +69,6 @@ fn station_refused(policy: &Policy) -> Verdict {
     }
 }
 
-fn unsupported(policy: &Policy, requirement: &'static str) -> Verdict {
-    Verdict::RequirementUnsupported {
-        product: policy.policy.id.clone(),
-        requirement,
-    }
-}
-
 /// One policy and what each route gets under it.
 struct Case {
     name: &'static str,
@@ -98,10 +79,6 @@ struct Case {
 
 fn allowed(_: &Policy) -> Verdict {
     Verdict::Allowed
-}
-
-fn channel_binding(policy: &Policy) -> Verdict {
-    unsupported(policy, CHANNEL_BINDING)
 }
 
 #[test]
@@ -121,10 +98,10 @@ fn each_policy_admits_exactly_its_routes() {
             station: allowed,
         },
         Case {
-            name: "ventilator: attestation and channel binding required",
+            name: "ventilator: station only (attestation and channel binding per request)",
             policy: product("example-ventilator"),
-            token: channel_binding,
-            station: channel_binding,
+            token: token_refused,
+            station: allowed,
         },
         Case {
             name: "Basic level",
@@ -139,10 +116,10 @@ fn each_policy_admits_exactly_its_routes() {
             station: allowed,
         },
         Case {
-            name: "High level: channel binding is not verified yet",
+            name: "High level: station in all_of",
             policy: level(Level::High),
-            token: channel_binding,
-            station: channel_binding,
+            token: token_refused,
+            station: allowed,
         },
         Case {
             name: "pump narrowed to stations",
@@ -184,28 +161,28 @@ fn each_policy_admits_exactly_its_routes() {
             station: allowed,
         },
         Case {
-            name: "pump requiring channel binding",
+            name: "pump requiring channel binding: decided on the connection",
             policy: pump_with(|p| p.enrollment.channel_binding = Strength::Required),
-            token: channel_binding,
-            station: channel_binding,
+            token: allowed,
+            station: allowed,
         },
         Case {
-            name: "pump requiring both: channel binding is refused",
+            name: "pump requiring both: decided per request",
             policy: pump_with(|p| {
                 p.enrollment.channel_binding = Strength::Required;
                 p.key_protection.attestation = Strength::Required;
             }),
-            token: channel_binding,
-            station: channel_binding,
+            token: allowed,
+            station: allowed,
         },
         Case {
-            name: "an unsupported requirement outranks a refused route",
+            name: "required channel binding opens no refused route",
             policy: pump_with(|p| {
                 p.enrollment.authorization_any_of.clear();
                 p.enrollment.channel_binding = Strength::Required;
             }),
-            token: channel_binding,
-            station: channel_binding,
+            token: token_refused,
+            station: station_refused,
         },
         Case {
             name: "recommended attestation and channel binding are not required",

@@ -24,6 +24,7 @@ async fn ca_with_a_device() -> (TestCa, Vec<u8>, Vec<u8>) {
             serial: SERIAL,
             token: &token,
             csr_der: &p256_csr(SERIAL),
+            channel_binding: None,
         })
         .await
         .expect("enroll");
