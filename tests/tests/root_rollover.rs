@@ -241,6 +241,11 @@ async fn root_rollover_serves_root_g2_and_links_and_openssl_builds_both_chains()
     };
     assert_eq!(status("root"), Some("retiring".into()), "{list}");
     assert_eq!(status("root-g2"), Some("active".into()), "{list}");
+    let table = app.cli(&["ca", "list"]).await.unwrap();
+    assert!(
+        table.contains("root-g2") && table.contains("retiring root"),
+        "{table}"
+    );
     let mut app = app;
     app.stop_server().await;
     app.restart().await;

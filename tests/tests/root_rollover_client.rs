@@ -13,12 +13,18 @@ use std::time::Duration;
 
 use hospital_example::{Decision, HospitalConfig, HospitalServer};
 use iomt_core::policy::Level;
+use iomt_tests::client_process::{RunningClient, child_entry};
 use iomt_tests::{TestApp, read_pem_certs, require_tool, run_tool, webpki_verify};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const FAST: &str = "[ca]\nreload_interval_secs = 1\n";
 const BASIC: &str = "1.3.6.1.4.1.32473.7.1.1";
+
+#[test]
+fn client_process_entry_runs_the_client_when_asked() {
+    child_entry();
+}
 
 async fn enroll(app: &TestApp, serial: &str) -> PathBuf {
     let token = app.pump_with_token(serial).await;
@@ -205,6 +211,67 @@ async fn a_g1_fleet_renews_across_the_root_rollover_and_hospitals_accept_both_ch
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enroll_client_run_takes_root_g2_in_and_renews_into_the_g2_chain() {
+    // A CA whose certificates' OCSP URLs point at its own HTTP listener (`run` checks its own
+    // certificate by OCSP), with a one-second reload interval.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TestApp::init_dir(iomt_tests::no_reenroll_interval, Some(port), &[])
+        .await
+        .expect("init");
+    let config = dir.path().join("ca").join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap() + "\n" + FAST;
+    std::fs::write(&config, text).unwrap();
+    let app = TestApp::serve_dir(dir, ca_server::pki::KeyAccess::default()).await;
+    let device = enroll(&app, "IP20000321").await;
+    app.cli(&["ca", "rollover", "--ca", "root"]).await.unwrap();
+    app.wait_for_root("root-g2").await;
+    app.cli(&["ca", "rollover", "--ca", "basic"]).await.unwrap();
+    app.wait_for_active(Level::Basic, "basic-g2").await;
+    let g2 = read_pem_certs(&app.data_dir().join("ca").join("root-g2.crt.pem")).remove(0);
+
+    let (root, out) = (app.root_pem(), device.clone());
+    let url = app.server_url();
+    let mut running = RunningClient::start(
+        &[
+            "run",
+            "--server",
+            &url,
+            "--ca-cert",
+            root.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--jitter-percent",
+            "0",
+            "--window-percent",
+            "0",
+            "--retry-min",
+            "100ms",
+            "--retry-max",
+            "2s",
+        ],
+        &[("ENROLL_LOG", "info")],
+    );
+    running
+        .wait_until(|| async {
+            std::fs::read(device.join("chain.pem"))
+                .ok()
+                .is_some_and(|_| read_pem_certs(&device.join("chain.pem")).last() == Some(&g2))
+        })
+        .await;
+    let run = running.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(issuer(&leaf(&device)).contains("Basic Issuing CA G2"));
+    assert_eq!(
+        read_pem_certs(&device.join("trust.pem")),
+        vec![app.root_der().to_vec(), g2]
+    );
 }
 
 /// Replaces root-g2's NewWithOld link in the database with `link` and restarts the server.

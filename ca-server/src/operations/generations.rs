@@ -255,6 +255,15 @@ pub fn assess(
                 ));
             }
         }
+        GenerationStatus::Retiring if role == CaRole::Root => {
+            view.warnings.push(format!(
+                "retiring root: signs only its CRL and OCSP answers over the CA certificates it \
+                 issued; its link certificates carry devices to the next root until its notAfter \
+                 {}; each issuing CA moves under the new root with its own `ca-server ca \
+                 rollover --ca <name>`",
+                date(not_after)
+            ));
+        }
         GenerationStatus::Retiring => {
             let until = count.map(|c| c.last_not_after).unwrap_or(now);
             view.warnings.push(format!(
