@@ -191,6 +191,50 @@ async fn enroll_with_softhsm_keys_signs_through_the_token() {
         std::fs::read(app.data_dir().join("ca/pkcs11.toml")).unwrap(),
         pkcs11_before
     );
+
+    // A root rollover keeps the custody as well: root G2's key is made in the token, signs its
+    // own certificate and OldWithNew there, and the next issuing generation comes from it.
+    app.cli(&["ca", "rollover", "--ca", "root"])
+        .await
+        .expect("root rollover");
+    app.wait_for_root("root-g2").await;
+    let list = app.cli(&["ca", "list", "--json"]).await.unwrap();
+    let views: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let root_g2 = views
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "root-g2")
+        .unwrap_or_else(|| panic!("root-g2 in {list}"));
+    assert_eq!(root_g2["custody"], "pkcs11", "{list}");
+    let ca_dir = app.data_dir().join("ca");
+    let g2 = read_pem_certs(&ca_dir.join("root-g2.crt.pem")).remove(0);
+    let old_with_new = read_pem_certs(&ca_dir.join("root-g2.link-old-with-new.crt.pem")).remove(0);
+    let (_, g2_cert) = X509Certificate::from_der(&g2).unwrap();
+    g2_cert
+        .verify_signature(None)
+        .expect("root G2 signed in the token");
+    let (_, link) = X509Certificate::from_der(&old_with_new).unwrap();
+    link.verify_signature(Some(g2_cert.public_key()))
+        .expect("OldWithNew signed by the G2 key in the token");
+    app.cli(&["ca", "rollover", "--ca", "basic"])
+        .await
+        .expect("rollover under root G2");
+    app.wait_for_active(iomt_core::policy::Level::Basic, "basic-g3")
+        .await;
+    let token = app.pump_with_token("IP20000012").await;
+    let third = app.dir.path().join("device-g3");
+    app.enroll("IP20000012", &token, &third)
+        .await
+        .expect("enroll under root G2");
+    let leaf = read_pem_certs(&third.join("cert.pem")).remove(0);
+    let chain = read_pem_certs(&third.join("chain.pem"));
+    assert_eq!(chain[1], g2, "the chain ends with root G2");
+    webpki_verify(
+        &leaf,
+        &chain[0],
+        &rustls_pki_types::CertificateDer::from(g2),
+    );
     assert_no_clear_private_key(&app.data_dir());
 }
 

@@ -321,6 +321,25 @@ async fn replicas_on_postgres_pick_up_a_rollover_without_restart() {
     );
     replica_revocation.current_crl("basic").await.unwrap();
     replica_revocation.current_crl("basic-g2").await.unwrap();
+
+    // A root rollover made on one replica: the other loads root G2 and its links from
+    // PostgreSQL, serves root G2's CRL and answers as its OCSP responder.
+    app.cli(&["ca", "rollover", "--ca", "root"]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while replica_revocation.ca().current().active_root_name() != "root-g2" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica did not pick up root-g2"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(replica_revocation.ca().current().root_links().len(), 2);
+    assert!(
+        replica_revocation
+            .responder_names()
+            .contains(&"root-g2".to_owned())
+    );
+    replica_revocation.current_crl("root-g2").await.unwrap();
 }
 
 #[tokio::test]
