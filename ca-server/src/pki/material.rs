@@ -14,6 +14,7 @@ use super::custody::KeyAccess;
 use super::error::PkiError;
 use super::generation::{CaRole, GenerationId};
 use super::keystore::KeyStore;
+use super::later_roots::LaterRoot;
 use super::signer::CaKey;
 use super::{ROOT_CA, TLS_CERT};
 use crate::storage::{GenerationRecord, GenerationStatus, KeyCustody};
@@ -72,19 +73,6 @@ pub struct CaMaterial {
     pub tls_key: PrivateKeyDer<'static>,
     /// The key that signs audit checkpoints; `None` in a data directory created before them.
     pub audit: Option<AuditSigner>,
-}
-
-/// A root generation made by `ca rollover --ca root`, with the link certificates that
-/// authenticate it to holders of the previous root (RFC 4210 §4.4).
-#[derive(Debug)]
-pub struct LaterRoot {
-    pub ca: IssuingCa,
-    /// Active, or retiring once a newer root was made.
-    pub status: GenerationStatus,
-    /// NewWithOld: this root's subject and key, signed by the previous root.
-    pub new_with_old: CertificateDer<'static>,
-    /// OldWithNew: the previous root's subject and key, signed by this root.
-    pub old_with_new: CertificateDer<'static>,
 }
 
 /// A generation that is no longer active.
@@ -169,7 +157,7 @@ impl CaMaterial {
         } else {
             None
         };
-        let later_roots = load_later_roots(&keys, &ca_dir, records)?;
+        let later_roots = super::later_roots::load(&keys, &ca_dir, records)?;
         let audit = audit_signer::load(&keys, &ca_dir)?;
         let root_ocsp = if root.is_none() {
             read_root_ocsp(&ca_dir.join(ROOT_OCSP_DIR))?
@@ -203,57 +191,6 @@ impl CaMaterial {
             return Some(&root.ca);
         }
         self.subordinates().find(|ca| ca.name == name)
-    }
-
-    /// The name of the root generation that signs new issuing and station CA generations (`root`
-    /// until the first `ca rollover --ca root`, then `root-g2`, ...).
-    pub fn active_root_name(&self) -> &str {
-        self.active_later_root()
-            .map_or(ROOT_CA, |root| root.ca.name.as_str())
-    }
-
-    /// The active root's certificate.
-    pub fn active_root_der(&self) -> &CertificateDer<'static> {
-        self.active_later_root()
-            .map_or(&self.root_der, |root| &root.ca.cert_der)
-    }
-
-    /// The active root as a signer; `None` when the root is offline.
-    pub fn active_root(&self) -> Option<&IssuingCa> {
-        match self.active_later_root() {
-            Some(root) => Some(&root.ca),
-            None => self.root.as_ref(),
-        }
-    }
-
-    fn active_later_root(&self) -> Option<&LaterRoot> {
-        self.later_roots
-            .iter()
-            .rev()
-            .find(|r| r.status == GenerationStatus::Active)
-    }
-
-    /// Every root generation's certificate, G1 first.
-    pub fn roots(&self) -> Vec<&CertificateDer<'static>> {
-        std::iter::once(&self.root_der)
-            .chain(self.later_roots.iter().map(|r| &r.ca.cert_der))
-            .collect()
-    }
-
-    /// The link certificates of every root rollover (NewWithOld then OldWithNew, oldest first)
-    /// whose previous root has not expired: the root key update transition of RFC 4210 §4.4.
-    pub fn root_links(&self) -> Vec<&CertificateDer<'static>> {
-        let now = OffsetDateTime::now_utc();
-        self.later_roots
-            .iter()
-            .filter(|r| not_after(&r.old_with_new).is_none_or(|end| end > now))
-            .flat_map(|r| [&r.new_with_old, &r.old_with_new])
-            .collect()
-    }
-
-    /// True when `name` is a root generation's name (`root`, `root-g2`, ...).
-    pub fn is_root(&self, name: &str) -> bool {
-        name == ROOT_CA || self.later_roots.iter().any(|r| r.ca.name == name)
     }
 
     /// Every issuing and station CA generation loaded: the active ones, then the earlier ones.
@@ -342,7 +279,7 @@ fn read_root_ocsp(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, PkiError> {
     Ok(responses)
 }
 
-fn invalid(path: &Path, reason: impl std::fmt::Display) -> PkiError {
+pub(super) fn invalid(path: &Path, reason: impl std::fmt::Display) -> PkiError {
     PkiError::Invalid {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -402,40 +339,8 @@ fn load_role(
     Ok((active, earlier))
 }
 
-/// The root generations after G1 recorded in the database, oldest first, with their links.
-fn load_later_roots(
-    keys: &KeyStore,
-    ca_dir: &Path,
-    records: &[GenerationRecord],
-) -> Result<Vec<LaterRoot>, PkiError> {
-    let mut roots = Vec::new();
-    for record in records.iter().filter(|r| {
-        r.ca == CaRole::Root.as_str() && r.generation > 1 && r.status != GenerationStatus::Pending
-    }) {
-        let links = record.links.as_ref().ok_or_else(|| {
-            invalid(
-                &ca_dir.join(format!("<database>/{}", record.name)),
-                "the root generation has no link certificates",
-            )
-        })?;
-        roots.push(LaterRoot {
-            ca: stored_ca(keys, ca_dir, record)?,
-            status: record.status,
-            new_with_old: CertificateDer::from(links.new_with_old.clone()),
-            old_with_new: CertificateDer::from(links.old_with_new.clone()),
-        });
-    }
-    roots.sort_by_key(|r| GenerationId::parse(&r.ca.name).map(|g| g.number));
-    Ok(roots)
-}
-
-fn not_after(der: &[u8]) -> Option<OffsetDateTime> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    Some(cert.validity().not_after.to_datetime())
-}
-
 /// A generation whose certificate and key reference are in the database.
-fn stored_ca(
+pub(super) fn stored_ca(
     keys: &KeyStore,
     ca_dir: &Path,
     record: &GenerationRecord,

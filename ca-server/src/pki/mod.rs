@@ -10,6 +10,7 @@ mod generation;
 mod hierarchy;
 mod import;
 mod keystore;
+mod later_roots;
 mod material;
 pub mod pkcs11;
 mod profile_check;
@@ -31,8 +32,9 @@ pub use import::{
     ImportError, ImportRequest, Imported, ImportedGeneration, import, import_generation,
 };
 pub use keystore::{KeyStore, PendingToken, TokenOptions};
+pub use later_roots::LaterRoot;
 pub use material::{
-    CaHandle, CaMaterial, EarlierCa, IssuingCa, LaterRoot, ROOT_CRL_FILE, ROOT_OCSP_DIR,
+    CaHandle, CaMaterial, EarlierCa, IssuingCa, ROOT_CRL_FILE, ROOT_OCSP_DIR,
     read_cert as read_certificate,
 };
 pub use profile_check::ProfileViolation;
