@@ -312,6 +312,17 @@ fn policy_oids(cert: &X509Certificate<'_>) -> Vec<String> {
         .collect()
 }
 
+/// The certificate's OIDs that the level lists as optional (earned by attestation at issuance).
+fn attested_policies(
+    cp: &iomt_core::policy::CertificatePoliciesRule,
+    oids: &[String],
+) -> Vec<String> {
+    oids.iter()
+        .filter(|oid| !cp.required_oids.contains(oid))
+        .cloned()
+        .collect()
+}
+
 /// The level's error rules, with the certificate's own identity and product-line OIDs (the
 /// verifier knows the level, not the manufacturer's product policy).
 fn conformance(
@@ -337,12 +348,17 @@ fn conformance(
             .to_owned()
     };
     let mut hardware_module_name = None;
+    let mut permanent_identifier = None;
     let mut uri = None;
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
             match name {
                 GeneralName::OtherName(oid, value) if oid.to_id_string() == "1.3.6.1.5.5.7.8.4" => {
                     hardware_module_name = hardware_module_name_from_other_name(value).ok();
+                }
+                GeneralName::OtherName(oid, value) if oid.to_id_string() == "1.3.6.1.5.5.7.8.3" => {
+                    permanent_identifier =
+                        iomt_core::extensions::permanent_identifier_from_other_name(value).ok();
                 }
                 GeneralName::URI(u) => uri = Some((*u).to_owned()),
                 _ => {}
@@ -363,6 +379,10 @@ fn conformance(
         serial_number: attribute("2.5.4.5"),
         hardware_module_name,
         uri,
+        permanent_identifier,
+        // The verifier judges the OIDs against the level's lists, not against how they were
+        // earned: it has no record of the attestation.
+        attested_policies: attested_policies(&base.extensions.certificate_policies, oids),
     };
     lint_device_certificate(&LintInput {
         certificate_der: leaf,

@@ -12,7 +12,7 @@ use x509_cert::ext::pkix::{
     AccessDescription, AuthorityInfoAccessSyntax, CertificatePolicies, SubjectAltName,
 };
 
-use crate::identity::HardwareModuleName;
+use crate::identity::{HardwareModuleName, PermanentIdentifier};
 use crate::oids;
 
 /// Why an extension could not be encoded or decoded.
@@ -31,6 +31,14 @@ pub enum ExtensionError {
 struct HardwareModuleNameDer {
     hw_type: ObjectIdentifier,
     hw_serial_num: OctetString,
+}
+
+/// RFC 4043 `PermanentIdentifier ::= SEQUENCE { identifierValue UTF8String OPTIONAL,
+/// assigner OBJECT IDENTIFIER OPTIONAL }`.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct PermanentIdentifierDer {
+    identifier_value: Option<String>,
+    assigner: Option<ObjectIdentifier>,
 }
 
 fn oid(dotted: &str) -> Result<ObjectIdentifier, ExtensionError> {
@@ -80,9 +88,65 @@ pub fn hardware_module_name_from_other_name(
     decode_hardware_module_name(wrapper.value())
 }
 
+/// The DER of a PermanentIdentifier SEQUENCE (the otherName value).
+pub fn permanent_identifier_der(id: &PermanentIdentifier) -> Result<Vec<u8>, ExtensionError> {
+    let value = PermanentIdentifierDer {
+        identifier_value: Some(id.value.clone()),
+        assigner: Some(oid(&id.assigner)?),
+    };
+    Ok(value.to_der()?)
+}
+
+/// Decodes a PermanentIdentifier from an otherName's `[0] EXPLICIT` value as x509-parser
+/// returns it. Both fields must be present (the only form this CA issues).
+pub fn permanent_identifier_from_other_name(
+    explicit: &[u8],
+) -> Result<PermanentIdentifier, ExtensionError> {
+    let value = PermanentIdentifierDer::from_der(explicit_zero(explicit)?)?;
+    match (value.identifier_value, value.assigner) {
+        (Some(value), Some(assigner)) => Ok(PermanentIdentifier {
+            value,
+            assigner: assigner.to_string(),
+        }),
+        _ => Err(ExtensionError::Der(der::Error::from(
+            der::ErrorKind::Value {
+                tag: der::Tag::Sequence,
+            },
+        ))),
+    }
+}
+
+/// The contents of a `[0] EXPLICIT` wrapper.
+fn explicit_zero(explicit: &[u8]) -> Result<&[u8], ExtensionError> {
+    let wrapper = der::asn1::AnyRef::from_der(explicit)?;
+    let expected = der::Tag::ContextSpecific {
+        constructed: true,
+        number: der::TagNumber::N0,
+    };
+    if wrapper.tag() != expected {
+        return Err(ExtensionError::Der(der::Error::from(
+            der::ErrorKind::TagUnexpected {
+                expected: Some(expected),
+                actual: wrapper.tag(),
+            },
+        )));
+    }
+    Ok(wrapper.value())
+}
+
 /// The subjectAltName extension value: HardwareModuleName otherName, then the product URI.
 pub fn subject_alt_name(
     hmn: Option<&HardwareModuleName>,
+    uri: Option<&str>,
+) -> Result<Vec<u8>, ExtensionError> {
+    subject_alt_name_with(hmn, None, uri)
+}
+
+/// The subjectAltName extension value: HardwareModuleName, permanentIdentifier (a TPM-attested
+/// key, docs/PROFILE.md §2.7), then the product URI.
+pub fn subject_alt_name_with(
+    hmn: Option<&HardwareModuleName>,
+    permanent_identifier: Option<&PermanentIdentifier>,
     uri: Option<&str>,
 ) -> Result<Vec<u8>, ExtensionError> {
     let mut names = Vec::new();
@@ -90,6 +154,12 @@ pub fn subject_alt_name(
         names.push(GeneralName::OtherName(OtherName {
             type_id: oids::HARDWARE_MODULE_NAME,
             value: Any::from_der(&hardware_module_name_der(hmn)?)?,
+        }));
+    }
+    if let Some(id) = permanent_identifier {
+        names.push(GeneralName::OtherName(OtherName {
+            type_id: oids::PERMANENT_IDENTIFIER,
+            value: Any::from_der(&permanent_identifier_der(id)?)?,
         }));
     }
     if let Some(uri) = uri {

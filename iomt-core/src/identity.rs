@@ -27,6 +27,25 @@ pub struct HardwareModuleName {
     pub hw_serial: Vec<u8>,
 }
 
+/// RFC 4043 permanentIdentifier values (a TPM's: its EK certificate digest, TCG assigner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermanentIdentifier {
+    /// identifierValue (UTF8String).
+    pub value: String,
+    /// Dotted OID of the assigner.
+    pub assigner: String,
+}
+
+/// What a verified TPM 2.0 key attestation establishes about the module holding the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpmResidency {
+    /// TCG hwSerialNum derived from the EK certificate
+    /// (`<manufacturer>:<EK AKI hex>:<EK serial hex>`).
+    pub hw_serial: String,
+    /// SHA-256 of the EK certificate (DER).
+    pub ek_certificate_sha256: Vec<u8>,
+}
+
 /// The subject and SAN values a device certificate must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -36,6 +55,11 @@ pub struct Identity {
     pub serial_number: String,
     pub hardware_module_name: Option<HardwareModuleName>,
     pub uri: Option<String>,
+    /// The TPM's permanentIdentifier, for a TPM-attested key whose policy allows it.
+    pub permanent_identifier: Option<PermanentIdentifier>,
+    /// Optional certificatePolicies OIDs this issuance earned by verified attestation (the
+    /// attestation marker, the TCG residency OIDs), asserted besides the policy's required ones.
+    pub attested_policies: Vec<String>,
 }
 
 /// Why an identity cannot be built for a device.
@@ -189,8 +213,68 @@ impl Identity {
             serial_number,
             hardware_module_name,
             uri,
+            permanent_identifier: None,
+            attested_policies: Vec::new(),
         })
     }
+
+    /// This identity for a key whose residency in a TPM 2.0 was verified (docs/PROFILE.md
+    /// §2.7, §2.9), as far as `policy` allows: where the HardwareModuleName allow-list names
+    /// the TPM 2.0 hwType `2.23.133.1.2`, the HardwareModuleName names the TPM (hwSerialNum from
+    /// the EK certificate) and, unless the policy forbids it, a permanentIdentifier carries the
+    /// EK certificate's SHA-256 (hex) with the TCG assigner `2.23.133.12.1`. Each of the
+    /// attestation marker (`<arc>.7.2.10`) and the TCG residency OIDs `2.23.133.11.1.1`/`.2`
+    /// that the policy lists as optional is asserted as well.
+    pub fn with_tpm_residency(mut self, policy: &Policy, tpm: &TpmResidency) -> Identity {
+        use crate::oids;
+        let hmn = &policy.san.hardware_module_name;
+        let tpm_hw_type = hmn.presence != Presence::Forbidden
+            && hmn.hw_type_oids.iter().any(|o| o == oids::TCG_HW_TYPE_TPM2);
+        if tpm_hw_type {
+            self.hardware_module_name = Some(HardwareModuleName {
+                hw_type: oids::TCG_HW_TYPE_TPM2.to_owned(),
+                hw_serial: tpm.hw_serial.as_bytes().to_vec(),
+            });
+            if policy.san.permanent_identifier.presence != Presence::Forbidden {
+                self.permanent_identifier = Some(PermanentIdentifier {
+                    value: hex::encode(&tpm.ek_certificate_sha256),
+                    assigner: oids::TCG_PERMANENT_IDENTIFIER_ASSIGNER.to_owned(),
+                });
+            }
+        }
+        let cp = &policy.extensions.certificate_policies;
+        for oid in attestation_policies(&policy.policy.certificate_policy_oid) {
+            if cp.optional_oids.contains(&oid)
+                && !cp.required_oids.contains(&oid)
+                && !self.attested_policies.contains(&oid)
+            {
+                self.attested_policies.push(oid);
+            }
+        }
+        self
+    }
+}
+
+/// The policy OIDs a verified TPM attestation earns under the level `level_oid`: the marker
+/// `<arc>.7.2.10` and the TCG residency OIDs (IOMT-POL-06).
+pub fn attestation_policies(level_oid: &str) -> Vec<String> {
+    use crate::oids;
+    let marker =
+        level_arc(level_oid).map(|arc| format!("{arc}.{}", oids::ATTESTATION_VERIFIED_NUMBERING));
+    marker
+        .into_iter()
+        .chain([
+            oids::TCG_CAP_VERIFIED_TPM_RESIDENCY.to_owned(),
+            oids::TCG_CAP_VERIFIED_TPM_FIXED.to_owned(),
+        ])
+        .collect()
+}
+
+/// The arc of a level OID `<arc>.7.1.N` (the numbering every level file keeps).
+fn level_arc(level_oid: &str) -> Option<&str> {
+    let (rest, level) = level_oid.rsplit_once('.')?;
+    level.parse::<u32>().ok()?;
+    rest.strip_suffix(".7.1")
 }
 
 #[cfg(test)]

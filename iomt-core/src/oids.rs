@@ -39,6 +39,15 @@ pub const AA_EVIDENCE: ObjectIdentifier =
 pub const TCG_ATTEST_CERTIFY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.23.133.20.1");
 /// TCG hwType of a TPM 2.0 (HardwareModuleName of a TPM-resident key).
 pub const TCG_HW_TYPE_TPM2: &str = "2.23.133.1.2";
+/// TCG assigner of a TPM's permanentIdentifier (its EK certificate digest), RFC 4043 `assigner`.
+pub const TCG_PERMANENT_IDENTIFIER_ASSIGNER: &str = "2.23.133.12.1";
+/// tcg-cap-verifiedTPMResidency: the key was verified to be resident in a TPM.
+pub const TCG_CAP_VERIFIED_TPM_RESIDENCY: &str = "2.23.133.11.1.1";
+/// tcg-cap-verifiedTPMFixed: the key was verified to be fixed to that TPM.
+pub const TCG_CAP_VERIFIED_TPM_FIXED: &str = "2.23.133.11.1.2";
+/// The marker "key attestation verified" below a level's arc (`<arc>.7.2.10`, beside the level
+/// OIDs `<arc>.7.1.N`; docs/PROFILE.md §2.9).
+pub const ATTESTATION_VERIFIED_NUMBERING: &str = "7.2.10";
 /// tcg-kp-EKCertificate: the extended key usage of an EK certificate.
 pub const TCG_KP_EK_CERTIFICATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.23.133.8.1");
 /// tcg-at-tpmManufacturer (in the EK certificate's SAN directoryName).

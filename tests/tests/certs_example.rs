@@ -11,7 +11,7 @@ use ca_server::authority::{CertificateInputs, build_and_sign};
 use ca_server::pki::{CaMaterial, PublicUrls};
 use ca_server::revocation::Reason;
 use enroll_client::provision::{ProvisionRequest, provision};
-use iomt_core::identity::{DeviceRecord, Identity};
+use iomt_core::identity::{DeviceRecord, Identity, TpmResidency};
 use iomt_core::lint::{LintInput, lint_device_certificate};
 use iomt_core::ocsp::{self, Status};
 use iomt_core::policy::{Policy, PolicySet, shipped_sources};
@@ -26,6 +26,37 @@ const PUBLIC_URL: &str = "http://ca.example.invalid";
 
 /// The example station: its name is also its certificate's CN.
 const STATION: &str = "PLANT01-LINE1-ST01";
+
+/// The fictional TPM of the High sample: what the CA derives from an EK certificate it verified
+/// (hwSerialNum `<manufacturer>:<EK AKI>:<EK serial>`, the EK certificate's SHA-256).
+fn example_tpm() -> TpmResidency {
+    TpmResidency {
+        hw_serial: "00001014:5E4F3A2B1C0D9E8F7A6B5C4D3E2F1A0B9C8D7E6F:0A1B2C3D4E5F".to_owned(),
+        // Fictional: the SHA-256 of no real EK certificate.
+        ek_certificate_sha256: hex::decode(
+            "9f1c2b7a4e6d8c0b3a5f7e9d1c2b4a6f8e0d2c4b6a8f0e2d4c6b8a0f2e4d6c8b",
+        )
+        .unwrap(),
+    }
+}
+
+/// What a sample's certificate must say: the registration record's identity, and for the High
+/// sample that of a key verified to be in [`example_tpm`] (docs/PROFILE.md §2.7).
+fn example_identity(policy: &Policy, serial: &str, gtin: &str) -> Identity {
+    let identity = Identity::build(
+        policy,
+        &DeviceRecord {
+            serial: serial.into(),
+            gtin: gtin.into(),
+        },
+    )
+    .unwrap();
+    if policy.policy.level == iomt_core::policy::Level::High {
+        identity.with_tpm_residency(policy, &example_tpm())
+    } else {
+        identity
+    }
+}
 
 fn pem(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
@@ -156,21 +187,15 @@ async fn generate(out: &Path) {
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     std::fs::copy(line_out.join(serial).join("cert.pem"), out.join(file)).unwrap();
 
-    // High needs verified key attestation, which this CA does not accept yet (it refuses every
-    // High request); its sample comes from the same certificate builder and linter, not EST.
+    // High needs a TPM whose evidence the CA verifies (swtpm in tests/tests/tpm_enroll.rs); its
+    // sample comes from the same certificate builder and linter, with the identity the CA gives
+    // a verified TPM key, so the set needs no TPM to regenerate.
     let ca = CaMaterial::load(&app.data_dir()).unwrap();
     let policies = app.authority.policies();
     let urls = PublicUrls::new(PUBLIC_URL);
     for (file, product, serial, gtin, _) in &DEVICES[3..] {
         let policy = policies.product(product).unwrap();
-        let identity = Identity::build(
-            policy,
-            &DeviceRecord {
-                serial: (*serial).into(),
-                gtin: (*gtin).into(),
-            },
-        )
-        .unwrap();
+        let identity = example_identity(policy, serial, gtin);
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         use rcgen::PublicKeyData;
         let signed = build_and_sign(&CertificateInputs {
@@ -246,14 +271,7 @@ fn verify_set(dir: &Path) {
         let issuer = read_pem_certs(&dir.join(issuer_file)).remove(0);
         let at = verify_chain(&leaf, &issuer, &root, webpki::KeyUsage::client_auth());
         let policy: &Policy = policies.product(product).unwrap();
-        let identity = Identity::build(
-            policy,
-            &DeviceRecord {
-                serial: serial.into(),
-                gtin: gtin.into(),
-            },
-        )
-        .unwrap();
+        let identity = example_identity(policy, serial, gtin);
         let findings = lint_device_certificate(&LintInput {
             certificate_der: &leaf,
             issuer_der: &issuer,

@@ -1,7 +1,7 @@
 //! Builds a device certificate from policy + identity + verified key, and signs it.
 
 use iomt_core::extensions::{
-    authority_info_access, certificate_policies, key_identifier, masa_url, subject_alt_name,
+    authority_info_access, certificate_policies, key_identifier, masa_url, subject_alt_name_with,
 };
 use iomt_core::identity::Identity;
 use iomt_core::policy::{Policy, Presence};
@@ -116,14 +116,15 @@ pub fn build_and_sign(inputs: &CertificateInputs<'_>) -> Result<SignedCertificat
     let mut extensions = vec![
         CustomExtension::from_oid_content(
             &[2, 5, 29, 17],
-            subject_alt_name(
+            subject_alt_name_with(
                 identity.hardware_module_name.as_ref(),
+                identity.permanent_identifier.as_ref(),
                 identity.uri.as_deref(),
             )?,
         ),
         CustomExtension::from_oid_content(
             &[2, 5, 29, 32],
-            certificate_policies(&policy.extensions.certificate_policies.required_oids)?,
+            certificate_policies(&policy_oids(policy, identity))?,
         ),
         CustomExtension::from_oid_content(
             &[1, 3, 6, 1, 5, 5, 7, 1, 1],
@@ -149,6 +150,17 @@ pub fn build_and_sign(inputs: &CertificateInputs<'_>) -> Result<SignedCertificat
         not_before,
         not_after,
     })
+}
+
+/// The policy's required OIDs, then those the identity earned by attestation.
+fn policy_oids(policy: &Policy, identity: &Identity) -> Vec<String> {
+    let mut oids = policy.extensions.certificate_policies.required_oids.clone();
+    for earned in &identity.attested_policies {
+        if !oids.contains(earned) {
+            oids.push(earned.clone());
+        }
+    }
+    oids
 }
 
 fn subject(identity: &Identity) -> Result<DistinguishedName, BuildError> {

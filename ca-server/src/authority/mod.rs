@@ -17,7 +17,7 @@ mod token;
 
 use std::sync::Arc;
 
-use iomt_core::identity::{DeviceRecord, Identity};
+use iomt_core::identity::{DeviceRecord, Identity, TpmResidency};
 use iomt_core::policy::{Level, Policy, PolicySet};
 use iomt_core::wire::CsrRequirements;
 use rustls_pki_types::CertificateDer;
@@ -278,6 +278,18 @@ impl Authority {
             ..
         } = request;
         let level = policy.policy.level;
+        // A key verified to be in a TPM: the certificate names that TPM where the policy allows
+        // (docs/PROFILE.md §2.7, §2.9); built and linted from the same identity.
+        let attested_identity = request.attested.as_ref().map(|attested| {
+            identity.clone().with_tpm_residency(
+                policy,
+                &TpmResidency {
+                    hw_serial: attested.claim.hw_serial.clone(),
+                    ek_certificate_sha256: attested.claim.ek_sha256.clone(),
+                },
+            )
+        });
+        let identity = attested_identity.as_ref().unwrap_or(identity);
         // One material for the whole issuance: a rollover picked up meanwhile applies to the
         // next request.
         let ca = self.ca.current();

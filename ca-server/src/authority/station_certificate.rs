@@ -50,6 +50,8 @@ pub fn station_identity(station_ca: &IssuingCa, name: &str) -> Identity {
         serial_number: name.to_owned(),
         hardware_module_name: None,
         uri: None,
+        permanent_identifier: None,
+        attested_policies: Vec::new(),
     }
 }
 

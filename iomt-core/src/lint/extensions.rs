@@ -313,10 +313,21 @@ pub(super) fn certificate_policies(ctx: &Context<'_>, out: &mut Findings) {
             format!("required policy {missing} is missing"),
         );
     }
+    // The attestation marker and the TCG residency OIDs, where optional, are asserted only
+    // when this issuance earned them by a verified TPM attestation (IOMT-POL-06).
+    let earned = &ctx.identity.attested_policies;
+    let earnable = crate::identity::attestation_policies(level);
+    for missing in earned.iter().filter(|o| !asserted.contains(o)) {
+        out.push(
+            "IOMT-POL-06",
+            format!("policy {missing}, earned by verified attestation, is missing"),
+        );
+    }
     let permitted = |dotted: &String| {
         dotted == level
             || rule.required_oids.contains(dotted)
-            || rule.optional_oids.contains(dotted)
+            || (rule.optional_oids.contains(dotted)
+                && (!earnable.contains(dotted) || earned.contains(dotted)))
     };
     for extra in asserted
         .iter()

@@ -5,17 +5,18 @@
 //! CA certificate. Any [`Finding`] means the certificate must not be returned.
 //!
 //! Checked here: ENC-01..04, SER-01, SER-02 (length), KEY-01..03, VAL-01..04, SUB-01..05,
-//! SAN-01, -02, -04, -06, BC-01, KU-01..03, EKU-01, -02, KID-01, -02, POL-01..03, REV-01..03,
-//! EXT-01, -02, CHN-01 and CHN-03. Comparing the subject, HardwareModuleName and URI with the
-//! identity (built from one registration record) also covers SUB-06; KU-02/03 cover EKU-03;
-//! POL-02's allow-list (the policy's own OID lists) covers POL-05; SUB-01 and SAN-06 leave no
-//! field for the data SUB-07 forbids.
+//! SAN-01, -02, -04, -06, -07, BC-01, KU-01..03, EKU-01, -02, KID-01, -02, POL-01..03, POL-06,
+//! REV-01..03, EXT-01, -02, CHN-01 and CHN-03. Comparing the subject, HardwareModuleName,
+//! permanentIdentifier and URI with the identity (built from one registration record, and for a
+//! TPM-attested key from its verified EK: [`Identity::with_tpm_residency`]) also covers SUB-06
+//! and SAN-03; KU-02/03 cover EKU-03; POL-02's allow-list (the policy's own OID lists) covers
+//! POL-05, and an optional OID is allowed only when the identity earned it (POL-06); SUB-01 and
+//! SAN-06 leave no field for the data SUB-07 forbids.
 //!
 //! Checked elsewhere, because they need more than the two certificates: the issuance-process
 //! rules (IOMT-PRC-*), weak and cloned keys (KEY-04, KEY-05), serial sequence and uniqueness
-//! (SER-02's log part, SER-03), name constraints (CHN-02, SAN-05), TPM-specific rules (SAN-03,
-//! SAN-07, POL-06), placeholder OIDs in production (POL-04, at policy load) and the warnings
-//! (ENC-05, VAL-05, CHN-04).
+//! (SER-02's log part, SER-03), name constraints (CHN-02, SAN-05), placeholder OIDs in
+//! production (POL-04, at policy load) and the warnings (ENC-05, VAL-05, CHN-04).
 
 mod chain;
 mod curve_point;

@@ -5,7 +5,9 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 use super::{Context, Findings, extension, oid};
-use crate::extensions::hardware_module_name_from_other_name;
+use crate::extensions::{
+    hardware_module_name_from_other_name, permanent_identifier_from_other_name,
+};
 use crate::identity::check_serial;
 use crate::policy::Presence;
 use crate::policy::template::substitute;
@@ -19,6 +21,9 @@ const SERIAL_NUMBER: &str = "2.5.4.5";
 const LAYOUT: &str = "C, O, CN, serialNumber";
 /// ub-common-name, ub-serial-number (RFC 5280 Appendix A).
 const MAX_NAME_LENGTH: usize = 64;
+/// Longest TPM 2.0 hwSerialNum: the TCG construction `<manufacturer>:<EK AKI>:<EK serial>` in
+/// hex is up to 8 + 1 + 40 + 1 + 40 characters, longer than a device serial's 64 (IOMT-SAN-03).
+const MAX_TPM_HW_SERIAL: usize = 128;
 
 /// IOMT-SUB-01 to -05.
 pub(super) fn subject(ctx: &Context<'_>, out: &mut Findings) {
@@ -159,6 +164,7 @@ pub(super) fn subject_alt_name(ctx: &Context<'_>, out: &mut Findings) {
         out.push("IOMT-SAN-01", "subjectAltName has no names");
     }
     let mut modules = Vec::new();
+    let mut permanent = Vec::new();
     let mut uris = Vec::new();
     for name in &san.general_names {
         match name {
@@ -171,6 +177,7 @@ pub(super) fn subject_alt_name(ctx: &Context<'_>, out: &mut Findings) {
                             "permanentIdentifier is forbidden by the policy",
                         );
                     }
+                    permanent.push(*value);
                 }
                 other => out.push("IOMT-SAN-06", format!("otherName {other} is not allowed")),
             },
@@ -186,7 +193,41 @@ pub(super) fn subject_alt_name(ctx: &Context<'_>, out: &mut Findings) {
         }
     }
     hardware_module_name(ctx, &modules, out);
+    permanent_identifier(ctx, &permanent, out);
     product_uri(ctx, &uris, out);
+}
+
+/// IOMT-SAN-07: the permanentIdentifier is exactly the one a verified TPM attestation gave the
+/// identity (the EK certificate digest, TCG assigner), and absent otherwise.
+fn permanent_identifier(ctx: &Context<'_>, found: &[&[u8]], out: &mut Findings) {
+    let expected = ctx.identity.permanent_identifier.as_ref();
+    match (found, expected) {
+        ([], None) => {}
+        ([], Some(_)) => out.push("IOMT-SAN-07", "the TPM's permanentIdentifier is missing"),
+        ([one], expected) => match permanent_identifier_from_other_name(one) {
+            Ok(id) if Some(&id) == expected => {}
+            Ok(id) => out.push(
+                "IOMT-SAN-07",
+                format!(
+                    "permanentIdentifier is {} / {}, expected {}",
+                    id.value,
+                    id.assigner,
+                    expected.map_or_else(
+                        || "none (no verified TPM attestation)".to_owned(),
+                        |e| format!("{} / {}", e.value, e.assigner)
+                    )
+                ),
+            ),
+            Err(err) => out.push(
+                "IOMT-SAN-07",
+                format!("permanentIdentifier is not SEQUENCE {{ UTF8String, OID }}: {err}"),
+            ),
+        },
+        (many, _) => out.push(
+            "IOMT-SAN-07",
+            format!("{} permanentIdentifiers, at most one allowed", many.len()),
+        ),
+    }
 }
 
 /// IOMT-SAN-02 on the HardwareModuleName otherName values (each still `[0] EXPLICIT`-wrapped).
@@ -237,11 +278,16 @@ fn hardware_module_name(ctx: &Context<'_>, found: &[&[u8]], out: &mut Findings) 
             ),
         );
     }
-    if module.hw_serial.len() > MAX_NAME_LENGTH {
+    let max = if module.hw_type == crate::oids::TCG_HW_TYPE_TPM2 {
+        MAX_TPM_HW_SERIAL
+    } else {
+        MAX_NAME_LENGTH
+    };
+    if module.hw_serial.len() > max {
         out.push(
             "IOMT-SAN-02",
             format!(
-                "hwSerialNum is {} octets, at most 64 allowed",
+                "hwSerialNum is {} octets, at most {max} allowed",
                 module.hw_serial.len()
             ),
         );
