@@ -222,3 +222,112 @@ async fn attested_key_of_a_product_without_the_tpm_hw_type_keeps_its_own_name() 
     let der = issue(&app, &policy, &attested);
     assert_eq!(lint(&app, &policy, &attested, &der), Vec::<Finding>::new());
 }
+
+/// The patient monitor in a build whose board carries a TPM 2.0 and whose certificate may name
+/// it (the TPM hwType in its HardwareModuleName allow-list, a permanentIdentifier allowed, the
+/// attestation marker optional).
+fn monitor_naming_its_tpm(file: &str, text: &str) -> String {
+    if file == "example-patient-monitor.toml" {
+        text.replace(
+            r#"allowed_modules = ["secure-element"]"#,
+            r#"allowed_modules = ["secure-element", "tpm2"]"#,
+        )
+        .replace(
+            r#"hw_type_oids = ["1.3.6.1.4.1.32473.98.4.2"]"#,
+            r#"hw_type_oids = ["1.3.6.1.4.1.32473.98.4.2", "2.23.133.1.2"]"#,
+        )
+        .replace(
+            r#"presence = "forbidden" # no TPM in this product"#,
+            r#"presence = "optional""#,
+        )
+        .replace(
+            r#"optional_oids = ["1.3.6.1.4.1.32473.7.2.2"]"#,
+            r#"optional_oids = ["1.3.6.1.4.1.32473.7.2.2", "1.3.6.1.4.1.32473.7.2.10"]"#,
+        )
+    } else {
+        text.to_owned()
+    }
+}
+
+/// End to end with a software TPM: the CA verifies the evidence of `enroll-client --tpm`, and the
+/// certificate it issues (and the renewal, re-attested) names that TPM by its EK certificate.
+#[tokio::test]
+async fn attested_enrollment_through_the_ca_names_the_tpm_of_the_ek() {
+    use enroll_client::enroll::{EnrollAuthorization, EnrollRequest, Server, enroll, reenroll};
+    use iomt_tests::swtpm::{self, SoftwareTpm};
+    if !swtpm::available() {
+        return;
+    }
+    let tpm = SoftwareTpm::start();
+    let app = TestApp::spawn_with_policies(monitor_naming_its_tpm).await;
+    let (root, intermediate) = (tpm.manufacturer_root(), tpm.manufacturer_intermediate());
+    app.cli(&[
+        "tpm-roots",
+        "add",
+        root.to_str().unwrap(),
+        intermediate.to_str().unwrap(),
+    ])
+    .await
+    .expect("tpm-roots add");
+    let serial = "PM70000301";
+    app.register(serial, iomt_tests::MONITOR).await;
+    let token = app.token(serial).await;
+    let out = app.dir.path().join("monitor");
+    enroll(&EnrollRequest {
+        server: app.server_url(),
+        ca_cert: app.root_pem(),
+        serial: serial.to_owned(),
+        authorization: EnrollAuthorization::Token(token),
+        out: out.clone(),
+        label: None,
+        tpm: Some(tpm.tcti.clone()),
+    })
+    .await
+    .expect("token + TPM attestation");
+
+    tpm.run("tpm2_nvread", &["0x1c00002", "-o", "ek.der"]);
+    let digest =
+        iomt_tests::run_tool(std::process::Command::new("sha256sum").arg(tpm.path("ek.der")));
+    let ek_hex = digest.split_whitespace().next().unwrap().to_owned();
+    let check = |der: &[u8]| {
+        let ((hw_type, hw_serial), permanent, policies) = contents(der);
+        assert_eq!(hw_type, TPM2);
+        let hw_serial = String::from_utf8(hw_serial).expect("ASCII hwSerialNum");
+        let parts: Vec<&str> = hw_serial.split(':').collect();
+        assert_eq!(parts.len(), 3, "{hw_serial}");
+        assert_eq!(parts[1].len(), 40, "EK AKI in hex: {hw_serial}");
+        assert!(
+            hw_serial
+                .bytes()
+                .all(|b| b == b':' || b.is_ascii_digit() || b.is_ascii_uppercase()),
+            "{hw_serial}"
+        );
+        let permanent = permanent.expect("permanentIdentifier");
+        let id = iomt_core::extensions::permanent_identifier_from_other_name(&permanent)
+            .expect("permanentIdentifier decodes");
+        assert_eq!(id.value, ek_hex);
+        assert_eq!(id.assigner, "2.23.133.12.1");
+        assert!(
+            policies.contains(&"1.3.6.1.4.1.32473.7.2.10".to_owned()),
+            "the Substantial attestation marker is earned: {policies:?}"
+        );
+        hw_serial
+    };
+    let first = iomt_tests::read_pem_certs(&out.join("cert.pem")).remove(0);
+    let hw_serial = check(&first);
+
+    let renewed = reenroll(
+        &Server {
+            url: app.server_url(),
+            ca_cert: app.root_pem(),
+            label: None,
+            tpm: Some(tpm.tcti.clone()),
+        },
+        &out,
+    )
+    .await
+    .expect("attested renewal keeps the TPM's name");
+    let second = iomt_tests::read_pem_certs(&out.join("cert.pem")).remove(0);
+    assert_ne!(first, second, "{renewed:?}");
+    assert_eq!(check(&second), hw_serial);
+}
