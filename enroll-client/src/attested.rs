@@ -17,8 +17,6 @@ use crate::tpm::{Attestor, SealedCredential, TpmKey};
 
 /// id-aa-evidence (draft-ietf-lamps-csr-attestation).
 const EVIDENCE_ATTRIBUTE: &[u64] = &[1, 2, 840, 113549, 1, 9, 16, 2, 59];
-/// PKCS#9 challengePassword: where RFC 7030 §3.5 puts the channel binding value.
-const CHALLENGE_PASSWORD: &[u64] = &[1, 2, 840, 113549, 1, 9, 7];
 
 /// Who asks the CA for the challenge.
 #[derive(Debug, Clone, Copy)]
@@ -116,12 +114,9 @@ pub fn attested_csr(
 ) -> Result<Vec<u8>, ClientError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = device_subject(serial)?;
-    let mut attributes = vec![evidence_attribute(evidence)];
+    let mut attributes = vec![evidence_attribute(evidence)?];
     if let Some(exporter) = binding {
-        attributes.push(Attribute {
-            oid: CHALLENGE_PASSWORD,
-            values: der_set(&utf8_string(STANDARD.encode(exporter).as_bytes())),
-        });
+        attributes.push(crate::bound::challenge_password_attribute(exporter));
     }
     let csr = params
         .serialize_request_with_attributes(key, attributes)
@@ -130,35 +125,19 @@ pub fn attested_csr(
 }
 
 /// The CSR attribute carrying `evidence` (an EvidenceBundle, DER) as its one value.
-pub fn evidence_attribute(evidence: &[u8]) -> Attribute {
-    Attribute {
+pub fn evidence_attribute(evidence: &[u8]) -> Result<Attribute, ClientError> {
+    Ok(Attribute {
         oid: EVIDENCE_ATTRIBUTE,
-        values: der_set(evidence),
-    }
+        values: set_of_one(evidence)?,
+    })
 }
 
-/// `SET { value }`, DER: rcgen writes an attribute's `values` as given.
-fn der_set(value: &[u8]) -> Vec<u8> {
-    let len = value.len();
-    let mut der = vec![0x31];
-    if len < 0x80 {
-        der.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        der.push(0x80 | bytes.len() as u8);
-        der.extend(bytes);
-    }
-    der.extend_from_slice(value);
-    der
-}
-
-/// DER UTF8String (short form: a base64 SHA-256-sized value is far below 128 bytes).
-fn utf8_string(text: &[u8]) -> Vec<u8> {
-    let mut der = vec![0x0c, u8::try_from(text.len()).unwrap_or(u8::MAX)];
-    der.extend_from_slice(text);
-    der
+/// `SET { value }`, DER, for rcgen, which writes an attribute's `values` as given.
+fn set_of_one(value: &[u8]) -> Result<Vec<u8>, ClientError> {
+    use der::{Decode, Encode};
+    let bad = |e: der::Error| ClientError::Local(format!("evidence attribute: {e}"));
+    let any = der::Any::from_der(value).map_err(bad)?;
+    der::asn1::SetOfVec::try_from(vec![any])
+        .and_then(|set| set.to_der())
+        .map_err(bad)
 }

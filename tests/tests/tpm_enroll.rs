@@ -289,7 +289,10 @@ fn csr_with_evidence(key: &impl rcgen::SigningKey, serial: &str, evidence: &[u8]
     );
     params.distinguished_name = dn;
     params
-        .serialize_request_with_attributes(key, vec![attested::evidence_attribute(evidence)])
+        .serialize_request_with_attributes(
+            key,
+            vec![attested::evidence_attribute(evidence).expect("attribute")],
+        )
         .expect("csr")
         .der()
         .to_vec()
