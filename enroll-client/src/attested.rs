@@ -27,32 +27,32 @@ pub enum ChallengeAuth<'a> {
     ClientCertificate,
 }
 
-/// A first enrollment of the TPM key `key`: attested, then sent as `request` authorizes.
-/// The issued certificates (DER), not yet verified.
+/// A first enrollment of the TPM key `key`: attested, then sent as `request` authorizes, bound
+/// to its connection. The issued certificates (DER), not yet verified.
 pub async fn enroll(
     client: &EstClient,
     key: &TpmKey,
     request: &EnrollRequest,
 ) -> Result<Vec<Vec<u8>>, ClientError> {
     let serial = request.serial.as_str();
+    let (auth, basic) = match &request.authorization {
+        EnrollAuthorization::Token(token) => (
+            ChallengeAuth::Token { serial, token },
+            Some((serial, token.as_str())),
+        ),
+        EnrollAuthorization::Station(_) => (ChallengeAuth::ClientCertificate, None),
+    };
+    let evidence = evidence(client, key, serial, auth).await?;
     let label = request.label.as_deref();
-    match &request.authorization {
-        EnrollAuthorization::Token(token) => {
-            let auth = ChallengeAuth::Token { serial, token };
-            let evidence = evidence(client, key, serial, auth).await?;
-            let csr = attested_csr(key, serial, &evidence, None)?;
-            client.simpleenroll(label, serial, token, &csr).await
-        }
-        EnrollAuthorization::Station(_) => {
-            let evidence = evidence(client, key, serial, ChallengeAuth::ClientCertificate).await?;
-            let csr = attested_csr(key, serial, &evidence, None)?;
-            client.simpleenroll_as_station(label, &csr).await
-        }
-    }
+    client
+        .bound_enroll(label, "simpleenroll", basic, |exporter| {
+            attested_csr(key, serial, &evidence, Some(exporter))
+        })
+        .await
 }
 
 /// A renewal with the new TPM key `key`, over mutual TLS with the current certificate (whose
-/// key is in the same TPM).
+/// key is in the same TPM), bound to its connection.
 pub async fn reenroll(
     client: &EstClient,
     key: &TpmKey,
@@ -60,8 +60,11 @@ pub async fn reenroll(
     label: Option<&str>,
 ) -> Result<Vec<Vec<u8>>, ClientError> {
     let evidence = evidence(client, key, serial, ChallengeAuth::ClientCertificate).await?;
-    let csr = attested_csr(key, serial, &evidence, None)?;
-    client.simplereenroll(label, &csr).await
+    client
+        .bound_enroll(label, "simplereenroll", None, |exporter| {
+            attested_csr(key, serial, &evidence, Some(exporter))
+        })
+        .await
 }
 
 /// Asks the CA for a challenge for this TPM, opens it in the TPM and certifies `key` with it:

@@ -8,7 +8,9 @@ use iomt_core::wire::{CsrRequirements, decode_csrattrs, parse_certs_only};
 use reqwest::{StatusCode, header};
 use rustls_pki_types::CertificateDer;
 
+use crate::bound::{BoundError, BoundPost};
 use crate::error::ClientError;
+use iomt_core::channel_binding::Exporter;
 
 /// Connect and whole-request timeouts.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,6 +116,57 @@ impl EstClient {
     ) -> Result<Vec<Vec<u8>>, ClientError> {
         let request = self.post_csr(label, "simplereenroll", csr_der);
         self.certificates(request, label, "simplereenroll").await
+    }
+
+    /// `POST operation` (`simpleenroll` or `simplereenroll`) of a CSR bound to the TLS 1.3
+    /// connection it is sent on (RFC 9266): `build_csr` receives that connection's
+    /// `tls-exporter` value and returns the CSR (DER) carrying it. Authorized by HTTP Basic
+    /// `serial:token` when given, else by this client's certificate. The issued certificate(s),
+    /// DER.
+    pub async fn bound_enroll<F>(
+        &self,
+        label: Option<&str>,
+        operation: &str,
+        basic: Option<(&str, &str)>,
+        build_csr: F,
+    ) -> Result<Vec<Vec<u8>>, ClientError>
+    where
+        F: FnOnce(&Exporter) -> Result<Vec<u8>, ClientError>,
+    {
+        let url = self.url(label, operation);
+        let authorization = basic.map(|(serial, token)| {
+            format!("Basic {}", STANDARD.encode(format!("{serial}:{token}")))
+        });
+        let request = BoundPost {
+            url: &url,
+            content_type: "application/pkcs10",
+            authorization: authorization.as_deref(),
+        };
+        let response = crate::bound::post(self.tls.clone(), request, |exporter| {
+            build_csr(&exporter).map(|der| STANDARD.encode(der).into_bytes())
+        })
+        .await
+        .map_err(|error| match error {
+            BoundError::Body(local) => local,
+            other => other.into_client_error(&self.ca_cert_name),
+        })?;
+        if let Some(date) = response
+            .headers
+            .get(header::DATE)
+            .and_then(|v| v.to_str().ok())
+        {
+            crate::clock::record_ca_date(date);
+        }
+        if !response.status.is_success() {
+            let retry_after = response
+                .headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::clock::parse_retry_after);
+            return Err(refusal(response.status, &response.body, retry_after));
+        }
+        let p7 = decode_base64_body(&response.body, operation)?;
+        parse_certs_only(&p7).map_err(|e| ClientError::BadResponse(format!("{operation}: {e}")))
     }
 
     fn post_csr(
