@@ -13,7 +13,7 @@ use crate::clock;
 use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::keystore::{self, Credential};
-use crate::staging::{self, Purpose, Staged};
+use crate::staging::{self, Purpose, Staged, StagedTpmKey};
 use crate::tls::{ClientIdentity, ClientKey};
 use crate::tpm::tss2_pem::is_tss2_pem;
 use crate::tpm::{Tpm, TpmKey, TpmKeyFile};
@@ -102,8 +102,11 @@ pub async fn enroll(request: &EnrollRequest) -> Result<Enrolled, ClientError> {
     let client = EstClient::new(&server.url, &root, &ca_name(&server), station)?;
     if let Some(tcti) = &request.tpm {
         let tpm = Tpm::open(tcti)?;
-        let key = TpmKey::create_in(&tpm)?;
-        let issued = crate::attested::enroll(&client, &key, request).await?;
+        let purpose = Purpose::Enroll(request.serial.clone());
+        let key = staged_tpm_key(&tpm, &request.out, purpose)?;
+        let issued = crate::attested::enroll(&client, &key, request)
+            .await
+            .inspect_err(|error| forget_if_refused(&request.out, error))?;
         let enrolled = install(
             &client,
             &server,
@@ -174,12 +177,13 @@ pub async fn reenroll(server: &Server, dir: &Path) -> Result<Enrolled, ClientErr
     let from = certificate_serial(&identity.chain[0])?;
     let client = EstClient::new(&server.url, &root, &ca_name(server), Some(identity))?;
     if let Some(tpm) = &tpm {
-        // A TPM renewal attests a new key each time: nothing to resend from a staged request.
+        let key = staged_tpm_key(tpm, dir, Purpose::Renew(from))?;
+        let issued = crate::attested::reenroll(&client, &key, &serial, server.label.as_deref())
+            .await
+            .inspect_err(|error| forget_if_refused(dir, error))?;
+        let enrolled = install(&client, server, &root, &key, key.to_pem()?, issued, dir).await?;
         staging::clear(dir);
-        let key = TpmKey::create_in(tpm)?;
-        let issued =
-            crate::attested::reenroll(&client, &key, &serial, server.label.as_deref()).await?;
-        return install(&client, server, &root, &key, key.to_pem()?, issued, dir).await;
+        return Ok(enrolled);
     }
     let label = server.label.as_deref();
     let staged = match pending_renewal(dir)? {
@@ -207,6 +211,35 @@ pub async fn reenroll(server: &Server, dir: &Path) -> Result<Enrolled, ClientErr
     let enrolled = install(&client, server, &root, &staged.key, key_pem, issued, dir).await?;
     staging::clear(dir);
     Ok(enrolled)
+}
+
+/// The TPM key staged in `dir` for `purpose` by an attempt whose answer never arrived, loaded
+/// back into `tpm`; else a new key made in `tpm` and staged before anything is sent. The CA
+/// answers a repeat for that key with the certificate it already issued, so a lost answer does
+/// not become a second identity (or, for a token, a refusal).
+fn staged_tpm_key(tpm: &Arc<Tpm>, dir: &Path, purpose: Purpose) -> Result<TpmKey, ClientError> {
+    if let Some(staged) = staging::load_tpm_key(dir)?
+        && staged.purpose == purpose
+    {
+        match TpmKey::load_in(tpm, staged.tss2_pem.as_bytes()) {
+            Ok(key) => {
+                tracing::info!(purpose = ?purpose, "attesting the staged TPM key again");
+                return Ok(key);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the staged TPM key does not load in this TPM; making a new one");
+            }
+        }
+    }
+    let key = TpmKey::create_in(tpm)?;
+    staging::stage_tpm_key(
+        dir,
+        &StagedTpmKey {
+            purpose,
+            tss2_pem: key.to_pem()?,
+        },
+    )?;
+    Ok(key)
 }
 
 /// The renewal request staged for the current certificate in `dir` and not yet installed, if

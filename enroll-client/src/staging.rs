@@ -6,7 +6,9 @@
 //! blocks. A device keeps one in `DIR/staging/request.pem`; a station one per device in
 //! `OUT/.staging/<serial>.pem`. The file is written and fsynced before the request leaves, and
 //! removed only once the issued credential is installed. The CA answers a repeated request from
-//! the same party with the same key with the certificate it already issued.
+//! the same party with the same key with the certificate it already issued. A key made in the
+//! device's TPM is staged as its TSS2 blobs (`DIR/staging/tpm-key.pem`) and attested afresh on
+//! each attempt.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use crate::error::ClientError;
 pub const STAGING_DIR: &str = "staging";
 /// The staged request of a device.
 pub const REQUEST_FILE: &str = "request.pem";
+/// The staged TPM key of a device enrolling with `--tpm`.
+pub const TPM_KEY_FILE: &str = "tpm-key.pem";
 /// The staging directory inside a station's output directory (one file per device).
 pub const BATCH_STAGING_DIR: &str = ".staging";
 /// The most requests made durable by one `syncfs` in a batch.
@@ -30,6 +34,7 @@ const MAX_GROUP: usize = 512;
 const PURPOSE_TAG: &str = "IOMT STAGED REQUEST";
 const KEY_TAG: &str = "PRIVATE KEY";
 const CSR_TAG: &str = "CERTIFICATE REQUEST";
+const TPM_KEY_TAG: &str = "TSS2 PRIVATE KEY";
 
 /// What a staged request is for; a request is only ever resent for the same purpose.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,13 +110,60 @@ impl Staged {
     }
 }
 
+/// A key made in the device's TPM (`--tpm`) and staged before its first request: its purpose
+/// and its TSS2 PRIVATE KEY blobs (no key in the clear). Unlike a software request, no CSR is
+/// kept: each attempt certifies the same key over a fresh challenge and binds the CSR to its
+/// own connection, and the CA answers a repeat for that key with the certificate it issued.
+pub struct StagedTpmKey {
+    pub purpose: Purpose,
+    /// The `-----BEGIN TSS2 PRIVATE KEY-----` file.
+    pub tss2_pem: String,
+}
+
+impl StagedTpmKey {
+    fn encode(&self) -> String {
+        pem::encode(&pem::Pem::new(
+            PURPOSE_TAG,
+            self.purpose.text().into_bytes(),
+        )) + &self.tss2_pem
+    }
+
+    fn decode(text: &[u8]) -> Option<StagedTpmKey> {
+        let blocks = pem::parse_many(text).ok()?;
+        let purpose = blocks.iter().find(|b| b.tag() == PURPOSE_TAG)?;
+        let key = blocks.iter().find(|b| b.tag() == TPM_KEY_TAG)?;
+        Some(StagedTpmKey {
+            purpose: Purpose::parse(std::str::from_utf8(purpose.contents()).ok()?)?,
+            tss2_pem: pem::encode(key),
+        })
+    }
+}
+
 /// The staged request file of the credential directory `dir`.
 pub fn request_path(dir: &Path) -> PathBuf {
     dir.join(STAGING_DIR).join(REQUEST_FILE)
 }
 
+/// The staged TPM key file of the credential directory `dir`.
+pub fn tpm_key_path(dir: &Path) -> PathBuf {
+    dir.join(STAGING_DIR).join(TPM_KEY_FILE)
+}
+
 /// Makes `staged` durable in `dir` (created 0700 if missing) before it is sent.
 pub fn stage(dir: &Path, staged: &Staged) -> Result<(), ClientError> {
+    write_staged(dir, REQUEST_FILE, &staged.encode())?;
+    tracing::debug!(purpose = ?staged.purpose, "request staged");
+    Ok(())
+}
+
+/// Makes the TPM key `staged` durable in `dir` before its first request leaves.
+pub fn stage_tpm_key(dir: &Path, staged: &StagedTpmKey) -> Result<(), ClientError> {
+    write_staged(dir, TPM_KEY_FILE, &staged.encode())?;
+    tracing::debug!(purpose = ?staged.purpose, "TPM key staged");
+    Ok(())
+}
+
+fn write_staged(dir: &Path, file: &str, text: &str) -> Result<(), ClientError> {
     let staging = dir.join(STAGING_DIR);
     let fresh_dir = !dir.exists();
     create_private_dir(&staging).map_err(ClientError::io(&staging))?;
@@ -119,24 +171,29 @@ pub fn stage(dir: &Path, staged: &Staged) -> Result<(), ClientError> {
         sync_dir(parent).map_err(ClientError::io(parent))?;
     }
     sync_dir(dir).map_err(ClientError::io(dir))?;
-    let path = staging.join(REQUEST_FILE);
-    write_atomic(&path, staged.encode().as_bytes(), PRIVATE).map_err(ClientError::io(&path))?;
-    tracing::debug!(purpose = ?staged.purpose, "request staged");
-    Ok(())
+    let path = staging.join(file);
+    write_atomic(&path, text.as_bytes(), PRIVATE).map_err(ClientError::io(&path))
 }
 
 /// The staged request in `dir`, if any. An unreadable one is removed (it was never complete,
 /// since it is written atomically, so it was never sent).
 pub fn load(dir: &Path) -> Result<Option<Staged>, ClientError> {
-    load_file(&request_path(dir))
+    load_file(&request_path(dir), Staged::decode)
 }
 
-/// Removes the staged request of `dir` (after its credential is installed, or when it is stale).
+/// The staged TPM key in `dir`, if any (an unreadable one is removed, as by [`load`]).
+pub fn load_tpm_key(dir: &Path) -> Result<Option<StagedTpmKey>, ClientError> {
+    load_file(&tpm_key_path(dir), StagedTpmKey::decode)
+}
+
+/// Removes the staged request and TPM key of `dir` (after its credential is installed, or when
+/// they are stale).
 pub fn clear(dir: &Path) {
     remove(&request_path(dir));
+    remove(&tpm_key_path(dir));
 }
 
-fn load_file(path: &Path) -> Result<Option<Staged>, ClientError> {
+fn load_file<T>(path: &Path, decode: fn(&[u8]) -> Option<T>) -> Result<Option<T>, ClientError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -147,7 +204,7 @@ fn load_file(path: &Path) -> Result<Option<Staged>, ClientError> {
             });
         }
     };
-    match Staged::decode(&bytes) {
+    match decode(&bytes) {
         Some(staged) => Ok(Some(staged)),
         None => {
             tracing::warn!(path = %path.display(), "ignoring an unreadable staged request");
@@ -207,7 +264,7 @@ impl BatchStaging {
 
     /// The staged request of `serial`, if a previous run left one.
     pub fn load(&self, serial: &str) -> Result<Option<Staged>, ClientError> {
-        load_file(&self.path(serial))
+        load_file(&self.path(serial), Staged::decode)
     }
 
     /// Returns once `staged` is durable under `serial`.
@@ -331,6 +388,37 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         assert!(!format!("{back:?}").contains("PRIVATE"));
         clear(&dir);
+        assert!(load(&dir).expect("load").is_none());
+    }
+
+    #[test]
+    fn a_staged_tpm_key_reads_back_beside_a_software_request_and_clears_with_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("device");
+        let tss2_pem = pem::encode(&pem::Pem::new(
+            TPM_KEY_TAG,
+            vec![0x30, 0x03, 0x02, 0x01, 0x07],
+        ));
+        let key = StagedTpmKey {
+            purpose: Purpose::Enroll("VT90000001".into()),
+            tss2_pem: tss2_pem.clone(),
+        };
+        stage_tpm_key(&dir, &key).expect("stage");
+        stage(&dir, &staged(Purpose::Renew("41ab".into()))).expect("stage software");
+        let back = load_tpm_key(&dir).expect("load").expect("staged");
+        assert_eq!(back.purpose, key.purpose);
+        assert_eq!(back.tss2_pem, tss2_pem);
+        assert!(
+            load(&dir).expect("load").is_some(),
+            "the other file is its own"
+        );
+        let mode = std::fs::metadata(tpm_key_path(&dir))
+            .expect("file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        clear(&dir);
+        assert!(load_tpm_key(&dir).expect("load").is_none());
         assert!(load(&dir).expect("load").is_none());
     }
 

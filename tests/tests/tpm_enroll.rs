@@ -15,19 +15,6 @@ use iomt_tests::TestApp;
 use iomt_tests::swtpm::{self, SoftwareTpm};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-async fn trust_manufacturer(app: &TestApp, tpm: &SoftwareTpm) {
-    let root = tpm.manufacturer_root();
-    let intermediate = tpm.manufacturer_intermediate();
-    app.cli(&[
-        "tpm-roots",
-        "add",
-        root.to_str().unwrap(),
-        intermediate.to_str().unwrap(),
-    ])
-    .await
-    .expect("tpm-roots add");
-}
-
 fn token_request(
     app: &TestApp,
     serial: &str,
@@ -64,7 +51,7 @@ async fn a_device_enrolls_and_renews_with_its_key_in_the_tpm() {
     }
     let tpm = SoftwareTpm::start();
     let app = TestApp::spawn().await;
-    trust_manufacturer(&app, &tpm).await;
+    tpm.trust_manufacturer(&app).await;
     let serial = "IP20000101";
     let token = app.pump_with_token(serial).await;
     let out = app.dir.path().join("device");
@@ -89,7 +76,7 @@ async fn a_device_enrolls_and_renews_with_its_key_in_the_tpm() {
         .unwrap()
         .expect("device bound to its TPM");
     tpm.run("tpm2_nvread", &["0x1c00002", "-o", "ek.der"]);
-    let ek_sha256 = ring_digest(&tpm.read("ek.der"));
+    let ek_sha256 = swtpm::sha256(&tpm.read("ek.der"));
     assert_eq!(binding.ek_sha256, ek_sha256);
 
     // Renewal: mutual TLS signed by the current TPM key, a new key attested afresh.
@@ -126,7 +113,7 @@ async fn real_evidence_does_not_carry_another_key_or_a_second_request() {
     }
     let tpm = SoftwareTpm::start();
     let app = TestApp::spawn().await;
-    trust_manufacturer(&app, &tpm).await;
+    tpm.trust_manufacturer(&app).await;
     let serial = "IP20000102";
     let token = app.pump_with_token(serial).await;
     let root = app.root_der();
@@ -214,8 +201,8 @@ async fn a_second_tpm_for_a_bound_serial_is_refused() {
     let first = SoftwareTpm::start();
     let second = SoftwareTpm::start();
     let app = TestApp::spawn().await;
-    trust_manufacturer(&app, &first).await;
-    trust_manufacturer(&app, &second).await;
+    first.trust_manufacturer(&app).await;
+    second.trust_manufacturer(&app).await;
     let serial = "IP20000103";
     let token = app.pump_with_token(serial).await;
     enroll(&token_request(
@@ -277,7 +264,7 @@ async fn a_second_tpm_for_a_bound_serial_is_refused() {
         .await
         .unwrap()
         .expect("bound");
-    assert_eq!(bound.ek_sha256, ring_digest(&second.read("ek.der")));
+    assert_eq!(bound.ek_sha256, swtpm::sha256(&second.read("ek.der")));
 }
 
 fn csr_with_evidence(key: &impl rcgen::SigningKey, serial: &str, evidence: &[u8]) -> Vec<u8> {
@@ -298,35 +285,14 @@ fn csr_with_evidence(key: &impl rcgen::SigningKey, serial: &str, evidence: &[u8]
         .to_vec()
 }
 
-fn ring_digest(data: &[u8]) -> Vec<u8> {
-    use std::process::Command;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("data");
-    std::fs::write(&file, data).unwrap();
-    let out = iomt_tests::run_tool(Command::new("sha256sum").arg(&file));
-    hex::decode(out.split_whitespace().next().unwrap()).unwrap()
-}
-
-/// The patient monitor (Substantial, station only) in a build whose board may carry a TPM 2.0.
-fn monitor_with_tpm(file: &str, text: &str) -> String {
-    if file == "example-patient-monitor.toml" {
-        text.replace(
-            r#"allowed_modules = ["secure-element"]"#,
-            r#"allowed_modules = ["secure-element", "tpm2"]"#,
-        )
-    } else {
-        text.to_owned()
-    }
-}
-
 #[tokio::test]
 async fn substantial_accepts_a_token_only_with_tpm_evidence() {
     if !swtpm::available() {
         return;
     }
     let tpm = SoftwareTpm::start();
-    let app = TestApp::spawn_with_policies(monitor_with_tpm).await;
-    trust_manufacturer(&app, &tpm).await;
+    let app = TestApp::spawn_with_policies(swtpm::monitor_with_tpm).await;
+    tpm.trust_manufacturer(&app).await;
 
     // A token and a software key: the station is still required.
     let serial = "PM70000201";
@@ -387,4 +353,76 @@ async fn a_substantial_product_without_a_tpm_option_gets_no_tokens() {
         refused.contains("does not accept one-time tokens"),
         "{refused}"
     );
+}
+
+/// A TPM renewal whose answer never arrived (the CA committed the new certificate, the device
+/// did not install it): the next run attests the *staged* TPM key again and gets that same
+/// certificate, not a second one.
+#[tokio::test]
+async fn a_tpm_renewal_whose_answer_was_lost_gets_the_same_certificate_again() {
+    use enroll_client::staging::{self, Purpose, StagedTpmKey};
+    use enroll_client::tls::{ClientIdentity, ClientKey};
+    use enroll_client::tpm::TpmKeyFile;
+    if !swtpm::available() {
+        return;
+    }
+    let tpm = SoftwareTpm::start();
+    let app = TestApp::spawn().await;
+    tpm.trust_manufacturer(&app).await;
+    let serial = "IP20000103";
+    let token = app.pump_with_token(serial).await;
+    let out = app.dir.path().join("device");
+    enroll(&token_request(&app, serial, &token, &out, &tpm.tcti))
+        .await
+        .expect("attested enrollment");
+
+    // The first attempt, as the client makes it: key made in the TPM and staged, then the
+    // attested, bound renewal; its answer is dropped.
+    let lost = {
+        let device = Tpm::open(&tpm.tcti).expect("tpm");
+        let key = TpmKey::create_in(&device).expect("key");
+        let leaf = iomt_tests::read_pem_certs(&out.join("cert.pem")).remove(0);
+        let (_, cert) = X509Certificate::from_der(&leaf).unwrap();
+        let staged = StagedTpmKey {
+            purpose: Purpose::Renew(hex::encode(cert.raw_serial())),
+            tss2_pem: key.to_pem().unwrap(),
+        };
+        staging::stage_tpm_key(&out, &staged).expect("stage");
+        let identity = ClientIdentity {
+            chain: iomt_tests::hospital::device_chain(&out),
+            key: ClientKey::Tpm(TpmKeyFile {
+                tpm: device.clone(),
+                pem: std::fs::read(out.join("key.pem")).unwrap(),
+            }),
+        };
+        let client = EstClient::new(&app.server_url(), &app.root_der(), "root", Some(identity))
+            .expect("client");
+        let issued = attested::reenroll(&client, &key, serial, None)
+            .await
+            .expect("the CA issues the renewal");
+        let (_, lost) = X509Certificate::from_der(&issued[0]).unwrap();
+        hex::encode(lost.raw_serial())
+    };
+    assert_eq!(app.certificates(serial).await.len(), 2);
+
+    let server = Server {
+        url: app.server_url(),
+        ca_cert: app.root_pem(),
+        label: None,
+        tpm: Some(tpm.tcti.clone()),
+    };
+    let renewed = reenroll(&server, &out).await.expect("renewal, again");
+    assert_eq!(
+        renewed.certificate_serial.to_lowercase(),
+        lost,
+        "the certificate already issued, sent again"
+    );
+    assert_eq!(app.certificates(serial).await.len(), 2, "no second renewal");
+    assert!(
+        !staging::tpm_key_path(&out).exists(),
+        "cleared once installed"
+    );
+    let key_pem = std::fs::read(out.join("key.pem")).unwrap();
+    let loaded = TpmKey::load(&tpm.tcti, &key_pem).expect("installed key loads");
+    assert_eq!(spki_of(&loaded), certificate_spki(&out.join("cert.pem")));
 }
