@@ -1,13 +1,18 @@
 //! `enroll-client verify`: what a hospital wants to know about a device certificate, in one
-//! glance: does it chain to our root, does it conform to its level, is it revoked.
+//! glance: does it chain to our root, what level is it and where is its key (a TPM whose
+//! residency the CA attested), does it conform to its level, is it revoked.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use iomt_core::extensions::hardware_module_name_from_other_name;
-use iomt_core::identity::Identity;
+use iomt_core::identity::{HardwareModuleName, Identity, PermanentIdentifier};
 use iomt_core::lint::{LintInput, lint_device_certificate};
 use iomt_core::ocsp::{self, Status};
+use iomt_core::oids::{
+    ATTESTATION_VERIFIED_NUMBERING, TCG_CAP_VERIFIED_TPM_RESIDENCY, TCG_HW_TYPE_TPM2,
+    TCG_PERMANENT_IDENTIFIER_ASSIGNER,
+};
 use iomt_core::policy::{Level, Policy, PolicySet, shipped_sources};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -143,6 +148,7 @@ pub async fn verify(request: &VerifyRequest) -> Result<Report, ClientError> {
             base.policy.certificate_policy_oid
         ),
     ));
+    lines.push(("key".into(), key_protection(&cert, &oids)));
     if let Some(required) = request.require_level
         && required != *level
     {
@@ -323,6 +329,77 @@ fn attested_policies(
         .collect()
 }
 
+/// The names the device certificate's SAN carries.
+struct DeviceNames {
+    hardware_module_name: Option<HardwareModuleName>,
+    permanent_identifier: Option<PermanentIdentifier>,
+    uri: Option<String>,
+}
+
+fn device_names(cert: &X509Certificate<'_>) -> DeviceNames {
+    let mut names = DeviceNames {
+        hardware_module_name: None,
+        permanent_identifier: None,
+        uri: None,
+    };
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::OtherName(oid, value) if oid.to_id_string() == "1.3.6.1.5.5.7.8.4" => {
+                    names.hardware_module_name = hardware_module_name_from_other_name(value).ok();
+                }
+                GeneralName::OtherName(oid, value) if oid.to_id_string() == "1.3.6.1.5.5.7.8.3" => {
+                    names.permanent_identifier =
+                        iomt_core::extensions::permanent_identifier_from_other_name(value).ok();
+                }
+                GeneralName::URI(u) => names.uri = Some((*u).to_owned()),
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
+/// Where the certificate says its key is held, for a person deciding whether to trust the
+/// device: the hardware module it names (a TPM 2.0 by its hwSerialNum and EK certificate
+/// digest), and whether the CA verified the key's residency by attestation at issuance (the
+/// level's attestation marker or the TCG residency OID).
+fn key_protection(cert: &X509Certificate<'_>, oids: &[String]) -> String {
+    let names = device_names(cert);
+    let marker = format!(".{ATTESTATION_VERIFIED_NUMBERING}");
+    let attested = oids
+        .iter()
+        .any(|oid| oid.ends_with(&marker) || oid == TCG_CAP_VERIFIED_TPM_RESIDENCY);
+    let serial = |hmn: &HardwareModuleName| match std::str::from_utf8(&hmn.hw_serial) {
+        Ok(text) if text.chars().all(|c| c.is_ascii_graphic()) => text.to_owned(),
+        _ => hex(&hmn.hw_serial),
+    };
+    let mut text = match &names.hardware_module_name {
+        Some(hmn) if hmn.hw_type == TCG_HW_TYPE_TPM2 => {
+            format!("in a TPM 2.0 (hwSerialNum {})", serial(hmn))
+        }
+        Some(hmn) => format!(
+            "in hardware module {} (hwSerialNum {})",
+            hmn.hw_type,
+            serial(hmn)
+        ),
+        None => "no hardware module named".to_owned(),
+    };
+    if let Some(id) = names
+        .permanent_identifier
+        .as_ref()
+        .filter(|id| id.assigner == TCG_PERMANENT_IDENTIFIER_ASSIGNER)
+    {
+        text.push_str(&format!(", EK certificate SHA-256 {}", id.value));
+    }
+    text.push_str(if attested {
+        "; residency verified by the CA's key attestation at issuance"
+    } else {
+        "; residency not attested"
+    });
+    text
+}
+
 /// The level's error rules, with the certificate's own identity and product-line OIDs (the
 /// verifier knows the level, not the manufacturer's product policy).
 fn conformance(
@@ -347,24 +424,11 @@ fn conformance(
             .unwrap_or_default()
             .to_owned()
     };
-    let mut hardware_module_name = None;
-    let mut permanent_identifier = None;
-    let mut uri = None;
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::OtherName(oid, value) if oid.to_id_string() == "1.3.6.1.5.5.7.8.4" => {
-                    hardware_module_name = hardware_module_name_from_other_name(value).ok();
-                }
-                GeneralName::OtherName(oid, value) if oid.to_id_string() == "1.3.6.1.5.5.7.8.3" => {
-                    permanent_identifier =
-                        iomt_core::extensions::permanent_identifier_from_other_name(value).ok();
-                }
-                GeneralName::URI(u) => uri = Some((*u).to_owned()),
-                _ => {}
-            }
-        }
-    }
+    let DeviceNames {
+        hardware_module_name,
+        permanent_identifier,
+        uri,
+    } = device_names(cert);
     if let Some(hmn) = &hardware_module_name {
         policy
             .san
