@@ -28,6 +28,7 @@ pub mod browser;
 pub mod client_process;
 pub mod console;
 pub mod custody;
+pub mod hospital;
 pub mod operations;
 pub mod pkilint;
 pub mod rollover;
@@ -168,12 +169,18 @@ impl TestApp {
     /// A CA whose certificates' CRL and OCSP URLs point at its own HTTP listener, so outside
     /// relying parties can follow them (the port is chosen before `init`).
     pub async fn spawn_published() -> TestApp {
+        TestApp::spawn_published_with_policies(|_, text| text.to_owned()).await
+    }
+
+    /// A published CA (see [`TestApp::spawn_published`]) with the shipped policy files
+    /// rewritten by `edit(name, text)`.
+    pub async fn spawn_published_with_policies(edit: impl Fn(&str, &str) -> String) -> TestApp {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("port")
             .local_addr()
             .expect("addr")
             .port();
-        TestApp::spawn_inner(|_, text| text.to_owned(), Some(port), None).await
+        TestApp::spawn_inner(edit, Some(port), None).await
     }
 
     /// A published CA (see [`TestApp::spawn_published`]) under an offline root: `init

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::run_tool;
+use crate::{TestApp, run_tool};
 
 /// The tools the harness and the tests drive.
 pub const TOOLS: [(&str, &[&str]); 4] = [
@@ -173,6 +173,64 @@ impl SoftwareTpm {
     pub fn scratch(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Makes `app`'s CA trust this TPM's manufacturer (`tpm-roots add` of its root and
+    /// intermediate); the command's output.
+    pub async fn trust_manufacturer(&self, app: &TestApp) -> String {
+        let (root, intermediate) = (self.manufacturer_root(), self.manufacturer_intermediate());
+        app.cli(&[
+            "tpm-roots",
+            "add",
+            root.to_str().unwrap(),
+            intermediate.to_str().unwrap(),
+        ])
+        .await
+        .expect("tpm-roots add")
+    }
+}
+
+/// SHA-256 of `data`, by `sha256sum` (the suite keeps no crypto dependency of its own).
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data");
+    std::fs::write(&file, data).unwrap();
+    let out = run_tool(Command::new("sha256sum").arg(&file));
+    hex::decode(out.split_whitespace().next().unwrap()).unwrap()
+}
+
+/// A policy edit for `TestApp::spawn_with_policies`: the patient monitor (Substantial, station
+/// only) in a build whose board may carry a TPM 2.0, so a token with TPM evidence enrolls it.
+pub fn monitor_with_tpm(file: &str, text: &str) -> String {
+    if file == "example-patient-monitor.toml" {
+        text.replace(
+            r#"allowed_modules = ["secure-element"]"#,
+            r#"allowed_modules = ["secure-element", "tpm2"]"#,
+        )
+    } else {
+        text.to_owned()
+    }
+}
+
+/// [`monitor_with_tpm`], and its certificate may name the TPM (the TPM hwType in its
+/// HardwareModuleName allow-list, a permanentIdentifier allowed, the attestation marker
+/// optional).
+pub fn monitor_naming_its_tpm(file: &str, text: &str) -> String {
+    if file != "example-patient-monitor.toml" {
+        return text.to_owned();
+    }
+    monitor_with_tpm(file, text)
+        .replace(
+            r#"hw_type_oids = ["1.3.6.1.4.1.32473.98.4.2"]"#,
+            r#"hw_type_oids = ["1.3.6.1.4.1.32473.98.4.2", "2.23.133.1.2"]"#,
+        )
+        .replace(
+            r#"presence = "forbidden" # no TPM in this product"#,
+            r#"presence = "optional""#,
+        )
+        .replace(
+            r#"optional_oids = ["1.3.6.1.4.1.32473.7.2.2"]"#,
+            r#"optional_oids = ["1.3.6.1.4.1.32473.7.2.2", "1.3.6.1.4.1.32473.7.2.10"]"#,
+        )
 }
 
 impl Drop for SoftwareTpm {

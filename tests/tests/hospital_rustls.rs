@@ -3,157 +3,34 @@
 //! certificates are rejected with the right reason; CRLs come from the distribution points.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use hospital_example::{Decision, HospitalConfig, HospitalError, HospitalServer, RejectReason};
-use iomt_tests::{TestApp, read_pem_certs};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::{broadcast, oneshot};
+use iomt_tests::TestApp;
+use iomt_tests::hospital::{self, Hospital, device_credential};
 
 const BASIC: &str = "1.3.6.1.4.1.32473.7.1.1";
 const HIGH: &str = "1.3.6.1.4.1.32473.7.1.3";
 
-/// A running hospital server with its own self-signed TLS certificate for "localhost".
-struct Hospital {
-    server: Arc<HospitalServer>,
-    decisions: broadcast::Receiver<Decision>,
-    server_cert: CertificateDer<'static>,
-    shutdown: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+/// The Basic issuing CA's and the root's CRLs, from `app`'s distribution point.
+const CRLS: [&str; 2] = ["basic", "root"];
+
+/// A running hospital server trusting `app`'s root with the Basic and root CRLs.
+async fn start(app: &TestApp, accept: &[&str]) -> Hospital {
+    Hospital::start(app, &CRLS, accept).await
 }
 
-impl Hospital {
-    /// Binds (so it is ready before this returns) and runs a server trusting `app`'s root, with
-    /// the Basic and root CRLs from `app`'s distribution point.
-    async fn start(app: &TestApp, accept: &[&str]) -> Hospital {
-        let (config, dir) = hospital_config(app, accept);
-        let server = HospitalServer::bind(config).await.expect("bind");
-        Hospital::run(server, dir)
-    }
-
-    /// Runs a bound server (`dir` holds its certificate).
-    fn run(server: HospitalServer, dir: tempfile::TempDir) -> Hospital {
-        let server = Arc::new(server);
-        let decisions = server.subscribe();
-        let (tx, rx) = oneshot::channel::<()>();
-        let running = server.clone();
-        tokio::spawn(async move {
-            running
-                .run_until(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        let server_cert = read_pem_certs(&dir.path().join("server.pem")).remove(0);
-        Hospital {
-            server,
-            decisions,
-            server_cert: CertificateDer::from(server_cert),
-            shutdown: Some(tx),
-            _dir: dir,
-        }
-    }
-
-    /// Connects presenting the credentials in `device` (cert.pem + issuing CA, key.pem), or none,
-    /// sends a GET, and returns the server's decision and what the client saw.
-    async fn connect(
-        &mut self,
-        device: Option<&Path>,
-    ) -> (Decision, Result<(u16, String), String>) {
-        self.connect_as(device.map(identity)).await
-    }
-
-    /// Connects presenting `credential` (chain and key) or none; see [`Hospital::connect`].
-    async fn connect_as(
-        &mut self,
-        credential: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    ) -> (Decision, Result<(u16, String), String>) {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.server_cert.clone()).unwrap();
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-        let tls = match credential {
-            Some((chain, key)) => tls.with_client_auth_cert(chain, key).unwrap(),
-            None => tls.with_no_client_auth(),
-        };
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .resolve("localhost", self.server.local_addr())
-            .no_proxy()
-            .build()
-            .unwrap();
-        let url = format!("https://localhost:{}/", self.server.local_addr().port());
-        let seen = match client.get(url).send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                Ok((status, response.text().await.unwrap_or_default()))
-            }
-            Err(error) => Err(format!("{error:?}")),
-        };
-        let decision = tokio::time::timeout(Duration::from_secs(10), self.decisions.recv())
-            .await
-            .expect("a decision within 10 s")
-            .expect("decision channel");
-        (decision, seen)
-    }
-
-    /// Connects and expects a rejection for `expected`, seen by the client too.
-    async fn expect_rejected(&mut self, device: &Path, expected: &RejectReason) {
-        let (decision, seen) = self.connect(Some(device)).await;
-        assert_eq!(decision, Decision::Rejected(expected.clone()), "{seen:?}");
-        assert!(
-            !matches!(seen, Ok((200, _))),
-            "the client must not get an accepted answer: {seen:?}"
-        );
-    }
-}
-
-impl Drop for Hospital {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// A config for `app` (server certificate written to a new temp dir, returned with it).
 fn hospital_config(app: &TestApp, accept: &[&str]) -> (HospitalConfig, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    std::fs::write(dir.path().join("server.pem"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("server.key.pem"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
-    let config = HospitalConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ca_cert: app.root_pem(),
-        cert: dir.path().join("server.pem"),
-        key: dir.path().join("server.key.pem"),
-        crl_urls: ["basic", "root"]
-            .iter()
-            .map(|name| format!("http://{}/crl/{name}.crl", app.http))
-            .collect(),
-        accept_policies: accept.iter().map(|oid| oid.parse().unwrap()).collect(),
-    };
-    (config, dir)
+    hospital::config(app, &app.root_pem(), &CRLS, accept)
 }
 
-/// The client certificate chain (leaf, issuing CA) and key of a credential directory.
-fn identity(dir: &Path) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-    let leaf = read_pem_certs(&dir.join("cert.pem")).remove(0);
-    let issuing = read_pem_certs(&dir.join("chain.pem")).remove(0);
-    let key = pem::parse(std::fs::read(dir.join("key.pem")).unwrap()).unwrap();
-    (
-        vec![leaf.into(), issuing.into()],
-        PrivateKeyDer::try_from(key.into_contents()).unwrap(),
-    )
+/// Connects and expects a rejection for `expected`, seen by the client too.
+async fn expect_rejected(hospital: &Hospital, device: &Path, expected: &RejectReason) {
+    let (decision, seen) = hospital.connect(Some(device)).await;
+    assert_eq!(decision, Decision::Rejected(expected.clone()), "{seen:?}");
+    assert!(
+        !matches!(seen, Ok((200, _))),
+        "the client must not get an accepted answer: {seen:?}"
+    );
 }
 
 /// Enrolls a pump; returns its credential directory and certificate serial (hex).
@@ -175,7 +52,7 @@ fn accepted_serial(decision: &Decision) -> &str {
 async fn enrolled_device_is_accepted() {
     let app = TestApp::spawn().await;
     let (device, _) = enroll(&app, "IP20000001").await;
-    let mut hospital = Hospital::start(&app, &[BASIC]).await;
+    let hospital = start(&app, &[BASIC]).await;
     let (decision, seen) = hospital.connect(Some(&device)).await;
     let Decision::Accepted(identity) = &decision else {
         panic!("expected acceptance: {decision} / {seen:?}");
@@ -199,7 +76,7 @@ async fn revoked_device_is_rejected_as_revoked() {
     let app = TestApp::spawn().await;
     let (good, _) = enroll(&app, "IP20000001").await;
     let (revoked, revoked_serial) = enroll(&app, "IP20000002").await;
-    let mut hospital = Hospital::start(&app, &[BASIC]).await;
+    let hospital = start(&app, &[BASIC]).await;
     let (before, _) = hospital.connect(Some(&revoked)).await;
     assert_eq!(accepted_serial(&before), "IP20000002", "not revoked yet");
 
@@ -210,9 +87,7 @@ async fn revoked_device_is_rejected_as_revoked() {
         .unwrap();
     hospital.server.refresh_crls().await.expect("refresh");
 
-    hospital
-        .expect_rejected(&revoked, &RejectReason::Revoked)
-        .await;
+    expect_rejected(&hospital, &revoked, &RejectReason::Revoked).await;
     let (decision, _) = hospital.connect(Some(&good)).await;
     assert_eq!(accepted_serial(&decision), "IP20000001");
 }
@@ -221,7 +96,7 @@ async fn revoked_device_is_rejected_as_revoked() {
 async fn held_device_is_rejected_as_revoked() {
     let app = TestApp::spawn().await;
     let (held, held_serial) = enroll(&app, "IP20000003").await;
-    let mut hospital = Hospital::start(&app, &[BASIC]).await;
+    let hospital = start(&app, &[BASIC]).await;
     app.cli(&[
         "revoke",
         "--serial",
@@ -232,9 +107,7 @@ async fn held_device_is_rejected_as_revoked() {
     .await
     .unwrap();
     hospital.server.refresh_crls().await.expect("refresh");
-    hospital
-        .expect_rejected(&held, &RejectReason::Revoked)
-        .await;
+    expect_rejected(&hospital, &held, &RejectReason::Revoked).await;
 
     // Released: the next CRL no longer lists it.
     app.cli(&["release", "--serial", &held_serial])
@@ -250,17 +123,15 @@ async fn device_of_another_ca_is_rejected_as_other_ca() {
     let app = TestApp::spawn().await;
     let other = TestApp::spawn().await;
     let (foreign, _) = enroll(&other, "IP20000004").await;
-    let mut hospital = Hospital::start(&app, &[BASIC]).await;
-    hospital
-        .expect_rejected(&foreign, &RejectReason::OtherCa)
-        .await;
+    let hospital = start(&app, &[BASIC]).await;
+    expect_rejected(&hospital, &foreign, &RejectReason::OtherCa).await;
 }
 
 #[tokio::test]
 async fn basic_device_at_a_high_only_server_is_rejected_as_wrong_level() {
     let app = TestApp::spawn().await;
     let (device, _) = enroll(&app, "IP20000005").await;
-    let mut hospital = Hospital::start(&app, &[HIGH]).await;
+    let hospital = start(&app, &[HIGH]).await;
     let (decision, seen) = hospital.connect(Some(&device)).await;
     match &decision {
         Decision::Rejected(RejectReason::WrongLevel {
@@ -289,10 +160,8 @@ async fn expired_device_certificate_is_rejected_as_expired() {
     let app = TestApp::spawn().await;
     let (device, _) = enroll(&app, "IP20000006").await;
     let expired = expired_copy(&app, &device, &app.dir.path().join("expired"));
-    let mut hospital = Hospital::start(&app, &[BASIC]).await;
-    hospital
-        .expect_rejected(&expired, &RejectReason::Expired)
-        .await;
+    let hospital = start(&app, &[BASIC]).await;
+    expect_rejected(&hospital, &expired, &RejectReason::Expired).await;
 }
 
 /// A certificate with the device's subject that expired a minute ago, signed by the test CA's
@@ -315,18 +184,16 @@ async fn device_without_a_crl_for_its_issuer_is_rejected_as_revocation_unknown()
     let (mut config, dir) = hospital_config(&app, &[BASIC]);
     config.crl_urls.retain(|url| url.ends_with("/root.crl"));
     let server = HospitalServer::bind(config).await.expect("bind");
-    let mut hospital = Hospital::run(server, dir);
-    hospital
-        .expect_rejected(&device, &RejectReason::RevocationUnknown)
-        .await;
+    let hospital = Hospital::run(server, dir);
+    expect_rejected(&hospital, &device, &RejectReason::RevocationUnknown).await;
 }
 
 #[tokio::test]
 async fn device_sending_no_issuing_ca_is_rejected_as_issuing_ca_missing() {
     let app = TestApp::spawn().await;
     let (device, _) = enroll(&app, "IP20000010").await;
-    let mut hospital = Hospital::start(&app, &[BASIC]).await;
-    let (mut chain, key) = identity(&device);
+    let hospital = start(&app, &[BASIC]).await;
+    let (mut chain, key) = device_credential(&device);
     chain.truncate(1); // cert.pem alone
     let (decision, seen) = hospital.connect_as(Some((chain, key))).await;
     assert_eq!(
@@ -340,7 +207,7 @@ async fn device_sending_no_issuing_ca_is_rejected_as_issuing_ca_missing() {
 #[tokio::test]
 async fn client_without_certificate_is_rejected_as_no_certificate() {
     let app = TestApp::spawn().await;
-    let mut hospital = Hospital::start(&app, &[BASIC]).await;
+    let hospital = start(&app, &[BASIC]).await;
     let (decision, seen) = hospital.connect(None).await;
     assert_eq!(
         decision,
@@ -360,16 +227,14 @@ async fn failed_crl_refresh_is_reported_and_the_held_crls_stay_in_use() {
         .revoke(&revoked_serial.parse().unwrap(), reason, "test")
         .await
         .unwrap();
-    let mut hospital = Hospital::start(&app, &[BASIC]).await;
+    let hospital = start(&app, &[BASIC]).await;
 
     app.stop_server().await; // the distribution point is down
     match hospital.server.refresh_crls().await {
         Err(HospitalError::CrlRefresh(failures)) => assert_eq!(failures.len(), 2, "{failures:?}"),
         other => panic!("expected a refresh failure, got {other:?}"),
     }
-    hospital
-        .expect_rejected(&revoked, &RejectReason::Revoked)
-        .await;
+    expect_rejected(&hospital, &revoked, &RejectReason::Revoked).await;
     let (decision, _) = hospital.connect(Some(&good)).await;
     assert_eq!(accepted_serial(&decision), "IP20000007");
 }

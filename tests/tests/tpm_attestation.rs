@@ -151,7 +151,7 @@ async fn the_tpm_activates_the_credential_the_ca_made_for_its_ek_and_ak() {
     let secret = activate(&tpm, &answer).expect("the TPM opens the CA's credential");
     assert_eq!(secret.len(), 32);
     // What the CA stored is the digest of exactly that secret, for that device, EK and AK.
-    let digest = ring_sha256(&secret);
+    let digest = swtpm::sha256(&secret);
     let stored = app
         .authority
         .store()
@@ -160,21 +160,11 @@ async fn the_tpm_activates_the_credential_the_ca_made_for_its_ek_and_ak() {
         .unwrap()
         .expect("challenge stored");
     assert_eq!(stored.device_serial, "IP20000001");
-    assert_eq!(stored.ek_sha256, ring_sha256(&ek_cert));
+    assert_eq!(stored.ek_sha256, swtpm::sha256(&ek_cert));
     assert_eq!(stored.used_at, None);
     assert_eq!(&ak_name[..2], &[0x00, 0x0b]);
     // Asking does not consume the token.
     assert!(!app.token_used(&token).await);
-}
-
-fn ring_sha256(data: &[u8]) -> Vec<u8> {
-    use std::process::Command;
-    // sha256sum keeps the test free of a crypto dependency of its own.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("data");
-    std::fs::write(&file, data).unwrap();
-    let out = iomt_tests::run_tool(Command::new("sha256sum").arg(&file));
-    hex::decode(out.split_whitespace().next().unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -198,16 +188,7 @@ async fn a_challenge_is_refused_for_an_untrusted_manufacturer_or_a_stranger() {
     assert_eq!((status, code.as_str()), (401, "auth.token_unknown"));
 
     // Trusted, but the EK public area given is the AK's: not the certified key.
-    let root = tpm.manufacturer_root();
-    let intermediate = tpm.manufacturer_intermediate();
-    app.cli(&[
-        "tpm-roots",
-        "add",
-        root.to_str().unwrap(),
-        intermediate.to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
+    tpm.trust_manufacturer(&app).await;
     let (status, code, _) = post_challenge(
         &app,
         Some(("IP20000002", &token)),

@@ -223,32 +223,6 @@ async fn attested_key_of_a_product_without_the_tpm_hw_type_keeps_its_own_name() 
     assert_eq!(lint(&app, &policy, &attested, &der), Vec::<Finding>::new());
 }
 
-/// The patient monitor in a build whose board carries a TPM 2.0 and whose certificate may name
-/// it (the TPM hwType in its HardwareModuleName allow-list, a permanentIdentifier allowed, the
-/// attestation marker optional).
-fn monitor_naming_its_tpm(file: &str, text: &str) -> String {
-    if file == "example-patient-monitor.toml" {
-        text.replace(
-            r#"allowed_modules = ["secure-element"]"#,
-            r#"allowed_modules = ["secure-element", "tpm2"]"#,
-        )
-        .replace(
-            r#"hw_type_oids = ["1.3.6.1.4.1.32473.98.4.2"]"#,
-            r#"hw_type_oids = ["1.3.6.1.4.1.32473.98.4.2", "2.23.133.1.2"]"#,
-        )
-        .replace(
-            r#"presence = "forbidden" # no TPM in this product"#,
-            r#"presence = "optional""#,
-        )
-        .replace(
-            r#"optional_oids = ["1.3.6.1.4.1.32473.7.2.2"]"#,
-            r#"optional_oids = ["1.3.6.1.4.1.32473.7.2.2", "1.3.6.1.4.1.32473.7.2.10"]"#,
-        )
-    } else {
-        text.to_owned()
-    }
-}
-
 /// End to end with a software TPM: the CA verifies the evidence of `enroll-client --tpm`, and the
 /// certificate it issues (and the renewal, re-attested) names that TPM by its EK certificate.
 #[tokio::test]
@@ -259,16 +233,8 @@ async fn attested_enrollment_through_the_ca_names_the_tpm_of_the_ek() {
         return;
     }
     let tpm = SoftwareTpm::start();
-    let app = TestApp::spawn_with_policies(monitor_naming_its_tpm).await;
-    let (root, intermediate) = (tpm.manufacturer_root(), tpm.manufacturer_intermediate());
-    app.cli(&[
-        "tpm-roots",
-        "add",
-        root.to_str().unwrap(),
-        intermediate.to_str().unwrap(),
-    ])
-    .await
-    .expect("tpm-roots add");
+    let app = TestApp::spawn_with_policies(swtpm::monitor_naming_its_tpm).await;
+    tpm.trust_manufacturer(&app).await;
     let serial = "PM70000301";
     app.register(serial, iomt_tests::MONITOR).await;
     let token = app.token(serial).await;
