@@ -5,7 +5,9 @@
 //! while established ones keep the session they negotiated (nothing restarts, nothing drops).
 //! [`HttpsRenewal`] renews the certificate from the online root once `[ca] tls_renew_percent`
 //! of its life has passed, when it lives longer than `[ca.tls] lifetime` allows, or when the
-//! active root no longer is its issuer (a root rollover); each renewal is logged and audited as
+//! active root no longer is its issuer (a root rollover: the new certificate is signed by the
+//! new root and served with the NewWithOld link, so clients that trust only the old root still
+//! connect; `CaMaterial::tls_chain_for`); each renewal is logged and audited as
 //! `ca.tls_renewed`. Under an offline root nothing can sign: the task warns once the
 //! certificate is due and the ceremony renews it (`init --external-root` recipe).
 
@@ -66,6 +68,17 @@ impl CurrentCert {
             Ok(mut guard) => *guard = key,
             Err(poisoned) => *poisoned.into_inner() = key,
         }
+    }
+
+    /// Serves the same certificate and key with `chain` (leaf first) from now on, when `chain`
+    /// differs from the one served; returns whether it did.
+    fn rechain(&self, chain: Vec<CertificateDer<'static>>) -> bool {
+        let current = self.get();
+        if current.cert == chain {
+            return false;
+        }
+        self.replace(CertifiedKey::new(chain, current.key.clone()));
+        true
     }
 
     /// The leaf certificate in use (DER).
@@ -167,6 +180,9 @@ pub struct HttpsRenewal {
     ca: CaHandle,
     config: CaLifecycle,
     current: Arc<CurrentCert>,
+    /// The longest sleep between looks: a minute, or the reload interval when shorter (a root
+    /// rollover is picked up within it).
+    max_sleep: std::time::Duration,
     /// The offline-root warning is logged once per certificate.
     warned: std::sync::Mutex<Option<Vec<u8>>>,
 }
@@ -177,7 +193,7 @@ impl std::fmt::Debug for HttpsRenewal {
     }
 }
 
-/// The longest sleep between looks: a root rollover is picked up within it.
+/// The longest sleep between looks when `[ca] reload_interval_secs` is longer.
 const MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl HttpsRenewal {
@@ -195,6 +211,7 @@ impl HttpsRenewal {
             ca,
             config: settings.config.ca.clone(),
             current,
+            max_sleep: MAX_SLEEP.min(settings.config.ca.reload_interval()),
             warned: std::sync::Mutex::new(None),
         }
     }
@@ -218,11 +235,20 @@ impl HttpsRenewal {
         let now = OffsetDateTime::now_utc();
         let material = self.ca.current();
         let leaf = self.current.leaf();
-        let reason = match due(&leaf, &material.root_der, &self.config, now)? {
+        // The links sent with it follow the roots: a link drops out once its old root expired.
+        let chain = material.tls_chain_for(&leaf);
+        let links = chain.len() - 1;
+        if self.current.rechain(chain) {
+            tracing::info!(
+                chain_certificates = links,
+                "HTTPS certificate chain updated"
+            );
+        }
+        let reason = match due(&leaf, material.active_root_der(), &self.config, now)? {
             Ok(reason) => reason,
             Err(at) => return Ok(at),
         };
-        if material.root.is_none() {
+        let Some(root_end) = material.active_root().map(|root| root.not_after) else {
             if self.first_warning_for(&leaf)? {
                 tracing::warn!(
                     reason = reason.as_str(),
@@ -231,12 +257,12 @@ impl HttpsRenewal {
                 );
             }
             return Ok(now + time::Duration::hours(1));
-        }
+        };
         let lifetime = self
             .config
             .lifetime(TLS_CERT)
             .map_err(|e| RenewalError::Unreadable(e.to_string()))?;
-        if reason == Due::Age && !outlasts(&leaf, material.root.as_ref().map(|r| r.not_after)) {
+        if reason == Due::Age && !outlasts(&leaf, Some(root_end)) {
             // The root ends first: a renewal would end no later than this certificate (it is
             // capped at the root's notAfter), so only a root rollover helps.
             if self.first_warning_for(&leaf)? {
@@ -247,29 +273,28 @@ impl HttpsRenewal {
             return Ok(now + time::Duration::hours(1));
         }
         let (dir, access) = (self.dir.clone(), self.access.clone());
+        let root_name = material.active_root_name().to_owned();
         let renewed = tokio::task::spawn_blocking(move || {
             let keys = KeyStore::open(&dir, &access)?;
-            let Some(root) = material.root.as_ref() else {
+            let Some(root) = material.active_root() else {
                 return Err(RenewalError::Task("the root went offline".into()));
             };
-            Ok(renew_tls_certificate(
-                &dir,
-                &keys,
-                root,
-                &material.root_der,
-                &leaf,
-                lifetime,
-                now,
-            )?)
+            let renewed = renew_tls_certificate(&dir, &keys, root, &leaf, lifetime, now)?;
+            let chain = material.tls_chain_for(&renewed.cert);
+            Ok::<_, RenewalError>((renewed, chain))
         })
         .await
         .map_err(|e| RenewalError::Task(e.to_string()))??;
+        let (renewed, chain) = renewed;
         let (serial, not_after) = (renewed.serial.clone(), renewed.not_after);
-        self.current.replace(certified(renewed.chain, renewed.key)?);
+        let links = chain.len().saturating_sub(1);
+        self.current.replace(certified(chain, renewed.key)?);
         tracing::info!(
             %serial,
             not_after = %not_after,
             reason = reason.as_str(),
+            root = %root_name,
+            chain_certificates = links,
             "HTTPS certificate renewed with a new key; new connections get it"
         );
         self.store
@@ -282,6 +307,7 @@ impl HttpsRenewal {
                     "serial": serial,
                     "not_after": not_after.unix_timestamp(),
                     "reason": reason.as_str(),
+                    "root": root_name,
                 })
                 .to_string(),
             }])
@@ -290,20 +316,20 @@ impl HttpsRenewal {
     }
 
     /// Looks at the certificate until `stop` turns true: when it falls due, and at least every
-    /// minute (a root rollover), retrying a failed renewal at the next look.
+    /// minute or reload interval (a root rollover), retrying a failed renewal at the next look.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let next = match self.tick().await {
                 Ok(next) => next,
                 Err(error) => {
                     tracing::error!(%error, "HTTPS certificate renewal failed; the current one stays in use, retrying in a minute");
-                    OffsetDateTime::now_utc() + MAX_SLEEP
+                    OffsetDateTime::now_utc() + self.max_sleep
                 }
             };
             let wait = (next - OffsetDateTime::now_utc())
                 .try_into()
                 .unwrap_or(std::time::Duration::ZERO)
-                .clamp(std::time::Duration::from_millis(200), MAX_SLEEP);
+                .clamp(std::time::Duration::from_millis(200), self.max_sleep);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = crate::listener::stopped(&mut stop) => break,

@@ -177,7 +177,9 @@ pub(super) async fn rollover(
             writeln!(
                 out,
                 "Running servers serve the new root and its link certificates (EST cacerts, \
-                 /ca/bundle.pem) within {} s; devices accept it through the NewWithOld link. \
+                 /ca/bundle.pem) within {} s and renew their HTTPS certificate under it (served with \
+                 the NewWithOld link, so devices that trust only {previous} still connect); \
+                 devices accept the new root through the NewWithOld link. \
                  Give hospitals the new bundle, then move issuance under {next}: `ca-server ca \
                  rollover --ca basic` (and substantial, high, station).",
                 settings.config.ca.reload_interval().as_secs()

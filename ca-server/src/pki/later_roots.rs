@@ -75,6 +75,33 @@ impl CaMaterial {
             .collect()
     }
 
+    /// The chain the HTTPS listener serves with `leaf` (leaf first). Under root G1: `leaf` and
+    /// G1. Under a later root: `leaf` and the NewWithOld links from its root back towards G1
+    /// (each while its previous root lives), so a client that trusts only an older root builds
+    /// old root → link → leaf, and one that trusts the new root stops at it (rustls and OpenSSL
+    /// look among their trust anchors first). The new root itself is not sent: a client that
+    /// trusts only G1 would find it first and end at an untrusted self-signed certificate.
+    pub fn tls_chain_for(&self, leaf: &CertificateDer<'static>) -> Vec<CertificateDer<'static>> {
+        let mut chain = vec![leaf.clone()];
+        let Some(issuer) = self
+            .later_roots
+            .iter()
+            .rposition(|root| signed_by(leaf, &root.ca.cert_der))
+        else {
+            chain.push(self.root_der.clone());
+            return chain;
+        };
+        let now = OffsetDateTime::now_utc();
+        chain.extend(
+            self.later_roots[..=issuer]
+                .iter()
+                .rev()
+                .take_while(|root| not_after(&root.new_with_old).is_none_or(|end| end > now))
+                .map(|root| root.new_with_old.clone()),
+        );
+        chain
+    }
+
     /// True when `name` is a root generation's name (`root`, `root-g2`, ...).
     pub fn is_root(&self, name: &str) -> bool {
         name == ROOT_CA || self.later_roots.iter().any(|r| r.ca.name == name)
@@ -106,6 +133,18 @@ pub(super) fn load(
     }
     roots.sort_by_key(|r| GenerationId::parse(&r.ca.name).map(|g| g.number));
     Ok(roots)
+}
+
+/// True when `cert` verifies under the key of `issuer` (both DER).
+fn signed_by(cert: &[u8], issuer: &[u8]) -> bool {
+    let (Ok((_, cert)), Ok((_, issuer))) = (
+        X509Certificate::from_der(cert),
+        X509Certificate::from_der(issuer),
+    ) else {
+        return false;
+    };
+    cert.issuer().as_raw() == issuer.subject().as_raw()
+        && cert.verify_signature(Some(issuer.public_key())).is_ok()
 }
 
 fn not_after(der: &[u8]) -> Option<OffsetDateTime> {

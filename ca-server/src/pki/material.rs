@@ -67,8 +67,10 @@ pub struct CaMaterial {
     /// `(name, status)` of every generation this material was loaded from (empty: the data
     /// directory alone); a reload compares it with the database.
     pub loaded_from: Vec<(String, GenerationStatus)>,
+    /// The HTTPS listener's chain as served (see [`CaMaterial::tls_chain_for`]).
     pub tls_chain: Vec<CertificateDer<'static>>,
-    /// The HTTPS listener's certificate (issued by the root).
+    /// The HTTPS listener's certificate (issued by the root, or by the active root after a
+    /// root rollover).
     pub tls_cert: CertificateDer<'static>,
     pub tls_key: PrivateKeyDer<'static>,
     /// The key that signs audit checkpoints; `None` in a data directory created before them.
@@ -164,9 +166,9 @@ impl CaMaterial {
         } else {
             Vec::new()
         };
-        Ok(CaMaterial {
+        let mut material = CaMaterial {
             audit,
-            tls_chain: vec![tls_cert.clone(), root_der.clone()],
+            tls_chain: Vec::new(),
             tls_cert,
             root,
             root_crl,
@@ -178,7 +180,9 @@ impl CaMaterial {
             later_roots,
             loaded_from: records.iter().map(|r| (r.name.clone(), r.status)).collect(),
             tls_key,
-        })
+        };
+        material.tls_chain = material.tls_chain_for(&material.tls_cert);
+        Ok(material)
     }
 
     /// A CA that publishes a CRL, by generation name (`root`, `basic`, `basic-g2`, `station`,

@@ -28,8 +28,8 @@ use super::serial::random_serial;
 
 /// A new HTTPS certificate, written to the data directory.
 pub struct RenewedTls {
-    /// The certificate, then the root that signed it.
-    pub chain: Vec<CertificateDer<'static>>,
+    /// The certificate (the chain it is served with: `CaMaterial::tls_chain_for`).
+    pub cert: CertificateDer<'static>,
     pub key: PrivateKeyDer<'static>,
     /// Hex serial of the new certificate.
     pub serial: String,
@@ -46,14 +46,13 @@ impl std::fmt::Debug for RenewedTls {
     }
 }
 
-/// Issues the next HTTPS certificate from `root` for the subject and names of `current`,
+/// Issues the next HTTPS certificate from `root` (the active root generation) for the subject and names of `current`,
 /// valid for `lifetime` from `now` (at most until the root's notAfter), and writes its sealed
 /// key and certificate to `dir/ca/`.
 pub fn renew_tls_certificate(
     dir: &Path,
     keys: &KeyStore,
     root: &IssuingCa,
-    root_der: &CertificateDer<'static>,
     current: &CertificateDer<'_>,
     lifetime: Duration,
     now: OffsetDateTime,
@@ -85,7 +84,7 @@ pub fn renew_tls_certificate(
     write_atomic(&cert_path, cert.pem().as_bytes(), PUBLIC)
         .map_err(|e| PkiError::io(&cert_path, e))?;
     Ok(RenewedTls {
-        chain: vec![cert.der().clone(), root_der.clone()],
+        cert: cert.der().clone(),
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         serial: hex::encode(serial.as_ref()),
         not_after: params.not_after,
