@@ -5,7 +5,7 @@
 //! at any point resumes correctly (a renewal staged before a crash is sent again first).
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,7 +180,7 @@ pub async fn run_watching(
         // Before a wait planned by the device clock alone, learn the CA's (a device days slow
         // would otherwise sleep past its window); once per wait step while it is unknown.
         if clock::skew().is_none() && !just_probed {
-            probe_ca_clock(&options.server).await;
+            probe_ca_clock(&options.server, &options.dir).await;
             just_probed = true;
             continue;
         }
@@ -216,12 +216,13 @@ pub async fn run_watching(
 }
 
 /// One cheap answer from the CA (`cacerts`) for its `Date`; failures only postpone the estimate.
-async fn probe_ca_clock(server: &Server) {
+async fn probe_ca_clock(server: &Server, dir: &Path) {
     let probe = async {
         let root = read_root(&server.ca_cert)?;
-        let client = EstClient::new(
+        let trusted = crate::trust::Trust::load(&root, dir)?;
+        let client = EstClient::trusting(
             &server.url,
-            &root,
+            trusted.roots(),
             &server.ca_cert.display().to_string(),
             None,
         )?;

@@ -99,7 +99,8 @@ pub async fn enroll(request: &EnrollRequest) -> Result<Enrolled, ClientError> {
         EnrollAuthorization::Station(dir) => Some(client_identity(&keystore::load(dir)?, None)?),
         EnrollAuthorization::Token(_) => None,
     };
-    let client = EstClient::new(&server.url, &root, &ca_name(&server), station)?;
+    let trusted = crate::trust::Trust::load(&root, &request.out)?;
+    let client = EstClient::trusting(&server.url, trusted.roots(), &ca_name(&server), station)?;
     if let Some(tcti) = &request.tpm {
         let tpm = Tpm::open(tcti)?;
         let purpose = Purpose::Enroll(request.serial.clone());
@@ -175,7 +176,13 @@ pub async fn reenroll(server: &Server, dir: &Path) -> Result<Enrolled, ClientErr
     let identity = client_identity(&current, tpm.as_ref())?;
     let serial = subject_serial(&identity.chain[0])?;
     let from = certificate_serial(&identity.chain[0])?;
-    let client = EstClient::new(&server.url, &root, &ca_name(server), Some(identity))?;
+    let trusted = crate::trust::Trust::load(&root, dir)?;
+    let client = EstClient::trusting(
+        &server.url,
+        trusted.roots(),
+        &ca_name(server),
+        Some(identity),
+    )?;
     if let Some(tpm) = &tpm {
         let key = staged_tpm_key(tpm, dir, Purpose::Renew(from))?;
         let issued = crate::attested::reenroll(&client, &key, &serial, server.label.as_deref())

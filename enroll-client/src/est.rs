@@ -1,4 +1,4 @@
-//! A small EST (RFC 7030) client over rustls with ring, trusting only the given root.
+//! A small EST (RFC 7030) client over rustls with ring, trusting only the given roots.
 
 use std::time::Duration;
 
@@ -37,7 +37,19 @@ impl EstClient {
         ca_cert_name: &str,
         identity: Option<crate::tls::ClientIdentity>,
     ) -> Result<EstClient, ClientError> {
-        let tls = crate::tls::client_config(root, ca_cert_name, identity)?;
+        EstClient::trusting(server, std::slice::from_ref(root), ca_cert_name, identity)
+    }
+
+    /// A client for `server` trusting only `roots` (the `--ca-cert` root and those in
+    /// `DIR/trust.pem`: [`crate::trust::Trust::roots`]), optionally presenting a client
+    /// certificate chain.
+    pub fn trusting(
+        server: &str,
+        roots: &[CertificateDer<'static>],
+        ca_cert_name: &str,
+        identity: Option<crate::tls::ClientIdentity>,
+    ) -> Result<EstClient, ClientError> {
+        let tls = crate::tls::client_config_trusting(roots, ca_cert_name, identity)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls.clone())
             .connect_timeout(CONNECT_TIMEOUT)

@@ -60,7 +60,12 @@ pub async fn check_own_status(server: &Server, dir: &Path) -> Result<OwnStatus, 
         .map_err(|_| ClientError::Local("no randomness for the OCSP nonce".into()))?;
     let request = ocsp::build_request(&issuer, &serial, Some(&nonce))
         .map_err(|e| ClientError::Local(format!("OCSP request: {e}")))?;
-    let tls = crate::tls::client_config(&root, &server.ca_cert.display().to_string(), None)?;
+    let trusted = crate::trust::Trust::load(&root, dir)?;
+    let tls = crate::tls::client_config_trusting(
+        trusted.roots(),
+        &server.ca_cert.display().to_string(),
+        None,
+    )?;
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(OCSP_TIMEOUT)

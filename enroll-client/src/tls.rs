@@ -1,4 +1,5 @@
-//! The client's TLS configuration: only the given root is trusted, certificates are judged by
+//! The client's TLS configuration: only the given roots are trusted (the `--ca-cert` root and
+//! those the device took up into `DIR/trust.pem`), certificates are judged by
 //! the device clock, and a CA certificate that is merely *not yet* valid by that clock (a device
 //! whose clock is behind) is accepted with a warning instead of locking the device out.
 //!
@@ -37,12 +38,24 @@ pub fn client_config(
     ca_cert_name: &str,
     identity: Option<ClientIdentity>,
 ) -> Result<rustls::ClientConfig, ClientError> {
+    client_config_trusting(std::slice::from_ref(root), ca_cert_name, identity)
+}
+
+/// A rustls client configuration trusting only `roots` (e.g. [`crate::trust::Trust::roots`]:
+/// the `--ca-cert` root and every root in `DIR/trust.pem`), judging time by the device clock.
+pub fn client_config_trusting(
+    roots: &[CertificateDer<'static>],
+    ca_cert_name: &str,
+    identity: Option<ClientIdentity>,
+) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).map_err(|e| {
-        ClientError::Local(format!("{ca_cert_name} is not a usable trust anchor: {e}"))
-    })?;
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).map_err(|e| {
+            ClientError::Local(format!("{ca_cert_name} is not a usable trust anchor: {e}"))
+        })?;
+    }
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
         .build()
         .map_err(|e| ClientError::Local(format!("{ca_cert_name}: {e}")))?;
     let verifier = Arc::new(SlowClockTolerant {

@@ -5,7 +5,9 @@
 //! the chain the CA issues under the new root is accepted. A new root without such a link is
 //! refused ([`ClientError::UntrustedRoot`], exit 12) and `trust.pem` stays as it was.
 //!
-//! Without `trust.pem` the device trusts the root given with `--ca-cert` alone.
+//! Without `trust.pem` the device trusts the root given with `--ca-cert` alone. Every
+//! connection to the CA trusts the same roots ([`Trust::roots`]: `--ca-cert` and `trust.pem`),
+//! so a device that took up a new root still reaches a CA whose HTTPS chain ends at it alone.
 
 use std::path::{Path, PathBuf};
 
