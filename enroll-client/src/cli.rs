@@ -43,7 +43,7 @@ pub enum Command {
     Run(RunArgs),
     /// Provision a batch of registered devices on a manufacturing station: a key per device made
     /// here, enrolled with the station's certificate, written to OUT/<serial>/ (key.pem 0600,
-    /// cert.pem, chain.pem). Resumable: serials already in OUT are skipped. Exit 9 if any failed.
+    /// cert.pem, chain.pem, trust.pem). Resumable: serials already in OUT are skipped. Exit 9 if any failed.
     Provision(ProvisionArgs),
     /// Check a device certificate as a hospital would: chain to the root, conformance to its
     /// level, revocation by OCSP or CRL. Exit 0 trusted; 20 untrusted chain; 21 not conformant

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::error::ClientError;
 use crate::keystore::{self, CERT_FILE, CHAIN_FILE, KEY_FILE};
+use crate::trust::TRUST_FILE;
 
 /// The most devices made durable by one `syncfs`.
 const MAX_GROUP: usize = 512;
@@ -34,6 +35,8 @@ pub struct DeviceFiles {
     cert_pem: String,
     chain_pem: String,
     pkcs12: Option<Vec<u8>>,
+    /// The device's `trust.pem` (the roots it trusts), shared by a batch.
+    trust_pem: Option<std::sync::Arc<str>>,
 }
 
 impl DeviceFiles {
@@ -52,7 +55,14 @@ impl DeviceFiles {
             pkcs12: pkcs12_password
                 .map(|password| pkcs12_bundle(key, leaf, chain, password))
                 .transpose()?,
+            trust_pem: None,
         })
+    }
+
+    /// Also writes `trust_pem` as the device's `trust.pem`.
+    pub fn with_trust(mut self, trust_pem: std::sync::Arc<str>) -> DeviceFiles {
+        self.trust_pem = Some(trust_pem);
+        self
     }
 }
 
@@ -208,7 +218,11 @@ fn stage(out: &Path, serial: &str, files: &DeviceFiles) -> Result<PathBuf, Clien
         .pkcs12
         .as_deref()
         .map(|der| (PKCS12_FILE, der, PRIVATE));
-    for (name, contents, mode) in pems.into_iter().chain(bundle) {
+    let trust = files
+        .trust_pem
+        .as_deref()
+        .map(|pem| (TRUST_FILE, pem.as_bytes(), PUBLIC));
+    for (name, contents, mode) in pems.into_iter().chain(bundle).chain(trust) {
         let path = staging.join(name);
         write_unsynced(&path, contents, mode).map_err(io_error(&path))?;
     }

@@ -1,6 +1,9 @@
 //! Batch provisioning on a manufacturing station: for every serial, a key generated here, a CSR,
 //! `simpleenroll` authorized by the station's certificate, the chain verified, and the
-//! device's files written as one directory (`OUT/<serial>/`, renamed into place complete).
+//! device's files written as one directory (`OUT/<serial>/`, renamed into place complete), with
+//! the roots the station trusts as the device's `trust.pem` (like `enroll`): a new root in
+//! `cacerts` is taken up first, only through its NewWithOld link (`crate::trust`), into the
+//! station's own `trust.pem`, so provisioned devices follow root rollovers too.
 //! Resumable: serials whose complete directory exists are skipped, and each device's key and CSR
 //! are staged durably (`OUT/.staging/<serial>.pem`) before its request leaves, so a station killed
 //! at any moment sends the same request again on its next run and gets the same certificate.
@@ -22,6 +25,7 @@ use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::keystore::{self, CERT_FILE, CHAIN_FILE, KEY_FILE};
 use crate::staging::{BatchStaging, Purpose, Staged};
+use crate::trust::Trust;
 
 /// How often a device is retried after a transient failure (CA unreachable, 5xx, 429).
 const ATTEMPTS: u32 = 4;
@@ -65,12 +69,16 @@ pub struct ProvisionReport {
 struct Batch {
     client: EstClient,
     label: Option<String>,
-    root: CertificateDer<'static>,
+    /// The roots the station trusts (`--ca-cert`, its `trust.pem`, any root taken up through
+    /// a link in `ca_certs`).
+    trust: Trust,
+    /// `trust`'s roots as every device's `trust.pem`.
+    trust_pem: Arc<str>,
     ca_certs: Vec<Vec<u8>>,
     requirements: iomt_core::wire::CsrRequirements,
     ca_name: String,
-    /// The issuing CA a leaf of this batch was verified through, up to the root.
-    verified_issuer: Mutex<Option<CertificateDer<'static>>>,
+    /// The issuing CA a leaf of this batch was verified through, and the root above it.
+    verified_issuer: Mutex<Option<(CertificateDer<'static>, CertificateDer<'static>)>>,
     /// Writes finished devices' folders, made durable in groups.
     files: GroupWriter,
     /// Makes each device's key and CSR durable before its request is sent.
@@ -109,14 +117,19 @@ pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, Cl
     let root = read_root(&request.server.ca_cert)?;
     let station = keystore::load(&request.station)?;
     let ca_name = request.server.ca_cert.display().to_string();
-    let client = EstClient::new(
+    let mut trust = Trust::load(&root, &request.station)?;
+    let client = EstClient::trusting(
         &request.server.url,
-        &root,
+        trust.roots(),
         &ca_name,
         Some(client_identity(&station, None)?),
     )?;
     let label = request.server.label.clone();
     let ca_certs = client.cacerts(label.as_deref()).await?;
+    trust.update(&ca_certs)?;
+    let trust_pem = Arc::from(keystore::certificates_pem(
+        trust.roots().iter().map(|r| r.as_ref()),
+    ));
     let requirements = client.csrattrs(label.as_deref()).await?;
     iomt_core::files::create_private_dir(&request.out).map_err(ClientError::io(&request.out))?;
 
@@ -136,7 +149,8 @@ pub async fn provision(request: &ProvisionRequest) -> Result<ProvisionReport, Cl
     let batch = Arc::new(Batch {
         client,
         label,
-        root,
+        trust,
+        trust_pem,
         ca_certs,
         requirements,
         ca_name,
@@ -212,14 +226,15 @@ impl Batch {
         key: &KeyPair,
     ) -> Result<Vec<CertificateDer<'static>>, ClientError> {
         let known = self.verified_issuer.lock().ok().and_then(|v| v.clone());
-        if let Some(issuer) = known
+        if let Some((issuer, root)) = known
             && verify_leaf(leaf, key, &issuer, &[], &self.ca_name).is_ok()
         {
-            return Ok(vec![issuer, self.root.clone()]);
+            return Ok(vec![issuer, root]);
         }
-        let chain = verify_chain(leaf, &self.ca_certs, &self.root, key, &self.ca_name)?;
+        let root = self.trust.root_for(leaf, &self.ca_certs);
+        let chain = verify_chain(leaf, &self.ca_certs, root, key, &self.ca_name)?;
         if let Ok(mut verified) = self.verified_issuer.lock() {
-            *verified = chain.first().cloned();
+            *verified = chain.first().map(|issuer| (issuer.clone(), root.clone()));
         }
         Ok(chain)
     }
@@ -255,7 +270,7 @@ async fn provision_one(batch: &Batch, serial: &str) -> Result<(), ClientError> {
         .ok_or_else(|| ClientError::BadResponse("the CA returned no certificate".into()))?;
     let chain = batch.verify(leaf, &key)?;
     let files = match batch.pkcs12_password.clone() {
-        None => DeviceFiles::new(&key, leaf, &chain, None)?,
+        None => DeviceFiles::new(&key, leaf, &chain, None)?.with_trust(batch.trust_pem.clone()),
         // Key derivation for the bundle is millisecond work: off the async workers.
         Some(password) => {
             let leaf = leaf.clone();
@@ -264,6 +279,7 @@ async fn provision_one(batch: &Batch, serial: &str) -> Result<(), ClientError> {
             })
             .await
             .map_err(|e| ClientError::Local(format!("PKCS#12 worker failed: {e}")))??
+            .with_trust(batch.trust_pem.clone())
         }
     };
     batch.files.write(serial, files).await?;
