@@ -8,16 +8,15 @@
 //! `--ca-cert`). A station's `provision` takes G2 up through the link and writes `trust.pem` into
 //! every device folder.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
 
 use iomt_core::policy::Level;
 use iomt_tests::client_process::{ClientRun, child_entry, run_client};
+use iomt_tests::rollover::tls_handshake;
 use iomt_tests::{MONITOR, TestApp, read_pem_certs, require_tool, run_tool, webpki_verify};
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const FAST: &str = "[ca]\nreload_interval_secs = 1\n";
@@ -25,59 +24,6 @@ const FAST: &str = "[ca]\nreload_interval_secs = 1\n";
 #[test]
 fn client_process_entry_runs_the_client_when_asked() {
     child_entry();
-}
-
-/// The TLS handshake with the CA at `addr` trusting `roots` only: the chain the server sent.
-async fn handshake(addr: SocketAddr, roots: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
-    let roots = roots.to_vec();
-    tokio::task::spawn_blocking(move || {
-        let mut store = rustls::RootCertStore::empty();
-        for root in roots {
-            store.add(CertificateDer::from(root)).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
-        let name = ServerName::try_from("localhost").unwrap();
-        let mut connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let mut socket = TcpStream::connect(addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        while connection.is_handshaking() {
-            connection
-                .complete_io(&mut socket)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(connection
-            .peer_certificates()
-            .unwrap()
-            .iter()
-            .map(|c| c.to_vec())
-            .collect())
-    })
-    .await
-    .unwrap()
-}
-
-/// Waits (up to 30 s) until a client trusting only `root` completes a handshake with the CA:
-/// the server renewed its certificate under `root`. Returns the chain served.
-async fn wait_for_https_under(app: &TestApp, root: &[u8]) -> Vec<Vec<u8>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match handshake(app.https, &[root.to_vec()]).await {
-            Ok(chain) => return chain,
-            Err(error) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "the HTTPS certificate was not renewed under the new root: {error}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// `openssl s_client -verify_return_error` against the CA with `ca_file` as its only trust:
@@ -165,18 +111,18 @@ async fn after_a_root_rollover_the_https_certificate_moves_to_g2_and_g1_clients_
     let token = app.pump_with_token("IP20000401").await;
     let device = app.dir.path().join("IP20000401");
     app.enroll("IP20000401", &token, &device).await.unwrap();
-    let before = handshake(app.https, &[app.root_der().to_vec()])
+    let before = tls_handshake(app.https, &[app.root_der().to_vec()])
         .await
         .unwrap();
     assert!(issuer_cn(&before[0]).contains("Root CA G1"));
 
     let roots = roll_the_root(&app).await;
     // Renewed by the running server under G2, served with the NewWithOld link (not G2 itself).
-    let chain = wait_for_https_under(&app, &roots.g2).await;
+    let chain = app.wait_for_https_under(&roots.g2).await;
     assert_ne!(chain[0], before[0]);
     assert!(issuer_cn(&chain[0]).contains("Root CA G2"));
     assert_eq!(chain, vec![chain[0].clone(), roots.link.clone()]);
-    let g1_only = handshake(app.https, std::slice::from_ref(&roots.g1))
+    let g1_only = tls_handshake(app.https, std::slice::from_ref(&roots.g1))
         .await
         .expect("a client that trusts only G1 builds G1 -> link -> HTTPS certificate");
     assert_eq!(g1_only, chain);
@@ -231,27 +177,11 @@ async fn after_a_root_rollover_the_https_certificate_moves_to_g2_and_g1_clients_
     app.stop_server().await;
     app.restart().await;
     assert_eq!(
-        handshake(app.https, std::slice::from_ref(&roots.g1))
+        tls_handshake(app.https, std::slice::from_ref(&roots.g1))
             .await
             .unwrap(),
         chain
     );
-}
-
-/// Replaces root-g2's NewWithOld link in the database with `der` and restarts the server.
-async fn replace_link(app: &mut TestApp, der: &[u8]) {
-    app.stop_server().await;
-    let settings = ca_server::config::Settings::load(&app.data_dir()).unwrap();
-    let pool = sqlx::SqlitePool::connect(&settings.database_url())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE ca_generations SET link_new_with_old = ? WHERE name = 'root-g2'")
-        .bind(der)
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    app.restart().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -263,7 +193,7 @@ async fn a_device_holding_g2_renews_when_the_https_chain_ends_at_g2_alone() {
     let roots = roll_the_root(&app).await;
     app.cli(&["ca", "rollover", "--ca", "basic"]).await.unwrap();
     app.wait_for_active(Level::Basic, "basic-g2").await;
-    wait_for_https_under(&app, &roots.g2).await;
+    app.wait_for_https_under(&roots.g2).await;
     // The device takes G2 in (trust.pem: G1, G2) and renews into the G2 chain.
     let renewed = renew_process(&app, &roots.g1_pem, &device).await;
     assert_eq!(renewed.code, Some(0), "{renewed:?}");
@@ -278,10 +208,10 @@ async fn a_device_holding_g2_renews_when_the_https_chain_ends_at_g2_alone() {
             .join("root-g2.link-old-with-new.crt.pem"),
     )
     .remove(0);
-    replace_link(&mut app, &old_with_new).await;
-    let refused = handshake(app.https, std::slice::from_ref(&roots.g1)).await;
+    app.replace_root_link(&old_with_new).await;
+    let refused = tls_handshake(app.https, std::slice::from_ref(&roots.g1)).await;
     assert!(refused.is_err(), "G1 alone no longer reaches the CA");
-    handshake(app.https, std::slice::from_ref(&roots.g2))
+    tls_handshake(app.https, std::slice::from_ref(&roots.g2))
         .await
         .unwrap();
     if require_tool("openssl", &["version"]) {
