@@ -130,8 +130,16 @@ fn link_all(dir: &Path) -> Result<Vec<PathBuf>, ClientError> {
 }
 
 /// Reads the current set.
+///
+/// A folder written flat (`key.pem`, `cert.pem`, `chain.pem` as plain files: a station's
+/// `provision` output copied onto the device) is read as it is, until its first renewal
+/// [`store`]s the new set in the layout above; `current` is switched before the flat files are
+/// replaced by links, so a crash in between still reads one complete set.
 pub fn load(dir: &Path) -> Result<Credential, ClientError> {
-    let current = dir.join(CURRENT);
+    let current = match dir.join(CURRENT) {
+        current if current.exists() => current,
+        _ => dir.to_path_buf(),
+    };
     let read = |name: &str| {
         let path = current.join(name);
         std::fs::read_to_string(&path).map_err(ClientError::io(&path))
@@ -145,7 +153,7 @@ pub fn load(dir: &Path) -> Result<Credential, ClientError> {
 
 /// True when `dir` holds a credential set.
 pub fn exists(dir: &Path) -> bool {
-    dir.join(CURRENT).join(CERT_FILE).exists()
+    dir.join(CURRENT).join(CERT_FILE).exists() || dir.join(CERT_FILE).is_file()
 }
 
 fn is_current(dir: &Path, generation: &str) -> bool {
@@ -264,6 +272,37 @@ mod tests {
             // The next attempt completes from whatever state the crash left.
             store(dir.path(), "bb", &set("new")).unwrap();
             assert_eq!(read_links(dir.path()), set("new"), "step {stop}: recovery");
+        }
+    }
+
+    fn write_flat(dir: &Path, credential: &Credential) {
+        std::fs::write(dir.join(KEY_FILE), &credential.key_pem).unwrap();
+        std::fs::write(dir.join(CERT_FILE), &credential.cert_pem).unwrap();
+        std::fs::write(dir.join(CHAIN_FILE), &credential.chain_pem).unwrap();
+    }
+
+    #[test]
+    fn a_flat_folder_is_read_and_its_first_renewal_moves_it_to_the_layout_whole() {
+        for stop in 0..=STORE_STEPS {
+            let dir = tempfile::tempdir().unwrap();
+            write_flat(dir.path(), &set("provisioned"));
+            assert!(exists(dir.path()));
+            assert_eq!(load(dir.path()).unwrap(), set("provisioned"));
+            let _ = store_interruptible(dir.path(), "bb", &set("renewed"), Some(stop));
+            let seen = load(dir.path()).unwrap();
+            assert!(
+                seen == set("provisioned") || seen == set("renewed"),
+                "step {stop}: mixed set {seen:?}"
+            );
+            store(dir.path(), "bb", &set("renewed")).unwrap();
+            assert_eq!(read_links(dir.path()), set("renewed"), "step {stop}");
+            assert!(
+                std::fs::symlink_metadata(dir.path().join(KEY_FILE))
+                    .unwrap()
+                    .file_type()
+                    .is_symlink(),
+                "step {stop}: the flat file became a link"
+            );
         }
     }
 

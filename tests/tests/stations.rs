@@ -187,6 +187,41 @@ async fn station_provisions_a_batch_resumably_and_names_failures() {
     assert!(!out.join("PM79999999").exists());
 }
 
+/// A provisioned folder copied onto its device renews there: the flat `key.pem`, `cert.pem`,
+/// `chain.pem` and `trust.pem` a station writes are what the device's client starts from.
+#[tokio::test]
+async fn a_provisioned_folder_renews_on_its_device() {
+    let app = TestApp::spawn().await;
+    let station_dir = station(&app, "plant1-line1-st05", MONITOR, &[]).await;
+    let serials = vec!["PM70000501".to_owned()];
+    register_monitors(&app, &serials).await;
+    let out = app.dir.path().join("line-out");
+    let report = provision(&provision_request(&app, &station_dir, &serials, &out))
+        .await
+        .unwrap();
+    assert_eq!(report.done, 1, "{:?}", report.failed);
+
+    // What the line ships: the folder's files, copied as plain files.
+    let device = app.dir.path().join("device");
+    std::fs::create_dir(&device).unwrap();
+    for file in ["key.pem", "cert.pem", "chain.pem", "trust.pem"] {
+        std::fs::copy(out.join("PM70000501").join(file), device.join(file)).unwrap();
+    }
+    let provisioned = read_pem_certs(&device.join("cert.pem")).remove(0);
+    let renewed = enroll_client::enroll::reenroll(&app.est_server(), &device)
+        .await
+        .expect("the provisioned credential renews");
+    let now = read_pem_certs(&device.join("cert.pem")).remove(0);
+    assert_ne!(now, provisioned);
+    assert_eq!(app.certificates("PM70000501").await.len(), 2);
+    assert_eq!(
+        keystore::load(&device).unwrap().cert_pem,
+        std::fs::read_to_string(device.join("current/cert.pem")).unwrap(),
+        "moved to the generations layout"
+    );
+    assert!(!renewed.certificate_serial.is_empty());
+}
+
 #[tokio::test]
 async fn provisioned_pkcs12_bundle_opens_with_openssl_and_holds_the_same_identity() {
     if !require_tool("openssl", &["version"]) {
