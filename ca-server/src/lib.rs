@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod https_cert;
 pub mod listener;
+pub mod memory;
 pub mod operations;
 pub mod pki;
 pub mod revocation;

@@ -35,6 +35,7 @@ pub(super) async fn serve(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     crate::pki::custody::harden_process();
+    crate::memory::no_transparent_huge_pages();
     if !data_dir.join(crate::config::CONFIG_FILE).exists() && develop {
         tracing::warn!(
             "no CA in {}: creating a DEVELOPMENT CA (placeholder OIDs, keys sealed with a generated passphrase)",
