@@ -8,14 +8,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use hospital_example::{Decision, HospitalConfig, HospitalServer};
+use hospital_example::Decision;
 use iomt_core::policy::Level;
 use iomt_tests::client_process::{RunningClient, child_entry};
+use iomt_tests::hospital::{self, Hospital};
 use iomt_tests::{TestApp, read_pem_certs, require_tool, run_tool, webpki_verify};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const FAST: &str = "[ca]\nreload_interval_secs = 1\n";
@@ -177,14 +177,16 @@ async fn a_g1_fleet_renews_across_the_root_rollover_and_hospitals_accept_both_ch
     let bundle_certs = read_pem_certs(&bundle);
     std::fs::write(&roots, pem_of(&[g1.clone(), g2.clone()])).unwrap();
     assert!(bundle_certs.contains(&g1) && bundle_certs.contains(&g2));
-    let hospital = Hospital::start(&app, &roots, &work).await;
+    let crls = ["root", "root-g2", "basic", "basic-g2"];
+    let (config, dir) = hospital::config(&app, &roots, &crls, &[BASIC]);
+    let hospital = Hospital::start_with(config, dir).await;
     for (dir, accepted) in [
         (&renewing, true),
         (&fresh, true),
         (&untouched, true),
         (&revoked, false),
     ] {
-        let decision = hospital.connect(dir).await;
+        let (decision, _) = hospital.connect(Some(dir)).await;
         assert_eq!(
             matches!(decision, Decision::Accepted(_)),
             accepted,
@@ -348,88 +350,6 @@ async fn a_new_root_without_a_link_or_with_a_forged_one_is_refused_and_trust_pem
             cert_before,
             "{case}"
         );
-    }
-}
-
-/// The hospital example server (certs-example/hospital-server) trusting `roots`, with the CRLs
-/// of both roots and both Basic generations from the CA's distribution points.
-struct Hospital {
-    server: Arc<HospitalServer>,
-    decisions: tokio::sync::Mutex<tokio::sync::broadcast::Receiver<Decision>>,
-    server_cert: CertificateDer<'static>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Hospital {
-    async fn start(app: &TestApp, roots: &Path, work: &Path) -> Hospital {
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        std::fs::write(work.join("server.pem"), certified.cert.pem()).unwrap();
-        std::fs::write(
-            work.join("server.key.pem"),
-            certified.signing_key.serialize_pem(),
-        )
-        .unwrap();
-        let config = HospitalConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ca_cert: roots.to_path_buf(),
-            cert: work.join("server.pem"),
-            key: work.join("server.key.pem"),
-            crl_urls: ["root", "root-g2", "basic", "basic-g2"]
-                .iter()
-                .map(|name| format!("http://{}/crl/{name}.crl", app.http))
-                .collect(),
-            accept_policies: vec![BASIC.parse().unwrap()],
-        };
-        let server = Arc::new(HospitalServer::bind(config).await.expect("bind"));
-        let decisions = server.subscribe();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = server.clone();
-        tokio::spawn(async move {
-            running
-                .run_until(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        Hospital {
-            server,
-            decisions: tokio::sync::Mutex::new(decisions),
-            server_cert: CertificateDer::from(certified.cert.der().to_vec()),
-            _stop: stop,
-        }
-    }
-
-    /// Connects with the device's cert.pem + issuing CA and key.pem; the server's decision.
-    async fn connect(&self, device: &Path) -> Decision {
-        let leaf = read_pem_certs(&device.join("cert.pem")).remove(0);
-        let issuing = read_pem_certs(&device.join("chain.pem")).remove(0);
-        let key = pem::parse(std::fs::read(device.join("key.pem")).unwrap()).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.server_cert.clone()).unwrap();
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            vec![leaf.into(), issuing.into()],
-            PrivateKeyDer::try_from(key.into_contents()).unwrap(),
-        )
-        .unwrap();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .resolve("localhost", self.server.local_addr())
-            .no_proxy()
-            .build()
-            .unwrap();
-        let url = format!("https://localhost:{}/", self.server.local_addr().port());
-        let _ = client.get(url).send().await;
-        let mut decisions = self.decisions.lock().await;
-        tokio::time::timeout(Duration::from_secs(10), decisions.recv())
-            .await
-            .expect("a decision within 10 s")
-            .expect("decision channel")
     }
 }
 

@@ -55,10 +55,32 @@ const SUBSTANTIAL: Level = Level {
     crl: "substantial",
 };
 
-/// Runs the client binary with `args`; panics with its output unless it exits 0.
-async fn client_ok(args: &[&str]) -> ClientRun {
-    let run = run_client(args, &[]).await;
-    assert_eq!(run.code, Some(0), "enroll-client {args:?}:\n{run:?}");
+/// `COMMAND --server URL --ca-cert ROOT ARGS...` for `app`'s CA.
+fn command_line(app: &TestApp, command: &str, args: &[&str]) -> Vec<String> {
+    let root = app.root_pem();
+    [command, "--server", &app.server_url(), "--ca-cert"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([root.display().to_string()])
+        .chain(args.iter().map(|a| (*a).to_owned()))
+        .collect()
+}
+
+/// Runs `enroll-client COMMAND` against `app` with `args` and `env`, to its end.
+async fn client(app: &TestApp, command: &str, args: &[&str], env: &[(&str, &str)]) -> ClientRun {
+    let line = command_line(app, command, args);
+    let line: Vec<&str> = line.iter().map(String::as_str).collect();
+    run_client(&line, env).await
+}
+
+/// [`client`], which must exit 0 (else the test fails with its output).
+async fn client_ok(app: &TestApp, command: &str, args: &[&str]) -> ClientRun {
+    let run = client(app, command, args, &[]).await;
+    assert_eq!(
+        run.code,
+        Some(0),
+        "enroll-client {command} {args:?}:\n{run:?}"
+    );
     run
 }
 
@@ -121,18 +143,22 @@ async fn assert_accepted_at(app: &TestApp, tpm: &SoftwareTpm, dir: &Path, level:
     let root = app.root_pem();
     let cert = dir.join("cert.pem");
     let chain = dir.join("chain.pem");
-    let verified = client_ok(&[
-        "verify",
-        "--ca-cert",
-        root.to_str().unwrap(),
-        "--cert",
-        cert.to_str().unwrap(),
-        "--chain",
-        chain.to_str().unwrap(),
-        "--require-level",
-        level.name,
-    ])
+    let verified = run_client(
+        &[
+            "verify",
+            "--ca-cert",
+            root.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--chain",
+            chain.to_str().unwrap(),
+            "--require-level",
+            level.name,
+        ],
+        &[],
+    )
     .await;
+    assert_eq!(verified.code, Some(0), "{verified:?}");
     let report = verified.stdout;
     assert!(
         report.contains(&format!("level        {} ({})", level.name, level.oid)),
@@ -171,20 +197,17 @@ async fn assert_accepted_at(app: &TestApp, tpm: &SoftwareTpm, dir: &Path, level:
 /// current one; the new certificate passes every check again.
 async fn renew_and_check(app: &TestApp, tpm: &SoftwareTpm, dir: &Path, level: &Level) {
     let (old_serial, old_key) = leaf_facts(dir);
-    let server = app.server_url();
-    let root = app.root_pem();
-    client_ok(&[
+    client_ok(
+        app,
         "renew",
-        "--server",
-        &server,
-        "--ca-cert",
-        root.to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--tpm",
-        &tpm.tcti,
-        "--force",
-    ])
+        &[
+            "--out",
+            dir.to_str().unwrap(),
+            "--tpm",
+            &tpm.tcti,
+            "--force",
+        ],
+    )
     .await;
     let (new_serial, new_key) = leaf_facts(dir);
     assert_ne!(new_serial, old_serial, "a new certificate");
@@ -206,23 +229,20 @@ async fn a_high_ventilator_enrolls_through_a_station_with_its_tpm_and_renews() {
     let station = ventilator_station(&app, "plant1-line3-st01").await;
 
     let out = app.dir.path().join(serial);
-    let server = app.server_url();
-    let root = app.root_pem();
-    client_ok(&[
+    client_ok(
+        &app,
         "enroll",
-        "--server",
-        &server,
-        "--ca-cert",
-        root.to_str().unwrap(),
-        "--station",
-        station.to_str().unwrap(),
-        "--tpm",
-        &tpm.tcti,
-        "--serial",
-        serial,
-        "--out",
-        out.to_str().unwrap(),
-    ])
+        &[
+            "--station",
+            station.to_str().unwrap(),
+            "--tpm",
+            &tpm.tcti,
+            "--serial",
+            serial,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
     .await;
     let records = app.certificates(serial).await;
     assert_eq!(records.len(), 1, "{records:?}");
@@ -239,17 +259,10 @@ async fn a_high_ventilator_enrolls_through_a_station_with_its_tpm_and_renews() {
 
     // key.pem is usable only through its TPM: a renewal without --tpm is a local error.
     let before = std::fs::read(out.join("cert.pem")).unwrap();
-    let refused = run_client(
-        &[
-            "renew",
-            "--server",
-            &server,
-            "--ca-cert",
-            root.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--force",
-        ],
+    let refused = client(
+        &app,
+        "renew",
+        &["--out", out.to_str().unwrap(), "--force"],
         &[],
     )
     .await;
@@ -278,16 +291,11 @@ async fn a_substantial_monitor_enrolls_with_a_token_and_its_tpm_and_renews() {
     let token = app.token(serial).await;
 
     let out = app.dir.path().join(serial);
-    let server = app.server_url();
-    let root = app.root_pem();
     // The token in the environment, as the README advises (and never in the process list).
-    let enrolled = run_client(
+    let enrolled = client(
+        &app,
+        "enroll",
         &[
-            "enroll",
-            "--server",
-            &server,
-            "--ca-cert",
-            root.to_str().unwrap(),
             "--tpm",
             &tpm.tcti,
             "--serial",
@@ -307,13 +315,10 @@ async fn a_substantial_monitor_enrolls_with_a_token_and_its_tpm_and_renews() {
 
     // The unattended daemon renews the same way (window open at once, no OCSP check).
     let (before, _) = leaf_facts(&out);
-    let mut running = RunningClient::start(
+    let line = command_line(
+        &app,
+        "run",
         &[
-            "run",
-            "--server",
-            &server,
-            "--ca-cert",
-            root.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
             "--tpm",
@@ -325,8 +330,9 @@ async fn a_substantial_monitor_enrolls_with_a_token_and_its_tpm_and_renews() {
             "--ocsp-interval",
             "0s",
         ],
-        &[("ENROLL_LOG", "info")],
     );
+    let line: Vec<&str> = line.iter().map(String::as_str).collect();
+    let mut running = RunningClient::start(&line, &[("ENROLL_LOG", "info")]);
     let installed = tokio::time::timeout(
         std::time::Duration::from_secs(60),
         running.wait_until(|| {
@@ -490,15 +496,10 @@ async fn a_tpm_that_cannot_be_reached_exits_11_and_uses_nothing() {
     let app = TestApp::spawn().await;
     let token = app.pump_with_token("IP20000401").await;
     let out = app.dir.path().join("IP20000401");
-    let server = app.server_url();
-    let root = app.root_pem();
-    let run = run_client(
+    let run = client(
+        &app,
+        "enroll",
         &[
-            "enroll",
-            "--server",
-            &server,
-            "--ca-cert",
-            root.to_str().unwrap(),
             "--tpm",
             "swtpm:host=127.0.0.1,port=1",
             "--serial",
