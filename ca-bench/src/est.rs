@@ -49,7 +49,7 @@ pub fn keys_and_csrs(serials: &[String]) -> anyhow::Result<Vec<KeyAndCsr>> {
 
 fn key_and_csr(serial: &str) -> anyhow::Result<KeyAndCsr> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let csr = enroll_client::enroll::build_csr(&key, serial)?;
+    let csr = enroll_client::csr::build_csr(&key, serial)?;
     Ok(KeyAndCsr {
         key_pkcs8: key.serialize_der(),
         csr,

@@ -10,7 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rcgen::{Attribute, CertificateParams};
 
-use crate::enroll::{EnrollAuthorization, EnrollRequest, device_subject};
+use crate::csr::device_subject;
+use crate::enroll::{EnrollAuthorization, EnrollRequest};
 use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::tpm::{Attestor, SealedCredential, TpmKey};

@@ -12,8 +12,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::chain::read_root;
 use crate::clock;
-use crate::enroll::{Server, pending_renewal, read_root, reenroll};
+use crate::enroll::{Server, pending_renewal, reenroll};
 use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::rotation::{Schedule, Validity, current_validity, draw, permanent};

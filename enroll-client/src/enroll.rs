@@ -4,19 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use iomt_core::oids;
-use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, PublicKeyData};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rcgen::PublicKeyData;
+use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::chain::{certificate_serial, hex_serial, read_root, verify_chain};
+use crate::client_identity::{client_identity, subject_serial};
 use crate::clock;
+use crate::csr::{build_csr, generate_key};
 use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::keystore::{self, Credential};
 use crate::staging::{self, Purpose, Staged, StagedTpmKey};
-use crate::tls::{ClientIdentity, ClientKey};
-use crate::tpm::tss2_pem::is_tss2_pem;
-use crate::tpm::{Tpm, TpmKey, TpmKeyFile};
+use crate::tpm::{Tpm, TpmKey};
 
 /// Where the CA is and how to trust it.
 #[derive(Debug, Clone)]
@@ -73,15 +73,6 @@ pub struct Enrolled {
     pub files: Vec<PathBuf>,
     /// Set when the certificate was valid only by the CA's clock: what is wrong and what to do.
     pub clock_warning: Option<String>,
-}
-
-/// Reads the first certificate of a PEM file.
-pub fn read_root(path: &Path) -> Result<CertificateDer<'static>, ClientError> {
-    let text = std::fs::read(path).map_err(ClientError::io(path))?;
-    let block = pem::parse(text).map_err(|e| {
-        ClientError::Local(format!("{}: not a PEM certificate: {e}", path.display()))
-    })?;
-    Ok(CertificateDer::from(block.into_contents()))
 }
 
 /// First enrollment, with a one-time token or by a station. A software key and its CSR are
@@ -347,239 +338,4 @@ fn clock_warning(leaf: &[u8]) -> Option<String> {
         skew,
         "the new certificate is valid by the CA's clock, not yet by the device's; installed",
     ))
-}
-
-/// The hex serial of a certificate.
-pub(crate) fn certificate_serial(cert: &[u8]) -> Result<String, ClientError> {
-    let (_, parsed) = X509Certificate::from_der(cert)
-        .map_err(|e| ClientError::Local(format!("current certificate: {e}")))?;
-    Ok(hex_serial(&parsed))
-}
-
-fn hex_serial(cert: &X509Certificate<'_>) -> String {
-    cert.raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The current certificate chain (leaf, issuing CA) and key, for the TLS client certificate.
-/// A `TSS2 PRIVATE KEY` is loaded into `tpm` (the device's `--tpm`), which signs the handshakes.
-pub(crate) fn client_identity(
-    current: &Credential,
-    tpm: Option<&Arc<Tpm>>,
-) -> Result<ClientIdentity, ClientError> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| {
-        ClientError::Local(format!("the current {what} cannot be read: {e}"))
-    };
-    let mut chain: Vec<CertificateDer<'static>> = pem::parse_many(&current.cert_pem)
-        .map_err(|e| bad("certificate", &e))?
-        .into_iter()
-        .map(|p| CertificateDer::from(p.into_contents()))
-        .collect();
-    // chain.pem holds the issuing CA then the root; the server needs only the issuing CA.
-    if let Some(issuing) = pem::parse_many(&current.chain_pem)
-        .map_err(|e| bad("chain", &e))?
-        .into_iter()
-        .next()
-    {
-        chain.push(CertificateDer::from(issuing.into_contents()));
-    }
-    if chain.is_empty() {
-        return Err(ClientError::Local(
-            "the current certificate file is empty".into(),
-        ));
-    }
-    if is_tss2_pem(current.key_pem.as_bytes()) {
-        let tpm = tpm.ok_or_else(|| {
-            ClientError::Local(
-                "key.pem is a TPM key (TSS2 PRIVATE KEY): pass --tpm TCTI to use it".into(),
-            )
-        })?;
-        // Loaded once here so that a key file this TPM cannot load fails now, not mid-handshake.
-        drop(TpmKey::load_in(tpm, current.key_pem.as_bytes())?);
-        return Ok(ClientIdentity {
-            chain,
-            key: ClientKey::Tpm(TpmKeyFile {
-                tpm: tpm.clone(),
-                pem: current.key_pem.as_bytes().to_vec(),
-            }),
-        });
-    }
-    let key = pem::parse(&current.key_pem).map_err(|e| bad("key", &e))?;
-    let key = PrivateKeyDer::try_from(key.into_contents()).map_err(|e| bad("key", &e))?;
-    Ok(ClientIdentity {
-        chain,
-        key: ClientKey::Software(key),
-    })
-}
-
-fn subject_serial(cert: &CertificateDer<'_>) -> Result<String, ClientError> {
-    let (_, parsed) = X509Certificate::from_der(cert)
-        .map_err(|e| ClientError::Local(format!("current certificate: {e}")))?;
-    parsed
-        .subject()
-        .iter_attributes()
-        .find(|a| a.attr_type().to_id_string() == "2.5.4.5")
-        .and_then(|a| a.as_str().ok())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            ClientError::Local("the current certificate has no subject serialNumber".into())
-        })
-}
-
-/// P-256 unless the CA's csrattrs allow only P-384.
-pub(crate) fn generate_key(
-    requirements: &iomt_core::wire::CsrRequirements,
-) -> Result<KeyPair, ClientError> {
-    let curves = requirements
-        .attributes
-        .iter()
-        .find(|(attr, _)| *attr == oids::EC_PUBLIC_KEY)
-        .map(|(_, curves)| curves.clone());
-    let alg = match curves {
-        Some(curves) if !curves.contains(&oids::SECP256R1) && curves.contains(&oids::SECP384R1) => {
-            &rcgen::PKCS_ECDSA_P384_SHA384
-        }
-        _ => &rcgen::PKCS_ECDSA_P256_SHA256,
-    };
-    KeyPair::generate_for(alg)
-        .map_err(|e| ClientError::Local(format!("key generation failed: {e}")))
-}
-
-/// A CSR carrying only the device serial (the CA fills everything else from its registry).
-pub fn build_csr(key: &KeyPair, serial: &str) -> Result<Vec<u8>, ClientError> {
-    build_csr_with(key, serial)
-}
-
-/// The subject a device asks for: its serialNumber alone, as a PrintableString (the CA fills
-/// everything else from its registry).
-pub(crate) fn device_subject(serial: &str) -> Result<DistinguishedName, ClientError> {
-    let mut dn = DistinguishedName::new();
-    let printable = serial
-        .try_into()
-        .map_err(|_| ClientError::Local(format!("serial `{serial}` is not a PrintableString")))?;
-    dn.push(
-        DnType::CustomDnType(vec![2, 5, 4, 5]),
-        DnValue::PrintableString(printable),
-    );
-    Ok(dn)
-}
-
-/// The CSR for `serial` signed by any key: a software key pair or one held by the TPM.
-pub fn build_csr_with(key: &impl rcgen::SigningKey, serial: &str) -> Result<Vec<u8>, ClientError> {
-    let mut params = CertificateParams::default();
-    params.distinguished_name = device_subject(serial)?;
-    let csr = params
-        .serialize_request(key)
-        .map_err(|e| ClientError::Local(format!("CSR: {e}")))?;
-    Ok(csr.der().to_vec())
-}
-
-/// Verifies the leaf against `root` through one of the CA certificates, for TLS client use,
-/// and that it certifies our key. Returns the chain to write: issuing CA, then root.
-pub fn verify_chain(
-    leaf: &[u8],
-    ca_certs: &[Vec<u8>],
-    root: &CertificateDer<'static>,
-    key: &impl PublicKeyData,
-    ca_name: &str,
-) -> Result<Vec<CertificateDer<'static>>, ClientError> {
-    let untrusted = |reason: String| ClientError::Untrusted {
-        ca_cert: ca_name.to_owned(),
-        reason,
-    };
-    let (_, parsed) = X509Certificate::from_der(leaf)
-        .map_err(|e| ClientError::BadResponse(format!("certificate: {e}")))?;
-    let issuer = ca_certs
-        .iter()
-        .find(|ca| {
-            X509Certificate::from_der(ca)
-                .map(|(_, c)| c.subject().as_raw() == parsed.issuer().as_raw())
-                .unwrap_or(false)
-        })
-        .ok_or_else(|| untrusted("the CA did not provide the issuing CA certificate".into()))?;
-    let issuer = CertificateDer::from(issuer.clone());
-    verify_leaf(leaf, key, root, std::slice::from_ref(&issuer), ca_name)?;
-    Ok(vec![issuer, root.clone()])
-}
-
-/// Verifies that `leaf` certifies `key` and chains to `anchor` (through `intermediates`) for TLS
-/// client use. A batch that has verified one leaf through an issuing CA up to the root may pass
-/// that issuing CA as the anchor for the next leaves (one P-256 verification instead of a P-384
-/// one more). Time is the device clock; a certificate valid only by the CA's clock (measured
-/// from its answers) is accepted with a warning: the CA committed it, and the device's clock,
-/// not the certificate, is wrong.
-pub fn verify_leaf(
-    leaf: &[u8],
-    key: &impl PublicKeyData,
-    anchor: &CertificateDer<'_>,
-    intermediates: &[CertificateDer<'static>],
-    ca_name: &str,
-) -> Result<(), ClientError> {
-    let untrusted = |reason: String| ClientError::Untrusted {
-        ca_cert: ca_name.to_owned(),
-        reason,
-    };
-    let (_, parsed) = X509Certificate::from_der(leaf)
-        .map_err(|e| ClientError::BadResponse(format!("certificate: {e}")))?;
-    if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
-        return Err(ClientError::BadResponse(
-            "the issued certificate is for a different key".into(),
-        ));
-    }
-    let leaf_der = CertificateDer::from(leaf);
-    let end_entity =
-        webpki::EndEntityCert::try_from(&leaf_der).map_err(|e| untrusted(format!("{e:?}")))?;
-    let anchor =
-        webpki::anchor_from_trusted_cert(anchor).map_err(|e| untrusted(format!("{e:?}")))?;
-    let verify_at = |at: UnixTime| {
-        end_entity
-            .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                std::slice::from_ref(&anchor),
-                intermediates,
-                at,
-                webpki::KeyUsage::client_auth(),
-                None,
-                None,
-            )
-            .map(|_| ())
-    };
-    match verify_at(clock::device_unix_time()) {
-        Ok(()) => Ok(()),
-        Err(error) if is_time_error(&error) => {
-            let Some(skew) = clock::skew().filter(|s| s.abs() > clock::SKEW_TOLERANCE_SECS) else {
-                return Err(untrusted(format!(
-                    "{error:?} by the device clock ({}); check the device's time",
-                    time::OffsetDateTime::from_unix_timestamp(clock::device_now())
-                        .map(|t| t.to_string())
-                        .unwrap_or_default()
-                )));
-            };
-            let ca_time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                clock::ca_now().max(0) as u64,
-            ));
-            verify_at(ca_time).map_err(|e| {
-                untrusted(format!("{e:?} (also by the CA's clock, {skew:+} s away)"))
-            })?;
-            tracing::warn!(
-                skew_secs = skew,
-                "{}",
-                clock::skew_advice(
-                    skew,
-                    "the issued certificate is valid by the CA's clock only"
-                )
-            );
-            Ok(())
-        }
-        Err(error) => Err(untrusted(format!("{error:?}"))),
-    }
-}
-
-fn is_time_error(error: &webpki::Error) -> bool {
-    matches!(
-        error,
-        webpki::Error::CertNotValidYet { .. } | webpki::Error::CertExpired { .. }
-    )
 }

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use rcgen::KeyPair;
 use rustls_pki_types::CertificateDer;
 
+use crate::chain::{read_root, verify_chain, verify_leaf};
+use crate::client_identity::client_identity;
+use crate::csr::{build_csr, generate_key};
 use crate::device_files::{DeviceFiles, GroupWriter};
-use crate::enroll::{
-    Server, build_csr, client_identity, generate_key, read_root, refuses_csr, verify_chain,
-    verify_leaf,
-};
+use crate::enroll::{Server, refuses_csr};
 use crate::error::ClientError;
 use crate::est::EstClient;
 use crate::keystore::{self, CERT_FILE, CHAIN_FILE, KEY_FILE};

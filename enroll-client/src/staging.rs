@@ -363,7 +363,7 @@ mod tests {
 
     fn staged(purpose: Purpose) -> Staged {
         let key = KeyPair::generate().expect("key");
-        let csr_der = crate::enroll::build_csr(&key, "IP20000001").expect("csr");
+        let csr_der = crate::csr::build_csr(&key, "IP20000001").expect("csr");
         Staged {
             purpose,
             key,

@@ -8,8 +8,9 @@ use iomt_core::ocsp::{self, Status};
 use reqwest::header;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::chain::read_root;
 use crate::clock;
-use crate::enroll::{Server, read_root};
+use crate::enroll::Server;
 use crate::error::ClientError;
 use crate::est::{BodyError, read_limited};
 use crate::keystore;

@@ -614,7 +614,7 @@ pub fn no_reenroll_interval(_: &str, text: &str) -> String {
 /// A CSR for `serial` with a fresh P-256 key (the key is returned too).
 pub fn p256_csr(serial: &str) -> (rcgen::KeyPair, Vec<u8>) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let csr = enroll_client::enroll::build_csr(&key, serial).expect("csr");
+    let csr = enroll_client::csr::build_csr(&key, serial).expect("csr");
     (key, csr)
 }
 

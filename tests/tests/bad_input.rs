@@ -318,13 +318,13 @@ async fn key_certified_for_another_device_is_refused_as_a_clone() {
     let first = app.pump_with_token("IP20000003").await;
     let token = app.pump_with_token("IP20000001").await;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let csr3 = enroll_client::enroll::build_csr(&key, "IP20000003").unwrap();
+    let csr3 = enroll_client::csr::build_csr(&key, "IP20000003").unwrap();
     let (status, _, body) = app
         .post_simpleenroll("IP20000003", &first, PKCS10, TestApp::est_body(&csr3))
         .await;
     assert_eq!(status, 200, "{body}");
 
-    let csr1 = enroll_client::enroll::build_csr(&key, "IP20000001").unwrap();
+    let csr1 = enroll_client::csr::build_csr(&key, "IP20000001").unwrap();
     let case = Case {
         name: "duplicate key",
         serial: "IP20000001",

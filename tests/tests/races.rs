@@ -20,7 +20,7 @@ const TRIALS: usize = 20;
 
 /// A CSR for `serial` signed by `key` (several devices may share one key in these tests).
 fn csr_with_key(serial: &str, key: &rcgen::KeyPair) -> Vec<u8> {
-    enroll_client::enroll::build_csr(key, serial).unwrap()
+    enroll_client::csr::build_csr(key, serial).unwrap()
 }
 
 fn new_key() -> rcgen::KeyPair {

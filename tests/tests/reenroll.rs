@@ -331,7 +331,7 @@ async fn csr_problems_are_refused_at_reenrollment() {
     };
     // The same key: Basic requires a new one.
     let current_key = rcgen::KeyPair::from_pem(&credential.key_pem).unwrap();
-    let same_key = enroll_client::enroll::build_csr(&current_key, "IP20000004").unwrap();
+    let same_key = enroll_client::csr::build_csr(&current_key, "IP20000004").unwrap();
     assert_eq!(
         post(TestApp::est_body(&same_key)).await,
         (403, "reenroll.key_reuse".to_owned())

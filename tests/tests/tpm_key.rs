@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use enroll_client::enroll::build_csr_with;
+use enroll_client::csr::build_csr_with;
 use enroll_client::tpm::TpmKey;
 use enroll_client::tpm::tss2_pem::is_tss2_pem;
 use iomt_tests::run_tool;
