@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -19,6 +20,9 @@ use crate::tls::{ChannelBinding, UnverifiedClientChain};
 
 /// Largest EST request body accepted (a P-384 CSR is under 1 KiB; RSA-4096 about 2 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The media type of a CSR (RFC 7030 §4.2.1).
+const PKCS10: &str = "application/pkcs10";
 
 /// `GET cacerts` without a label.
 pub async fn cacerts(State(authority): State<Arc<Authority>>) -> Result<Response, ApiError> {
@@ -59,194 +63,185 @@ fn render_csrattrs(authority: &Authority, label: Option<&str>) -> Result<Respons
 }
 
 /// `POST simpleenroll` without a label.
-pub async fn simpleenroll(
-    State(authority): State<Arc<Authority>>,
-    Extension(metrics): Extension<Arc<Metrics>>,
-    Extension(peer): Extension<UnverifiedClientChain>,
-    binding: Option<Extension<ChannelBinding>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let connection = Connection::new(&peer, binding);
-    enroll(&authority, &metrics, None, &connection, &headers, body).await
+pub async fn simpleenroll(request: EstRequest, body: Body) -> Result<Response, ApiError> {
+    enroll(&request, None, body).await
 }
 
 /// `POST <label>/simpleenroll`.
 pub async fn simpleenroll_labeled(
-    State(authority): State<Arc<Authority>>,
-    Extension(metrics): Extension<Arc<Metrics>>,
+    request: EstRequest,
     Path(label): Path<String>,
-    Extension(peer): Extension<UnverifiedClientChain>,
-    binding: Option<Extension<ChannelBinding>>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let connection = Connection::new(&peer, binding);
-    enroll(
-        &authority,
-        &metrics,
-        Some(&label),
-        &connection,
-        &headers,
-        body,
-    )
-    .await
+    enroll(&request, Some(&label), body).await
+}
+
+/// `POST simplereenroll` without a label.
+pub async fn simplereenroll(request: EstRequest, body: Body) -> Result<Response, ApiError> {
+    reenroll(&request, None, body).await
+}
+
+/// `POST <label>/simplereenroll`.
+pub async fn simplereenroll_labeled(
+    request: EstRequest,
+    Path(label): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    reenroll(&request, Some(&label), body).await
 }
 
 /// HTTP Basic `serial:token` authorizes with a one-time token; otherwise a client certificate
 /// is taken as a manufacturing station's. The outcome is counted and a refusal logged.
 async fn enroll(
-    authority: &Authority,
-    metrics: &Metrics,
+    request: &EstRequest,
     label: Option<&str>,
-    connection: &Connection<'_>,
-    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let peer = connection.peer;
-    let basic = headers
+    let authority = &request.authority;
+    let basic = request
+        .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_basic);
-    let station_chain = peer.presented();
-    let (kind, mut device) = match (&basic, station_chain) {
-        (Some(credential), _) => (AuthorizationKind::Token, Some(credential.serial.clone())),
-        (None, Some(_)) => (AuthorizationKind::Station, None),
-        (None, None) => (AuthorizationKind::None, None),
+    let station_chain = request.peer.presented();
+    let kind = match (&basic, station_chain) {
+        (Some(_), _) => AuthorizationKind::Token,
+        (None, Some(_)) => AuthorizationKind::Station,
+        (None, None) => AuthorizationKind::None,
     };
-    let issued = match require_content_type(headers, "application/pkcs10") {
-        Err(error) => Err(error),
-        Ok(()) => match (basic, station_chain) {
-            (Some(credential), _) => match read_csr(body).await {
-                Err(error) => Err(error),
-                Ok(csr_der) => authority
-                    .enroll_with_token(TokenEnrollment {
-                        label,
-                        serial: &credential.serial,
-                        token: &credential.token,
-                        csr_der: &csr_der,
-                        channel_binding: connection.binding.as_ref(),
-                    })
-                    .await
-                    .map_err(ApiError::from_token_route),
-            },
-            (None, Some(chain)) => match read_csr(body).await {
-                Err(error) => Err(error),
-                Ok(csr_der) => {
-                    let result = authority
-                        .enroll_by_station(StationEnrollment {
-                            label,
-                            peer_chain: chain,
-                            csr_der: &csr_der,
-                            channel_binding: connection.binding.as_ref(),
-                        })
-                        .await
-                        .map_err(ApiError::from);
-                    if result.is_err() {
-                        device = claimed_device(&csr_der);
-                    }
-                    result
-                }
-            },
-            (None, None) => Err(ApiError::new(
+    let mut device = basic.as_ref().map(|credential| credential.serial.clone());
+    let issued = async {
+        require_content_type(&request.headers, PKCS10)?;
+        if let Some(credential) = basic {
+            let csr_der = read_csr(body).await?;
+            return authority
+                .enroll_with_token(TokenEnrollment {
+                    label,
+                    serial: &credential.serial,
+                    token: &credential.token,
+                    csr_der: &csr_der,
+                    channel_binding: request.binding.as_ref(),
+                })
+                .await
+                .map_err(ApiError::from_token_route);
+        }
+        let Some(chain) = station_chain else {
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::AuthRequired,
                 "send HTTP Basic credentials `<device serial>:<one-time token>`, or present a station certificate",
-            )),
-        },
-    };
-    observe::certificate_request(metrics, "simpleenroll", kind, device.as_deref(), &issued);
+            ));
+        };
+        let csr_der = read_csr(body).await?;
+        let result = authority
+            .enroll_by_station(StationEnrollment {
+                label,
+                peer_chain: chain,
+                csr_der: &csr_der,
+                channel_binding: request.binding.as_ref(),
+            })
+            .await
+            .map_err(ApiError::from);
+        if result.is_err() {
+            device = claimed_device(&csr_der);
+        }
+        result
+    }
+    .await;
+    observe::certificate_request(
+        &request.metrics,
+        "simpleenroll",
+        kind,
+        device.as_deref(),
+        &issued,
+    );
     certs_only_response(&[&issued?.certificate.der])
 }
 
-/// `POST simplereenroll` without a label.
-pub async fn simplereenroll(
-    State(authority): State<Arc<Authority>>,
-    Extension(metrics): Extension<Arc<Metrics>>,
-    Extension(peer): Extension<UnverifiedClientChain>,
-    binding: Option<Extension<ChannelBinding>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let connection = Connection::new(&peer, binding);
-    reenroll(&authority, &metrics, None, &connection, &headers, body).await
-}
-
-/// `POST <label>/simplereenroll`.
-pub async fn simplereenroll_labeled(
-    State(authority): State<Arc<Authority>>,
-    Extension(metrics): Extension<Arc<Metrics>>,
-    Path(label): Path<String>,
-    Extension(peer): Extension<UnverifiedClientChain>,
-    binding: Option<Extension<ChannelBinding>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let connection = Connection::new(&peer, binding);
-    reenroll(
-        &authority,
-        &metrics,
-        Some(&label),
-        &connection,
-        &headers,
-        body,
-    )
-    .await
-}
-
+/// Re-enrollment with the current certificate as the TLS client certificate.
 async fn reenroll(
-    authority: &Authority,
-    metrics: &Metrics,
+    request: &EstRequest,
     label: Option<&str>,
-    connection: &Connection<'_>,
-    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let peer = connection.peer;
     let mut device = None;
-    let issued = match require_content_type(headers, "application/pkcs10") {
-        Err(error) => Err(error),
-        Ok(()) => match read_csr(body).await {
-            Err(error) => Err(error),
-            Ok(csr_der) => {
-                let result = authority
-                    .reenroll(Reenrollment {
-                        label,
-                        peer_chain: peer.0.as_deref().map(Vec::as_slice),
-                        csr_der: &csr_der,
-                        channel_binding: connection.binding.as_ref(),
-                    })
-                    .await
-                    .map_err(ApiError::from);
-                if result.is_err() {
-                    device = claimed_device(&csr_der);
-                }
-                result
-            }
-        },
-    };
+    let issued = async {
+        require_content_type(&request.headers, PKCS10)?;
+        let csr_der = read_csr(body).await?;
+        let result = request
+            .authority
+            .reenroll(Reenrollment {
+                label,
+                peer_chain: request.peer.0.as_deref().map(Vec::as_slice),
+                csr_der: &csr_der,
+                channel_binding: request.binding.as_ref(),
+            })
+            .await
+            .map_err(ApiError::from);
+        if result.is_err() {
+            device = claimed_device(&csr_der);
+        }
+        result
+    }
+    .await;
     let kind = AuthorizationKind::Reenrollment;
-    observe::certificate_request(metrics, "simplereenroll", kind, device.as_deref(), &issued);
+    observe::certificate_request(
+        &request.metrics,
+        "simplereenroll",
+        kind,
+        device.as_deref(),
+        &issued,
+    );
     certs_only_response(&[&issued?.certificate.der])
 }
 
-/// What the TLS connection a request arrived on says about its client.
-struct Connection<'a> {
-    peer: &'a UnverifiedClientChain,
+/// What an enrollment handler reads besides its label and body: the authority, where outcomes
+/// are counted, the request's headers, and what the TLS connection it arrived on says about its
+/// client.
+pub struct EstRequest {
+    authority: Arc<Authority>,
+    metrics: Arc<Metrics>,
+    headers: HeaderMap,
+    /// The client's certificate chain as presented (verified by the route that relies on it).
+    peer: UnverifiedClientChain,
     /// The connection's `tls-exporter` value; `None` without one (TLS 1.2, or no TLS listener
     /// set the extension), which a required channel binding then refuses.
     binding: Option<iomt_core::channel_binding::Exporter>,
 }
 
-impl<'a> Connection<'a> {
-    fn new(
-        peer: &'a UnverifiedClientChain,
-        binding: Option<Extension<ChannelBinding>>,
-    ) -> Connection<'a> {
-        Connection {
-            peer,
-            binding: binding.and_then(|Extension(ChannelBinding(exporter))| exporter),
-        }
+impl FromRequestParts<Arc<Authority>> for EstRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        authority: &Arc<Authority>,
+    ) -> Result<EstRequest, ApiError> {
+        let metrics = parts
+            .extensions
+            .get::<Arc<Metrics>>()
+            .cloned()
+            .ok_or_else(|| {
+                tracing::error!("EST route mounted without its metrics");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::ServerInternal,
+                    "the CA is misconfigured",
+                )
+            })?;
+        Ok(EstRequest {
+            authority: authority.clone(),
+            metrics,
+            headers: parts.headers.clone(),
+            peer: parts
+                .extensions
+                .get::<UnverifiedClientChain>()
+                .cloned()
+                .unwrap_or_default(),
+            binding: parts
+                .extensions
+                .get::<ChannelBinding>()
+                .and_then(|ChannelBinding(exporter)| *exporter),
+        })
     }
 }
 

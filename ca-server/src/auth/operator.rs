@@ -1,6 +1,6 @@
 //! Who is calling the admin API: a bearer API key or an operator client certificate, each
-//! enrolled with a role; what each role may do; and the operations behind `ca-server apikey`
-//! and `ca-server operator`.
+//! enrolled with a role, and what each role may do. Creating and revoking those credentials
+//! (`ca-server apikey`, `ca-server operator`) is [`crate::operations::credentials`].
 //!
 //! API keys look like `iomt_<id>_<secret>`: the id (16 hex digits) finds the record, then the
 //! SHA-256 of the whole key is compared in constant time. The bootstrap key `init` writes to
@@ -21,9 +21,7 @@ use subtle::ConstantTimeEq;
 use super::operator_profile::{self, ForbiddenIssuers, ProfileProblem};
 use crate::pki::CaMaterial;
 use crate::pki::fingerprint::sha256_hex;
-use crate::storage::{
-    AuditAction, AuditEvent, OperatorKind, OperatorRecord, Role, Store, StoreError,
-};
+use crate::storage::{OperatorKind, Role, Store, StoreError};
 
 /// Prefix of every API key (easy to spot in a secret scanner).
 const KEY_PREFIX: &str = "iomt_";
@@ -233,6 +231,16 @@ impl OperatorTrust {
     }
 }
 
+/// Checks that `leaf` (with the intermediates `extra`) can be an operator's certificate under
+/// `ca`: of the operator profile, chaining to our root for client authentication now.
+pub fn verify_operator_certificate(
+    ca: &CaMaterial,
+    leaf: &CertificateDer<'static>,
+    extra: &[CertificateDer<'static>],
+) -> Result<(), TrustProblem> {
+    OperatorTrust::new(ca).verify(leaf, extra)
+}
+
 /// Checks admin API callers against the bootstrap key, the API keys and operator certificates.
 pub struct Authenticator {
     store: Arc<dyn Store>,
@@ -398,125 +406,5 @@ impl Authenticator {
             role: record.role,
             kind: OperatorKind::Certificate,
         })
-    }
-}
-
-/// Why an operator credential could not be created or revoked.
-#[derive(Debug, thiserror::Error)]
-pub enum OperatorError {
-    #[error("unknown role `{0}` (use admin, registrar or auditor)")]
-    UnknownRole(String),
-    #[error("name `{0}` must be 1-64 characters of letters, digits, `.`, `_` or `-`")]
-    BadName(String),
-    #[error("refused as an operator certificate: {0}")]
-    Untrusted(#[from] TrustProblem),
-    #[error("no active credential named `{0}`")]
-    Unknown(String),
-    #[error("the system random generator failed")]
-    Random,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-fn check_name(name: &str) -> Result<(), OperatorError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name != BOOTSTRAP_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    ok.then_some(())
-        .ok_or_else(|| OperatorError::BadName(name.to_owned()))
-}
-
-/// Parses a role name.
-pub fn parse_role(text: &str) -> Result<Role, OperatorError> {
-    Role::parse(text).ok_or_else(|| OperatorError::UnknownRole(text.to_owned()))
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// Creates an API key with a role (`apikey create`); the key is returned once.
-pub async fn create_key(
-    store: &dyn Store,
-    name: &str,
-    role: Role,
-    actor: &str,
-) -> Result<NewApiKey, OperatorError> {
-    check_name(name)?;
-    let key = generate_key().map_err(|_| OperatorError::Random)?;
-    let at = now();
-    let record = OperatorRecord {
-        name: name.to_owned(),
-        kind: OperatorKind::ApiKey,
-        role,
-        lookup: key.id.clone(),
-        secret_sha256: Some(key.sha256.clone()),
-        created_at: at,
-        revoked_at: None,
-    };
-    let audit = AuditEvent {
-        at,
-        actor: actor.to_owned(),
-        action: AuditAction::ApiKeyCreated.into(),
-        object: format!("apikey:{name}"),
-        details: serde_json::json!({"role": role.as_str(), "key_id": key.id}).to_string(),
-    };
-    store.add_operator(&record, &audit).await?;
-    Ok(key)
-}
-
-/// Enrolls an operator certificate (DER, with the intermediates it needs) with a role
-/// (`operator add`), after checking that it is of the operator profile and chains to our root
-/// for client authentication now.
-pub async fn add_certificate(
-    store: &dyn Store,
-    ca: &CaMaterial,
-    name: &str,
-    role: Role,
-    der: CertificateDer<'static>,
-    intermediates: &[CertificateDer<'static>],
-    actor: &str,
-) -> Result<String, OperatorError> {
-    check_name(name)?;
-    OperatorTrust::new(ca).verify(&der, intermediates)?;
-    let fingerprint = sha256_hex(&der);
-    let at = now();
-    let record = OperatorRecord {
-        name: name.to_owned(),
-        kind: OperatorKind::Certificate,
-        role,
-        lookup: fingerprint.clone(),
-        secret_sha256: None,
-        created_at: at,
-        revoked_at: None,
-    };
-    let audit = AuditEvent {
-        at,
-        actor: actor.to_owned(),
-        action: AuditAction::OperatorAdded.into(),
-        object: format!("operator:{name}"),
-        details: serde_json::json!({"role": role.as_str(), "sha256": fingerprint}).to_string(),
-    };
-    store.add_operator(&record, &audit).await?;
-    Ok(fingerprint)
-}
-
-/// Revokes an API key or operator certificate by name.
-pub async fn revoke(store: &dyn Store, name: &str, actor: &str) -> Result<(), OperatorError> {
-    let at = now();
-    let audit = AuditEvent {
-        at,
-        actor: actor.to_owned(),
-        action: AuditAction::OperatorRevoked.into(),
-        object: format!("operator:{name}"),
-        details: "{}".into(),
-    };
-    if store.revoke_operator(name, at, &audit).await? {
-        Ok(())
-    } else {
-        Err(OperatorError::Unknown(name.to_owned()))
     }
 }

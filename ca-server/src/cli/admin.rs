@@ -11,7 +11,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::open;
 use crate::audit;
-use crate::auth::operator as credentials;
+use crate::operations::credentials;
 use crate::operations::search::{self, SearchParams};
 use crate::pki::CaMaterial;
 

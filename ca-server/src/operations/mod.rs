@@ -1,10 +1,11 @@
 //! Services for the people who run the CA, shared by the HTTP surface and the command line:
-//! device registration and tokens, stations, certificate search, device re-provisioning, the
+//! operators' credentials, device registration and tokens, stations, certificate search, device re-provisioning, the
 //! policy-change audit at start, readiness checks, the figures metrics report at each scrape,
 //! the fleet inventory, recalls, CA generations (rollover, `ca list`, the lifecycle task), and the
 //! console's overview and device dossier. They call storage, revocation and the CA material;
 //! handlers and commands only parse, call and render.
 
+pub mod credentials;
 pub mod dossier;
 pub mod gauges;
 pub mod generations;
