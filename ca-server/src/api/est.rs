@@ -142,9 +142,7 @@ async fn enroll(
             })
             .await
             .map_err(ApiError::from);
-        if result.is_err() {
-            device = claimed_device(&csr_der);
-        }
+        device = refused_device(&result, &csr_der);
         result
     }
     .await;
@@ -178,9 +176,7 @@ async fn reenroll(
             })
             .await
             .map_err(ApiError::from);
-        if result.is_err() {
-            device = claimed_device(&csr_der);
-        }
+        device = refused_device(&result, &csr_der);
         result
     }
     .await;
@@ -250,8 +246,10 @@ async fn read_csr(body: Body) -> Result<Vec<u8>, ApiError> {
     decode_base64_body(read_body(body).await?)
 }
 
-/// The device serial a refused CSR names (unverified: for the log line only).
-fn claimed_device(csr_der: &[u8]) -> Option<String> {
+/// The device serial a refused CSR names (unverified: for the log line only); `None` when the
+/// request succeeded, whose certificate names its device.
+fn refused_device<T>(result: &Result<T, ApiError>, csr_der: &[u8]) -> Option<String> {
+    result.as_ref().err()?;
     Csr::parse(csr_der)
         .ok()
         .and_then(|csr| csr.subject_serial_number().map(str::to_owned))
