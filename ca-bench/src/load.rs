@@ -89,6 +89,11 @@ pub struct LoadResult {
     pub client_cpu: Duration,
     /// CPU time of the PostgreSQL backends over the window.
     pub database_cpu: Option<Duration>,
+    /// What each kind of server thread spent over the window (on a CPU, waiting for one, how
+    /// often woken), busiest first.
+    pub server_threads: Vec<procstat::ThreadGroup>,
+    /// The machine's idle time over the window (both cores).
+    pub machine_idle: Duration,
 }
 
 impl LoadResult {
@@ -133,8 +138,10 @@ struct Shared<W> {
 struct WindowStart {
     at: Instant,
     server: Option<CpuSample>,
+    server_threads: Option<BTreeMap<u32, (String, procstat::ThreadCounters)>>,
     client: CpuSample,
     database: Option<BTreeMap<u32, CpuSample>>,
+    idle_ns: u64,
 }
 
 impl WindowStart {
@@ -142,11 +149,13 @@ impl WindowStart {
         WindowStart {
             at: Instant::now(),
             server: options.server_pid.map(CpuSample::take),
+            server_threads: options.server_pid.map(procstat::threads),
             client: CpuSample::take(std::process::id()),
             database: options
                 .database_name
                 .as_deref()
                 .map(procstat::postgres_backends),
+            idle_ns: procstat::machine_idle_ns(),
         }
     }
 }
@@ -210,6 +219,10 @@ pub async fn run<W: Workload>(workload: Arc<W>, options: LoadOptions) -> LoadRes
             (Some(a), Some(b)) => Some(procstat::group_cpu(a, b)),
             _ => None,
         };
+        if let (Some(a), Some(b)) = (&start.server_threads, &end.server_threads) {
+            result.server_threads = procstat::thread_groups(a, b);
+        }
+        result.machine_idle = Duration::from_nanos(end.idle_ns.saturating_sub(start.idle_ns));
     }
     result.exhausted = shared.exhausted.load(Ordering::Relaxed);
     result.latencies_us.sort_unstable();

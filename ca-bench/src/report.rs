@@ -73,6 +73,7 @@ pub fn print_load(prefix: &str, result: &LoadResult, server_rss_mb: Option<f64>)
         "{prefix}.client_cpu_us_per_op: {:.0}",
         result.client_cpu.as_secs_f64() * 1e6 / ops
     );
+    print_threads(prefix, result, ops);
     println!("{prefix}.connections: {}", result.connections);
     println!("{prefix}.exhausted: {}", result.exhausted);
     println!("{prefix}.errors: {}", result.error_count());
@@ -91,6 +92,39 @@ pub fn print_load(prefix: &str, result: &LoadResult, server_rss_mb: Option<f64>)
             eprintln!("  e.g. {sample}");
         }
     }
+}
+
+/// Where the server's time went, per operation and per kind of thread: on a CPU, runnable but
+/// waiting for one, and how often it slept and was woken (each wake-up of a storage thread is
+/// a hand-off a request waits through); then the machine's idle time, which a server that
+/// kept both cores busy would not have.
+fn print_threads(prefix: &str, result: &LoadResult, ops: f64) {
+    let per_op = |ns: u64| ns as f64 / 1e3 / ops;
+    for group in &result.server_threads {
+        let spent = &group.spent;
+        if spent.on_cpu_ns == 0 {
+            continue;
+        }
+        let wait_per_wakeup = if spent.wakeups > 0 {
+            spent.run_queue_ns as f64 / 1e3 / spent.wakeups as f64
+        } else {
+            0.0
+        };
+        println!(
+            "{prefix}.thread.{}: threads={} cpu_us_per_op={:.1} run_queue_us_per_op={:.1} wakeups_per_op={:.2} run_queue_us_per_wakeup={:.0}",
+            group.name,
+            group.threads,
+            per_op(spent.on_cpu_ns),
+            per_op(spent.run_queue_ns),
+            spent.wakeups as f64 / ops,
+            wait_per_wakeup,
+        );
+    }
+    if result.server_threads.is_empty() {
+        return;
+    }
+    let idle_ns = u64::try_from(result.machine_idle.as_nanos()).unwrap_or(u64::MAX);
+    println!("{prefix}.machine_idle_us_per_op: {:.1}", per_op(idle_ns));
 }
 
 /// The Markdown table of the `all` mode.

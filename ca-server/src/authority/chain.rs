@@ -1,6 +1,7 @@
 //! Verifies that a client certificate presented over mutual TLS was issued by one of our own CAs.
 
 use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Why a client certificate does not verify against one of our CAs; the webpki error is kept
 /// as it is so logs and refusals name the exact check that failed.
@@ -12,6 +13,17 @@ pub(super) enum ChainError {
     Anchor(webpki::Error),
     #[error("chain verification failed: {0:?}")]
     Path(webpki::Error),
+}
+
+/// The registry serial (lower-case hex) of a client certificate presented on an EST route, once
+/// it parses and is not an operator's; the refusal's reason otherwise, which the caller words
+/// as its own problem (re-enrollment's "not ours", the station's "not a station certificate").
+pub(super) fn presented_serial(leaf: &CertificateDer<'_>) -> Result<String, &'static str> {
+    let (_, parsed) = X509Certificate::from_der(leaf).map_err(|_| "it does not parse")?;
+    if crate::auth::operator_profile::is_operator_certificate(&parsed) {
+        return Err(crate::auth::operator_profile::REFUSED_ON_EST);
+    }
+    Ok(hex::encode(parsed.raw_serial()))
 }
 
 /// Verifies `leaf` for TLS client authentication at `at` (Unix seconds), issued directly by

@@ -3,14 +3,12 @@
 
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::replay::{self, Attempt, Repeat};
 use super::{
     Authority, Authorization, EnrollError, IssueRequest, Issued, ReenrollProblem, VettedCsr,
     vet_csr,
 };
-use crate::auth::operator_profile;
 use crate::storage::{CertificateRecord, CertificateStatus, Device};
 use iomt_core::policy::{Policy, Strength};
 
@@ -129,12 +127,7 @@ impl Authority {
                 reason: reason.to_owned(),
             })
         };
-        let (_, parsed) =
-            X509Certificate::from_der(leaf).map_err(|_| not_ours("it does not parse"))?;
-        if operator_profile::is_operator_certificate(&parsed) {
-            return Err(not_ours(operator_profile::REFUSED_ON_EST));
-        }
-        let serial = hex::encode(parsed.raw_serial());
+        let serial = super::chain::presented_serial(leaf).map_err(not_ours)?;
         let record = self
             .store
             .certificate(&serial)

@@ -4,7 +4,6 @@
 
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::csr::{KeyNotAllowed, SubjectKey};
 use super::replay::{self, Attempt, Repeat};
@@ -13,7 +12,6 @@ use super::{
     Authority, Authorization, Csr, EnrollError, IssueRequest, Issued, StationProblem,
     TokenEnrollment, TokenProblem, VettedCsr, allow_station_enrollment, vet_csr,
 };
-use crate::auth::operator_profile;
 use crate::storage::{
     AuditAction, AuditEvent, FactsQuery, Station, StationCertificate, StationIssuance,
     StationQuota, StationStatus, StoreError,
@@ -143,17 +141,13 @@ impl Authority {
                 reason: reason.to_owned(),
             })
         };
-        let (_, parsed) =
-            X509Certificate::from_der(leaf).map_err(|_| not_station("it does not parse"))?;
-        if operator_profile::is_operator_certificate(&parsed) {
-            return Err(not_station(operator_profile::REFUSED_ON_EST));
-        }
+        let serial = super::chain::presented_serial(leaf).map_err(not_station)?;
         self.verify_station_chain(leaf, now).map_err(|reason| {
             not_station(&format!("it was not issued by the station CA ({reason})"))
         })?;
         let (record, station) = self
             .store
-            .station_by_certificate(&hex::encode(parsed.raw_serial()))
+            .station_by_certificate(&serial)
             .await?
             .filter(|(record, _)| record.der == leaf.as_ref())
             .ok_or_else(|| not_station("this CA has no record of it"))?;

@@ -288,24 +288,20 @@ async fn import_generations(
         let imported = crate::pki::import_generation(data_dir, &generation, &request, access)?;
         let record = imported.record;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        store
-            .activate_generation(
-                &record,
-                &AuditEvent {
-                    at: now,
-                    actor: "operator:cli".into(),
-                    action: AuditAction::CaRolledOver.into(),
-                    object: format!("ca:{}", record.name),
-                    details: serde_json::json!({
-                        "ca": record.ca,
-                        "external_root": true,
-                        "custody": record.custody.as_str(),
-                        "not_after": record.not_after,
-                    })
-                    .to_string(),
-                },
-            )
-            .await?;
+        let details = serde_json::json!({
+            "ca": record.ca,
+            "external_root": true,
+            "custody": record.custody.as_str(),
+            "not_after": record.not_after,
+        });
+        let audit = generations::rollover_event(
+            AuditAction::CaRolledOver,
+            "operator:cli",
+            &record,
+            details,
+            now,
+        );
+        store.activate_generation(&record, &audit).await?;
         writeln!(
             out,
             "{} is active (signed by the offline root); the previous generation is retiring",

@@ -11,7 +11,7 @@ mod rollover;
 mod view;
 
 pub use lifecycle::Lifecycle;
-pub use rollover::{RolledOver, rollover};
+pub use rollover::{RolledOver, rollover, rollover_event};
 pub use view::{GenerationView, assess, list, rollover_before_days};
 
 use std::path::Path;

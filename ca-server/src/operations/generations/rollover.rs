@@ -159,8 +159,9 @@ fn rolled_over_details(
     })
 }
 
-/// The audit event recorded with a new generation.
-fn rollover_event(
+/// The audit event recorded with a new generation (`ca rollover`, and `ca import` of what the
+/// offline root signed).
+pub fn rollover_event(
     action: AuditAction,
     actor: &str,
     record: &GenerationRecord,

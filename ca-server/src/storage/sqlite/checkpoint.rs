@@ -32,7 +32,12 @@ impl Checkpointer {
         writer: Arc<Mutex<SqliteConnection>>,
     ) -> Result<Checkpointer, StoreError> {
         // A checkpoint reads frames from the WAL and writes pages; it needs no page cache.
-        let mut conn = SqliteConnection::connect_with(&options.clone().pragma("cache_size", "-64"))
+        let mut conn = SqliteConnection::connect_with(
+            &options
+                .clone()
+                .pragma("cache_size", "-64")
+                .thread_name(|_| "sqlite-checkpt".to_owned()),
+        )
             .await
             .map_err(classify)?;
         let (nudge, mut nudged) = mpsc::channel(1);

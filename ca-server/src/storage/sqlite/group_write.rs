@@ -50,7 +50,8 @@ impl GroupWriter {
             &options
                 .clone()
                 .pragma("cache_size", "-4096")
-                .pragma("wal_autocheckpoint", "0"),
+                .pragma("wal_autocheckpoint", "0")
+                .thread_name(|_| "sqlite-writer".to_owned()),
         )
         .await
         .map_err(classify)?;
