@@ -51,6 +51,43 @@ pub struct ConfigFile {
     /// running server looks for a rollover (`[ca]`, `[ca.<name>]`; defaults when absent).
     #[serde(default, skip_serializing_if = "CaLifecycle::is_default")]
     pub ca: CaLifecycle,
+    /// How `serve` schedules the embedded database's threads (`[storage]`; defaults when
+    /// absent).
+    #[serde(default, skip_serializing_if = "StorageConfig::is_default")]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: scheduling of the SQLite driver threads under `serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Run the SQLite driver threads at real-time priority (`SCHED_FIFO` 1) where the process
+    /// may (`CAP_SYS_NICE` or `LimitRTPRIO=1`), so a woken reader or writer does not wait for a
+    /// core the async workers hold. `false` leaves them at normal priority.
+    pub sqlite_realtime_threads: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            sqlite_realtime_threads: true,
+        }
+    }
+}
+
+impl StorageConfig {
+    fn is_default(&self) -> bool {
+        *self == StorageConfig::default()
+    }
+
+    /// The driver-thread priority `serve` opens the store with.
+    pub fn driver_priority(&self) -> crate::storage::DriverPriority {
+        if self.sqlite_realtime_threads {
+            crate::storage::DriverPriority::Realtime
+        } else {
+            crate::storage::DriverPriority::Normal
+        }
+    }
 }
 
 /// `[console]`: how long a signed-in browser stays signed in.

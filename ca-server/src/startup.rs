@@ -100,7 +100,11 @@ impl Application {
         tokio::task::spawn_blocking(move || CaMaterial::check_unlock(&dir, &access))
             .await
             .map_err(|e| GenerationError::Task(e.to_string()))??;
-        let store = crate::storage::open(&settings.database_url()).await?;
+        let store = crate::storage::open_with_priority(
+            &settings.database_url(),
+            settings.config.storage.driver_priority(),
+        )
+        .await?;
         // Every generation recorded in the database (G1 adopted from the data directory).
         let handle = CaHandle::new(Arc::new(
             crate::operations::generations::load(

@@ -83,7 +83,12 @@ pub async fn record(
         }
     }
     for event in &events {
-        tracing::warn!(file = %event.object, details = %event.details, "policy file changed since it was last recorded");
+        // The log line says what changed; the file's whole text stays in the audit event.
+        let mut details: Value = serde_json::from_str(&event.details).unwrap_or(Value::Null);
+        if let Some(fields) = details.as_object_mut() {
+            fields.remove("text");
+        }
+        tracing::warn!(file = %event.object, %details, "policy file changed since it was last recorded");
     }
     if !events.is_empty() {
         store.append_audit(&events).await?;

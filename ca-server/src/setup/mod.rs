@@ -271,6 +271,7 @@ fn write_files(
         audit: Default::default(),
         console: Default::default(),
         ca: Default::default(),
+        storage: Default::default(),
     };
     write_config(dir, &config)?;
     let root_fingerprint = if options.external_root {

@@ -57,7 +57,7 @@ pub use postgres::PostgresStore;
 pub use recalls::{
     NewRecall, RecallAction, RecallCount, RecallMatch, RecallQuery, RecallRecord, RecallStore,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{DriverPriority, SqliteStore};
 pub use stations::{
     Station, StationCertificate, StationIssuance, StationQuota, StationStatus, StationStore,
     StationToken,
@@ -67,8 +67,19 @@ pub use store::Store;
 /// Opens (creating or migrating as needed) the store a database URL names: `sqlite:` or
 /// `postgres://` / `postgresql://`.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    open_with_priority(url, DriverPriority::Normal).await
+}
+
+/// [`open`], with SQLite's driver threads scheduled as `priority` says (PostgreSQL's run in
+/// the database server and are left as they are).
+pub async fn open_with_priority(
+    url: &str,
+    priority: DriverPriority,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+        Ok(std::sync::Arc::new(
+            SqliteStore::connect_with_priority(url, priority).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
     } else {

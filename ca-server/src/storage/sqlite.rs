@@ -18,6 +18,9 @@ use super::{AuditEvent, Issuance, StoreError, batch, chain_hash, classify};
 mod admin;
 mod checkpoint;
 mod group_write;
+mod priority;
+
+pub use priority::DriverPriority;
 
 super::inventory::impl_inventory_store!(SqliteStore, Sqlite, begin, append_events);
 super::sql::stations::impl_station_store!(SqliteStore, Sqlite, begin, append_events);
@@ -44,6 +47,15 @@ impl SqliteStore {
 
     /// Opens a `sqlite://` URL and applies migrations.
     pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+        SqliteStore::connect_with_priority(url, DriverPriority::Normal).await
+    }
+
+    /// Opens a `sqlite://` URL and applies migrations, with the driver threads scheduled as
+    /// `priority` says (`serve` asks for [`DriverPriority::Realtime`]).
+    pub async fn connect_with_priority(
+        url: &str,
+        priority: DriverPriority,
+    ) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(classify)?
             .create_if_missing(true)
@@ -56,22 +68,7 @@ impl SqliteStore {
             // (ca-bench enroll, 2026-12-07: 5,650 vs 5,750 certs/s, inside the run-to-run spread).
             .pragma("cache_size", "-2048")
             .busy_timeout(Duration::from_secs(5));
-        // Readers and administration share the pool; the group-commit writer has its own. Each
-        // connection's driver thread is named for its job, so a profile or `ca-bench` can tell
-        // where the storage's time goes.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(3)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(
-                options
-                    .clone()
-                    .thread_name(|id| format!("sqlite-reader-{id}")),
-            )
-            .await
-            .map_err(classify)?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        let writer = group_write::GroupWriter::open(&options).await?;
-        Ok(SqliteStore { pool, writer })
+        priority::open_with_priority(priority, open_connections(options)).await
     }
 
     /// Begins a write transaction. `BEGIN IMMEDIATE` takes the write lock up front (waiting up to
@@ -84,6 +81,41 @@ impl SqliteStore {
             .map_err(classify)
     }
 }
+
+/// Opens the readers' pool (all of its connections, so that their driver threads start here,
+/// on the thread [`priority`] may have raised), applies migrations, and opens the writer.
+async fn open_connections(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+    // Readers and administration share the pool; the group-commit writer has its own. Each
+    // connection's driver thread is named for its job, so a profile or `ca-bench` can tell
+    // where the storage's time goes. The connections are kept for the life of the process: an
+    // in-process SQLite connection does not go stale, and a replaced one would lose its
+    // thread's priority. Nor is each one pinged before use: that was a second hand-off to the
+    // driver thread on every read batch, and a dead driver fails the query itself anyway.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(READERS)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
+        .connect_with(
+            options
+                .clone()
+                .thread_name(|id| format!("sqlite-reader-{id}")),
+        )
+        .await
+        .map_err(classify)?;
+    sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+    let mut opened = Vec::new();
+    for _ in 0..READERS {
+        opened.push(pool.acquire().await.map_err(classify)?);
+    }
+    drop(opened);
+    let writer = group_write::GroupWriter::open(&options).await?;
+    Ok(SqliteStore { pool, writer })
+}
+
+/// Connections of the readers' pool.
+const READERS: u32 = 3;
 
 pub(super) async fn append_events(
     tx: &mut Transaction<'static, Sqlite>,

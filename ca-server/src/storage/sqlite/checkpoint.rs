@@ -38,8 +38,8 @@ impl Checkpointer {
                 .pragma("cache_size", "-64")
                 .thread_name(|_| "sqlite-checkpt".to_owned()),
         )
-            .await
-            .map_err(classify)?;
+        .await
+        .map_err(classify)?;
         let (nudge, mut nudged) = mpsc::channel(1);
         tokio::spawn(async move {
             while nudged.recv().await.is_some() {
