@@ -10,7 +10,7 @@
 //! | `sql/` | statements written once for both backends (`QueryBuilder` writes the placeholders) |
 //! | `batch.rs`, `facts.rs` | the issuance batch and enrollment facts, generic over the database |
 //! | `batcher.rs`, `group_commit.rs` | the group commit: concurrent issuances share one durable commit |
-//! | `sqlite.rs` + `sqlite/`, `postgres.rs` + `postgres/` | connecting, write transactions, the group writer, what each dialect does differently |
+//! | `sqlite.rs` + `sqlite/`, `postgres.rs` + `postgres/` | connecting (SQLite's driver threads at the priority `serve` asks for: `sqlite/priority.rs`), write transactions, the group writer, what each dialect does differently |
 
 pub mod attestation;
 pub mod audit_action;
