@@ -170,10 +170,12 @@ pub struct EnrollArgs {
     #[arg(long)]
     pub serial: String,
     /// One-time enrollment token (or set ENROLL_TOKEN to keep it out of the process list).
+    /// Tokens are base64url, so one may begin with `-`: it is taken as the value all the same.
     #[arg(
         long,
         env = "ENROLL_TOKEN",
         hide_env_values = true,
+        allow_hyphen_values = true,
         required_unless_present = "station"
     )]
     pub token: Option<String>,
@@ -448,4 +450,36 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("stopping");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    /// A base64url token that happens to begin with `-` is the token, not an unknown flag
+    /// (one token in 64 does; a test of the rollover suite met one).
+    #[test]
+    fn a_token_beginning_with_a_hyphen_is_taken_as_the_token() {
+        let cli = Cli::try_parse_from([
+            "enroll-client",
+            "enroll",
+            "--server",
+            "https://ca.example:8443",
+            "--ca-cert",
+            "root.pem",
+            "--serial",
+            "IP20000402",
+            "--token",
+            "-u3Xq9dW2kLr7",
+            "--out",
+            "device",
+        ])
+        .unwrap();
+        let Command::Enroll(args) = cli.command else {
+            panic!("not the enroll command");
+        };
+        assert_eq!(args.token.as_deref(), Some("-u3Xq9dW2kLr7"));
+    }
 }
