@@ -60,6 +60,8 @@ where
         })
         .map_err(|error| StoreError::Unavailable(sqlx::Error::Io(error)))?;
     let (opened, raised) = opened.await.map_err(|_| StoreError::WriterStopped)?;
+    // A store that did not open reports its own error; there are no threads to speak of.
+    let opened = opened?;
     match raised {
         Ok(()) => tracing::info!("SQLite driver threads run at real-time priority (SCHED_FIFO 1)"),
         Err(error) => tracing::warn!(
@@ -68,7 +70,7 @@ where
              for the throughput README \"Performance\" shows"
         ),
     }
-    opened
+    Ok(opened)
 }
 
 /// Asks for `SCHED_FIFO` at its lowest priority for the calling thread.
